@@ -1,0 +1,38 @@
+//! Wire types shared by the `mop` controller and the `mop-agent` binary.
+//!
+//! Everything that crosses the controller <-> agent channel is defined here and nowhere else:
+//! the frame format ([`frame`]), the messages in each direction ([`message`]), the resource model
+//! that a role plan carries ([`resource`]), the facts an agent reports ([`facts`]) and the
+//! events it streams back ([`event`]).
+//!
+//! Architecture invariant: this crate depends on serde and serde_json only. The agent links it,
+//! and the agent must stay small.
+
+pub mod event;
+pub mod facts;
+pub mod frame;
+pub mod message;
+pub mod resource;
+
+pub use event::{CommandOutput, ResourceEvent, ResourceStatus, RoleSummary};
+pub use facts::{Facts, OsInfo};
+pub use frame::{read_frame, write_data_frame, write_json_frame, Frame, FrameError};
+pub use message::{AgentMessage, ControllerMessage, FileEntry, Mode, RolePlan};
+pub use resource::*;
+
+/// Version of the controller <-> agent protocol. Bumped on any incompatible change to the
+/// frame format or to a message; both sides refuse to talk across a mismatch.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Exit codes of `mop-agent`. 127 and 255 are never used: OpenSSH and the `openssh` crate
+/// reserve them for "command not found" and "connection failed".
+pub mod exit_code {
+    /// The session ended normally (controller said `shutdown` or closed stdin cleanly).
+    pub const OK: i32 = 0;
+    /// A protocol violation: malformed, truncated, oversized or unexpected frame.
+    pub const PROTOCOL_ERROR: i32 = 3;
+    /// The controller speaks another protocol version.
+    pub const VERSION_MISMATCH: i32 = 4;
+    /// An internal error in the agent (I/O on its own channel, etc.).
+    pub const INTERNAL: i32 = 5;
+}

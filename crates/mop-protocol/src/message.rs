@@ -1,0 +1,93 @@
+//! The messages each side sends, and the role plan: the unit of work the controller hands to
+//! an agent in one round trip.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{ResourceEvent, RoleSummary};
+use crate::facts::Facts;
+use crate::resource::Resource;
+
+/// Whether the agent may change the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Compute and report what would change; change nothing.
+    Check,
+    /// Converge the host.
+    Apply,
+}
+
+/// A file the controller's file server may send for this role, keyed in [`RolePlan::files`] by
+/// the `source` string the policy used. The agent asks for content by `id` only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub id: u32,
+    pub sha256: String,
+    pub size: u64,
+    /// Permission bits of the file on the controller (informational; the resource's `mode` wins).
+    pub mode: u32,
+}
+
+/// Everything an agent needs to run one role on its host without asking anything back except
+/// file contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolePlan {
+    pub role: String,
+    pub mode: Mode,
+    /// Produce unified diffs for content changes.
+    #[serde(default)]
+    pub diff: bool,
+    /// Variables visible to every template at top level: inventory vars, policy and role vars,
+    /// `-e` overrides, and `host` (`{name, groups}`). The agent adds `facts` itself.
+    #[serde(default)]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    pub resources: Vec<Resource>,
+    /// Handlers, in definition order; run at the end of the role when notified.
+    #[serde(default)]
+    pub handlers: Vec<Resource>,
+    /// Template sources keyed by the path the policy wrote in `template = "..."`.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// Served files keyed by the `source = "..."` string the policy wrote.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileEntry>,
+    /// Append this role's events to the host's `~/.mop/mop.log` (rotated).
+    #[serde(default)]
+    pub remote_log: bool,
+}
+
+/// Controller -> agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControllerMessage {
+    /// First message of a session.
+    Hello { protocol_version: u32, controller_version: String },
+    /// Run one role; the agent answers with events, file requests and one `role_done`.
+    Role(Box<RolePlan>),
+    /// Start of the content of file `id`; data frames follow, then `file_end`.
+    FileBegin { id: u32, size: u64 },
+    /// End of the content of file `id`.
+    FileEnd { id: u32 },
+    /// The controller will not send file `id` (unknown id, or reading it failed).
+    FileRefused { id: u32, reason: String },
+    /// End of the session: the agent exits 0.
+    Shutdown,
+}
+
+/// Agent -> controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentMessage {
+    /// Reply to the controller's hello.
+    Hello { protocol_version: u32, agent_version: String, facts: Box<Facts> },
+    /// One resource (or handler) finished.
+    Event(Box<ResourceEvent>),
+    /// The agent needs the content of file `id` from the role's file list.
+    FileRequest { id: u32 },
+    /// The role finished (successfully or not).
+    RoleDone(RoleSummary),
+    /// A protocol or internal error; the agent exits after sending it.
+    Error { message: String },
+}

@@ -1,0 +1,473 @@
+//! The resource model: what a role asks a host to converge to.
+//!
+//! These types are both the policy model (the `mop-policy` crate deserializes `[[resources]]`
+//! tables straight into them, with unknown fields rejected) and the wire form of a role plan.
+//! String fields are minijinja templates rendered by the agent against the host's variables,
+//! facts and registered results, except `mode` and the `when`-style expressions, which are
+//! expressions evaluated by the agent.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A resource with the fields every type shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// A label for output and for `notify` (handlers are found by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A minijinja expression; the resource is skipped when it is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Handlers to run at the end of the role if this resource changed.
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+    /// Store this resource's result under this variable name for later resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register: Option<String>,
+    /// A failure is reported but does not stop the role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_errors: bool,
+    /// Expression that overrides whether the resource counts as changed (`result` is in scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_when: Option<String>,
+    /// Expression that overrides whether the resource counts as failed (`result` is in scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_when: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub spec: ResourceSpec,
+}
+
+/// The type-specific part of a resource, selected by its `type` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ResourceSpec {
+    File(FileSpec),
+    Directory(DirectorySpec),
+    Link(LinkSpec),
+    Line(LineSpec),
+    Shell(CommandSpec),
+    Command(CommandSpec),
+    Package(PackageSpec),
+    Service(ServiceSpec),
+    User(UserSpec),
+    Group(GroupSpec),
+    Echo(EchoSpec),
+    Set(SetSpec),
+    Assert(AssertSpec),
+    Fail(FailSpec),
+}
+
+/// Every resource type name, in documentation order.
+pub const RESOURCE_TYPES: &[&str] = &[
+    "file", "directory", "link", "line", "shell", "command", "package", "service", "user", "group",
+    "echo", "set", "assert", "fail",
+];
+
+impl ResourceSpec {
+    /// The `type` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ResourceSpec::File(_) => "file",
+            ResourceSpec::Directory(_) => "directory",
+            ResourceSpec::Link(_) => "link",
+            ResourceSpec::Line(_) => "line",
+            ResourceSpec::Shell(_) => "shell",
+            ResourceSpec::Command(_) => "command",
+            ResourceSpec::Package(_) => "package",
+            ResourceSpec::Service(_) => "service",
+            ResourceSpec::User(_) => "user",
+            ResourceSpec::Group(_) => "group",
+            ResourceSpec::Echo(_) => "echo",
+            ResourceSpec::Set(_) => "set",
+            ResourceSpec::Assert(_) => "assert",
+            ResourceSpec::Fail(_) => "fail",
+        }
+    }
+
+    /// The main argument, used in display names (`file /etc/motd`).
+    pub fn main_argument(&self) -> String {
+        match self {
+            ResourceSpec::File(spec) => spec.path.clone(),
+            ResourceSpec::Directory(spec) => spec.path.clone(),
+            ResourceSpec::Link(spec) => spec.path.clone(),
+            ResourceSpec::Line(spec) => spec.path.clone(),
+            ResourceSpec::Shell(spec) | ResourceSpec::Command(spec) => spec.cmd.clone(),
+            ResourceSpec::Package(spec) => spec.name.join(","),
+            ResourceSpec::Service(spec) => spec.name.clone(),
+            ResourceSpec::User(spec) => spec.name.clone(),
+            ResourceSpec::Group(spec) => spec.name.clone(),
+            ResourceSpec::Echo(spec) => spec.msg.clone(),
+            ResourceSpec::Set(spec) => spec.vars.keys().cloned().collect::<Vec<_>>().join(","),
+            ResourceSpec::Assert(spec) => spec.that.join(" and "),
+            ResourceSpec::Fail(spec) => spec.msg.clone(),
+        }
+    }
+}
+
+impl Resource {
+    /// The name shown in output: `name` if given, else `type main-argument`.
+    pub fn display_name(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("{} {}", self.spec.type_name(), self.spec.main_argument()),
+        }
+    }
+}
+
+/// `present` or `absent`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    #[default]
+    Present,
+    Absent,
+}
+
+/// Permission bits, written in policies as an octal string (`"0644"`) or a TOML octal
+/// integer (`0o644`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl fmt::Debug for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl FileMode {
+    /// Parses an octal string such as `0644`, `644` or `2755`.
+    pub fn parse(text: &str) -> Result<FileMode, String> {
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(format!(
+                "invalid mode `{text}`: expected 3 or 4 octal digits such as \"0644\""
+            ));
+        }
+        u32::from_str_radix(digits, 8)
+            .map(FileMode)
+            .map_err(|err| format!("invalid mode `{text}`: {err}"))
+    }
+}
+
+impl Serialize for FileMode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(u32),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Text(text) => FileMode::parse(&text).map_err(serde::de::Error::custom),
+            Raw::Number(number) if number <= 0o7777 => Ok(FileMode(number)),
+            Raw::Number(number) => Err(serde::de::Error::custom(format!(
+                "invalid mode {number}: write modes as a string such as \"0644\" or an octal integer such as 0o644"
+            ))),
+        }
+    }
+}
+
+/// Accepts `"x"` or `["x", "y"]`.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Raw::deserialize(deserializer)? {
+        Raw::One(one) => vec![one],
+        Raw::Many(many) => many,
+    })
+}
+
+/// A regular file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub path: String,
+    /// Literal content (itself a template string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Path of a template file on the controller, rendered on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Path of a file served by the controller's file server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FileMode>,
+    #[serde(default)]
+    pub state: Presence,
+}
+
+/// A directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySpec {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FileMode>,
+    #[serde(default)]
+    pub state: Presence,
+    /// Create missing parent directories (default true).
+    #[serde(default = "default_true")]
+    pub parents: bool,
+    /// With `state = "absent"`: remove a non-empty directory and everything in it.
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+/// A symbolic link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub path: String,
+    /// What the link points to (required when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub state: Presence,
+    /// Replace a regular file that stands where the link should be.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// One line in a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineSpec {
+    pub path: String,
+    /// The line that must be present (required when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+    /// A regular expression: the last matching line is replaced (present) or every matching
+    /// line is removed (absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<String>,
+    #[serde(default)]
+    pub state: Presence,
+    /// Create the file when it does not exist.
+    #[serde(default)]
+    pub create: bool,
+}
+
+/// `shell` (run through `/bin/sh -c`) and `command` (split into words, no shell).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    pub cmd: String,
+    /// Skip when this path exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creates: Option<String>,
+    /// Skip unless this path exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removes: Option<String>,
+    /// Skip when this shell command succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<String>,
+    /// Skip unless this shell command succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onlyif: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Seconds before the command (and its process group) is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+/// `present`, `absent` or `latest`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageState {
+    #[default]
+    Present,
+    Absent,
+    Latest,
+}
+
+/// One or more packages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSpec {
+    #[serde(deserialize_with = "one_or_many")]
+    pub name: Vec<String>,
+    #[serde(default)]
+    pub state: PackageState,
+    /// Force a package manager instead of the detected one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    /// Refresh the package index before installing (apt-get update, etc.).
+    #[serde(default)]
+    pub update_cache: bool,
+}
+
+/// The run state a service should be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    Started,
+    Stopped,
+    Restarted,
+    Reloaded,
+}
+
+/// A system service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ServiceState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Force `systemd`, `openrc` or `sysvinit` instead of the detected one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+}
+
+/// A local user account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Primary group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Supplementary groups (exactly these, unless `append`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(default)]
+    pub append: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default = "default_true")]
+    pub create_home: bool,
+    #[serde(default)]
+    pub state: Presence,
+}
+
+/// A local group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default)]
+    pub state: Presence,
+}
+
+/// Print a message (templated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoSpec {
+    pub msg: String,
+}
+
+/// Set variables for the following resources (string values are templates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetSpec {
+    pub vars: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Fail the host unless every expression is true.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertSpec {
+    #[serde(deserialize_with = "one_or_many")]
+    pub that: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg: Option<String>,
+}
+
+/// Fail the host with a message (templated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailSpec {
+    pub msg: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Resource, String> {
+        serde_json::from_str(json).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn common_fields_and_spec_flatten() {
+        let resource = parse(
+            r#"{"type":"file","path":"/etc/motd","content":"hi","mode":"0644","notify":"restart","when":"x"}"#,
+        )
+        .expect("valid resource");
+        assert_eq!(resource.notify, vec!["restart".to_string()]);
+        assert_eq!(resource.when.as_deref(), Some("x"));
+        match &resource.spec {
+            ResourceSpec::File(file) => assert_eq!(file.mode, Some(FileMode(0o644))),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(resource.display_name(), "file /etc/motd");
+        let json = serde_json::to_string(&resource).expect("serializable");
+        assert_eq!(parse(&json).expect("roundtrip"), resource);
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_rejected() {
+        let err = parse(r#"{"type":"file","path":"/x","contnet":"hi"}"#).expect_err("unknown field");
+        assert!(err.contains("contnet"), "{err}");
+        let err = parse(r#"{"type":"flie","path":"/x"}"#).expect_err("unknown type");
+        assert!(err.contains("flie"), "{err}");
+    }
+
+    #[test]
+    fn modes_parse_strictly() {
+        assert_eq!(FileMode::parse("0644"), Ok(FileMode(0o644)));
+        assert_eq!(FileMode::parse("2755"), Ok(FileMode(0o2755)));
+        assert!(FileMode::parse("0648").is_err());
+        assert!(FileMode::parse("").is_err());
+        assert!(FileMode::parse("rwx").is_err());
+    }
+}
