@@ -1,0 +1,42 @@
+//! The controller's file server: decides which files may leave the controller and streams
+//! exactly those, by manifest id.
+//!
+//! Flow for one run:
+//! 1. [`FileServer::new`] per distinct set of roots (checks patterns and roots);
+//! 2. [`FileServer::resolve`] every `source` at validation time, before any host is contacted;
+//! 3. [`ManifestBuilder::add`] each [`ServedFile`] a selected role uses, then
+//!    [`ManifestBuilder::finish`] hashes them once, in parallel;
+//! 4. [`Manifest::open`] streams an entry that a host asked for by [`FileId`] or sha256.
+//!
+//! Architecture invariant: [`rules`] is pure (no IO); filesystem access lives in `resolve`,
+//! `manifest` and `stream`. The crate is synchronous: async callers use `spawn_blocking`.
+
+mod hash;
+mod manifest;
+mod resolve;
+pub mod rules;
+mod server;
+mod stream;
+
+pub use hash::{sha256_file, sha256_hex};
+pub use manifest::{Entry, FileId, Manifest, ManifestBuilder, ManifestError, ManifestStats};
+pub use resolve::{ServedFile, SourceRejected};
+pub use rules::{Denial, PatternError, PatternSpec, Rules};
+pub use server::{FileServer, FileServerConfig, FileServerError, RootSpec, DEFAULT_ROOT_ORIGIN};
+pub use stream::{ChunkReader, StreamError, DEFAULT_CHUNK_SIZE};
+
+#[cfg(test)]
+mod tests {
+    /// The executor shares these across tasks and `spawn_blocking`.
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<super::FileServer>();
+        send_sync::<super::Manifest>();
+        send_sync::<super::ServedFile>();
+        send::<super::ChunkReader>();
+        send_sync::<super::SourceRejected>();
+        send_sync::<super::StreamError>();
+    }
+}

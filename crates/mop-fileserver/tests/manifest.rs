@@ -1,0 +1,213 @@
+//! Manifest building on real files: laziness, deduplication, digests, modes and parallel
+//! hashing.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use mop_fileserver::{
+    sha256_file, FileId, FileServer, FileServerConfig, ManifestBuilder, ManifestError, RootSpec,
+    ServedFile, StreamError,
+};
+
+fn server(root: &Path) -> FileServer {
+    FileServer::new(FileServerConfig {
+        base_dir: root.to_path_buf(),
+        roots: vec![RootSpec::new(".", "test")],
+        ..FileServerConfig::default()
+    })
+    .expect("valid file server")
+}
+
+fn temp_root() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = fs::canonicalize(dir.path()).expect("canonical");
+    (dir, root)
+}
+
+fn resolve(server: &FileServer, source: &str) -> ServedFile {
+    server
+        .resolve(source)
+        .unwrap_or_else(|error| panic!("`{source}` should resolve: {error}"))
+}
+
+#[test]
+fn known_digest_size_and_mode() {
+    let (_dir, root) = temp_root();
+    fs::write(root.join("abc"), "abc").expect("write");
+    fs::write(root.join("empty"), "").expect("write");
+    fs::set_permissions(root.join("abc"), fs::Permissions::from_mode(0o640)).expect("chmod");
+    let server = server(&root);
+    let mut builder = ManifestBuilder::new();
+    let abc = builder.add(&resolve(&server, "abc"));
+    let empty = builder.add(&resolve(&server, "empty"));
+    assert_eq!((abc, empty), (FileId(0), FileId(1)));
+    let manifest = builder.finish().expect("hashed");
+
+    let entry = manifest.entry_by_id(abc).expect("entry 0");
+    assert_eq!(entry.relative, "abc");
+    assert_eq!(entry.size, 3);
+    assert_eq!(entry.mode, 0o640);
+    assert_eq!(
+        entry.sha256,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_eq!(
+        manifest.entry_by_id(empty).expect("entry 1").sha256,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    let stats = manifest.stats();
+    assert_eq!((stats.files, stats.bytes), (2, 3));
+    assert!(stats.threads >= 1);
+}
+
+#[test]
+fn only_added_files_are_read() {
+    let (_dir, root) = temp_root();
+    fs::write(root.join("used"), "used").expect("write");
+    fs::write(root.join("unused"), "unused").expect("write");
+    let server = server(&root);
+    let used = resolve(&server, "used");
+    let _unused = resolve(&server, "unused");
+    // Hashing the unused file now would fail; a lazy builder never looks at it.
+    fs::remove_file(root.join("unused")).expect("remove");
+    let mut builder = ManifestBuilder::new();
+    builder.add(&used);
+    let manifest = builder.finish().expect("only `used` is hashed");
+    assert_eq!(manifest.len(), 1);
+    assert_eq!(manifest.entries()[0].relative, "used");
+    assert_eq!(manifest.stats().bytes, 4);
+}
+
+#[test]
+fn same_file_through_different_spellings_is_one_entry() {
+    let (_dir, root) = temp_root();
+    fs::create_dir(root.join("sub")).expect("mkdir");
+    fs::write(root.join("motd"), "hello").expect("write");
+    symlink("motd", root.join("link")).expect("symlink");
+    let server = server(&root);
+    // A second file server over the same directory (another role's roots).
+    let other_server = FileServer::new(FileServerConfig {
+        base_dir: root.join("sub"),
+        roots: vec![RootSpec::new("..", "role web")],
+        ..FileServerConfig::default()
+    })
+    .expect("valid");
+    let absolute = root.join("motd");
+    let spellings = [
+        resolve(&server, "motd"),
+        resolve(&server, "./motd"),
+        resolve(&server, "sub/../motd"),
+        resolve(&server, absolute.to_str().expect("utf-8")),
+        resolve(&server, "link"),
+        resolve(&other_server, "motd"),
+    ];
+    let mut builder = ManifestBuilder::new();
+    let ids: Vec<FileId> = spellings.iter().map(|file| builder.add(file)).collect();
+    assert!(ids.iter().all(|id| *id == FileId(0)), "{ids:?}");
+    assert_eq!(builder.len(), 1);
+    let manifest = builder.finish().expect("hashed");
+    assert_eq!(manifest.len(), 1);
+}
+
+#[test]
+fn parallel_hashing_matches_sequential_hashing() {
+    let (_dir, root) = temp_root();
+    let mut sources = Vec::new();
+    for index in 0..300usize {
+        let name = format!("dir{}/file{index}", index % 7);
+        fs::create_dir_all(root.join(format!("dir{}", index % 7))).expect("mkdir");
+        // Varied sizes, including empty and multi-buffer files.
+        let length = (index * 7919) % 70_000 + if index % 50 == 0 { 600_000 } else { 0 };
+        let content: Vec<u8> = (0..length).map(|byte| (byte * 31 + index) as u8).collect();
+        fs::write(root.join(&name), content).expect("write");
+        sources.push(name);
+    }
+    let server = server(&root);
+    let build = |threads: usize| {
+        let mut builder = ManifestBuilder::new();
+        for source in &sources {
+            builder.add(&resolve(&server, source));
+        }
+        builder.finish_with_threads(threads).expect("hashed")
+    };
+    let sequential = build(1);
+    let parallel = build(8);
+    assert_eq!(sequential.entries(), parallel.entries());
+    assert_eq!(sequential.stats().threads, 1);
+    assert_eq!(parallel.stats().threads, 8);
+    for entry in parallel.entries() {
+        let expected = sha256_file(&root.join(&entry.relative)).expect("hash");
+        assert_eq!(entry.sha256, expected, "{}", entry.relative);
+    }
+    // Ids follow the order of `add`, whatever order the threads hashed in.
+    for (index, entry) in parallel.entries().iter().enumerate() {
+        assert_eq!(entry.id, FileId(index as u32));
+        assert_eq!(entry.relative, sources[index]);
+    }
+}
+
+#[test]
+fn lookups_are_by_id_or_hash_only() {
+    let (_dir, root) = temp_root();
+    fs::write(root.join("a"), "same").expect("write");
+    fs::write(root.join("b"), "same").expect("write");
+    fs::write(root.join("c"), "other").expect("write");
+    let server = server(&root);
+    let mut builder = ManifestBuilder::new();
+    for source in ["a", "b", "c"] {
+        builder.add(&resolve(&server, source));
+    }
+    let manifest = builder.finish().expect("hashed");
+    let sha = manifest.entries()[1].sha256.clone();
+    // Shared content maps to the lowest id.
+    assert_eq!(
+        manifest.entry_by_sha256(&sha).map(|entry| entry.id),
+        Some(FileId(0))
+    );
+    assert_eq!(
+        manifest
+            .entry_by_sha256(&sha.to_ascii_uppercase())
+            .map(|entry| entry.id),
+        Some(FileId(0))
+    );
+    assert!(manifest.entry_by_sha256(&"0".repeat(64)).is_none());
+    assert!(manifest.entry_by_sha256("a").is_none());
+    assert!(manifest.entry_by_sha256("/etc/passwd").is_none());
+    assert!(manifest.entry_by_id(FileId(3)).is_none());
+    assert!(manifest.entry_by_id(FileId(u32::MAX)).is_none());
+    assert!(matches!(
+        manifest.open(FileId(3)),
+        Err(StreamError::UnknownId(FileId(3)))
+    ));
+    assert_eq!(
+        manifest.source_path(FileId(2)),
+        Some(root.join("c").as_path())
+    );
+}
+
+#[test]
+fn a_file_removed_before_hashing_is_reported() {
+    let (_dir, root) = temp_root();
+    fs::write(root.join("gone"), "x").expect("write");
+    let server = server(&root);
+    let mut builder = ManifestBuilder::new();
+    builder.add(&resolve(&server, "gone"));
+    fs::remove_file(root.join("gone")).expect("remove");
+    let error = builder.finish().expect_err("missing file");
+    assert!(matches!(error, ManifestError::Read { .. }), "{error:?}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "cannot read `gone` (`{}`) to hash it: ",
+            root.join("gone").display()
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn empty_builder_gives_empty_manifest() {
+    let manifest = ManifestBuilder::new().finish().expect("nothing to hash");
+    assert!(manifest.is_empty());
+    assert_eq!(manifest.stats().bytes, 0);
+}
