@@ -1,0 +1,233 @@
+//! The validated inventory: hosts in file order, groups with depths, and their variables.
+
+use std::fmt;
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::connection::REDACTED;
+use crate::error::{closest, InventoryError, Location};
+use crate::magic::is_secret_var;
+
+/// The name of the group every host belongs to.
+pub const ALL_GROUP: &str = "all";
+
+/// One variable as set in the inventory, with where it was set.
+#[derive(Clone, PartialEq)]
+pub(crate) struct VarSetting {
+    pub(crate) value: Value,
+    pub(crate) location: Location,
+}
+
+/// Variables of one scope (a group's `vars`, a host's `vars`, one shorthand string).
+/// Debug shows secret values as `<redacted>`.
+#[derive(Clone, Default, PartialEq)]
+pub(crate) struct VarTable(pub(crate) IndexMap<String, VarSetting>);
+
+impl fmt::Debug for VarTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(name, setting)| {
+                let shown = if is_secret_var(name) {
+                    Value::from(REDACTED)
+                } else {
+                    setting.value.clone()
+                };
+                (name, shown)
+            }))
+            .finish()
+    }
+}
+
+/// The variables one group entry gave a host through OpsMop's `key=value` shorthand.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ShorthandEntry {
+    /// The group whose `hosts` table held the shorthand; `None` for a top-level `[hosts]` entry.
+    pub(crate) group: Option<String>,
+    pub(crate) vars: VarTable,
+}
+
+/// A group of hosts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub(crate) name: String,
+    pub(crate) depth: usize,
+    pub(crate) parents: Vec<String>,
+    pub(crate) children: Vec<String>,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) location: Option<Location>,
+    pub(crate) vars: VarTable,
+}
+
+impl Group {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `all` is 0, a group nobody lists as a child is 1, a child is one more than its deepest
+    /// parent.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Groups that list this one in their `children`, by name.
+    pub fn parents(&self) -> &[String] {
+        &self.parents
+    }
+
+    /// The `children` as written.
+    pub fn children(&self) -> &[String] {
+        &self.children
+    }
+
+    /// Hosts listed directly in this group's `hosts` table, in inventory order (not the hosts
+    /// of child groups: see [`Inventory::hosts_in_group`]).
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+
+    /// Where the group first appears; `None` for an `all` group the files never mention.
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
+    }
+
+    /// Names of the variables this group sets, in file order.
+    pub fn var_names(&self) -> impl Iterator<Item = &str> {
+        self.vars.0.keys().map(String::as_str)
+    }
+}
+
+/// A host of the inventory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Host {
+    pub(crate) name: String,
+    pub(crate) groups: Vec<String>,
+    pub(crate) location: Location,
+    pub(crate) shorthand: Vec<ShorthandEntry>,
+    pub(crate) vars: VarTable,
+}
+
+impl Host {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every group the host belongs to, through its own entries and their ancestors, `all`
+    /// included; sorted by depth, then name. This is also the order in which group variables
+    /// apply (later wins).
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// Where the host first appears in the inventory files.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+}
+
+/// A loaded, validated inventory.
+///
+/// Construction checks everything that can be checked without caller layers: syntax, keys,
+/// magic variable types, group references and cycles, and every host's `mop_via` chain.
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    pub(crate) sources: Vec<String>,
+    pub(crate) groups: IndexMap<String, Group>,
+    pub(crate) hosts: IndexMap<String, Host>,
+}
+
+impl Inventory {
+    /// Parses one inventory file. `source_name` is used in error locations.
+    pub fn parse(text: &str, source_name: &str) -> Result<Inventory, InventoryError> {
+        Inventory::parse_many(&[(source_name, text)])
+    }
+
+    /// Parses several inventory files as one inventory, in the order given: `(source_name,
+    /// text)` pairs. Groups and hosts may appear in several files; setting the same variable
+    /// of the same group or host in two files is an error.
+    pub fn parse_many(sources: &[(&str, &str)]) -> Result<Inventory, InventoryError> {
+        crate::parse::parse_sources(sources)
+    }
+
+    /// Reads an inventory file, or every `*.toml` file of a directory in file-name order.
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let io_error = |source| InventoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let metadata = std::fs::metadata(path).map_err(io_error)?;
+        let mut files = Vec::new();
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(path).map_err(io_error)? {
+                let entry_path = entry.map_err(io_error)?.path();
+                let is_toml = entry_path.extension().is_some_and(|ext| ext == "toml");
+                if is_toml && entry_path.is_file() {
+                    files.push(entry_path);
+                }
+            }
+            if files.is_empty() {
+                return Err(InventoryError::NoInventoryFiles {
+                    dir: path.to_path_buf(),
+                });
+            }
+            files.sort();
+        } else {
+            files.push(path.to_path_buf());
+        }
+        let mut texts = Vec::with_capacity(files.len());
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|source| InventoryError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            texts.push((file.display().to_string(), text));
+        }
+        let sources: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str()))
+            .collect();
+        Inventory::parse_many(&sources)
+    }
+
+    /// The source names this inventory was read from, in load order.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
+    }
+
+    /// Hosts in inventory order: the order of first appearance in the files.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.values()
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.get(name)
+    }
+
+    /// Groups in order of first appearance; `all` is always present.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+
+    /// Every host in `group_name` or any group below it, in inventory order; empty for an
+    /// unknown group.
+    pub fn hosts_in_group(&self, group_name: &str) -> Vec<&Host> {
+        self.hosts
+            .values()
+            .filter(|host| host.groups.iter().any(|group| group == group_name))
+            .collect()
+    }
+
+    pub(crate) fn unknown_host(&self, name: &str) -> InventoryError {
+        let hint = closest(name, self.hosts.keys().map(String::as_str))
+            .map(|suggestion| format!("did you mean `{suggestion}`?"));
+        InventoryError::UnknownHost {
+            name: name.to_string(),
+            hint,
+        }
+    }
+}

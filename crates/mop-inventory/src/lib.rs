@@ -1,0 +1,52 @@
+//! mop's inventory: hosts, groups and variables from TOML (OpsMop's format plus typed vars).
+//!
+//! Pure: no IO except [`Inventory::load`], no SSH, no async. The format is documented in
+//! `docs/reference/inventory.md`.
+//!
+//! ```
+//! use mop_inventory::{ExtraLayers, Inventory, Selection};
+//!
+//! let inventory = Inventory::parse(
+//!     r#"
+//! [groups.all.vars]
+//! mop_ssh_username = "deploy"
+//!
+//! [groups.webservers.hosts]
+//! "web1.example.com" = "mop_host=192.0.2.10 mop_port=2222"
+//! "#,
+//!     "inventory/example.toml",
+//! )?;
+//! let selection = Selection::new(&["web*"], &[])?;
+//! let selected = inventory.select(&selection);
+//! assert_eq!(selected.hosts[0].name(), "web1.example.com");
+//!
+//! let web1 = inventory.resolve("web1.example.com", &ExtraLayers::none())?;
+//! assert_eq!(web1.connection.address, "192.0.2.10");
+//! assert_eq!(web1.connection.port, 2222);
+//! assert_eq!(web1.connection.user.as_deref(), Some("deploy"));
+//! # Ok::<(), mop_inventory::InventoryError>(())
+//! ```
+
+mod build;
+mod connection;
+mod error;
+mod inventory;
+mod magic;
+mod parse;
+mod resolve;
+mod select;
+mod shorthand;
+mod value;
+
+pub use connection::{Connection, HostKeyPolicy, Secret, REDACTED};
+pub use error::{InventoryError, Location};
+pub use inventory::{Group, Host, Inventory, ALL_GROUP};
+pub use magic::{is_secret_var, magic_variable, MagicVariable, MAGIC_VARIABLES};
+pub use resolve::{
+    redact_vars, ExtraLayers, Hop, Layer, ResolvedHost, Source, SourceKind, MAX_VIA_HOPS,
+};
+pub use select::{Pattern, PatternKind, Selected, Selection, UnmatchedPattern};
+pub use value::parse_extra_var;
+
+#[cfg(test)]
+mod tests;

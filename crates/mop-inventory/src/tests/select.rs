@@ -1,0 +1,192 @@
+//! Host selection: globs, OR within a list, AND across lists and selections, stable order.
+
+use super::inventory;
+use crate::{Inventory, InventoryError, PatternKind, Selection, UnmatchedPattern};
+
+const FLEET: &str = r#"
+[hosts."lonely.example.com".vars]
+note = "first in the file, in no group"
+
+[groups.webservers.hosts]
+"web2.example.com" = ""
+"web1.example.com" = ""
+
+[groups.dbservers.hosts]
+"db1.example.com" = ""
+"web1.example.com" = ""
+
+[groups.dc1]
+children = ["webservers", "dbservers"]
+
+[groups.dc2.hosts]
+"db2.dc2.example.com" = ""
+
+[groups.Staging.hosts]
+"stage.example.com" = ""
+"#;
+
+fn names(inventory: &Inventory, groups: &[&str], hosts: &[&str]) -> Vec<String> {
+    let selection = Selection::new(groups, hosts).expect("valid patterns");
+    inventory
+        .select(&selection)
+        .hosts
+        .iter()
+        .map(|host| host.name().to_string())
+        .collect()
+}
+
+#[test]
+fn inventory_order_is_first_appearance() {
+    let inventory = inventory(FLEET);
+    let all: Vec<&str> = inventory.hosts().map(|host| host.name()).collect();
+    assert_eq!(
+        all,
+        [
+            "lonely.example.com",
+            "web2.example.com",
+            "web1.example.com",
+            "db1.example.com",
+            "db2.dc2.example.com",
+            "stage.example.com",
+        ]
+    );
+    assert_eq!(names(&inventory, &[], &[]), all, "no patterns: everything");
+    assert_eq!(
+        inventory.host("lonely.example.com").expect("host").groups(),
+        ["all"]
+    );
+}
+
+#[test]
+fn group_patterns_select_children_hosts() {
+    let inventory = inventory(FLEET);
+    assert_eq!(
+        names(&inventory, &["dc1"], &[]),
+        ["web2.example.com", "web1.example.com", "db1.example.com"]
+    );
+    assert_eq!(names(&inventory, &["dc*"], &[]).len(), 4);
+    assert_eq!(names(&inventory, &["all"], &[]).len(), 6);
+}
+
+#[test]
+fn globs_follow_fnmatch() {
+    let inventory = inventory(FLEET);
+    // `*` crosses dots.
+    assert_eq!(
+        names(&inventory, &[], &["*.dc2.*"]),
+        ["db2.dc2.example.com"]
+    );
+    assert_eq!(
+        names(&inventory, &[], &["web?.example.com"]),
+        ["web2.example.com", "web1.example.com"]
+    );
+    assert_eq!(names(&inventory, &[], &["web[1].*"]), ["web1.example.com"]);
+    assert_eq!(names(&inventory, &[], &["web[!1].*"]), ["web2.example.com"]);
+    // Case-sensitive.
+    assert_eq!(names(&inventory, &["staging"], &[]), Vec::<String>::new());
+    assert_eq!(names(&inventory, &["Staging"], &[]), ["stage.example.com"]);
+}
+
+#[test]
+fn patterns_in_a_list_are_ored_and_lists_anded() {
+    let inventory = inventory(FLEET);
+    assert_eq!(
+        names(&inventory, &["dbservers", "dc2"], &[]),
+        ["web1.example.com", "db1.example.com", "db2.dc2.example.com"]
+    );
+    assert_eq!(
+        names(&inventory, &["dbservers"], &["web*"]),
+        ["web1.example.com"]
+    );
+    assert_eq!(
+        names(&inventory, &[], &["db1.example.com", "web2.example.com"]),
+        ["web2.example.com", "db1.example.com"],
+        "inventory order, not pattern order"
+    );
+}
+
+#[test]
+fn selections_compose_with_and() {
+    let inventory = inventory(FLEET);
+    let role = Selection::new(&["dc1"], &[]).expect("valid");
+    let limit = Selection::new(&[], &["web*"]).expect("valid");
+    let selection = role.and(limit);
+    let selected = inventory.select(&selection);
+    let names: Vec<&str> = selected.hosts.iter().map(|host| host.name()).collect();
+    assert_eq!(names, ["web2.example.com", "web1.example.com"]);
+    assert!(selected.unmatched.is_empty());
+    assert!(Selection::all().and(Selection::all()).is_all());
+    let empty: [&str; 0] = [];
+    assert!(Selection::new(&empty, &empty).expect("valid").is_all());
+}
+
+#[test]
+fn patterns_that_match_nothing_are_reported() {
+    let inventory = inventory(FLEET);
+    let selection = Selection::new(&["webservers", "mailservers"], &["nope*"]).expect("valid");
+    let selected = inventory.select(&selection);
+    assert!(selected.hosts.is_empty());
+    assert_eq!(
+        selected.unmatched,
+        [
+            UnmatchedPattern {
+                kind: PatternKind::Group,
+                pattern: "mailservers".into()
+            },
+            UnmatchedPattern {
+                kind: PatternKind::Host,
+                pattern: "nope*".into()
+            },
+        ]
+    );
+    assert_eq!(
+        selected.unmatched[0].to_string(),
+        "group pattern `mailservers` matches no group"
+    );
+}
+
+#[test]
+fn invalid_patterns_are_errors() {
+    let error = Selection::new(&["web[12"], &[]).expect_err("unclosed class");
+    assert!(matches!(error, InventoryError::InvalidPattern { .. }));
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid pattern `web[12`: unclosed character class"),
+        "{error}"
+    );
+    let error = Selection::new(&[], &[""]).expect_err("empty");
+    assert_eq!(
+        error.to_string(),
+        "invalid pattern ``: empty pattern\n  hint: use `*` to match everything, or leave the \
+         pattern out"
+    );
+}
+
+#[test]
+fn hosts_in_group_includes_descendants() {
+    let inventory = inventory(FLEET);
+    let in_dc1: Vec<&str> = inventory
+        .hosts_in_group("dc1")
+        .iter()
+        .map(|host| host.name())
+        .collect();
+    assert_eq!(
+        in_dc1,
+        ["web2.example.com", "web1.example.com", "db1.example.com"]
+    );
+    assert_eq!(
+        inventory.group("webservers").expect("group").hosts(),
+        ["web2.example.com", "web1.example.com"]
+    );
+}
+
+#[test]
+fn empty_inventory_has_only_all() {
+    let inventory = inventory("# nothing yet\n");
+    assert_eq!(inventory.hosts().count(), 0);
+    let groups: Vec<&str> = inventory.groups().map(|group| group.name()).collect();
+    assert_eq!(groups, ["all"]);
+    assert_eq!(inventory.group("all").expect("all").location(), None);
+    assert!(inventory.select(&Selection::all()).hosts.is_empty());
+}
