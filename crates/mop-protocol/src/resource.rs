@@ -316,7 +316,9 @@ pub enum PackageState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackageSpec {
-    #[serde(deserialize_with = "one_or_many")]
+    /// Written `package = "nginx"` or `packages = ["nginx", "curl"]` (the common `name` field is
+    /// the resource's label).
+    #[serde(rename = "packages", alias = "package", deserialize_with = "one_or_many")]
     pub name: Vec<String>,
     #[serde(default)]
     pub state: PackageState,
@@ -342,6 +344,8 @@ pub enum ServiceState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
+    /// Written `service = "..."` (the common `name` field is the resource's label).
+    #[serde(rename = "service")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ServiceState>,
@@ -356,6 +360,8 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserSpec {
+    /// Written `user = "..."` (the common `name` field is the resource's label).
+    #[serde(rename = "user")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
@@ -385,6 +391,8 @@ pub struct UserSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
+    /// Written `group = "..."` (the common `name` field is the resource's label).
+    #[serde(rename = "group")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<u32>,

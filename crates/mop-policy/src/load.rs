@@ -1,0 +1,844 @@
+//! Turns policy and roles files into the validated model, collecting every error with its
+//! file, line and column.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::error::{Origin, PolicyError, PolicyErrors, SourceFile};
+use crate::fields::Reader;
+use crate::model::{
+    parent_dir, resolve, FileServerSettings, HostKeyCheck, HostSelector, MaxFail, PathSpec,
+    PatternSpec, Policy, Role, RoleDetails,
+};
+use crate::node::{self, Node, Table, Value};
+use crate::resources::{self, ListKind, Parsed, ParsedResource};
+use crate::suggest;
+use crate::templates::{self, SiteKind, TemplateSite, RESERVED_NAMES};
+
+/// Keys of a policy file.
+pub(crate) const POLICY_KEYS: &[&str] = &["inventory", "vars", "fileserver", "roles"];
+
+/// Keys of `[fileserver]`.
+pub(crate) const FILESERVER_KEYS: &[&str] = &["paths", "allow", "deny"];
+
+/// Keys of a `[[roles]]` table.
+pub(crate) const ROLE_KEYS: &[&str] = &[
+    "name",
+    "groups",
+    "hosts",
+    "serial",
+    "max_fail",
+    "ssh_as",
+    "sudo",
+    "sudo_as",
+    "check_host_keys",
+    "before",
+    "after",
+    "contact_when",
+    "fileserver_paths",
+    "include",
+    "tags",
+    "vars",
+    "resources",
+    "handlers",
+];
+
+/// Keys of a roles file.
+pub(crate) const ROLES_FILE_KEYS: &[&str] = &["vars", "resources", "handlers"];
+
+/// A roles file, parsed once however many roles include it.
+struct RolesFile {
+    vars: serde_json::Map<String, serde_json::Value>,
+    resources: Vec<ParsedResource>,
+    handlers: Vec<ParsedResource>,
+    /// Names of handlers that did not deserialize (already reported).
+    broken_handler_names: Vec<String>,
+}
+
+enum CachedRolesFile {
+    Loaded(Rc<RolesFile>),
+    /// Could not be read; the message is repeated at every `include` that names it.
+    Unreadable(String),
+    /// Read but broken; its errors were reported once.
+    Invalid,
+}
+
+struct Loader {
+    errors: Vec<PolicyError>,
+    roles_files: BTreeMap<PathBuf, CachedRolesFile>,
+}
+
+/// Loads a policy from its text; `path` names it in errors and anchors relative paths.
+pub(crate) fn load_policy(text: String, path: &Path) -> Result<Policy, PolicyErrors> {
+    let mut loader = Loader {
+        errors: Vec::new(),
+        roles_files: BTreeMap::new(),
+    };
+    let policy = loader.policy(text, path);
+    match policy {
+        Some(policy) if loader.errors.is_empty() => Ok(policy),
+        _ => Err(PolicyErrors {
+            errors: in_reading_order(loader.errors),
+        }),
+    }
+}
+
+/// Sorts errors by file (in the order files were first mentioned) and position, so they read
+/// top to bottom; errors about a whole file come first for that file.
+fn in_reading_order(mut errors: Vec<PolicyError>) -> Vec<PolicyError> {
+    let mut file_order: Vec<PathBuf> = Vec::new();
+    for error in &errors {
+        if !file_order.contains(&error.file) {
+            file_order.push(error.file.clone());
+        }
+    }
+    errors.sort_by_key(|error| {
+        let file_index = file_order
+            .iter()
+            .position(|file| *file == error.file)
+            .unwrap_or(usize::MAX);
+        (file_index, error.position)
+    });
+    errors
+}
+
+fn toml_error(source: &SourceFile, error: &toml::de::Error, context: &str) -> PolicyError {
+    // toml's messages may span lines ("invalid string\nexpected ..."); keep one line.
+    let message = format!(
+        "invalid TOML: {}",
+        error
+            .message()
+            .trim_end()
+            .lines()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match error.span() {
+        Some(span) => PolicyError::at(&source.origin(span.start), context, message),
+        None => PolicyError::whole_file(&source.path, context, message),
+    }
+}
+
+impl Loader {
+    fn policy(&mut self, text: String, path: &Path) -> Option<Policy> {
+        let source = SourceFile::new(path, text);
+        let dir = parent_dir(path);
+        let root = match node::parse_document(&source.text) {
+            Ok(root) => root,
+            Err(error) => {
+                self.errors.push(toml_error(&source, &error, ""));
+                return None;
+            }
+        };
+        let mut errors = std::mem::take(&mut self.errors);
+        let mut reader = Reader {
+            source: &source,
+            errors: &mut errors,
+        };
+        reader.check_keys_with(&root, POLICY_KEYS, "", |key| {
+            ROLE_KEYS.contains(&key).then(|| match key {
+                "resources" | "handlers" => {
+                    format!("`{key}` belong to a role: write `[[roles.{key}]]` after a `[[roles]]` table")
+                }
+                _ => format!("`{key}` belongs to a role: write it under a `[[roles]]` table"),
+            })
+        });
+        let inventory = reader
+            .string(&root, "inventory", "")
+            .map(|(inventory, _)| resolve(&dir, &inventory));
+        let vars = read_vars(&mut reader, &root, "");
+        let fileserver = read_fileserver(&mut reader, &root);
+        let role_tables = reader.table_array(&root, "roles", "");
+        if role_tables.is_empty() && !root.entries.contains_key("roles") {
+            reader.errors.push(
+                PolicyError::whole_file(path, "", "the policy has no roles").with_hint(Some(
+                    "add a `[[roles]]` table with a `name` and resources".to_string(),
+                )),
+            );
+        }
+        self.errors = errors;
+
+        let mut roles = Vec::with_capacity(role_tables.len());
+        let mut first_by_name: BTreeMap<String, Origin> = BTreeMap::new();
+        for (index, (node, table)) in role_tables.into_iter().enumerate() {
+            if let Some(role) = self.role(&source, &dir, node, table, index, &mut first_by_name) {
+                roles.push(role);
+            }
+        }
+        Some(Policy {
+            path: path.to_path_buf(),
+            dir,
+            inventory,
+            vars,
+            fileserver,
+            roles,
+        })
+    }
+
+    fn role(
+        &mut self,
+        source: &SourceFile,
+        dir: &Path,
+        node: &Node,
+        table: &Table,
+        index: usize,
+        first_by_name: &mut BTreeMap<String, Origin>,
+    ) -> Option<Role> {
+        let mut errors = std::mem::take(&mut self.errors);
+        let mut reader = Reader {
+            source,
+            errors: &mut errors,
+        };
+        let origin = source.origin(node.span.start);
+        let unnamed = format!("role #{}", index + 1);
+        let name = match reader.string(table, "name", &unnamed) {
+            Some((name, span)) if !name.trim().is_empty() => Some((name, span)),
+            Some((_, span)) => {
+                reader.error(span.start, &unnamed, "field `name` is empty", None);
+                None
+            }
+            None => {
+                if !table.entries.contains_key("name") {
+                    reader.error(
+                        node.span.start,
+                        &unnamed,
+                        "missing field `name`",
+                        Some("every role needs a unique `name`".to_string()),
+                    );
+                }
+                None
+            }
+        };
+        let context = match &name {
+            Some((name, _)) => format!("role `{name}`"),
+            None => unnamed,
+        };
+        if let Some((name, span)) = &name {
+            let here = source.origin(span.start);
+            match first_by_name.get(name) {
+                Some(first) => reader.error(
+                    span.start,
+                    &context,
+                    format!("duplicate role name `{name}`"),
+                    Some(format!("the first role named `{name}` is at {first}")),
+                ),
+                None => {
+                    first_by_name.insert(name.clone(), here);
+                }
+            }
+        }
+        reader.check_keys(table, ROLE_KEYS, &context);
+
+        let groups = reader
+            .string_list(table, "groups", &context)
+            .unwrap_or_default();
+        let hosts = reader
+            .string_list(table, "hosts", &context)
+            .unwrap_or_default();
+        let selector = HostSelector {
+            groups: compile_globs(&mut reader, &groups, "groups", &context),
+            hosts: compile_globs(&mut reader, &hosts, "hosts", &context),
+        };
+        let serial = read_serial(&mut reader, table, &context);
+        let max_fail = read_max_fail(&mut reader, table, &context).unwrap_or_default();
+        let ssh_as = non_empty_string(&mut reader, table, "ssh_as", &context);
+        let sudo = reader.boolean(table, "sudo", &context);
+        let sudo_as = non_empty_string(&mut reader, table, "sudo_as", &context);
+        let check_host_keys =
+            reader
+                .string(table, "check_host_keys", &context)
+                .and_then(|(value, span)| match HostKeyCheck::from_name(&value) {
+                    Some(check) => Some(check),
+                    None => {
+                        let names = HostKeyCheck::NAMES.iter().copied();
+                        reader.error(
+                            span.start,
+                            &context,
+                            format!(
+                                "field `check_host_keys` is `{value}`, expected one of {}",
+                                suggest::quoted_list(names.clone())
+                            ),
+                            suggest::did_you_mean(&value, names),
+                        );
+                        None
+                    }
+                });
+        let mut hooks = Vec::new();
+        let mut hook = |reader: &mut Reader<'_>, key: &str, kind: SiteKind| {
+            let (text, span) = reader.string(table, key, &context)?;
+            let site = TemplateSite {
+                field: key.to_string(),
+                kind,
+                text: text.clone(),
+                origin: source.origin(span.start),
+            };
+            if let Some(message) = templates::syntax_error(kind, &text) {
+                reader.error(
+                    span.start,
+                    &context,
+                    format!("field `{key}`: {message}"),
+                    None,
+                );
+            }
+            hooks.push(site);
+            Some(text)
+        };
+        let before = hook(&mut reader, "before", SiteKind::Template);
+        let after = hook(&mut reader, "after", SiteKind::Template);
+        let contact_when = hook(&mut reader, "contact_when", SiteKind::Expression);
+        let fileserver_paths = read_paths(&mut reader, table, "fileserver_paths", &context);
+        let tags = reader
+            .string_list(table, "tags", &context)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(tag, _)| tag)
+            .collect();
+        let own_vars = read_vars(&mut reader, table, &context);
+        let include = reader.string(table, "include", &context);
+        let resource_tables = reader.table_array(table, "resources", &context);
+        let handler_tables = reader.table_array(table, "handlers", &context);
+
+        let mut resources = Vec::new();
+        let mut handlers = Vec::new();
+        let mut broken_handler_names = Vec::new();
+        for (position, (resource_node, resource_table)) in resource_tables.into_iter().enumerate() {
+            if let Parsed::Ok(parsed) = resources::parse_resource(
+                &mut reader,
+                resource_node,
+                resource_table,
+                ListKind::Resource,
+                position,
+                &context,
+            ) {
+                resources.push(*parsed);
+            }
+        }
+        for (position, (handler_node, handler_table)) in handler_tables.into_iter().enumerate() {
+            match resources::parse_resource(
+                &mut reader,
+                handler_node,
+                handler_table,
+                ListKind::Handler,
+                position,
+                &context,
+            ) {
+                Parsed::Ok(parsed) => handlers.push(*parsed),
+                Parsed::Failed { name } => broken_handler_names.extend(name),
+            }
+        }
+        self.errors = errors;
+
+        let (include_path, included) = match include {
+            Some((include, span)) => {
+                let include_path = resolve(dir, &include);
+                let included = self.roles_file(&include_path, &source.origin(span.start), &context);
+                (Some(include_path), included)
+            }
+            None => (None, None),
+        };
+
+        let mut vars = serde_json::Map::new();
+        let mut all_resources: Vec<&ParsedResource> = Vec::new();
+        let mut all_handlers: Vec<&ParsedResource> = Vec::new();
+        if let Some(included) = &included {
+            vars.extend(included.vars.clone());
+            all_resources.extend(included.resources.iter());
+            all_handlers.extend(included.handlers.iter());
+            broken_handler_names.extend(included.broken_handler_names.iter().cloned());
+        }
+        vars.extend(own_vars);
+        all_resources.extend(resources.iter());
+        all_handlers.extend(handlers.iter());
+
+        let include_failed = include_path.is_some() && included.is_none();
+        self.check_handlers(
+            &all_resources,
+            &all_handlers,
+            &broken_handler_names,
+            include_failed,
+            &context,
+        );
+
+        let name = name?;
+        Some(Role {
+            name: name.0,
+            groups: groups.into_iter().map(|(glob, _)| glob).collect(),
+            hosts: hosts.into_iter().map(|(glob, _)| glob).collect(),
+            serial,
+            max_fail,
+            ssh_as,
+            sudo,
+            sudo_as,
+            check_host_keys,
+            before,
+            after,
+            contact_when,
+            fileserver_paths,
+            include: include_path,
+            vars,
+            resources: all_resources
+                .iter()
+                .map(|parsed| parsed.resource.clone())
+                .collect(),
+            resource_origins: all_resources
+                .iter()
+                .map(|parsed| parsed.origin.clone())
+                .collect(),
+            handlers: all_handlers
+                .iter()
+                .map(|parsed| parsed.resource.clone())
+                .collect(),
+            handler_origins: all_handlers
+                .iter()
+                .map(|parsed| parsed.origin.clone())
+                .collect(),
+            tags,
+            origin,
+            selector,
+            details: RoleDetails {
+                hooks,
+                resources: all_resources
+                    .iter()
+                    .map(|parsed| parsed.detail.clone())
+                    .collect(),
+                handlers: all_handlers
+                    .iter()
+                    .map(|parsed| parsed.detail.clone())
+                    .collect(),
+            },
+        })
+    }
+
+    /// Duplicate handler names, and `notify` naming no handler.
+    fn check_handlers(
+        &mut self,
+        resources: &[&ParsedResource],
+        handlers: &[&ParsedResource],
+        broken_handler_names: &[String],
+        include_failed: bool,
+        context: &str,
+    ) {
+        let mut first_by_name: BTreeMap<&str, &Origin> = BTreeMap::new();
+        for handler in handlers {
+            let Some(name) = handler.resource.name.as_deref() else {
+                continue;
+            };
+            match first_by_name.get(name) {
+                Some(first) => self.errors.push(
+                    PolicyError::at(
+                        &handler.origin,
+                        &resources::join_context(context, &handler.detail.label),
+                        format!("duplicate handler name `{name}`"),
+                    )
+                    .with_hint(Some(format!(
+                        "the first handler named `{name}` is at {first}"
+                    ))),
+                ),
+                None => {
+                    first_by_name.insert(name, &handler.origin);
+                }
+            }
+        }
+        if include_failed {
+            // The handlers may be in the roles file that failed; its error says enough.
+            return;
+        }
+        let known: Vec<&str> = first_by_name
+            .keys()
+            .copied()
+            .chain(broken_handler_names.iter().map(String::as_str))
+            .collect();
+        for resource in resources.iter().chain(handlers.iter()) {
+            for notified in &resource.resource.notify {
+                if notified.trim().is_empty() || known.contains(&notified.as_str()) {
+                    continue;
+                }
+                let origin = resource
+                    .detail
+                    .notify_origin
+                    .as_ref()
+                    .unwrap_or(&resource.origin);
+                let hint = suggest::did_you_mean(notified, known.iter().copied()).or_else(|| {
+                    Some(format!(
+                        "define it with `[[roles.handlers]]` (or `[[handlers]]` in a roles file) and `name = \"{notified}\"`"
+                    ))
+                });
+                self.errors.push(
+                    PolicyError::at(
+                        origin,
+                        &resources::join_context(context, &resource.detail.label),
+                        format!("notifies handler `{notified}`, which is not defined"),
+                    )
+                    .with_hint(hint),
+                );
+            }
+        }
+    }
+
+    /// Reads a roles file once; later includes reuse it.
+    fn roles_file(
+        &mut self,
+        path: &Path,
+        included_at: &Origin,
+        context: &str,
+    ) -> Option<Rc<RolesFile>> {
+        match self.roles_files.get(path) {
+            Some(CachedRolesFile::Loaded(file)) => return Some(Rc::clone(file)),
+            Some(CachedRolesFile::Unreadable(message)) => {
+                let message = message.clone();
+                self.errors
+                    .push(PolicyError::at(included_at, context, message));
+                return None;
+            }
+            Some(CachedRolesFile::Invalid) => return None,
+            None => {}
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => {
+                let message = format!("cannot read roles file `{}`: {error}", path.display());
+                self.errors
+                    .push(PolicyError::at(included_at, context, message.clone()));
+                self.roles_files
+                    .insert(path.to_path_buf(), CachedRolesFile::Unreadable(message));
+                return None;
+            }
+        };
+        let source = SourceFile::new(path, text);
+        let root = match node::parse_document(&source.text) {
+            Ok(root) => root,
+            Err(error) => {
+                let context = format!("roles file included by {context} at {included_at}");
+                self.errors.push(toml_error(&source, &error, &context));
+                self.roles_files
+                    .insert(path.to_path_buf(), CachedRolesFile::Invalid);
+                return None;
+            }
+        };
+        let errors_before = self.errors.len();
+        let mut errors = std::mem::take(&mut self.errors);
+        let mut reader = Reader {
+            source: &source,
+            errors: &mut errors,
+        };
+        if let Some(entry) = root.get("include") {
+            reader.error(
+                entry.key_span.start,
+                "",
+                "a roles file cannot include another roles file",
+                Some(format!(
+                    "include `{}` from the policy's role instead, or merge the two files",
+                    match &entry.value.value {
+                        Value::String(other) => other.as_str(),
+                        _ => "...",
+                    }
+                )),
+            );
+        }
+        let other_keys = Table {
+            entries: root
+                .entries
+                .iter()
+                .filter(|(key, _)| key.as_str() != "include")
+                .map(|(key, entry)| (key.clone(), entry.clone()))
+                .collect(),
+        };
+        reader.check_keys_with(&other_keys, ROLES_FILE_KEYS, "", |key| {
+            ROLE_KEYS.contains(&key).then(|| {
+                format!("`{key}` is set by the role that includes this file, in the policy")
+            })
+        });
+        let vars = read_vars(&mut reader, &root, "");
+        let mut resources = Vec::new();
+        let mut handlers = Vec::new();
+        let mut broken_handler_names = Vec::new();
+        for (position, (node, table)) in reader
+            .table_array(&root, "resources", "")
+            .into_iter()
+            .enumerate()
+        {
+            if let Parsed::Ok(parsed) = resources::parse_resource(
+                &mut reader,
+                node,
+                table,
+                ListKind::Resource,
+                position,
+                "",
+            ) {
+                resources.push(*parsed);
+            }
+        }
+        for (position, (node, table)) in reader
+            .table_array(&root, "handlers", "")
+            .into_iter()
+            .enumerate()
+        {
+            match resources::parse_resource(
+                &mut reader,
+                node,
+                table,
+                ListKind::Handler,
+                position,
+                "",
+            ) {
+                Parsed::Ok(parsed) => handlers.push(*parsed),
+                Parsed::Failed { name } => broken_handler_names.extend(name),
+            }
+        }
+        self.errors = errors;
+        if self.errors.len() > errors_before {
+            self.roles_files
+                .insert(path.to_path_buf(), CachedRolesFile::Invalid);
+            return None;
+        }
+        let file = Rc::new(RolesFile {
+            vars,
+            resources,
+            handlers,
+            broken_handler_names,
+        });
+        self.roles_files.insert(
+            path.to_path_buf(),
+            CachedRolesFile::Loaded(Rc::clone(&file)),
+        );
+        Some(file)
+    }
+}
+
+fn read_vars(
+    reader: &mut Reader<'_>,
+    table: &Table,
+    context: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let Some(vars) = reader.table(table, "vars", context) else {
+        return serde_json::Map::new();
+    };
+    for (name, entry) in &vars.entries {
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            reader.error(
+                entry.key_span.start,
+                context,
+                format!("variable `{name}` is reserved: mop provides it to every template"),
+                Some("choose another name".to_string()),
+            );
+        }
+    }
+    vars.to_json()
+}
+
+fn non_empty_string(
+    reader: &mut Reader<'_>,
+    table: &Table,
+    key: &str,
+    context: &str,
+) -> Option<String> {
+    let (value, span) = reader.string(table, key, context)?;
+    if value.trim().is_empty() {
+        reader.error(span.start, context, format!("field `{key}` is empty"), None);
+        return None;
+    }
+    Some(value)
+}
+
+fn read_serial(reader: &mut Reader<'_>, table: &Table, context: &str) -> Option<NonZeroUsize> {
+    let entry = table.get("serial")?;
+    let at = entry.value.span.start;
+    match &entry.value.value {
+        Value::Integer(count) => match usize::try_from(*count).ok().and_then(NonZeroUsize::new) {
+            Some(serial) => Some(serial),
+            None => {
+                reader.error(
+                    at,
+                    context,
+                    format!("field `serial` must be at least 1, found {count}"),
+                    Some("omit `serial` to run every selected host in one batch".to_string()),
+                );
+                None
+            }
+        },
+        other => {
+            reader.error(
+                at,
+                context,
+                format!(
+                    "field `serial` must be a positive integer, found {}",
+                    other.type_name()
+                ),
+                None,
+            );
+            None
+        }
+    }
+}
+
+fn read_max_fail(reader: &mut Reader<'_>, table: &Table, context: &str) -> Option<MaxFail> {
+    let entry = table.get("max_fail")?;
+    let at = entry.value.span.start;
+    let hint = || {
+        Some(
+            "write a count such as `max_fail = 2` or a percentage such as `max_fail = \"10%\"`"
+                .to_string(),
+        )
+    };
+    match &entry.value.value {
+        Value::Integer(count) => match usize::try_from(*count) {
+            Ok(count) => Some(MaxFail::Count(count)),
+            Err(_) => {
+                reader.error(
+                    at,
+                    context,
+                    format!("field `max_fail` must not be negative, found {count}"),
+                    hint(),
+                );
+                None
+            }
+        },
+        Value::String(text) => {
+            let parsed = text
+                .trim()
+                .strip_suffix('%')
+                .and_then(|number| number.trim().parse::<u32>().ok());
+            match parsed {
+                Some(percent) if percent <= 100 => Some(MaxFail::Percent(
+                    u8::try_from(percent).expect("a percentage up to 100 fits in u8"),
+                )),
+                Some(percent) => {
+                    reader.error(
+                        at,
+                        context,
+                        format!("field `max_fail` must be at most 100%, found {percent}%"),
+                        None,
+                    );
+                    None
+                }
+                None => {
+                    reader.error(
+                        at,
+                        context,
+                        format!("field `max_fail` is `{text}`, expected a count or a percentage"),
+                        hint(),
+                    );
+                    None
+                }
+            }
+        }
+        other => {
+            reader.error(
+                at,
+                context,
+                format!(
+                    "field `max_fail` must be an integer or a percentage string, found {}",
+                    other.type_name()
+                ),
+                hint(),
+            );
+            None
+        }
+    }
+}
+
+fn read_fileserver(reader: &mut Reader<'_>, root: &Table) -> FileServerSettings {
+    let mut settings = FileServerSettings::default();
+    let context = "[fileserver]";
+    let Some(table) = reader.table(root, "fileserver", "") else {
+        return settings;
+    };
+    reader.check_keys(table, FILESERVER_KEYS, context);
+    if let Some(paths) = read_paths(reader, table, "paths", context) {
+        settings.paths = paths;
+    }
+    // The file server checks the patterns themselves (its syntax is gitignore's, not a
+    // plain glob); here they only get their positions.
+    for key in ["allow", "deny"] {
+        let Some(patterns) = reader.string_list(table, key, context) else {
+            continue;
+        };
+        let specs = patterns
+            .into_iter()
+            .map(|(pattern, span)| PatternSpec {
+                pattern,
+                origin: reader.source.origin(span.start),
+            })
+            .collect();
+        if key == "allow" {
+            settings.allow = specs;
+        } else {
+            settings.deny = specs;
+        }
+    }
+    settings
+}
+
+/// A list of served roots; an explicitly empty list is an error (nothing could be served).
+fn read_paths(
+    reader: &mut Reader<'_>,
+    table: &Table,
+    key: &str,
+    context: &str,
+) -> Option<Vec<PathSpec>> {
+    let paths = reader.string_list(table, key, context)?;
+    let written = paths.len();
+    let mut specs = Vec::with_capacity(paths.len());
+    for (path, span) in paths {
+        if path.trim().is_empty() {
+            reader.error(
+                span.start,
+                context,
+                format!("field `{key}` has an empty path"),
+                None,
+            );
+            continue;
+        }
+        specs.push(PathSpec {
+            path: PathBuf::from(path),
+            origin: reader.source.origin(span.start),
+        });
+    }
+    if written == 0 {
+        if let Some(entry) = table.get(key) {
+            reader.error(
+                entry.value.span.start,
+                context,
+                format!("field `{key}` is empty: no file could be served"),
+                Some(format!(
+                    "omit `{key}` to serve from the policy file's directory"
+                )),
+            );
+        }
+        return None;
+    }
+    (specs.len() == written).then_some(specs)
+}
+
+/// Compiles glob patterns, reporting each invalid one. `None` for an empty list (which does
+/// not restrict).
+fn compile_globs(
+    reader: &mut Reader<'_>,
+    patterns: &[(String, Range<usize>)],
+    key: &str,
+    context: &str,
+) -> Option<GlobSet> {
+    if patterns.is_empty() {
+        return None;
+    }
+    let mut builder = GlobSetBuilder::new();
+    for (pattern, span) in patterns {
+        match GlobBuilder::new(pattern).literal_separator(false).build() {
+            Ok(glob) => {
+                builder.add(glob);
+            }
+            Err(error) => reader.error(
+                span.start,
+                context,
+                format!("field `{key}`: invalid glob `{pattern}`: {}", error.kind()),
+                None,
+            ),
+        }
+    }
+    builder.build().ok()
+}

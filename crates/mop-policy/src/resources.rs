@@ -1,0 +1,832 @@
+//! One `[[resources]]` or `[[handlers]]` table: deserialized straight into
+//! `mop_protocol::Resource`, then checked for what serde cannot express (fields that exclude
+//! each other, required-when-present fields, names, templates).
+
+use std::ops::Range;
+
+use mop_protocol::{Presence, Resource, ResourceSpec, RESOURCE_TYPES};
+
+use crate::error::Origin;
+use crate::fields::Reader;
+use crate::model::ResourceDetail;
+use crate::node::{Node, Table, Value};
+use crate::suggest;
+use crate::templates::{self, SiteKind, TemplateSite, RESERVED_NAMES};
+
+/// Fields every resource type accepts.
+pub(crate) const COMMON_FIELDS: &[&str] = &[
+    "name",
+    "when",
+    "notify",
+    "register",
+    "ignore_errors",
+    "changed_when",
+    "failed_when",
+    "tags",
+];
+
+/// Package managers the agent knows (`package.manager`).
+pub(crate) const PACKAGE_MANAGERS: &[&str] = &["apt", "dnf", "yum", "apk", "pacman", "zypper"];
+
+/// Service managers the agent knows (`service.manager`).
+pub(crate) const SERVICE_MANAGERS: &[&str] = &["systemd", "openrc", "sysvinit"];
+
+/// Keys whose string values are literal, not templates. The agent renders every other
+/// string field; `template` and `source` are keys into the role plan's file lists, so they
+/// must be known before any host is contacted.
+const LITERAL_KEYS: &[&str] = &[
+    "type",
+    "name",
+    "notify",
+    "register",
+    "ignore_errors",
+    "tags",
+    "mode",
+    "state",
+    "template",
+    "source",
+];
+
+/// Whether the table is a resource or a handler (only the wording and numbering differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListKind {
+    Resource,
+    Handler,
+}
+
+/// A resource that deserialized, with what the loader keeps about it.
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedResource {
+    pub resource: Resource,
+    pub origin: Origin,
+    pub detail: ResourceDetail,
+}
+
+/// The outcome for one table: the resource, or (when it did not deserialize) the `name` it
+/// declares, so that handler lookups do not report a second, derived error.
+pub(crate) enum Parsed {
+    Ok(Box<ParsedResource>),
+    Failed { name: Option<String> },
+}
+
+/// Deserializes and checks one resource table. `prefix` is the role context
+/// (``role `web` ``) or empty for a roles file; `index` is 0-based within its list.
+pub(crate) fn parse_resource(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    table: &Table,
+    kind: ListKind,
+    index: usize,
+    prefix: &str,
+) -> Parsed {
+    let declared_name = match table.get("name").map(|entry| &entry.value.value) {
+        Some(Value::String(name)) => Some(name.clone()),
+        _ => None,
+    };
+    let label = provisional_label(table, kind, index);
+    let context = join_context(prefix, &label);
+
+    if !check_type(reader, node, table, &context) {
+        return Parsed::Failed {
+            name: declared_name,
+        };
+    }
+    let Some(resource) = deserialize_reporting_all(reader, node, table, &context) else {
+        return Parsed::Failed {
+            name: declared_name,
+        };
+    };
+
+    let label = final_label(&resource, kind, index);
+    let context = join_context(prefix, &label);
+    let origin = reader.source.origin(node.span.start);
+    check_semantics(reader, node, table, &resource, kind, &context);
+    let sites = collect_sites(reader, table);
+    for site in &sites {
+        if let Some(message) = templates::syntax_error(site.kind, &site.text) {
+            reader.errors.push(crate::error::PolicyError::at(
+                &site.origin,
+                &context,
+                format!("field `{}`: {message}", site.field),
+            ));
+        }
+    }
+    let value_origin = |key: &str| {
+        table
+            .get(key)
+            .map(|entry| reader.source.origin(entry.value.span.start))
+    };
+    let (template_origin, source_origin) = match &resource.spec {
+        ResourceSpec::File(_) => (value_origin("template"), value_origin("source")),
+        _ => (None, None),
+    };
+    let notify_origin = value_origin("notify");
+    let mut defines: Vec<String> = resource.register.iter().cloned().collect();
+    if let ResourceSpec::Set(set) = &resource.spec {
+        defines.extend(set.vars.keys().cloned());
+    }
+    Parsed::Ok(Box::new(ParsedResource {
+        resource,
+        origin,
+        detail: ResourceDetail {
+            label,
+            sites,
+            template_origin,
+            source_origin,
+            notify_origin,
+            defines,
+        },
+    }))
+}
+
+/// Whitespace collapsed and long text cut, so a multi-line `msg` or `cmd` labels a resource
+/// on one line.
+fn one_line(text: &str) -> String {
+    const LIMIT: usize = 48;
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= LIMIT {
+        return collapsed;
+    }
+    let cut: String = collapsed.chars().take(LIMIT - 3).collect();
+    format!("{}...", cut.trim_end())
+}
+
+pub(crate) fn join_context(prefix: &str, label: &str) -> String {
+    if prefix.is_empty() {
+        label.to_string()
+    } else {
+        format!("{prefix}: {label}")
+    }
+}
+
+fn provisional_label(table: &Table, kind: ListKind, index: usize) -> String {
+    let string = |key: &str| match table.get(key).map(|entry| &entry.value.value) {
+        Some(Value::String(text)) => Some(text.clone()),
+        _ => None,
+    };
+    if kind == ListKind::Handler {
+        if let Some(name) = string("name") {
+            return format!("handler `{name}`");
+        }
+    }
+    let what = string("name").or_else(|| {
+        let kind = string("type")?;
+        let argument = [
+            "path", "cmd", "packages", "package", "service", "user", "group", "msg",
+        ]
+        .iter()
+        .find_map(|key| string(key));
+        Some(match argument {
+            Some(argument) => format!("{kind} {argument}"),
+            None => kind,
+        })
+    });
+    numbered(kind, index, what)
+}
+
+fn final_label(resource: &Resource, kind: ListKind, index: usize) -> String {
+    match (&resource.name, kind) {
+        (Some(name), ListKind::Handler) => format!("handler `{name}`"),
+        _ => numbered(kind, index, Some(resource.display_name())),
+    }
+}
+
+fn numbered(kind: ListKind, index: usize, what: Option<String>) -> String {
+    let noun = match kind {
+        ListKind::Resource => "resource",
+        ListKind::Handler => "handler",
+    };
+    match what
+        .map(|what| one_line(&what))
+        .filter(|what| !what.is_empty())
+    {
+        Some(what) => format!("{noun} #{} ({what})", index + 1),
+        None => format!("{noun} #{}", index + 1),
+    }
+}
+
+/// Checks `type` first: serde's own message for a bad tag names neither the field nor the
+/// choices helpfully.
+fn check_type(reader: &mut Reader<'_>, node: &Node, table: &Table, context: &str) -> bool {
+    let types = RESOURCE_TYPES.iter().copied();
+    let Some(entry) = table.get("type") else {
+        reader.error(
+            node.span.start,
+            context,
+            "missing field `type`",
+            Some(format!(
+                "add `type = ...`, one of {}",
+                suggest::quoted_list(types)
+            )),
+        );
+        return false;
+    };
+    let Value::String(type_name) = &entry.value.value else {
+        reader.error(
+            entry.value.span.start,
+            context,
+            format!(
+                "field `type` must be a string, found {}",
+                entry.value.value.type_name()
+            ),
+            None,
+        );
+        return false;
+    };
+    if RESOURCE_TYPES.contains(&type_name.as_str()) {
+        return true;
+    }
+    let hint = suggest::did_you_mean(type_name, types.clone()).or_else(|| {
+        Some(format!(
+            "resource types are {}",
+            suggest::quoted_list(types)
+        ))
+    });
+    reader.error(
+        entry.value.span.start,
+        context,
+        format!("unknown resource type `{type_name}`"),
+        hint,
+    );
+    false
+}
+
+/// Deserializes the table into a `Resource`. serde stops at the first problem, so after each
+/// one the offending key is dropped and deserialization retried, until it succeeds or an
+/// error cannot be pinned on one key (then it points at the table). Returns the resource
+/// only when there was no error.
+fn deserialize_reporting_all(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    table: &Table,
+    context: &str,
+) -> Option<Resource> {
+    let mut remaining = table.to_json();
+    let mut failed = false;
+    // Each round removes a key, so this ends.
+    loop {
+        let message = match serde_json::from_value::<Resource>(serde_json::Value::Object(
+            remaining.clone(),
+        )) {
+            Ok(resource) => return if failed { None } else { Some(resource) },
+            Err(error) => error.to_string(),
+        };
+        failed = true;
+        if let Some(field) = unknown_field_in(&message) {
+            let span = table
+                .get(&field)
+                .map_or(node.span.start, |entry| entry.key_span.start);
+            let listed = listed_fields(&message);
+            let candidates = listed
+                .iter()
+                .map(String::as_str)
+                .chain(COMMON_FIELDS.iter().copied());
+            let hint = suggest::did_you_mean(&field, candidates).or_else(|| {
+                Some(format!(
+                    "every resource also accepts {}",
+                    suggest::quoted_list(COMMON_FIELDS.iter().copied())
+                ))
+            });
+            reader.error(span, context, message, hint);
+            // Without the key the next round reports the next problem.
+            remaining.remove(&field)?;
+            continue;
+        }
+        match culprit(&remaining, &message) {
+            Some(key) => {
+                let span = table
+                    .get(&key)
+                    .map_or(node.span.start, |entry| entry.value.span.start);
+                let hint = unknown_variant_in(&message).and_then(|variant| {
+                    suggest::did_you_mean(
+                        &variant,
+                        listed_fields(&message).iter().map(String::as_str),
+                    )
+                });
+                reader.error(span, context, format!("field `{key}`: {message}"), hint);
+                remaining.remove(&key);
+            }
+            None => {
+                let hint = missing_main_field_hint(&message, table);
+                reader.error(node.span.start, context, message, hint);
+                return None;
+            }
+        }
+    }
+}
+
+/// The key serde was reading when it failed with `message`. serde's order of reading is
+/// not the table's (flattened and tagged content is visited in its own order), so each key
+/// is tried alone with the type tag: a bad value fails the same way by itself, a good one
+/// fails only for missing fields or not at all.
+fn culprit(fields: &serde_json::Map<String, serde_json::Value>, message: &str) -> Option<String> {
+    if message.starts_with("missing field") {
+        return None;
+    }
+    let tag = fields.get("type")?.clone();
+    fields
+        .iter()
+        .filter(|(key, _)| *key != "type")
+        .find_map(|(key, value)| {
+            let mut alone = serde_json::Map::new();
+            alone.insert("type".to_string(), tag.clone());
+            alone.insert(key.clone(), value.clone());
+            match serde_json::from_value::<Resource>(serde_json::Value::Object(alone)) {
+                Err(error) if error.to_string() == message => Some(key.clone()),
+                _ => None,
+            }
+        })
+}
+
+fn unknown_variant_in(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown variant `")?;
+    rest.split('`').next().map(str::to_string)
+}
+
+/// Ansible and OpsMop users write `name = "nginx"` for a package; here `name` is the label
+/// every resource has, and the package goes in its own field.
+fn missing_main_field_hint(message: &str, table: &Table) -> Option<String> {
+    let field = message.strip_prefix("missing field `")?.strip_suffix('`')?;
+    if !["packages", "service", "user", "group"].contains(&field) || table.get("name").is_none() {
+        return None;
+    }
+    Some(format!(
+        "`name` is the label every resource has; put the {} in `{field} = ...`",
+        if field == "packages" {
+            "package names"
+        } else {
+            field
+        }
+    ))
+}
+
+fn unknown_field_in(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next().map(str::to_string)
+}
+
+fn listed_fields(message: &str) -> Vec<String> {
+    let Some((_, list)) = message
+        .split_once("expected one of ")
+        .or_else(|| message.split_once("expected "))
+    else {
+        return Vec::new();
+    };
+    list.split(", ")
+        .map(|item| item.trim_matches('`').to_string())
+        .collect()
+}
+
+fn value_span<'t>(table: &'t Table, keys: &[&str]) -> Option<&'t Range<usize>> {
+    keys.iter()
+        .find_map(|key| table.get(key).map(|entry| &entry.value.span))
+}
+
+/// Checks serde cannot: combinations, required-when-present fields, names.
+fn check_semantics(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    table: &Table,
+    resource: &Resource,
+    kind: ListKind,
+    context: &str,
+) {
+    let at = |keys: &[&str]| value_span(table, keys).map_or(node.span.start, |span| span.start);
+
+    if kind == ListKind::Handler && resource.name.is_none() {
+        reader.error(
+            node.span.start,
+            context,
+            "handler has no `name`",
+            Some("`notify` finds handlers by name: add `name = \"...\"`".to_string()),
+        );
+    }
+    if let Some(register) = &resource.register {
+        if let Some(problem) = variable_name_problem(register) {
+            reader.error(
+                at(&["register"]),
+                context,
+                format!("field `register`: {problem}"),
+                None,
+            );
+        }
+    }
+    for handler in &resource.notify {
+        if handler.trim().is_empty() {
+            reader.error(
+                at(&["notify"]),
+                context,
+                "field `notify` names an empty handler",
+                None,
+            );
+        }
+    }
+
+    match &resource.spec {
+        ResourceSpec::File(file) => {
+            check_absolute_path(reader, &file.path, at(&["path"]), context);
+            for (key, value) in [("template", &file.template), ("source", &file.source)] {
+                if value.as_deref().is_some_and(templates::is_templated) {
+                    reader.error(
+                        at(&[key]),
+                        context,
+                        format!("field `{key}` cannot contain template syntax"),
+                        Some(format!(
+                            "`{key}` names a file on the controller, sent before the host renders anything: write a fixed path"
+                        )),
+                    );
+                }
+            }
+            let given: Vec<&str> = [
+                ("content", file.content.is_some()),
+                ("template", file.template.is_some()),
+                ("source", file.source.is_some()),
+            ]
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(key, _)| *key)
+            .collect();
+            if file.state == Presence::Absent {
+                for key in &given {
+                    reader.error(
+                        at(&[key]),
+                        context,
+                        format!("field `{key}` cannot be used with `state = \"absent\"`"),
+                        Some(
+                            "an absent file has no content: remove the field or the `state`"
+                                .to_string(),
+                        ),
+                    );
+                }
+            } else if given.len() > 1 {
+                reader.error(
+                    at(&[given[1]]),
+                    context,
+                    format!(
+                        "fields {} cannot be used together",
+                        suggest::quoted_list(given.iter().copied())
+                    ),
+                    Some("a file takes its content from exactly one of `content`, `template` or `source`".to_string()),
+                );
+            }
+        }
+        ResourceSpec::Directory(directory) => {
+            check_absolute_path(reader, &directory.path, at(&["path"]), context);
+        }
+        ResourceSpec::Link(link) => {
+            check_absolute_path(reader, &link.path, at(&["path"]), context);
+            if link.state == Presence::Present && link.target.is_none() {
+                reader.error(
+                    node.span.start,
+                    context,
+                    "missing field `target`: a link that is present needs a target",
+                    Some(
+                        "add `target = \"...\"`, or `state = \"absent\"` to remove the link"
+                            .to_string(),
+                    ),
+                );
+            }
+        }
+        ResourceSpec::Line(line) => {
+            check_absolute_path(reader, &line.path, at(&["path"]), context);
+            if line.state == Presence::Present && line.line.is_none() {
+                reader.error(
+                    node.span.start,
+                    context,
+                    "missing field `line`: a line that is present needs `line`",
+                    None,
+                );
+            }
+            if line.line.as_deref().is_some_and(|text| text.contains('\n')) {
+                reader.error(
+                    at(&["line"]),
+                    context,
+                    "field `line` must be a single line (it contains a newline)",
+                    Some(
+                        "use one `line` resource per line, or a `file` resource for whole content"
+                            .to_string(),
+                    ),
+                );
+            }
+            if line.state == Presence::Absent && line.line.is_none() && line.regexp.is_none() {
+                reader.error(
+                    node.span.start,
+                    context,
+                    "an absent line needs `line` or `regexp` to know what to remove",
+                    None,
+                );
+            }
+            if let Some(pattern) = &line.regexp {
+                if !templates::is_templated(pattern) {
+                    // The agent matches with regex-lite: check with the same engine.
+                    if let Err(error) = regex_lite::Regex::new(pattern) {
+                        reader.error(
+                            at(&["regexp"]),
+                            context,
+                            format!(
+                                "field `regexp`: invalid regular expression: {}",
+                                first_line(&error.to_string())
+                            ),
+                            None,
+                        );
+                    }
+                }
+            }
+        }
+        ResourceSpec::Shell(command) | ResourceSpec::Command(command) => {
+            if command.cmd.trim().is_empty() {
+                reader.error(at(&["cmd"]), context, "field `cmd` is empty", None);
+            }
+            if command.timeout == Some(0) {
+                reader.error(
+                    at(&["timeout"]),
+                    context,
+                    "field `timeout` must be at least 1 second",
+                    Some("omit `timeout` to let the command run as long as it needs".to_string()),
+                );
+            }
+        }
+        ResourceSpec::Package(package) => {
+            let names = resource.spec.main_argument();
+            if names.split(',').any(|name| name.trim().is_empty()) {
+                reader.error(
+                    at(&["packages", "package", "name"]),
+                    context,
+                    "package names must not be empty",
+                    None,
+                );
+            }
+            if let Some(manager) = &package.manager {
+                check_choice(
+                    reader,
+                    "manager",
+                    manager,
+                    PACKAGE_MANAGERS,
+                    at(&["manager"]),
+                    context,
+                );
+            }
+        }
+        ResourceSpec::Service(service) => {
+            if service.state.is_none() && service.enabled.is_none() {
+                reader.error(
+                    node.span.start,
+                    context,
+                    "a service needs `state`, `enabled` or both",
+                    Some("for example `state = \"started\"` and `enabled = true`".to_string()),
+                );
+            }
+            if let Some(manager) = &service.manager {
+                check_choice(
+                    reader,
+                    "manager",
+                    manager,
+                    SERVICE_MANAGERS,
+                    at(&["manager"]),
+                    context,
+                );
+            }
+        }
+        ResourceSpec::User(user) => {
+            let name = resource.spec.main_argument();
+            check_account_name(reader, "user", &name, at(&["user", "name"]), context);
+            if let Some(group) = &user.group {
+                check_account_name(reader, "group", group, at(&["group"]), context);
+            }
+            for group in user.groups.iter().flatten() {
+                check_account_name(reader, "group", group, at(&["groups"]), context);
+            }
+        }
+        ResourceSpec::Group(_) => {
+            let name = resource.spec.main_argument();
+            check_account_name(reader, "group", &name, at(&["group", "name"]), context);
+        }
+        ResourceSpec::Set(set) => {
+            if set.vars.is_empty() {
+                reader.error(
+                    at(&["vars"]),
+                    context,
+                    "field `vars` is empty: nothing to set",
+                    None,
+                );
+            }
+            let vars_table = match table.get("vars").map(|entry| &entry.value.value) {
+                Some(Value::Table(vars)) => Some(vars),
+                _ => None,
+            };
+            for name in set.vars.keys() {
+                if let Some(problem) = variable_name_problem(name) {
+                    let span = vars_table
+                        .and_then(|vars| vars.get(name))
+                        .map_or(at(&["vars"]), |entry| entry.key_span.start);
+                    reader.error(span, context, format!("field `vars`: {problem}"), None);
+                }
+            }
+        }
+        ResourceSpec::Assert(assert) => {
+            if assert.that.is_empty() {
+                reader.error(
+                    at(&["that"]),
+                    context,
+                    "field `that` has no expressions",
+                    None,
+                );
+            }
+        }
+        ResourceSpec::Echo(_) | ResourceSpec::Fail(_) => {}
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+fn check_absolute_path(reader: &mut Reader<'_>, path: &str, offset: usize, context: &str) {
+    if !templates::is_templated(path) && !path.starts_with('/') {
+        reader.error(
+            offset,
+            context,
+            format!("field `path` must be an absolute path, found `{path}`"),
+            None,
+        );
+    }
+}
+
+fn check_choice(
+    reader: &mut Reader<'_>,
+    key: &str,
+    value: &str,
+    choices: &[&str],
+    offset: usize,
+    context: &str,
+) {
+    if templates::is_templated(value) || choices.contains(&value) {
+        return;
+    }
+    let hint = suggest::did_you_mean(value, choices.iter().copied());
+    reader.error(
+        offset,
+        context,
+        format!(
+            "field `{key}` is `{value}`, expected one of {}",
+            suggest::quoted_list(choices.iter().copied())
+        ),
+        hint,
+    );
+}
+
+/// User and group names as `useradd` accepts them portably: `[a-z_][a-z0-9_-]*[$]?`, at
+/// most 32 characters.
+pub(crate) fn account_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.len() > 32 {
+        return Some("is longer than 32 characters");
+    }
+    let body = name.strip_suffix('$').unwrap_or(name);
+    let mut chars = body.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if first_ok && rest_ok {
+        None
+    } else {
+        Some("must match `[a-z_][a-z0-9_-]*[$]?`")
+    }
+}
+
+fn check_account_name(
+    reader: &mut Reader<'_>,
+    what: &str,
+    name: &str,
+    offset: usize,
+    context: &str,
+) {
+    if templates::is_templated(name) {
+        return;
+    }
+    if let Some(problem) = account_name_problem(name) {
+        reader.error(
+            offset,
+            context,
+            format!("invalid {what} name `{name}`: {problem}"),
+            None,
+        );
+    }
+}
+
+/// Why `name` cannot be a variable (registered, set), if it cannot.
+pub(crate) fn variable_name_problem(name: &str) -> Option<String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Some(format!(
+            "`{name}` is not a valid variable name (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Some(format!(
+            "`{name}` is reserved: mop provides it to every template"
+        ));
+    }
+    None
+}
+
+/// Every templated string of the table, with its position and how it is compiled.
+fn collect_sites(reader: &Reader<'_>, table: &Table) -> Vec<TemplateSite> {
+    let mut sites = Vec::new();
+    let is_assert = matches!(table.get("type").map(|entry| &entry.value.value), Some(Value::String(kind)) if kind == "assert");
+    for (key, entry) in &table.entries {
+        let kind = match key.as_str() {
+            "when" => SiteKind::Expression,
+            "changed_when" | "failed_when" => SiteKind::ResultExpression,
+            "that" if is_assert => SiteKind::Expression,
+            key if LITERAL_KEYS.contains(&key) => continue,
+            _ => SiteKind::Template,
+        };
+        walk_strings(reader, &entry.value, key.clone(), kind, &mut sites);
+    }
+    sites
+}
+
+fn walk_strings(
+    reader: &Reader<'_>,
+    node: &Node,
+    field: String,
+    kind: SiteKind,
+    sites: &mut Vec<TemplateSite>,
+) {
+    match &node.value {
+        Value::String(text) => sites.push(TemplateSite {
+            field,
+            kind,
+            text: text.clone(),
+            origin: reader.source.origin(node.span.start),
+        }),
+        Value::Array(items) => {
+            for (position, item) in items.iter().enumerate() {
+                walk_strings(reader, item, format!("{field}[{position}]"), kind, sites);
+            }
+        }
+        Value::Table(table) => {
+            for (key, entry) in &table.entries {
+                walk_strings(reader, &entry.value, format!("{field}.{key}"), kind, sites);
+            }
+        }
+        Value::Integer(_) | Value::Float(_) | Value::Boolean(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_names() {
+        assert_eq!(account_name_problem("deploy"), None);
+        assert_eq!(account_name_problem("_svc-1$"), None);
+        assert!(account_name_problem("Deploy").is_some());
+        assert!(account_name_problem("1abc").is_some());
+        assert!(account_name_problem("").is_some());
+        assert!(account_name_problem(&"a".repeat(33)).is_some());
+    }
+
+    #[test]
+    fn labels_are_one_short_line() {
+        assert_eq!(one_line("  echo \n hi  "), "echo hi");
+        let long = "x ".repeat(40);
+        assert_eq!(one_line(&long).chars().count(), 48);
+        assert!(one_line(&long).ends_with("..."));
+        assert_eq!(
+            numbered(ListKind::Resource, 0, Some("  ".into())),
+            "resource #1"
+        );
+    }
+
+    #[test]
+    fn variable_names() {
+        assert_eq!(variable_name_problem("out_1"), None);
+        assert!(variable_name_problem("1out").is_some());
+        assert!(variable_name_problem("my-var").is_some());
+        assert!(variable_name_problem("host").is_some());
+    }
+
+    #[test]
+    fn serde_messages_are_understood() {
+        assert_eq!(
+            unknown_field_in("unknown field `contnet`, expected one of `path`, `content`")
+                .as_deref(),
+            Some("contnet")
+        );
+        assert_eq!(
+            listed_fields("unknown field `x`, expected one of `path`, `content`"),
+            vec!["path".to_string(), "content".to_string()]
+        );
+        assert_eq!(unknown_field_in("missing field `path`"), None);
+    }
+}
