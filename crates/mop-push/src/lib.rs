@@ -1,0 +1,17 @@
+//! The executor: turns a validated policy and inventory into agent sessions on hosts.
+//!
+//! `mop local` and `mop push` both live here. They share the session driver ([`session`]), the
+//! plan builder ([`plan`]) and the reporter ([`report`]); they differ only in the transport that
+//! starts the agent ([`transport`]).
+//!
+//! Architecture invariant: hosts are reached only through [`transport`]; nothing else here
+//! spawns ssh or the agent.
+
+pub mod report;
+pub mod session;
+pub mod ssh;
+pub mod transport;
+mod wire;
+pub mod local;
+pub mod plan;
+pub mod prepare;

@@ -1,0 +1,95 @@
+//! `mop local`: every role of a policy on this machine, through the real agent as a child
+//! process (OpsMop's local mode: any push policy runs locally unchanged).
+
+use std::path::Path;
+use std::time::Instant;
+
+use mop_policy::Policy;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::plan::{merge_vars, role_plan, PlanOptions};
+use crate::prepare::{ManifestFiles, PreparedRun};
+use crate::report::{Reporter, RunSummary};
+use crate::session::AgentSession;
+use crate::transport::{LocalTransport, TransportError};
+
+/// The host name `mop local` reports and templates see as `host.name`.
+pub const LOCAL_HOST: &str = "localhost";
+
+/// Options for a local run.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub plan: PlanOptions,
+    /// `-e` variables (highest precedence).
+    pub extra_vars: Map<String, Value>,
+}
+
+/// Runs the policy's roles in order on this machine. A role that fails stops the run; the
+/// summary says so. Only a failure to start the agent is an `Err`.
+pub async fn run_local(
+    policy: &Policy,
+    prepared: &PreparedRun,
+    agent: &Path,
+    options: &LocalOptions,
+    reporter: &mut Reporter,
+) -> Result<RunSummary, TransportError> {
+    let started = Instant::now();
+    let mut summary = RunSummary { check: options.plan.mode == mop_protocol::Mode::Check, ..RunSummary::default() };
+    summary.host_mut(LOCAL_HOST);
+    let mut process = LocalTransport::new(agent).start_agent()?;
+    let stderr = process.stderr;
+    let stderr_task = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("[{LOCAL_HOST}] {line}");
+        }
+    });
+
+    let files = ManifestFiles(prepared.manifest.clone());
+    let outcome: Result<(), String> = async {
+        let mut session = AgentSession::start(process.stdout, process.stdin).await.map_err(|err| err.to_string())?;
+        let groups = vec!["all".to_string()];
+        for (index, role) in policy.roles.iter().enumerate() {
+            reporter.role_started(&role.name, &[LOCAL_HOST.to_string()]);
+            let vars = merge_vars([&policy.vars, &role.vars, &options.extra_vars]);
+            let plan = role_plan(role, &prepared.roles[index], LOCAL_HOST, &groups, vars, false, options.plan);
+            let role_outcome = session
+                .run_role(&plan, &files, &mut |event| reporter.resource(LOCAL_HOST, &role.name, &event))
+                .await
+                .map_err(|err| err.to_string())?;
+            reporter.role_done(LOCAL_HOST, &role.name, &role_outcome.summary, role_outcome.bytes_sent);
+            summary.add_role(LOCAL_HOST, &role_outcome.summary, role_outcome.bytes_sent);
+            if role_outcome.summary.role_failed {
+                let remaining: Vec<&str> = policy.roles[index + 1..].iter().map(|role| role.name.as_str()).collect();
+                if !remaining.is_empty() {
+                    summary.host_mut(LOCAL_HOST).error =
+                        Some(format!("role `{}` failed; not run: {}", role.name, remaining.join(", ")));
+                }
+                break;
+            }
+        }
+        session.shutdown().await.map_err(|err| err.to_string())
+    }
+    .await;
+
+    if let Err(message) = outcome {
+        reporter.host_failed(LOCAL_HOST, "", &message);
+        summary.host_mut(LOCAL_HOST).error = Some(message);
+        let _ = process.child.kill().await;
+    }
+    let exit = process.child.wait().await;
+    let _ = stderr_task.await;
+    match exit {
+        Ok(Some(0)) => {}
+        Ok(code) => {
+            let totals = summary.host_mut(LOCAL_HOST);
+            if totals.error.is_none() {
+                totals.error = Some(format!("the agent exited with status {code:?}"));
+            }
+        }
+        Err(err) => summary.host_mut(LOCAL_HOST).error = Some(format!("waiting for the agent: {err}")),
+    }
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}

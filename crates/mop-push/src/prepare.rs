@@ -1,0 +1,251 @@
+//! Everything the controller settles once per run, before any host is contacted: the file
+//! server for each role, the manifest of exactly the files the selected roles use (hashed once),
+//! and the template texts. Every problem is collected and reported with its policy position.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mop_fileserver::{
+    FileId, FileServer, FileServerConfig, Manifest, ManifestBuilder, PatternSpec, RootSpec,
+};
+use mop_policy::{FileReference, Policy, PolicyError};
+use mop_protocol::FileEntry;
+
+use crate::session::FileProvider;
+
+/// Largest template the controller reads (templates travel inside the role plan).
+const MAX_TEMPLATE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The per-role files of a prepared run.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedRole {
+    /// Template texts keyed by the `template` string as written.
+    pub templates: BTreeMap<String, String>,
+    /// Served files keyed by the `source` string as written.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// The result of [`prepare`]: one [`PreparedRole`] per policy role (empty for roles that were
+/// not selected) and the shared manifest.
+pub struct PreparedRun {
+    pub roles: Vec<PreparedRole>,
+    pub manifest: Arc<Manifest>,
+}
+
+/// Validates every `source` and `template` of the selected roles against the file server,
+/// hashes what they use, and reads the templates.
+///
+/// `protected_files` (the policy and inventory files) are never served.
+pub fn prepare(
+    policy: &Policy,
+    selected_roles: &[usize],
+    protected_files: &[PathBuf],
+) -> Result<PreparedRun, Vec<PolicyError>> {
+    let mut errors = Vec::new();
+    // Per role: the server for `source` (the served roots) and the one for `template` (the
+    // policy's directory plus the served roots: templates are part of the policy, but what
+    // they contain leaves the controller, so the allow/deny rules still apply).
+    let mut servers: Vec<Option<(FileServer, FileServer)>> = Vec::with_capacity(policy.roles.len());
+    for (index, role) in policy.roles.iter().enumerate() {
+        if !selected_roles.contains(&index) {
+            servers.push(None);
+            continue;
+        }
+        let paths = role.fileserver_paths.as_ref().unwrap_or(&policy.fileserver.paths);
+        let mut template_roots = vec![std::path::absolute(&policy.dir).unwrap_or_else(|_| policy.dir.clone())];
+        template_roots.extend(paths.iter().map(|spec| spec.path.clone()));
+        let built = file_server(policy, paths.iter().map(|spec| (spec.path.clone(), spec.origin.to_string())), protected_files)
+            .and_then(|sources| {
+                let roots = template_roots.into_iter().map(|root| (root, "the policy directory".to_string()));
+                file_server(policy, roots, protected_files).map(|templates| (sources, templates))
+            });
+        match built {
+            Ok(pair) => servers.push(Some(pair)),
+            Err(text) => {
+                let (message, hint) = split_hint(&text);
+                errors.push(PolicyError {
+                    file: policy.path.clone(),
+                    position: Some(role.origin.position),
+                    context: format!("role `{}`", role.name),
+                    message,
+                    hint,
+                });
+                servers.push(None);
+            }
+        }
+    }
+
+    let mut builder = ManifestBuilder::new();
+    let mut sources: Vec<(usize, String, FileId)> = Vec::new();
+    let mut templates: Vec<(usize, String, FileId)> = Vec::new();
+    let references = policy
+        .source_paths()
+        .map(|reference| (false, reference))
+        .chain(policy.template_paths().map(|reference| (true, reference)));
+    for (is_template, reference) in references {
+        let Some((source_server, template_server)) = servers.get(reference.role_index).and_then(Option::as_ref) else {
+            continue;
+        };
+        let (server, requested) = if is_template {
+            (template_server, absolute_text(&reference.resolved))
+        } else {
+            (source_server, reference.path.to_string())
+        };
+        match server.resolve(&requested) {
+            Ok(served) => {
+                let id = builder.add(&served);
+                let entry = (reference.role_index, reference.path.to_string(), id);
+                if is_template {
+                    templates.push(entry);
+                } else {
+                    sources.push(entry);
+                }
+            }
+            Err(rejected) => errors.push(reference_error(&reference, is_template, &rejected.to_string())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let manifest = builder.finish().map_err(|err| {
+        vec![PolicyError {
+            file: policy.path.clone(),
+            position: None,
+            context: "file server".to_string(),
+            message: err.to_string(),
+            hint: None,
+        }]
+    })?;
+    let mut roles = vec![PreparedRole::default(); policy.roles.len()];
+    for (role_index, source, id) in sources {
+        if let Some(entry) = manifest.entry_by_id(id) {
+            roles[role_index].files.insert(
+                source,
+                FileEntry { id: id.0, sha256: entry.sha256.clone(), size: entry.size, mode: entry.mode },
+            );
+        }
+    }
+    for (role_index, template, id) in templates {
+        match manifest.read_whole(id, MAX_TEMPLATE_BYTES).map(String::from_utf8) {
+            Ok(Ok(text)) => {
+                roles[role_index].templates.insert(template, text);
+            }
+            Ok(Err(_)) => errors.push(PolicyError {
+                file: policy.path.clone(),
+                position: None,
+                context: format!("template `{template}`"),
+                message: "is not valid UTF-8 text".to_string(),
+                hint: Some("serve binary files with `source`, not `template`".to_string()),
+            }),
+            Err(err) => errors.push(PolicyError {
+                file: policy.path.clone(),
+                position: None,
+                context: format!("template `{template}`"),
+                message: err.to_string(),
+                hint: None,
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PreparedRun { roles, manifest: Arc::new(manifest) })
+}
+
+fn file_server(
+    policy: &Policy,
+    roots: impl Iterator<Item = (PathBuf, String)>,
+    protected_files: &[PathBuf],
+) -> Result<FileServer, String> {
+    let origin_of = |origin: &mop_policy::Origin| origin.to_string();
+    let config = FileServerConfig {
+        base_dir: policy.dir.clone(),
+        roots: roots.map(|(path, origin)| RootSpec::new(path, origin)).collect(),
+        allow: policy
+            .fileserver
+            .allow
+            .iter()
+            .map(|spec| PatternSpec::new(spec.pattern.clone(), origin_of(&spec.origin)))
+            .collect(),
+        deny: policy
+            .fileserver
+            .deny
+            .iter()
+            .map(|spec| PatternSpec::new(spec.pattern.clone(), origin_of(&spec.origin)))
+            .collect(),
+        protected_files: protected_files.to_vec(),
+    };
+    FileServer::new(config).map_err(|err| err.to_string())
+}
+
+fn absolute_text(path: &Path) -> String {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).to_string_lossy().into_owned()
+}
+
+fn reference_error(reference: &FileReference<'_>, is_template: bool, reason: &str) -> PolicyError {
+    let (first_line, hint) = split_hint(reason);
+    let kind = if is_template { "template" } else { "source" };
+    PolicyError {
+        file: reference.origin.file.clone(),
+        position: Some(reference.origin.position),
+        context: reference.context(),
+        message: format!("{kind} `{}`: {first_line}", reference.path),
+        hint,
+    }
+}
+
+/// Serves manifest entries to agent sessions, by id only.
+pub struct ManifestFiles(pub Arc<Manifest>);
+
+impl FileProvider for ManifestFiles {
+    fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), String> {
+        let size = self
+            .0
+            .entry_by_id(FileId(id))
+            .map(|entry| entry.size)
+            .ok_or_else(|| format!("file id {id} is not in this run's manifest"))?;
+        let reader = self.0.open(FileId(id)).map_err(|err| err.to_string())?;
+        Ok((size, Box::new(ChunkRead { reader, pending: Vec::new(), offset: 0 })))
+    }
+}
+
+/// Adapts the file server's verified chunk reader to `std::io::Read`.
+struct ChunkRead {
+    reader: mop_fileserver::ChunkReader,
+    pending: Vec<u8>,
+    offset: usize,
+}
+
+impl Read for ChunkRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.offset >= self.pending.len() {
+            self.pending.resize(mop_protocol::frame::DATA_CHUNK, 0);
+            let filled = self.reader.read_chunk(&mut self.pending).map_err(std::io::Error::from)?;
+            self.pending.truncate(filled);
+            self.offset = 0;
+            if filled == 0 {
+                return Ok(0);
+            }
+        }
+        let available = &self.pending[self.offset..];
+        let count = available.len().min(buf.len());
+        buf[..count].copy_from_slice(&available[..count]);
+        self.offset += count;
+        Ok(count)
+    }
+}
+
+/// Splits `message\n  hint: text` into its parts, so the policy error renders the hint itself.
+fn split_hint(text: &str) -> (String, Option<String>) {
+    match text.split_once('\n') {
+        Some((message, rest)) => {
+            let rest = rest.trim();
+            let hint = rest.strip_prefix("hint:").unwrap_or(rest).trim();
+            (message.to_string(), Some(hint.to_string()))
+        }
+        None => (text.to_string(), None),
+    }
+}

@@ -1,0 +1,358 @@
+//! Rendering a run for people (one line per change, a summary table) or for machines (JSON
+//! lines with `host` and `role` on every event, then one summary object).
+//!
+//! Shared by `mop local` and `mop push`, so both print the same schema
+//! (`docs/reference/events.md`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use mop_protocol::{ResourceEvent, ResourceStatus, RoleSummary};
+use serde::Serialize;
+
+/// How to print.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportStyle {
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// ANSI colours in text output.
+    pub color: bool,
+    /// Print diffs carried by events.
+    pub diff: bool,
+    /// Print unchanged and skipped resources too.
+    pub verbose: bool,
+}
+
+/// What happened to one host over the whole run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct HostTotals {
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    /// The host could not be reached (connection, bootstrap or hook failure before the role).
+    pub unreachable: bool,
+    /// Why the host failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Set when a rollout stopped before this host was attempted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_attempted: Option<String>,
+    /// File bytes sent to the host.
+    pub bytes_sent: u64,
+}
+
+impl HostTotals {
+    /// The host failed in some role (resource failure, unreachable, hook failure).
+    pub fn is_failed(&self) -> bool {
+        self.failed > 0 || self.unreachable || self.error.is_some()
+    }
+
+    fn add_role(&mut self, summary: &RoleSummary) {
+        self.ok += summary.ok;
+        self.changed += summary.changed;
+        self.failed += summary.failed;
+        self.skipped += summary.skipped;
+    }
+}
+
+/// The end-of-run summary: per host, in first-seen order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub hosts: IndexMap<String, HostTotals>,
+    pub elapsed_ms: u64,
+    pub check: bool,
+}
+
+impl RunSummary {
+    /// Hosts that failed or were unreachable.
+    pub fn failed_hosts(&self) -> Vec<&str> {
+        self.hosts.iter().filter(|(_, totals)| totals.is_failed()).map(|(name, _)| name.as_str()).collect()
+    }
+
+    /// Hosts a stopped rollout never reached.
+    pub fn not_attempted_hosts(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .filter(|(_, totals)| totals.not_attempted.is_some())
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// Every host ran every role without failure.
+    pub fn success(&self) -> bool {
+        self.hosts.values().all(|totals| !totals.is_failed() && totals.not_attempted.is_none())
+    }
+
+    pub fn host_mut(&mut self, host: &str) -> &mut HostTotals {
+        self.hosts.entry(host.to_string()).or_default()
+    }
+
+    pub fn add_role(&mut self, host: &str, summary: &RoleSummary, bytes_sent: u64) {
+        let totals = self.host_mut(host);
+        totals.add_role(summary);
+        totals.bytes_sent += bytes_sent;
+    }
+}
+
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    event: &'static str,
+    host: &'a str,
+    role: &'a str,
+    #[serde(flatten)]
+    body: JsonBody<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonBody<'a> {
+    Resource(&'a ResourceEvent),
+    Note { message: &'a str },
+    Role { summary: &'a RoleSummary, bytes_sent: u64 },
+}
+
+/// Prints a run as it happens.
+pub struct Reporter {
+    style: ReportStyle,
+    out: Box<dyn Write + Send>,
+}
+
+impl Reporter {
+    pub fn new(style: ReportStyle, out: Box<dyn Write + Send>) -> Reporter {
+        Reporter { style, out }
+    }
+
+    /// A reporter on stdout.
+    pub fn stdout(style: ReportStyle) -> Reporter {
+        Reporter::new(style, Box::new(std::io::stdout()))
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.style.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn emit_json(&mut self, value: &impl Serialize) {
+        // A closed stdout (e.g. `| head`) must not abort the run: the summary and exit code
+        // still matter.
+        if let Ok(line) = serde_json::to_string(value) {
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+        }
+    }
+
+    /// A role starts on a set of hosts.
+    pub fn role_started(&mut self, role: &str, hosts: &[String]) {
+        if self.style.json {
+            return;
+        }
+        let header = self.paint("1", &format!("role {role}"));
+        let _ = writeln!(self.out, "{header} ({} host{})", hosts.len(), plural(hosts.len()));
+        let _ = self.out.flush();
+    }
+
+    /// A resource finished on a host.
+    pub fn resource(&mut self, host: &str, role: &str, event: &ResourceEvent) {
+        if self.style.json {
+            self.emit_json(&JsonEvent { event: "resource", host, role, body: JsonBody::Resource(event) });
+            return;
+        }
+        // `echo` exists to tell the operator something: always shown.
+        let show = match event.status {
+            ResourceStatus::Changed | ResourceStatus::Failed => true,
+            ResourceStatus::Ok => self.style.verbose || (event.kind == "echo" && event.message.is_some()),
+            ResourceStatus::Skipped => self.style.verbose,
+        };
+        if !show {
+            return;
+        }
+        if event.kind == "echo" && event.status == ResourceStatus::Ok {
+            if let Some(message) = &event.message {
+                let label = self.paint("36", "echo");
+                let _ = writeln!(self.out, "  {host}  {label}  {message}");
+                let _ = self.out.flush();
+                return;
+            }
+        }
+        let (label, code) = match (event.status, event.simulated) {
+            (ResourceStatus::Changed, true) => ("would change", "33"),
+            (ResourceStatus::Changed, false) => ("changed", "33"),
+            (ResourceStatus::Failed, _) if event.ignored => ("failed (ignored)", "31"),
+            (ResourceStatus::Failed, _) => ("failed", "31"),
+            (ResourceStatus::Ok, _) => ("ok", "32"),
+            (ResourceStatus::Skipped, _) => ("skipped", "36"),
+        };
+        let kind = if event.handler { "handler " } else { "" };
+        let mut line = format!("  {host}  {}  {kind}{}", self.paint(code, label), event.resource);
+        if !event.changes.is_empty() {
+            line.push_str(&format!(" ({})", event.changes.join(", ")));
+        }
+        if let Some(message) = &event.message {
+            line.push_str(&format!(": {message}"));
+        }
+        let _ = writeln!(self.out, "{line}");
+        if event.status == ResourceStatus::Failed {
+            if let Some(output) = &event.output {
+                for (stream, text) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+                    for text_line in text.lines().take(20) {
+                        let _ = writeln!(self.out, "      {stream}: {text_line}");
+                    }
+                }
+                let _ = writeln!(self.out, "      rc: {}", output.rc);
+            }
+        }
+        if self.style.diff {
+            if let Some(diff) = &event.diff {
+                for diff_line in diff.lines() {
+                    let painted = match diff_line.chars().next() {
+                        Some('+') if !diff_line.starts_with("+++") => self.paint("32", diff_line),
+                        Some('-') if !diff_line.starts_with("---") => self.paint("31", diff_line),
+                        _ => diff_line.to_string(),
+                    };
+                    let _ = writeln!(self.out, "      {painted}");
+                }
+            }
+        }
+        let _ = self.out.flush();
+    }
+
+    /// Something the controller did for a host (a hook ran, would run, failed).
+    pub fn note(&mut self, host: &str, role: &str, message: &str) {
+        if self.style.json {
+            self.emit_json(&JsonEvent { event: "note", host, role, body: JsonBody::Note { message } });
+            return;
+        }
+        let _ = writeln!(self.out, "  {host}  {message}");
+        let _ = self.out.flush();
+    }
+
+    /// A host failed outside any resource (unreachable, agent crash, hook failure).
+    pub fn host_failed(&mut self, host: &str, role: &str, message: &str) {
+        if self.style.json {
+            self.emit_json(&JsonEvent { event: "host_failed", host, role, body: JsonBody::Note { message } });
+            return;
+        }
+        let label = self.paint("31", "FAILED");
+        let _ = writeln!(self.out, "  {host}  {label}  {message}");
+        let _ = self.out.flush();
+    }
+
+    /// A role finished on a host.
+    pub fn role_done(&mut self, host: &str, role: &str, summary: &RoleSummary, bytes_sent: u64) {
+        if self.style.json {
+            self.emit_json(&JsonEvent { event: "role_done", host, role, body: JsonBody::Role { summary, bytes_sent } });
+        }
+    }
+
+    /// The end-of-run summary table (text) or object (JSON).
+    pub fn finish(&mut self, summary: &RunSummary) {
+        if self.style.json {
+            #[derive(Serialize)]
+            struct Final<'a> {
+                summary: &'a RunSummary,
+            }
+            self.emit_json(&Final { summary });
+            return;
+        }
+        let name_width = summary.hosts.keys().map(String::len).max().unwrap_or(4).max(4);
+        let _ = writeln!(self.out);
+        let _ = writeln!(
+            self.out,
+            "{:<name_width$}  {:>5}  {:>7}  {:>6}  {:>7}  {:>11}  {:>10}",
+            "host", "ok", "changed", "failed", "skipped", "unreachable", "sent"
+        );
+        for (host, totals) in &summary.hosts {
+            let _ = writeln!(
+                self.out,
+                "{host:<name_width$}  {:>5}  {:>7}  {:>6}  {:>7}  {:>11}  {:>10}",
+                totals.ok,
+                totals.changed,
+                totals.failed,
+                totals.skipped,
+                if totals.unreachable { "yes" } else { "no" },
+                human_bytes(totals.bytes_sent)
+            );
+        }
+        let mut not_attempted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (host, totals) in &summary.hosts {
+            if let Some(reason) = &totals.not_attempted {
+                not_attempted.entry(reason.as_str()).or_default().push(host);
+            }
+        }
+        for (reason, hosts) in not_attempted {
+            let _ = writeln!(self.out, "not attempted ({reason}): {}", hosts.join(", "));
+        }
+        let mode = if summary.check { " (check mode: nothing was changed)" } else { "" };
+        let _ = writeln!(
+            self.out,
+            "elapsed {}{mode}",
+            format_duration(Duration::from_millis(summary.elapsed_ms))
+        );
+        let _ = self.out.flush();
+    }
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `0 B`, `1.5 KiB`, `12.0 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `0.41s`, `12.3s`, `2m05s`.
+pub fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.2}s")
+    } else {
+        format!("{}m{:02}s", duration.as_secs() / 60, duration.as_secs() % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_and_durations_read_well() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(10 * 1024 * 1024), "10.0 MiB");
+        assert_eq!(format_duration(Duration::from_millis(410)), "0.41s");
+        assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn failures_and_not_attempted_hosts_decide_success() {
+        let mut summary = RunSummary::default();
+        summary.host_mut("a").ok = 3;
+        assert!(summary.success());
+        summary.host_mut("b").not_attempted = Some("stopped".into());
+        assert!(!summary.success());
+        assert_eq!(summary.not_attempted_hosts(), vec!["b"]);
+        summary.host_mut("c").unreachable = true;
+        assert_eq!(summary.failed_hosts(), vec!["c"]);
+    }
+}

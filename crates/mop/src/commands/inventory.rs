@@ -1,0 +1,129 @@
+//! `mop inventory`: what the inventory resolves to.
+
+use std::io::Write;
+
+use anyhow::{anyhow, bail, Result};
+use mop_inventory::{ExtraLayers, Inventory, ResolvedHost};
+use serde_json::json;
+
+use crate::cli::InventoryArgs;
+use crate::common;
+use crate::exit;
+
+pub fn run(args: InventoryArgs) -> Result<u8> {
+    let path = common::inventory_path(args.selection.inventory.as_deref(), None)?;
+    let inventory = common::load_inventory(&path)?;
+    let layers = ExtraLayers::none().with_overrides("-e", common::extra_vars(&args.extra_vars)?);
+    let mut out = std::io::stdout().lock();
+
+    if let Some(name) = &args.host {
+        let resolved = inventory.resolve(name, &layers).map_err(|err| anyhow!("{err}"))?;
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&resolved)?)?;
+        } else {
+            print_host_detail(&mut out, &resolved)?;
+        }
+        return Ok(exit::SUCCESS);
+    }
+
+    let selection = common::limit_selection(&args.selection)?;
+    let selected = inventory.select(&selection);
+    for unmatched in &selected.unmatched {
+        eprintln!("warning: {unmatched}");
+    }
+    if selected.hosts.is_empty() {
+        bail!("no host matches the given limits");
+    }
+    let mut resolved_hosts = Vec::with_capacity(selected.hosts.len());
+    for host in &selected.hosts {
+        resolved_hosts.push(inventory.resolve(host.name(), &layers).map_err(|err| anyhow!("{err}"))?);
+    }
+    if args.json {
+        let hosts: Vec<_> = resolved_hosts
+            .iter()
+            .map(|host| {
+                json!({
+                    "name": host.name,
+                    "groups": host.groups,
+                    "vars": host.redacted_vars(),
+                    "via": host.via.iter().map(|hop| hop.name.as_str()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&json!({ "hosts": hosts }))?)?;
+    } else {
+        print_host_list(&mut out, &inventory, &resolved_hosts)?;
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn print_host_list(out: &mut impl Write, inventory: &Inventory, hosts: &[ResolvedHost]) -> Result<()> {
+    let width = hosts.iter().map(|host| host.name.len()).max().unwrap_or(0);
+    for host in hosts {
+        let groups: Vec<&str> = host
+            .groups
+            .iter()
+            .map(String::as_str)
+            .filter(|group| *group != mop_inventory::ALL_GROUP)
+            .collect();
+        let target = format!("{}:{}", host.connection.address, host.connection.port);
+        let mut line = format!("{:<width$}  {target}", host.name);
+        if !host.via.is_empty() {
+            let chain: Vec<&str> = host.via.iter().map(|hop| hop.name.as_str()).collect();
+            line.push_str(&format!("  via {}", chain.join(" -> ")));
+        }
+        line.push_str(&format!("  groups: {}", if groups.is_empty() { "-".to_string() } else { groups.join(", ") }));
+        writeln!(out, "{line}")?;
+    }
+    writeln!(out, "{} host{} from {}", hosts.len(), if hosts.len() == 1 { "" } else { "s" }, inventory.sources().join(", "))?;
+    Ok(())
+}
+
+fn print_host_detail(out: &mut impl Write, host: &ResolvedHost) -> Result<()> {
+    writeln!(out, "host {}", host.name)?;
+    writeln!(out, "groups: {}", host.groups.join(", "))?;
+    let connection = &host.connection;
+    writeln!(
+        out,
+        "connect: {}{}:{}{}",
+        connection.user.as_deref().map(|user| format!("{user}@")).unwrap_or_default(),
+        connection.address,
+        connection.port,
+        if connection.sudo {
+            format!(" (sudo to {})", connection.sudo_user.as_deref().unwrap_or("root"))
+        } else {
+            String::new()
+        }
+    )?;
+    if host.via.is_empty() {
+        writeln!(out, "via: direct")?;
+    } else {
+        writeln!(out, "via:")?;
+        for (index, hop) in host.via.iter().enumerate() {
+            let hop_connection = &hop.connection;
+            writeln!(
+                out,
+                "  {}. {} ({}{}:{})",
+                index + 1,
+                hop.name,
+                hop_connection.user.as_deref().map(|user| format!("{user}@")).unwrap_or_default(),
+                hop_connection.address,
+                hop_connection.port
+            )?;
+        }
+        writeln!(out, "  {}. {} (target)", host.via.len() + 1, host.name)?;
+    }
+    writeln!(out, "variables:")?;
+    let vars = host.redacted_vars();
+    for (name, value) in &vars {
+        writeln!(out, "  {name} = {value}")?;
+        if let Some(sources) = host.provenance.get(name) {
+            for (index, source) in sources.iter().enumerate().rev() {
+                let marker = if index + 1 == sources.len() { "from" } else { "overridden:" };
+                let shown = if index + 1 == sources.len() { String::new() } else { format!(" = {}", source.value) };
+                writeln!(out, "      {marker} {source}{shown}")?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `mop validate`: load and validate a policy and its inventory, print roles and their hosts.
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cli::ValidateArgs;
+use crate::commands::load::load_run;
+use crate::exit;
+
+pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
+    let loaded = load_run(&args.policy, &args.selection, &args.extra_vars)?;
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let policy = &loaded.policy;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let roles: Vec<_> = loaded
+            .roles
+            .iter()
+            .map(|role_hosts| {
+                let role = &policy.roles[role_hosts.role_index];
+                json!({
+                    "name": role.name,
+                    "hosts": role_hosts.hosts.iter().map(|host| host.name.as_str()).collect::<Vec<_>>(),
+                    "serial": role.serial.map(|serial| serial.get()),
+                    "resources": role.resources.len(),
+                    "handlers": role.handlers.len(),
+                })
+            })
+            .collect();
+        let stats = loaded.prepared.manifest.stats();
+        let summary = json!({
+            "policy": policy.path,
+            "inventory": loaded.inventory_path,
+            "roles": roles,
+            "files": { "count": stats.files, "bytes": stats.bytes },
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
+        return Ok(exit::SUCCESS);
+    }
+    writeln!(out, "policy {} is valid (inventory {})", policy.path.display(), loaded.inventory_path.display())?;
+    for role_hosts in &loaded.roles {
+        let role = &policy.roles[role_hosts.role_index];
+        let names: Vec<&str> = role_hosts.hosts.iter().map(|host| host.name.as_str()).collect();
+        let serial = match role.serial {
+            Some(serial) => format!(", serial {serial}"),
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "role {}: {} resource{}, {} handler{}{serial}",
+            role.name,
+            role.resources.len(),
+            if role.resources.len() == 1 { "" } else { "s" },
+            role.handlers.len(),
+            if role.handlers.len() == 1 { "" } else { "s" },
+        )?;
+        if names.is_empty() {
+            writeln!(out, "  hosts: none selected")?;
+        } else {
+            writeln!(out, "  hosts ({}): {}", names.len(), names.join(", "))?;
+        }
+    }
+    let stats = loaded.prepared.manifest.stats();
+    writeln!(out, "files served: {} ({} bytes)", stats.files, stats.bytes)?;
+    Ok(exit::SUCCESS)
+}
