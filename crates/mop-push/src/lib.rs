@@ -15,3 +15,5 @@ mod wire;
 pub mod local;
 pub mod plan;
 pub mod prepare;
+pub mod hooks;
+pub mod rollout;

@@ -130,6 +130,10 @@ pub struct PushArgs {
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub forks: usize,
 
+    /// Fail a host that takes longer than this for one role (connection included).
+    #[arg(long, value_name = "SECS")]
+    pub host_timeout: Option<u64>,
+
     /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
     #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
     pub extra_vars: Vec<String>,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use indexmap::IndexMap;
-use mop_inventory::{ExtraLayers, Inventory, ResolvedHost, Selection};
+use mop_inventory::{ExtraLayers, ResolvedHost, Selection};
 use mop_policy::{Policy, PolicyError, Role};
 use mop_push::prepare::{prepare, PreparedRun};
 use serde_json::{Map, Value};
@@ -25,7 +25,6 @@ pub struct RoleHosts {
 pub struct LoadedRun {
     pub policy: Policy,
     pub inventory_path: PathBuf,
-    pub inventory: Inventory,
     pub roles: Vec<RoleHosts>,
     pub prepared: PreparedRun,
     /// Warnings (patterns that matched nothing), printed by the caller.
@@ -101,7 +100,7 @@ pub fn load_run(policy_path: &Path, selection: &InventorySelection, extra_vars: 
     }
     match prepared {
         Some(prepared) if errors.is_empty() => {
-            Ok(LoadedRun { policy, inventory_path, inventory, roles, prepared, warnings })
+            Ok(LoadedRun { policy, inventory_path, roles, prepared, warnings })
         }
         _ => Err(anyhow!(LoadErrors(errors))),
     }

@@ -1,0 +1,103 @@
+//! Controller-side pieces of a rollout: `contact_when` and the `before`/`after` hooks, both
+//! rendered with the host's variables.
+
+use std::process::Stdio;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::{Map, Value};
+
+/// The variables hooks and `contact_when` see: the host's variables plus `host`.
+pub fn hook_context(
+    host_name: &str,
+    host_groups: &[String],
+    vars: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut context = vars.clone();
+    context.insert(
+        "host".to_string(),
+        serde_json::json!({ "name": host_name, "groups": host_groups }),
+    );
+    context
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+/// Evaluates `contact_when` for one host.
+pub fn contact_when(expression: &str, context: &Map<String, Value>) -> Result<bool, String> {
+    let env = environment();
+    let compiled = env
+        .compile_expression(expression)
+        .map_err(|err| format!("contact_when `{expression}`: {err}"))?;
+    compiled
+        .eval(context)
+        .map(|value| value.is_true())
+        .map_err(|err| format!("contact_when `{expression}`: {err}"))
+}
+
+/// Renders a hook command for one host.
+pub fn render_hook(command: &str, context: &Map<String, Value>) -> Result<String, String> {
+    environment()
+        .render_str(command, context)
+        .map_err(|err| format!("hook `{command}`: {err}"))
+}
+
+/// What a hook did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookResult {
+    pub rc: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a rendered hook with `sh -c` on the controller, with `MOP_HOST` and `MOP_ROLE` set.
+pub async fn run_hook(command: &str, host_name: &str, role: &str) -> std::io::Result<HookResult> {
+    let output = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .env("MOP_HOST", host_name)
+        .env("MOP_ROLE", role)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    Ok(HookResult {
+        rc: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> Map<String, Value> {
+        let vars: Map<String, Value> =
+            serde_json::from_str(r#"{"weight": 3}"#).expect("valid json");
+        hook_context("web1", &["all".to_string(), "web".to_string()], &vars)
+    }
+
+    #[test]
+    fn contact_when_sees_host_and_vars() {
+        assert_eq!(
+            contact_when("host.name == 'web1' and weight > 2", &context()),
+            Ok(true)
+        );
+        assert_eq!(contact_when("'db' in host.groups", &context()), Ok(false));
+        let err = contact_when("missing > 1", &context()).expect_err("undefined variable");
+        assert!(err.contains("contact_when"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn hooks_render_and_run_with_host_env() {
+        let command =
+            render_hook("echo {{ host.name }} $MOP_ROLE; exit 3", &context()).expect("renders");
+        let result = run_hook(&command, "web1", "deploy").await.expect("sh runs");
+        assert_eq!(result.rc, 3);
+        assert_eq!(result.stdout, "web1 deploy\n");
+    }
+}

@@ -1,0 +1,436 @@
+//! `mop push`: roles in order; per role, hosts in `serial` batches; per host, the `before`
+//! hook, the role through the host's agent, and the `after` hook only if the host succeeded.
+//!
+//! A batch finishes before the next starts; once more hosts have failed than `max_fail`
+//! allows, no further batch or role starts and the summary names every host that was not
+//! attempted. Whatever happens (including Ctrl-C), agents are stopped and hosts cleaned up.
+
+use std::collections::{BTreeSet, HashMap};
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use mop_inventory::{Connection, Hop};
+use mop_policy::{Policy, Role};
+use mop_protocol::Mode;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::hooks::{contact_when, hook_context, render_hook, run_hook};
+use crate::plan::{role_plan, PlanOptions};
+use crate::prepare::{ManifestFiles, PreparedRun};
+use crate::report::{Reporter, RunSummary};
+use crate::session::AgentSession;
+use crate::ssh::{self, AgentOptions, SshHost, SshPool, SudoSpec};
+use crate::transport::AgentChild;
+
+/// One host of a role, resolved by the caller from the inventory.
+#[derive(Debug, Clone)]
+pub struct PushHost {
+    pub name: String,
+    pub groups: Vec<String>,
+    /// Resolved variables (inventory, policy and role defaults, `-e`).
+    pub vars: Map<String, Value>,
+    pub connection: Connection,
+    pub via: Vec<Hop>,
+}
+
+/// A role and its selected hosts, in inventory order.
+#[derive(Debug, Clone)]
+pub struct PushRole {
+    pub role_index: usize,
+    pub hosts: Vec<PushHost>,
+}
+
+/// Options for a push.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub plan: PlanOptions,
+    /// Concurrent logins.
+    pub forks: usize,
+    /// Overrides every role's `serial`.
+    pub serial: Option<NonZeroUsize>,
+    /// Longest a host may take for one role (connection included) before it is failed.
+    pub host_timeout: Option<Duration>,
+}
+
+/// Why a push could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Ssh(#[from] ssh::SshError),
+}
+
+/// What one host did in one role.
+enum HostOutcome {
+    Succeeded,
+    /// The host failed (resource failure, hook failure, unreachable); `unreachable` when the
+    /// role never ran on it.
+    Failed { message: String, unreachable: bool },
+    /// `contact_when` was false: not contacted, not a failure.
+    NotContacted,
+}
+
+type LiveSession = AgentSession<
+    std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+    std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+>;
+
+/// A running agent on a host, kept across roles so registered results carry over.
+struct HostAgent {
+    session: LiveSession,
+    child: AgentChild,
+    options: AgentOptions,
+    stderr_task: tokio::task::JoinHandle<()>,
+}
+
+struct RunState<'a> {
+    policy: &'a Policy,
+    prepared: &'a PreparedRun,
+    options: &'a PushOptions,
+    pool: &'a SshPool,
+    files: ManifestFiles,
+    reporter: Mutex<Reporter>,
+    summary: Mutex<RunSummary>,
+    agents: Mutex<HashMap<String, HostAgent>>,
+}
+
+/// Maps the inventory's view of a host (and its jump hosts) onto the SSH transport's.
+pub fn ssh_hosts(roles: &[PushRole]) -> Vec<SshHost> {
+    let mut hosts: Vec<SshHost> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for host in roles.iter().flat_map(|role| &role.hosts) {
+        let mut previous: Option<String> = None;
+        for hop in &host.via {
+            if seen.insert(hop.name.clone()) {
+                hosts.push(ssh_host(&hop.name, &hop.connection, previous.clone()));
+            }
+            previous = Some(hop.name.clone());
+        }
+        if seen.insert(host.name.clone()) {
+            hosts.push(ssh_host(&host.name, &host.connection, previous));
+        }
+    }
+    hosts
+}
+
+fn ssh_host(name: &str, connection: &Connection, via: Option<String>) -> SshHost {
+    let mut host = SshHost::new(name, &connection.address, connection.port);
+    host.user = connection.user.clone();
+    host.identity_file = connection.key.clone();
+    host.known_hosts_file = connection.known_hosts_file.clone();
+    host.host_keys = match connection.check_host_keys {
+        mop_inventory::HostKeyPolicy::Strict => ssh::HostKeyPolicy::Strict,
+        mop_inventory::HostKeyPolicy::AcceptNew => ssh::HostKeyPolicy::AcceptNew,
+        mop_inventory::HostKeyPolicy::Off => ssh::HostKeyPolicy::Off,
+    };
+    host.connect_timeout = connection.connect_timeout.map(|secs| Duration::from_secs(u64::from(secs)));
+    host.via = via;
+    host
+}
+
+fn agent_options(connection: &Connection) -> AgentOptions {
+    AgentOptions {
+        agent_dir: connection.agent_dir.clone(),
+        cache: connection.agent_cache,
+        sudo: connection.sudo.then(|| SudoSpec {
+            user: connection.sudo_user.clone(),
+            password: connection.sudo_password.as_ref().map(|secret| ssh::Secret::new(secret.expose())),
+        }),
+    }
+}
+
+/// Runs the rollout and always cleans up. Returns the summary and the reporter (for the final
+/// table), and whether the run was interrupted by Ctrl-C.
+pub async fn run_push(
+    policy: &Policy,
+    prepared: &PreparedRun,
+    roles: &[PushRole],
+    agent: &Path,
+    options: &PushOptions,
+    reporter: Reporter,
+) -> Result<(RunSummary, Reporter, bool), PushError> {
+    let started = Instant::now();
+    if let Err(err) = ssh::raise_nofile_limit() {
+        eprintln!("warning: could not raise the open-files limit: {err}");
+    }
+    let hosts = ssh_hosts(roles);
+    let pool = SshPool::new(&hosts, agent, options.forks)?;
+    let mut summary = RunSummary { check: options.plan.mode == Mode::Check, ..RunSummary::default() };
+    for host in roles.iter().flat_map(|role| &role.hosts) {
+        summary.host_mut(&host.name);
+    }
+    let state = RunState {
+        policy,
+        prepared,
+        options,
+        pool: &pool,
+        files: ManifestFiles(prepared.manifest.clone()),
+        reporter: Mutex::new(reporter),
+        summary: Mutex::new(summary),
+        agents: Mutex::new(HashMap::new()),
+    };
+
+    let interrupted = tokio::select! {
+        () = rollout(&state, roles) => false,
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    if interrupted {
+        eprintln!("interrupted: stopping agents and cleaning up hosts");
+        let mut summary = state.summary();
+        for totals in summary.hosts.values_mut() {
+            if totals.error.is_some() || totals.not_attempted.is_some() {
+                continue;
+            }
+            if totals.ok + totals.changed + totals.failed + totals.skipped == 0 {
+                totals.not_attempted = Some("interrupted".to_string());
+            } else {
+                totals.error = Some("interrupted".to_string());
+            }
+        }
+    }
+
+    // Stop every agent still running, then remove what the run left on the hosts.
+    let agents: Vec<(String, HostAgent)> = state.agents.lock().expect("agents lock is never poisoned").drain().collect();
+    join_all(agents.into_iter().map(|(_, agent)| stop_agent(agent, interrupted))).await;
+    let cleanup_results = join_all(hosts.iter().map(|host| {
+        let pool = &pool;
+        async move { (host.name.clone(), pool.cleanup(&host.name).await) }
+    }))
+    .await;
+    let mut summary = state.summary.into_inner().expect("summary lock is never poisoned");
+    let reporter = state.reporter.into_inner().expect("reporter lock is never poisoned");
+    for (host, result) in cleanup_results {
+        if let Err(err) = result {
+            eprintln!("warning: cleaning up {host}: {err}");
+        }
+    }
+    for (host, err) in pool.close_all().await {
+        eprintln!("warning: closing the connection to {host}: {err}");
+    }
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok((summary, reporter, interrupted))
+}
+
+async fn stop_agent(mut agent: HostAgent, kill: bool) {
+    if kill || agent.session.shutdown().await.is_err() {
+        let _ = agent.child.kill().await;
+    } else if tokio::time::timeout(Duration::from_secs(10), agent.child.wait()).await.is_err() {
+        let _ = agent.child.kill().await;
+    }
+    let _ = agent.stderr_task.await;
+}
+
+async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
+    let mut stop_reason: Option<String> = None;
+    let mut failed_hosts: BTreeSet<String> = BTreeSet::new();
+    for push_role in roles {
+        let role = &state.policy.roles[push_role.role_index];
+        if let Some(reason) = &stop_reason {
+            mark_not_attempted(state, push_role.hosts.iter().map(|host| host.name.as_str()), reason);
+            continue;
+        }
+        let hosts: Vec<&PushHost> = push_role.hosts.iter().collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        state.reporter().role_started(&role.name, &hosts.iter().map(|host| host.name.clone()).collect::<Vec<_>>());
+        let serial = state.options.serial.or(role.serial).map_or(hosts.len(), NonZeroUsize::get);
+        let allowed_failures = role.max_fail.allowed(hosts.len());
+        let mut role_failures = 0usize;
+        let batches: Vec<&[&PushHost]> = hosts.chunks(serial).collect();
+        for (batch_index, batch) in batches.iter().enumerate() {
+            let outcomes = join_all(batch.iter().map(|host| {
+                let already_failed = failed_hosts.contains(&host.name);
+                async move {
+                    if already_failed {
+                        return HostOutcome::NotContacted;
+                    }
+                    run_host_role(state, push_role.role_index, role, host).await
+                }
+            }))
+            .await;
+            for (host, outcome) in batch.iter().zip(outcomes) {
+                if let HostOutcome::Failed { message, unreachable } = outcome {
+                    role_failures += 1;
+                    failed_hosts.insert(host.name.clone());
+                    state.reporter().host_failed(&host.name, &role.name, &message);
+                    let mut summary = state.summary();
+                    let totals = summary.host_mut(&host.name);
+                    totals.unreachable |= unreachable;
+                    totals.error.get_or_insert(message);
+                }
+            }
+            if role_failures > allowed_failures {
+                let reason = format!(
+                    "role `{}` stopped: {role_failures} host{} failed, max_fail allows {allowed_failures}",
+                    role.name,
+                    if role_failures == 1 { "" } else { "s" }
+                );
+                let remaining = batches[batch_index + 1..].iter().flat_map(|batch| batch.iter().map(|host| host.name.as_str()));
+                mark_not_attempted(state, remaining, &reason);
+                stop_reason = Some(reason);
+                break;
+            }
+        }
+    }
+}
+
+fn mark_not_attempted<'a>(state: &RunState<'_>, hosts: impl Iterator<Item = &'a str>, reason: &str) {
+    let mut summary = state.summary();
+    for host in hosts {
+        let totals = summary.host_mut(host);
+        if !totals.is_failed() && totals.not_attempted.is_none() {
+            totals.not_attempted = Some(reason.to_string());
+        }
+    }
+}
+
+impl RunState<'_> {
+    fn reporter(&self) -> std::sync::MutexGuard<'_, Reporter> {
+        self.reporter.lock().expect("reporter lock is never poisoned")
+    }
+
+    fn summary(&self) -> std::sync::MutexGuard<'_, RunSummary> {
+        self.summary.lock().expect("summary lock is never poisoned")
+    }
+}
+
+async fn run_host_role(state: &RunState<'_>, role_index: usize, role: &Role, host: &PushHost) -> HostOutcome {
+    let context = hook_context(&host.name, &host.groups, &host.vars);
+    if let Some(expression) = &role.contact_when {
+        match contact_when(expression, &context) {
+            Ok(true) => {}
+            Ok(false) => {
+                state.reporter().note(&host.name, &role.name, "not contacted: contact_when is false");
+                return HostOutcome::NotContacted;
+            }
+            Err(message) => return HostOutcome::Failed { message, unreachable: true },
+        }
+    }
+    let check = state.options.plan.mode == Mode::Check;
+    if let Some(before) = &role.before {
+        if let Err(message) = hook(state, role, host, "before", before, &context, check).await {
+            return HostOutcome::Failed { message, unreachable: true };
+        }
+    }
+
+    let work = run_role_on_host(state, role_index, role, host);
+    let result = match state.options.host_timeout {
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err((format!("timed out after {}s", limit.as_secs()), false)),
+        },
+        None => work.await,
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => return HostOutcome::Failed { message: format!("role `{}` failed", role.name), unreachable: false },
+        Err((message, unreachable)) => return HostOutcome::Failed { message, unreachable },
+    }
+
+    if let Some(after) = &role.after {
+        if let Err(message) = hook(state, role, host, "after", after, &context, check).await {
+            return HostOutcome::Failed { message, unreachable: false };
+        }
+    }
+    HostOutcome::Succeeded
+}
+
+async fn hook(
+    state: &RunState<'_>,
+    role: &Role,
+    host: &PushHost,
+    which: &str,
+    template: &str,
+    context: &Map<String, Value>,
+    check: bool,
+) -> Result<(), String> {
+    let command = render_hook(template, context)?;
+    if check {
+        state.reporter().note(&host.name, &role.name, &format!("would run {which} hook: {command}"));
+        return Ok(());
+    }
+    let result = run_hook(&command, &host.name, &role.name)
+        .await
+        .map_err(|err| format!("{which} hook `{command}` could not run: {err}"))?;
+    if result.rc != 0 {
+        let detail = result.stderr.lines().chain(result.stdout.lines()).last().unwrap_or("").to_string();
+        return Err(format!("{which} hook `{command}` exited with {}{}", result.rc, if detail.is_empty() { String::new() } else { format!(": {detail}") }));
+    }
+    state.reporter().note(&host.name, &role.name, &format!("ran {which} hook: {command}"));
+    Ok(())
+}
+
+/// Runs the role through the host's agent (starting one if needed). `Ok(success)`, or
+/// `Err((message, unreachable))` when the agent could not be reached or broke the protocol.
+async fn run_role_on_host(
+    state: &RunState<'_>,
+    role_index: usize,
+    role: &Role,
+    host: &PushHost,
+) -> Result<bool, (String, bool)> {
+    let options = agent_options(&host.connection);
+    let existing = state.agents.lock().expect("agents lock is never poisoned").remove(&host.name);
+    let mut agent = match existing {
+        Some(agent) if agent.options == options => agent,
+        other => {
+            if let Some(previous) = other {
+                stop_agent(previous, false).await;
+            }
+            start_agent(state, &host.name, options).await.map_err(|message| (message, true))?
+        }
+    };
+    let plan = role_plan(
+        role,
+        &state.prepared.roles[role_index],
+        &host.name,
+        &host.groups,
+        host.vars.clone(),
+        host.connection.remote_log,
+        state.options.plan,
+    );
+    let outcome = agent
+        .session
+        .run_role(&plan, &state.files, &mut |event| state.reporter().resource(&host.name, &role.name, &event))
+        .await;
+    match outcome {
+        Ok(outcome) => {
+            state.reporter().role_done(&host.name, &role.name, &outcome.summary, outcome.bytes_sent);
+            for refused in &outcome.refused_requests {
+                eprintln!("[{}] protocol violation: {refused}", host.name);
+            }
+            state.summary().add_role(&host.name, &outcome.summary, outcome.bytes_sent);
+            let success = !outcome.summary.role_failed;
+            state.agents.lock().expect("agents lock is never poisoned").insert(host.name.clone(), agent);
+            Ok(success)
+        }
+        Err(err) => {
+            stop_agent(agent, true).await;
+            Err((err.to_string(), false))
+        }
+    }
+}
+
+async fn start_agent(state: &RunState<'_>, host: &str, options: AgentOptions) -> Result<HostAgent, String> {
+    let process = state.pool.start_agent(host, &options).await.map_err(|err| err.to_string())?;
+    let host_name = host.to_string();
+    let stderr = process.stderr;
+    let stderr_task = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("[{host_name}] {line}");
+        }
+    });
+    let mut child = process.child;
+    match AgentSession::start(process.stdout, process.stdin).await {
+        Ok(session) => Ok(HostAgent { session, child, options, stderr_task }),
+        Err(err) => {
+            let _ = child.kill().await;
+            let _ = stderr_task.await;
+            Err(format!("starting the agent: {err}"))
+        }
+    }
+}
