@@ -353,7 +353,7 @@ async fn hook(
         state.reporter().note(&host.name, &role.name, &format!("would run {which} hook: {command}"));
         return Ok(());
     }
-    let result = run_hook(&command, &host.name, &role.name)
+    let result = run_hook(&command, &state.policy.dir, &host.name, &role.name)
         .await
         .map_err(|err| format!("{which} hook `{command}` could not run: {err}"))?;
     if result.rc != 0 {

@@ -283,6 +283,7 @@ fn describe_hosts(
 fn make_run_dir(base_dir: &Path) -> Result<tempfile::TempDir, Error> {
     check_state_dir(base_dir)?;
     std::fs::create_dir_all(base_dir).map_err(|error| Error::io("create", base_dir, error))?;
+    check_searchable(base_dir)?;
     let dir = tempfile::Builder::new()
         .prefix("mop-testhosts-")
         .tempdir_in(base_dir)
@@ -306,6 +307,29 @@ fn check_state_dir(dir: &Path) -> Result<(), Error> {
         ),
         Some("pick a plain directory such as /tmp/mop-demo"),
     ))
+}
+
+/// sshd reads the run's authorized_keys file as the test user, so every directory above the
+/// run directory must be searchable by others (a `mktemp -d` directory is 0700).
+fn check_searchable(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let absolute = std::path::absolute(dir).map_err(|error| Error::io("resolve", dir, error))?;
+    for ancestor in absolute.ancestors() {
+        let Ok(metadata) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        if metadata.permissions().mode() & 0o001 == 0 {
+            return Err(Error::layout(
+                format!(
+                    "directory `{}` is not searchable by the test users (mode {:04o}): sshd reads each run's authorized_keys as that user",
+                    ancestor.display(),
+                    metadata.permissions().mode() & 0o7777
+                ),
+                Some("`chmod o+x` it, or pick a directory such as /tmp/mop-demo"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), Error> {

@@ -72,6 +72,11 @@ pub fn load_run(policy_path: &Path, selection: &InventorySelection, extra_vars: 
         let mut hosts = Vec::with_capacity(selected.hosts.len());
         for host in &selected.hosts {
             match inventory.resolve(host.name(), &layers) {
+                Ok(resolved) if resolved.connection.password.is_some() => errors.push(format!(
+                    "role `{}`: host `{}`: `mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key for the user (ssh-copy-id) and set `mop_ssh_key`, or load it into ssh-agent",
+                    role.name,
+                    host.name()
+                )),
                 Ok(resolved) => hosts.push(resolved),
                 Err(err) => errors.push(format!("role `{}`: host `{}`: {err}", role.name, host.name())),
             }
