@@ -1,0 +1,1 @@
+"""The "web tier" benchmark workload: generated controller-side files and the mop policy."""

@@ -1,0 +1,475 @@
+//! Filesystem helpers shared by the file-like resources: owner/group/mode comparison and
+//! setting, atomic writes through a temporary file in the destination directory, and hashing.
+
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mop_protocol::FileMode;
+use sha2::{Digest, Sha256};
+
+use crate::accounts;
+use crate::outcome::ResourceError;
+
+/// An owner or group as the policy asked for it, resolved against the host's accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    Id(u32),
+    /// The account does not exist (yet): fine in check mode, where an earlier `user`/`group`
+    /// resource would have created it, a failure in apply mode.
+    Missing(String),
+}
+
+/// The attributes a resource asks for; `None` fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WantedAttributes {
+    pub owner: Option<Wanted>,
+    pub group: Option<Wanted>,
+    pub mode: Option<u32>,
+}
+
+impl WantedAttributes {
+    /// Resolves `owner`/`group` names (or numeric ids) through `/etc/passwd` and `/etc/group`.
+    pub fn resolve(
+        owner: Option<&str>,
+        group: Option<&str>,
+        mode: Option<FileMode>,
+    ) -> Result<WantedAttributes, ResourceError> {
+        let owner = match owner {
+            Some(name) => Some(match accounts::resolve_uid(name) {
+                Ok(Some(uid)) => Wanted::Id(uid),
+                Ok(None) => Wanted::Missing(name.to_string()),
+                Err(err) => {
+                    return Err(ResourceError::new(format!(
+                        "cannot read `{}`: {err}",
+                        accounts::PASSWD_PATH
+                    )))
+                }
+            }),
+            None => None,
+        };
+        let group = match group {
+            Some(name) => Some(match accounts::resolve_gid(name) {
+                Ok(Some(gid)) => Wanted::Id(gid),
+                Ok(None) => Wanted::Missing(name.to_string()),
+                Err(err) => {
+                    return Err(ResourceError::new(format!(
+                        "cannot read `{}`: {err}",
+                        accounts::GROUP_PATH
+                    )))
+                }
+            }),
+            None => None,
+        };
+        Ok(WantedAttributes {
+            owner,
+            group,
+            mode: mode.map(|mode| mode.0),
+        })
+    }
+
+    /// Fails (apply mode) when an account does not exist.
+    pub fn require_accounts(&self) -> Result<(Option<u32>, Option<u32>), ResourceError> {
+        let uid = match &self.owner {
+            Some(Wanted::Id(uid)) => Some(*uid),
+            Some(Wanted::Missing(name)) => {
+                return Err(ResourceError::new(format!(
+                "user `{name}` does not exist\nhint: add a `user` resource for it before this one"
+            )))
+            }
+            None => None,
+        };
+        let gid = match &self.group {
+            Some(Wanted::Id(gid)) => Some(*gid),
+            Some(Wanted::Missing(name)) => {
+                return Err(ResourceError::new(format!(
+                    "group `{name}` does not exist\nhint: add a `group` resource for it before this one"
+                )))
+            }
+            None => None,
+        };
+        Ok((uid, gid))
+    }
+
+    /// The changes needed to bring `meta` to these attributes, e.g. `mode 0644 -> 0600`.
+    pub fn changes(&self, meta: &Metadata) -> Vec<String> {
+        let mut changes = Vec::new();
+        match &self.owner {
+            Some(Wanted::Id(uid)) if *uid != meta.uid() => changes.push(format!(
+                "owner {} -> {}",
+                accounts::user_display(meta.uid()),
+                accounts::user_display(*uid)
+            )),
+            Some(Wanted::Missing(name)) => changes.push(format!(
+                "owner {} -> {name} (user does not exist yet)",
+                accounts::user_display(meta.uid())
+            )),
+            _ => {}
+        }
+        match &self.group {
+            Some(Wanted::Id(gid)) if *gid != meta.gid() => changes.push(format!(
+                "group {} -> {}",
+                accounts::group_display(meta.gid()),
+                accounts::group_display(*gid)
+            )),
+            Some(Wanted::Missing(name)) => changes.push(format!(
+                "group {} -> {name} (group does not exist yet)",
+                accounts::group_display(meta.gid())
+            )),
+            _ => {}
+        }
+        if let Some(mode) = self.mode {
+            let current = meta.mode() & 0o7777;
+            if current != mode {
+                changes.push(format!("mode {current:04o} -> {mode:04o}"));
+            }
+        }
+        changes
+    }
+
+    /// Sets owner, group and mode on an existing path (following symlinks). Ownership first:
+    /// `chown` clears set-id bits, which the mode then restores.
+    pub fn apply_to_path(&self, path: &Path) -> Result<(), ResourceError> {
+        let (uid, gid) = self.require_accounts()?;
+        if uid.is_some() || gid.is_some() {
+            std::os::unix::fs::chown(path, uid, gid)
+                .map_err(|err| io_error("cannot change the owner of", path, &err))?;
+        }
+        if let Some(mode) = self.mode {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(|err| io_error("cannot change the mode of", path, &err))?;
+        }
+        Ok(())
+    }
+}
+
+/// A uniform error for a failed filesystem call, naming the path, with a hint for the usual
+/// permission problem.
+pub fn io_error(what: &str, path: &Path, err: &io::Error) -> ResourceError {
+    let mut message = format!("{what} `{}`: {err}", path.display());
+    if err.kind() == io::ErrorKind::PermissionDenied {
+        message.push_str("\nhint: the agent runs as a user without the right to do this; connect as root or as a user who may");
+    }
+    ResourceError::new(message)
+}
+
+/// The error for a missing parent directory.
+pub fn missing_parent(path: &Path) -> ResourceError {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    ResourceError::new(format!(
+        "parent directory `{}` of `{}` does not exist\nhint: add a `directory` resource for it before this one",
+        parent.display(),
+        path.display()
+    ))
+}
+
+/// Metadata without following a final symlink; `None` when nothing is there.
+pub fn symlink_metadata(path: &Path) -> Result<Option<Metadata>, ResourceError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(io_error("cannot inspect", path, &err)),
+    }
+}
+
+/// The process umask, from `/proc/self/status` (Linux 4.7+); `022` when unknown.
+pub fn umask() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("Umask:"))?;
+            u32::from_str_radix(line.split_whitespace().nth(1)?, 8).ok()
+        })
+        .unwrap_or(0o022)
+}
+
+/// The mode a new file gets when the resource does not say: `0666` less the umask.
+pub fn default_file_mode() -> u32 {
+    0o666 & !umask()
+}
+
+/// The mode a new directory gets when the resource does not say: `0777` less the umask.
+pub fn default_dir_mode() -> u32 {
+    0o777 & !umask()
+}
+
+/// The sha256 of a file, read in chunks.
+pub fn file_sha256(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        hasher.update(&buffer[..read]);
+    }
+    Ok(crate::diff::hex(&hasher.finalize()))
+}
+
+/// What the final file should look like besides its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalAttributes {
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl FinalAttributes {
+    /// The wanted attributes, falling back to those of the file being replaced (so rewriting
+    /// content never loosens a mode or changes an owner), or to the defaults for a new file.
+    pub fn for_replacement(
+        wanted: &WantedAttributes,
+        existing: Option<&Metadata>,
+    ) -> Result<FinalAttributes, ResourceError> {
+        let (uid, gid) = wanted.require_accounts()?;
+        Ok(FinalAttributes {
+            mode: wanted
+                .mode
+                .or(existing.map(|meta| meta.mode() & 0o7777))
+                .unwrap_or_else(default_file_mode),
+            uid: uid.or(existing.map(MetadataExt::uid)),
+            gid: gid.or(existing.map(MetadataExt::gid)),
+        })
+    }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary file next to its destination, removed on drop unless [`TempFile::persist`]
+/// renamed it into place: an interrupted write never leaves a partial file visible at the
+/// destination, and a failed one leaves no litter.
+pub struct TempFile {
+    path: PathBuf,
+    file: File,
+    persisted: bool,
+}
+
+impl TempFile {
+    /// Creates `.NAME.mop-PID-N` (mode 0600) in the destination's directory.
+    pub fn next_to(dest: &Path) -> Result<TempFile, ResourceError> {
+        let dir = match dest.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(missing_parent(dest));
+        }
+        let base = dest
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        loop {
+            let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".{base}.mop-{}-{counter}", std::process::id()));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(TempFile {
+                        path,
+                        file,
+                        persisted: false,
+                    })
+                }
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(io_error("cannot create a temporary file in", dir, &err)),
+            }
+        }
+    }
+
+    /// The open temporary file.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Where the temporary file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sets owner, group and mode on the temporary file, syncs it to disk and renames it over
+    /// `dest` (one atomic step), then syncs the directory so the rename survives a crash.
+    pub fn persist(
+        mut self,
+        dest: &Path,
+        attributes: FinalAttributes,
+    ) -> Result<(), ResourceError> {
+        if attributes.uid.is_some() || attributes.gid.is_some() {
+            let meta = self
+                .file
+                .metadata()
+                .map_err(|err| io_error("cannot inspect", &self.path, &err))?;
+            let needs_chown = attributes.uid.is_some_and(|uid| uid != meta.uid())
+                || attributes.gid.is_some_and(|gid| gid != meta.gid());
+            if needs_chown {
+                std::os::unix::fs::fchown(&self.file, attributes.uid, attributes.gid)
+                    .map_err(|err| io_error("cannot set the owner of", dest, &err))?;
+            }
+        }
+        self.file
+            .set_permissions(fs::Permissions::from_mode(attributes.mode))
+            .map_err(|err| io_error("cannot set the mode of", dest, &err))?;
+        self.file
+            .sync_all()
+            .map_err(|err| io_error("cannot sync", &self.path, &err))?;
+        fs::rename(&self.path, dest)
+            .map_err(|err| io_error("cannot rename a temporary file onto", dest, &err))?;
+        self.persisted = true;
+        if let Some(dir) = dest.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            // Best effort: some filesystems refuse fsync on directories.
+            if let Ok(dir) = File::open(dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `content` to `dest` atomically with the given attributes.
+pub fn write_atomic(
+    dest: &Path,
+    content: &[u8],
+    attributes: FinalAttributes,
+) -> Result<(), ResourceError> {
+    let mut temp = TempFile::next_to(dest)?;
+    temp.file()
+        .write_all(content)
+        .map_err(|err| io_error("cannot write", temp.path(), &err))?;
+    temp.persist(dest, attributes)
+}
+
+/// Reads a file that may not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ResourceError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(io_error("cannot read", path, &err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("readable")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn atomic_write_sets_mode_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("conf");
+        let attributes = FinalAttributes {
+            mode: 0o640,
+            uid: None,
+            gid: None,
+        };
+        write_atomic(&dest, b"one", attributes).expect("writes");
+        write_atomic(&dest, b"two", attributes).expect("rewrites");
+        assert_eq!(fs::read(&dest).expect("readable"), b"two");
+        assert_eq!(fs::metadata(&dest).expect("exists").mode() & 0o7777, 0o640);
+        assert_eq!(entries(dir.path()), vec!["conf".to_string()]);
+    }
+
+    #[test]
+    fn a_dropped_temp_file_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut temp = TempFile::next_to(&dir.path().join("x")).expect("creates");
+        temp.file().write_all(b"partial").expect("writes");
+        assert_eq!(entries(dir.path()).len(), 1);
+        drop(temp);
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn missing_parent_is_a_clear_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = write_atomic(
+            &dir.path().join("no/such/file"),
+            b"x",
+            FinalAttributes {
+                mode: 0o644,
+                uid: None,
+                gid: None,
+            },
+        )
+        .expect_err("no parent");
+        assert!(err.message.contains("does not exist"), "{err}");
+        assert!(
+            err.message.contains("hint: add a `directory` resource"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn attribute_changes_are_described() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        fs::write(&path, "x").expect("writes");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let meta = fs::metadata(&path).expect("exists");
+        let wanted = WantedAttributes {
+            owner: Some(Wanted::Missing("ghost".into())),
+            group: None,
+            mode: Some(0o600),
+        };
+        let changes = wanted.changes(&meta);
+        assert_eq!(changes.len(), 2);
+        assert!(
+            changes[0].ends_with("-> ghost (user does not exist yet)"),
+            "{changes:?}"
+        );
+        assert_eq!(changes[1], "mode 0644 -> 0600");
+        assert!(wanted
+            .require_accounts()
+            .expect_err("missing")
+            .message
+            .contains("user `ghost` does not exist"));
+        let same = WantedAttributes {
+            owner: Some(Wanted::Id(meta.uid())),
+            group: Some(Wanted::Id(meta.gid())),
+            mode: Some(0o644),
+        };
+        assert!(same.changes(&meta).is_empty());
+    }
+
+    #[test]
+    fn file_hash_matches_memory_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let content = vec![7u8; 200_000];
+        fs::write(&path, &content).expect("writes");
+        assert_eq!(
+            file_sha256(&path).expect("readable"),
+            crate::diff::sha256_hex(&content)
+        );
+    }
+}

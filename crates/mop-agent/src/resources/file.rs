@@ -1,0 +1,700 @@
+//! The `file` resource: content (literal, template or served file), owner, group, mode, absent.
+
+use std::collections::BTreeMap;
+use std::fs::{self, Metadata};
+use std::io::Write;
+use std::path::Path;
+
+use mop_protocol::{FileEntry, FileSpec, Presence};
+use sha2::{Digest, Sha256};
+
+use super::{FetchError, ResourceContext};
+use crate::diff::{self, content_diff, hash_diff};
+use crate::fsutil::{self, io_error, FinalAttributes, TempFile, WantedAttributes};
+use crate::outcome::{Outcome, ResourceError};
+
+/// Served files up to this size get a unified diff in apply mode (they are on disk by then).
+const MAX_SOURCE_DIFF: u64 = 1024 * 1024;
+
+/// What the file's content should be.
+enum Desired<'a> {
+    /// Bytes known here: literal `content` or a rendered `template`.
+    Bytes(Vec<u8>),
+    /// A file on the controller, known by its hash until it is needed.
+    Served {
+        source: &'a str,
+        entry: &'a FileEntry,
+    },
+    /// No content given: the file must exist, whatever it holds.
+    Any,
+}
+
+pub fn converge(spec: &FileSpec, ctx: &mut ResourceContext<'_>) -> Result<Outcome, ResourceError> {
+    let path = absolute_path(&spec.path)?;
+    let existing = fsutil::symlink_metadata(path)?;
+    if let Some(meta) = &existing {
+        refuse_non_file(path, meta)?;
+    }
+    match spec.state {
+        Presence::Absent => remove(path, existing.is_some(), ctx.check),
+        Presence::Present => {
+            let files = ctx.files;
+            let desired = desired_content(spec, files, ctx)?;
+            present(path, existing.as_ref(), desired, spec, ctx)
+        }
+    }
+}
+
+/// Resource paths must be absolute: a relative path would depend on the agent's working
+/// directory.
+pub(super) fn absolute_path(path: &str) -> Result<&Path, ResourceError> {
+    let as_path = Path::new(path);
+    if !as_path.is_absolute() {
+        return Err(ResourceError::new(format!(
+            "path `{path}` is not absolute\nhint: write the full path, e.g. `/etc/{path}`"
+        )));
+    }
+    Ok(as_path)
+}
+
+fn refuse_non_file(path: &Path, meta: &Metadata) -> Result<(), ResourceError> {
+    let file_type = meta.file_type();
+    if file_type.is_symlink() {
+        let target = fs::read_link(path)
+            .map(|target| target.display().to_string())
+            .unwrap_or_default();
+        return Err(ResourceError::new(format!(
+            "`{}` is a symbolic link to `{target}`, not a regular file\nhint: manage the link's target path instead, or remove the link first with a `link` resource (state = \"absent\")",
+            path.display()
+        )));
+    }
+    if file_type.is_dir() {
+        return Err(ResourceError::new(format!(
+            "`{}` is a directory, not a regular file",
+            path.display()
+        )));
+    }
+    if !file_type.is_file() {
+        return Err(ResourceError::new(format!(
+            "`{}` exists and is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn desired_content<'s>(
+    spec: &'s FileSpec,
+    files: &'s BTreeMap<String, FileEntry>,
+    ctx: &mut ResourceContext<'_>,
+) -> Result<Desired<'s>, ResourceError> {
+    let given = [
+        spec.content.is_some(),
+        spec.template.is_some(),
+        spec.source.is_some(),
+    ]
+    .iter()
+    .filter(|set| **set)
+    .count();
+    if given > 1 {
+        return Err(ResourceError::new(
+            "set only one of `content`, `template` and `source`",
+        ));
+    }
+    if let Some(content) = &spec.content {
+        return Ok(Desired::Bytes(content.clone().into_bytes()));
+    }
+    if let Some(template_path) = &spec.template {
+        let source = ctx.templates.get(template_path).ok_or_else(|| {
+            ResourceError::new(format!("the role plan carries no template `{template_path}`\nhint: the controller should have sent it; check the path"))
+        })?;
+        let context = ctx.scope.context();
+        let rendered = ctx
+            .engine
+            .render(&format!("template `{template_path}`"), source, &context)
+            .map_err(ResourceError::new)?;
+        return Ok(Desired::Bytes(rendered.into_bytes()));
+    }
+    if let Some(source) = &spec.source {
+        let entry = files.get(source).ok_or_else(|| {
+            ResourceError::new(format!("the role plan carries no served file `{source}`\nhint: the controller should have listed it; check the path"))
+        })?;
+        return Ok(Desired::Served { source, entry });
+    }
+    Ok(Desired::Any)
+}
+
+fn remove(path: &Path, exists: bool, check: bool) -> Result<Outcome, ResourceError> {
+    if !exists {
+        return Ok(Outcome::unchanged());
+    }
+    if !check {
+        fs::remove_file(path).map_err(|err| io_error("cannot remove", path, &err))?;
+    }
+    Ok(Outcome::changed(vec!["removed".to_string()]))
+}
+
+fn present(
+    path: &Path,
+    existing: Option<&Metadata>,
+    desired: Desired<'_>,
+    spec: &FileSpec,
+    ctx: &mut ResourceContext<'_>,
+) -> Result<Outcome, ResourceError> {
+    let wanted =
+        WantedAttributes::resolve(spec.owner.as_deref(), spec.group.as_deref(), spec.mode)?;
+    let Some(meta) = existing else {
+        return create(path, desired, &wanted, ctx);
+    };
+    let (content_changes, old_bytes) = match &desired {
+        Desired::Any => (false, None),
+        Desired::Bytes(new) => {
+            // Equal lengths are compared byte for byte; the old bytes are also read for a diff.
+            if meta.len() != new.len() as u64 && !ctx.diff {
+                (true, None)
+            } else {
+                let old = fsutil::read_optional(path)?.unwrap_or_default();
+                (old != *new, Some(old))
+            }
+        }
+        Desired::Served { entry, .. } => {
+            let differs = meta.len() != entry.size
+                || fsutil::file_sha256(path).map_err(|err| io_error("cannot read", path, &err))?
+                    != entry.sha256;
+            (differs, None)
+        }
+    };
+    let mut changes = Vec::new();
+    if content_changes {
+        changes.push("content".to_string());
+    }
+    changes.extend(wanted.changes(meta));
+    if changes.is_empty() {
+        return Ok(Outcome::unchanged());
+    }
+    let mut outcome = Outcome::changed(changes);
+    if !content_changes {
+        if !ctx.check {
+            wanted.apply_to_path(path)?;
+        }
+        return Ok(outcome);
+    }
+    let attributes = FinalAttributes::for_replacement(&wanted, Some(meta));
+    match desired {
+        Desired::Bytes(new) => {
+            if ctx.diff {
+                outcome.diff = Some(content_diff(&spec.path, old_bytes.as_deref(), &new));
+            }
+            if !ctx.check {
+                fsutil::write_atomic(path, &new, attributes?)?;
+            }
+        }
+        Desired::Served { source, entry } => {
+            if ctx.check {
+                if ctx.diff {
+                    let old_hash = fsutil::file_sha256(path).ok();
+                    outcome.diff = Some(hash_diff(old_hash.as_deref(), &entry.sha256));
+                }
+            } else {
+                let temp = receive(path, source, entry, ctx)?;
+                if ctx.diff {
+                    outcome.diff = Some(served_diff(&spec.path, Some(path), &temp, entry));
+                }
+                temp.persist(path, attributes?)?;
+            }
+        }
+        Desired::Any => unreachable!("no content change without content"),
+    }
+    Ok(outcome)
+}
+
+fn create(
+    path: &Path,
+    desired: Desired<'_>,
+    wanted: &WantedAttributes,
+    ctx: &mut ResourceContext<'_>,
+) -> Result<Outcome, ResourceError> {
+    let parent_exists = path.parent().is_some_and(Path::is_dir);
+    let mut outcome = Outcome::changed(vec!["created".to_string()]);
+    if ctx.check {
+        if !parent_exists {
+            outcome.changes = vec![format!(
+                "created (its parent directory does not exist yet: `{}`)",
+                parent_display(path)
+            )];
+        }
+        if ctx.diff {
+            outcome.diff = match &desired {
+                Desired::Bytes(new) => Some(content_diff(&path.display().to_string(), None, new)),
+                Desired::Served { entry, .. } => Some(hash_diff(None, &entry.sha256)),
+                Desired::Any => None,
+            };
+        }
+        return Ok(outcome);
+    }
+    if !parent_exists {
+        return Err(fsutil::missing_parent(path));
+    }
+    let attributes = FinalAttributes::for_replacement(wanted, None)?;
+    match desired {
+        Desired::Bytes(new) => {
+            if ctx.diff {
+                outcome.diff = Some(content_diff(&path.display().to_string(), None, &new));
+            }
+            fsutil::write_atomic(path, &new, attributes)?;
+        }
+        Desired::Served { source, entry } => {
+            let temp = receive(path, source, entry, ctx)?;
+            if ctx.diff {
+                outcome.diff = Some(served_diff(&path.display().to_string(), None, &temp, entry));
+            }
+            temp.persist(path, attributes)?;
+        }
+        Desired::Any => fsutil::write_atomic(path, b"", attributes)?,
+    }
+    Ok(outcome)
+}
+
+fn parent_display(path: &Path) -> String {
+    path.parent()
+        .map(|parent| parent.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Streams a served file into a temporary file next to `path`, hashing as it arrives, and
+/// checks size and sha256 against the plan. On any mismatch the temporary file is dropped
+/// (removed) and the destination is untouched.
+fn receive(
+    path: &Path,
+    source: &str,
+    entry: &FileEntry,
+    ctx: &mut ResourceContext<'_>,
+) -> Result<TempFile, ResourceError> {
+    let mut temp = TempFile::next_to(path)?;
+    let mut hasher = Sha256::new();
+    let mut stored = 0u64;
+    let result = {
+        let file = temp.file();
+        let mut sink = |chunk: &[u8]| -> std::io::Result<()> {
+            hasher.update(chunk);
+            // Never store more than the plan announced: a runaway stream cannot fill the disk.
+            let room = entry.size.saturating_sub(stored);
+            let keep = chunk.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+            stored += chunk.len() as u64;
+            file.write_all(&chunk[..keep])
+        };
+        ctx.fetcher
+            .fetch(entry.id, &mut sink, &mut ctx.bytes_received)
+    };
+    let announced = match result {
+        Ok(announced) => announced,
+        Err(FetchError::Refused(reason)) => {
+            return Err(ResourceError::new(format!(
+                "the controller refused to send `{source}`: {reason}"
+            )))
+        }
+        Err(FetchError::Sink(err)) => {
+            return Err(io_error("cannot write a temporary file for", path, &err))
+        }
+        Err(FetchError::Broken(why)) => {
+            return Err(ResourceError::new(format!(
+                "the transfer of `{source}` broke off: {why}"
+            )))
+        }
+    };
+    if announced != entry.size || stored != entry.size {
+        return Err(ResourceError::new(format!(
+            "size mismatch for `{source}`: the plan says {} bytes, the controller announced {announced} and sent {stored}; `{}` was left untouched",
+            entry.size,
+            path.display()
+        )));
+    }
+    let received_hash = diff::hex(&hasher.finalize());
+    if received_hash != entry.sha256 {
+        return Err(ResourceError::new(format!(
+            "sha256 mismatch for `{source}`: expected {}, received {received_hash}; `{}` was left untouched\nhint: the file changed on the controller during the run, or the transfer was corrupted; run again",
+            entry.sha256,
+            path.display()
+        )));
+    }
+    Ok(temp)
+}
+
+fn served_diff(label: &str, old_path: Option<&Path>, temp: &TempFile, entry: &FileEntry) -> String {
+    let old_size = old_path
+        .and_then(|old| fs::metadata(old).ok())
+        .map(|meta| meta.len())
+        .unwrap_or(0);
+    if entry.size <= MAX_SOURCE_DIFF && old_size <= MAX_SOURCE_DIFF {
+        if let Ok(new) = fs::read(temp.path()) {
+            let old = match old_path {
+                Some(old_path) => fs::read(old_path).ok(),
+                None => None,
+            };
+            return content_diff(label, old.as_deref(), &new);
+        }
+    }
+    let old_hash = old_path.and_then(|old| fsutil::file_sha256(old).ok());
+    hash_diff(old_hash.as_deref(), &entry.sha256)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use mop_protocol::{Facts, FileMode, ResourceSpec};
+
+    use super::super::testing::{snapshot, MemoryFetcher};
+    use super::super::{dispatch, ResourceContext};
+    use super::*;
+    use crate::outcome::SystemRunner;
+    use crate::template::{Engine, Scope};
+
+    struct Harness {
+        engine: Engine,
+        scope: Scope,
+        facts: Facts,
+        templates: BTreeMap<String, String>,
+        files: BTreeMap<String, FileEntry>,
+        fetcher: MemoryFetcher,
+        bytes_received: u64,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let facts = Facts {
+                hostname: "web1".into(),
+                ..Facts::default()
+            };
+            Harness {
+                engine: Engine::new(),
+                scope: Scope::new(&facts),
+                facts,
+                templates: BTreeMap::new(),
+                files: BTreeMap::new(),
+                fetcher: MemoryFetcher::default(),
+                bytes_received: 0,
+            }
+        }
+
+        fn serve(&mut self, source: &str, id: u32, content: &[u8]) {
+            self.files.insert(
+                source.to_string(),
+                FileEntry {
+                    id,
+                    sha256: diff::sha256_hex(content),
+                    size: content.len() as u64,
+                    mode: 0o644,
+                },
+            );
+            self.fetcher.files.insert(id, content.to_vec());
+        }
+
+        fn run(
+            &mut self,
+            spec: &FileSpec,
+            check: bool,
+            diff: bool,
+        ) -> Result<Outcome, ResourceError> {
+            let mut runner = SystemRunner;
+            let mut ctx = ResourceContext {
+                check,
+                diff,
+                facts: &self.facts,
+                engine: &self.engine,
+                scope: &mut self.scope,
+                templates: &self.templates,
+                files: &self.files,
+                fetcher: &mut self.fetcher,
+                runner: &mut runner,
+                bytes_received: 0,
+            };
+            let result = dispatch(&ResourceSpec::File(spec.clone()), &mut ctx);
+            self.bytes_received = ctx.bytes_received;
+            result
+        }
+    }
+
+    fn spec(path: &Path) -> FileSpec {
+        FileSpec {
+            path: path.display().to_string(),
+            content: None,
+            template: None,
+            source: None,
+            owner: None,
+            group: None,
+            mode: None,
+            state: Presence::Present,
+        }
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).expect("exists").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn content_check_changes_nothing_then_apply_converges() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("motd");
+        fs::write(&path, "old\n").expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let mut harness = Harness::new();
+        let file = FileSpec {
+            content: Some("new\n".into()),
+            mode: Some(FileMode(0o600)),
+            ..spec(&path)
+        };
+
+        let before = snapshot(dir.path());
+        let outcome = harness.run(&file, true, true).expect("check");
+        assert_eq!(snapshot(dir.path()), before, "check mode touched the tree");
+        assert!(outcome.changed);
+        assert_eq!(
+            outcome.changes,
+            vec!["content".to_string(), "mode 0644 -> 0600".to_string()]
+        );
+        let diff = outcome.diff.expect("diff asked");
+        assert!(diff.contains("-old\n+new\n"), "{diff}");
+
+        let outcome = harness.run(&file, false, false).expect("apply");
+        assert!(outcome.changed);
+        assert_eq!(fs::read_to_string(&path).expect("readable"), "new\n");
+        assert_eq!(mode_of(&path), 0o600);
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("dir").count(),
+            1,
+            "temporary files left behind"
+        );
+
+        let outcome = harness.run(&file, false, true).expect("second apply");
+        assert_eq!(outcome, Outcome::unchanged());
+    }
+
+    #[test]
+    fn no_content_means_exists_with_attributes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("flag");
+        let mut harness = Harness::new();
+        let file = FileSpec {
+            mode: Some(FileMode(0o640)),
+            ..spec(&path)
+        };
+        let outcome = harness.run(&file, false, false).expect("apply");
+        assert_eq!(outcome.changes, vec!["created".to_string()]);
+        assert_eq!(fs::read(&path).expect("exists"), b"");
+        assert_eq!(mode_of(&path), 0o640);
+        fs::write(&path, "kept").expect("write");
+        assert!(!harness.run(&file, false, false).expect("apply").changed);
+        assert_eq!(fs::read_to_string(&path).expect("exists"), "kept");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).expect("chmod");
+        let outcome = harness.run(&file, false, false).expect("apply");
+        assert_eq!(outcome.changes, vec!["mode 0666 -> 0640".to_string()]);
+        assert_eq!(fs::read_to_string(&path).expect("exists"), "kept");
+    }
+
+    #[test]
+    fn rewriting_content_keeps_the_existing_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        fs::write(&path, "a").expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        let mut harness = Harness::new();
+        harness
+            .run(
+                &FileSpec {
+                    content: Some("b".into()),
+                    ..spec(&path)
+                },
+                false,
+                false,
+            )
+            .expect("apply");
+        assert_eq!(mode_of(&path), 0o600);
+    }
+
+    #[test]
+    fn template_renders_with_facts_and_undefined_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hosts");
+        let mut harness = Harness::new();
+        harness
+            .templates
+            .insert("t/hosts.j2".into(), "name={{ facts.hostname }}\n".into());
+        harness
+            .templates
+            .insert("t/bad.j2".into(), "ok\n{{ nope }}\n".into());
+        let file = FileSpec {
+            template: Some("t/hosts.j2".into()),
+            ..spec(&path)
+        };
+        harness.run(&file, false, false).expect("apply");
+        assert_eq!(fs::read_to_string(&path).expect("exists"), "name=web1\n");
+        let bad = FileSpec {
+            template: Some("t/bad.j2".into()),
+            ..spec(&path)
+        };
+        let err = harness.run(&bad, false, false).expect_err("undefined");
+        assert!(
+            err.message
+                .starts_with("template `t/bad.j2` line 2: undefined value"),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&path).expect("exists"), "name=web1\n");
+    }
+
+    #[test]
+    fn served_file_is_fetched_verified_and_not_refetched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blob");
+        let mut harness = Harness::new();
+        let content: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        harness.serve("files/blob", 7, &content);
+        let file = FileSpec {
+            source: Some("files/blob".into()),
+            ..spec(&path)
+        };
+
+        let outcome = harness.run(&file, true, true).expect("check");
+        assert!(outcome.changed);
+        assert!(
+            harness.fetcher.requests.is_empty(),
+            "check mode requested content"
+        );
+        assert!(!path.exists());
+
+        let outcome = harness.run(&file, false, true).expect("apply");
+        assert_eq!(outcome.changes, vec!["created".to_string()]);
+        assert_eq!(harness.bytes_received, 5000);
+        assert_eq!(fs::read(&path).expect("exists"), content);
+        assert!(
+            outcome.diff.expect("diff").starts_with("sha256 (none) -> "),
+            "binary content gets a hash diff"
+        );
+
+        let outcome = harness.run(&file, false, false).expect("second apply");
+        assert!(!outcome.changed);
+        assert_eq!(
+            harness.fetcher.requests,
+            vec![7],
+            "an identical file was fetched again"
+        );
+        assert_eq!(harness.bytes_received, 0);
+    }
+
+    #[test]
+    fn corrupted_or_refused_transfer_leaves_the_destination_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("conf");
+        fs::write(&path, "original").expect("write");
+        let mut harness = Harness::new();
+        harness.serve("files/conf", 1, b"wanted content");
+        // The controller serves other bytes than the plan's hash describes.
+        harness.fetcher.files.insert(1, b"WANTED CONTENT".to_vec());
+        let file = FileSpec {
+            source: Some("files/conf".into()),
+            ..spec(&path)
+        };
+        let err = harness.run(&file, false, false).expect_err("mismatch");
+        assert!(
+            err.message.starts_with("sha256 mismatch for `files/conf`"),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&path).expect("exists"), "original");
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("dir").count(),
+            1,
+            "temporary file left behind"
+        );
+
+        harness.fetcher.files.remove(&1);
+        let err = harness.run(&file, false, false).expect_err("refused");
+        assert!(err.message.contains("refused"), "{err}");
+        assert_eq!(fs::read_to_string(&path).expect("exists"), "original");
+    }
+
+    #[test]
+    fn absent_removes_and_parent_missing_fails_clearly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gone");
+        fs::write(&path, "x").expect("write");
+        let mut harness = Harness::new();
+        let absent = FileSpec {
+            state: Presence::Absent,
+            ..spec(&path)
+        };
+        assert!(harness.run(&absent, true, false).expect("check").changed);
+        assert!(path.exists());
+        assert!(harness.run(&absent, false, false).expect("apply").changed);
+        assert!(!path.exists());
+        assert!(!harness.run(&absent, false, false).expect("again").changed);
+
+        let orphan = FileSpec {
+            content: Some("x".into()),
+            ..spec(&dir.path().join("missing/file"))
+        };
+        let outcome = harness.run(&orphan, true, false).expect("check reports");
+        assert!(
+            outcome.changes[0].contains("parent directory does not exist yet"),
+            "{outcome:?}"
+        );
+        let err = harness.run(&orphan, false, false).expect_err("apply fails");
+        assert!(
+            err.message.contains("hint: add a `directory` resource"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn symlinks_directories_and_relative_paths_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut harness = Harness::new();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/etc/hostname", &link).expect("symlink");
+        let err = harness
+            .run(
+                &FileSpec {
+                    content: Some("x".into()),
+                    ..spec(&link)
+                },
+                false,
+                false,
+            )
+            .expect_err("link");
+        assert!(err.message.contains("is a symbolic link"), "{err}");
+        let err = harness
+            .run(&spec(dir.path()), false, false)
+            .expect_err("dir");
+        assert!(err.message.contains("is a directory"), "{err}");
+        let err = harness
+            .run(&spec(Path::new("etc/motd")), false, false)
+            .expect_err("relative");
+        assert!(err.message.contains("is not absolute"), "{err}");
+    }
+
+    #[test]
+    fn binary_content_diff_is_a_hash_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bin");
+        fs::write(&path, b"a\0b").expect("write");
+        let mut harness = Harness::new();
+        let outcome = harness
+            .run(
+                &FileSpec {
+                    content: Some("text".into()),
+                    ..spec(&path)
+                },
+                true,
+                true,
+            )
+            .expect("check");
+        let diff = outcome.diff.expect("diff");
+        assert_eq!(
+            diff,
+            format!(
+                "sha256 {} -> {}",
+                diff::sha256_hex(b"a\0b"),
+                diff::sha256_hex(b"text")
+            )
+        );
+    }
+}

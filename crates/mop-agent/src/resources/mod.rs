@@ -1,0 +1,181 @@
+//! The resource dispatcher: one rendered spec in, one [`Outcome`] out.
+//!
+//! Every resource computes exactly what differs between the host and its spec; in check mode
+//! it reports that and stops, in apply mode it makes exactly that change. A converged host
+//! therefore reports no change on a second run.
+
+mod command;
+mod directory;
+mod file;
+mod line;
+mod link;
+mod meta;
+mod process;
+mod words;
+
+use std::collections::BTreeMap;
+use std::io;
+
+use mop_protocol::{Facts, FileEntry, ResourceSpec};
+
+use crate::outcome::{Outcome, ResourceError, Runner};
+use crate::system::{self, SystemContext};
+use crate::template::{Engine, Scope};
+
+/// Why a file transfer did not deliver content.
+#[derive(Debug)]
+pub enum FetchError {
+    /// The controller refused to send the file; the resource fails, the session goes on.
+    Refused(String),
+    /// Storing the data failed on this host (disk full...); the stream was drained, so the
+    /// session goes on.
+    Sink(io::Error),
+    /// The channel broke or the controller broke the protocol; the role runner ends the
+    /// session after this resource.
+    Broken(String),
+}
+
+/// Fetches file contents from the controller by id (see `docs/reference/protocol.md`).
+pub trait FileFetcher {
+    /// Requests file `id` and feeds its content to `sink` chunk by chunk, adding every data
+    /// byte received to `received`. Returns the size the controller announced.
+    fn fetch(
+        &mut self,
+        id: u32,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        received: &mut u64,
+    ) -> Result<u64, FetchError>;
+}
+
+/// Everything a resource may use besides its spec.
+pub struct ResourceContext<'a> {
+    /// Check mode: change nothing, report what would change.
+    pub check: bool,
+    /// Produce diffs for content changes.
+    pub diff: bool,
+    pub facts: &'a Facts,
+    pub engine: &'a Engine,
+    /// Template and `set` variables; `set` writes into it.
+    pub scope: &'a mut Scope,
+    /// The plan's template sources, by the path the policy wrote.
+    pub templates: &'a BTreeMap<String, String>,
+    /// The plan's served files, by the `source` string the policy wrote.
+    pub files: &'a BTreeMap<String, FileEntry>,
+    pub fetcher: &'a mut dyn FileFetcher,
+    pub runner: &'a mut dyn Runner,
+    /// File bytes received for this resource, filled in by `file`.
+    pub bytes_received: u64,
+}
+
+/// Runs one resource whose string fields are already rendered.
+pub fn dispatch(
+    spec: &ResourceSpec,
+    ctx: &mut ResourceContext<'_>,
+) -> Result<Outcome, ResourceError> {
+    let system_context = SystemContext {
+        check: ctx.check,
+        facts: ctx.facts,
+    };
+    match spec {
+        ResourceSpec::File(file_spec) => file::converge(file_spec, ctx),
+        ResourceSpec::Directory(directory_spec) => directory::converge(directory_spec, ctx.check),
+        ResourceSpec::Link(link_spec) => link::converge(link_spec, ctx.check),
+        ResourceSpec::Line(line_spec) => line::converge(line_spec, ctx.check, ctx.diff),
+        ResourceSpec::Shell(command_spec) => {
+            command::converge(command_spec, command::Style::Shell, ctx.check)
+        }
+        ResourceSpec::Command(command_spec) => {
+            command::converge(command_spec, command::Style::Argv, ctx.check)
+        }
+        ResourceSpec::Package(package_spec) => {
+            system::package(package_spec, &system_context, ctx.runner)
+        }
+        ResourceSpec::Service(service_spec) => {
+            system::service(service_spec, &system_context, ctx.runner)
+        }
+        ResourceSpec::User(user_spec) => system::user(user_spec, &system_context, ctx.runner),
+        ResourceSpec::Group(group_spec) => system::group(group_spec, &system_context, ctx.runner),
+        ResourceSpec::Echo(echo_spec) => Ok(meta::echo(echo_spec)),
+        ResourceSpec::Set(set_spec) => meta::set(set_spec, ctx.engine, ctx.scope),
+        ResourceSpec::Assert(assert_spec) => meta::assert(assert_spec, ctx.engine, ctx.scope),
+        ResourceSpec::Fail(fail_spec) => Err(meta::fail(fail_spec)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Shared helpers for the resource tests: a tree snapshot to prove check mode touches
+    //! nothing, and an in-memory file server standing in for the controller's.
+
+    use std::collections::BTreeMap;
+    use std::io;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
+    use super::{FetchError, FileFetcher};
+
+    /// Every path under `root` with its mode and its content (or link target).
+    pub fn snapshot(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+        let mut out = BTreeMap::new();
+        walk(root, root, &mut out);
+        out
+    }
+
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("readable dir")
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let meta = std::fs::symlink_metadata(&path).expect("exists");
+            let key = path
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let content = if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)
+                    .expect("link")
+                    .display()
+                    .to_string()
+                    .into_bytes()
+            } else if meta.is_file() {
+                std::fs::read(&path).expect("readable file")
+            } else {
+                Vec::new()
+            };
+            out.insert(key, (meta.mode(), content));
+            if meta.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+
+    /// Serves files from memory, like the controller would.
+    #[derive(Default)]
+    pub struct MemoryFetcher {
+        pub files: BTreeMap<u32, Vec<u8>>,
+        pub requests: Vec<u32>,
+    }
+
+    impl FileFetcher for MemoryFetcher {
+        fn fetch(
+            &mut self,
+            id: u32,
+            sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+            received: &mut u64,
+        ) -> Result<u64, FetchError> {
+            self.requests.push(id);
+            let content = self
+                .files
+                .get(&id)
+                .ok_or_else(|| FetchError::Refused(format!("unknown file id {id}")))?;
+            for chunk in content.chunks(7) {
+                *received += chunk.len() as u64;
+                sink(chunk).map_err(FetchError::Sink)?;
+            }
+            Ok(content.len() as u64)
+        }
+    }
+}

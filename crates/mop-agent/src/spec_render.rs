@@ -1,0 +1,162 @@
+//! Rendering a resource spec: every string field is a template, rendered against the scope
+//! before the resource runs, except lookup keys into the plan (`template`, `source`), `mode`,
+//! and expressions (`assert.that`), which are evaluated rather than rendered. `set` values are
+//! rendered by the `set` resource itself, which keeps their types.
+//!
+//! The fields are visited one by one rather than through a serde round trip: that keeps the
+//! field names for error messages and saves the agent a second copy of every spec's serde code.
+
+use minijinja::Value;
+use mop_protocol::ResourceSpec;
+
+use crate::template::{has_template_syntax, Engine};
+
+/// Renders the template fields of `spec`.
+pub fn render_spec(engine: &Engine, spec: &ResourceSpec, context: &Value) -> Result<ResourceSpec, String> {
+    let mut rendered = spec.clone();
+    let mut render = |field: &str, text: &mut String| -> Result<(), String> {
+        if has_template_syntax(text) {
+            *text = engine.render(&format!("field `{field}`"), text, context)?;
+        }
+        Ok(())
+    };
+    visit_template_fields(&mut rendered, &mut render)?;
+    Ok(rendered)
+}
+
+type Render<'a> = dyn FnMut(&str, &mut String) -> Result<(), String> + 'a;
+
+fn optional(name: &str, field: &mut Option<String>, render: &mut Render<'_>) -> Result<(), String> {
+    match field {
+        Some(text) => render(name, text),
+        None => Ok(()),
+    }
+}
+
+fn list(name: &str, items: &mut [String], render: &mut Render<'_>) -> Result<(), String> {
+    for (index, item) in items.iter_mut().enumerate() {
+        render(&format!("{name}[{index}]"), item)?;
+    }
+    Ok(())
+}
+
+/// Calls `render` on every template field of `spec`, named as the policy writes it.
+fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Result<(), String> {
+    match spec {
+        ResourceSpec::File(file) => {
+            render("path", &mut file.path)?;
+            optional("content", &mut file.content, render)?;
+            optional("owner", &mut file.owner, render)?;
+            optional("group", &mut file.group, render)
+        }
+        ResourceSpec::Directory(directory) => {
+            render("path", &mut directory.path)?;
+            optional("owner", &mut directory.owner, render)?;
+            optional("group", &mut directory.group, render)
+        }
+        ResourceSpec::Link(link) => {
+            render("path", &mut link.path)?;
+            optional("target", &mut link.target, render)
+        }
+        ResourceSpec::Line(line) => {
+            render("path", &mut line.path)?;
+            optional("line", &mut line.line, render)?;
+            optional("regexp", &mut line.regexp, render)
+        }
+        ResourceSpec::Shell(command) | ResourceSpec::Command(command) => {
+            render("cmd", &mut command.cmd)?;
+            optional("creates", &mut command.creates, render)?;
+            optional("removes", &mut command.removes, render)?;
+            optional("unless", &mut command.unless, render)?;
+            optional("onlyif", &mut command.onlyif, render)?;
+            optional("cwd", &mut command.cwd, render)?;
+            for (key, value) in command.env.iter_mut() {
+                render(&format!("env.{key}"), value)?;
+            }
+            Ok(())
+        }
+        ResourceSpec::Package(package) => {
+            list("name", &mut package.name, render)?;
+            optional("manager", &mut package.manager, render)
+        }
+        ResourceSpec::Service(service) => {
+            render("name", &mut service.name)?;
+            optional("manager", &mut service.manager, render)
+        }
+        ResourceSpec::User(user) => {
+            render("name", &mut user.name)?;
+            optional("group", &mut user.group, render)?;
+            if let Some(groups) = &mut user.groups {
+                list("groups", groups, render)?;
+            }
+            optional("home", &mut user.home, render)?;
+            optional("shell", &mut user.shell, render)?;
+            optional("comment", &mut user.comment, render)
+        }
+        ResourceSpec::Group(group) => render("name", &mut group.name),
+        ResourceSpec::Echo(echo) => render("msg", &mut echo.msg),
+        ResourceSpec::Assert(assert) => optional("msg", &mut assert.msg, render),
+        ResourceSpec::Fail(fail) => render("msg", &mut fail.msg),
+        ResourceSpec::Set(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use mop_protocol::{CommandSpec, Facts, FileSpec};
+
+    use super::*;
+    use crate::template::Scope;
+
+    fn scope() -> Scope {
+        let facts = Facts::default();
+        let mut scope = Scope::new(&facts);
+        let serde_json::Value::Object(vars) = serde_json::json!({"dir": "/srv", "who": "www"}) else {
+            unreachable!("a JSON object literal")
+        };
+        scope.start_role(&vars, &facts);
+        scope
+    }
+
+    #[test]
+    fn renders_strings_but_not_keys_or_expressions() {
+        let engine = Engine::new();
+        let spec = ResourceSpec::File(FileSpec {
+            path: "{{ dir }}/index".into(),
+            content: Some("hi {{ who }}".into()),
+            template: Some("t/{{ literal }}.j2".into()),
+            source: Some("files/{{ literal }}".into()),
+            owner: Some("{{ who }}".into()),
+            group: None,
+            mode: None,
+            state: Default::default(),
+        });
+        let ResourceSpec::File(rendered) = render_spec(&engine, &spec, &scope().context()).expect("renders") else {
+            panic!("type changed")
+        };
+        assert_eq!(rendered.path, "/srv/index");
+        assert_eq!(rendered.content.as_deref(), Some("hi www"));
+        assert_eq!(rendered.owner.as_deref(), Some("www"));
+        assert_eq!(rendered.source.as_deref(), Some("files/{{ literal }}"));
+        assert_eq!(rendered.template.as_deref(), Some("t/{{ literal }}.j2"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let engine = Engine::new();
+        let command = ResourceSpec::Shell(CommandSpec {
+            cmd: "echo {{ dir }}".into(),
+            creates: None,
+            removes: None,
+            unless: None,
+            onlyif: None,
+            cwd: None,
+            env: BTreeMap::from([("PATH_EXTRA".to_string(), "{{ nope }}".to_string())]),
+            timeout: None,
+        });
+        let err = render_spec(&engine, &command, &scope().context()).expect_err("undefined");
+        assert!(err.starts_with("field `env.PATH_EXTRA` line 1: undefined value"), "{err}");
+    }
+}

@@ -1,0 +1,459 @@
+//! Templates and expressions: minijinja with strict undefined variables, and the variable scope
+//! (plan vars, `facts`, registered results, `set` variables) they are evaluated against.
+
+use std::collections::BTreeMap;
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+use mop_protocol::Facts;
+
+/// The minijinja environment every template and expression of a session goes through.
+pub struct Engine {
+    env: Environment<'static>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// Strict undefined variables (a typo fails the resource instead of rendering an empty
+    /// string), no HTML auto-escaping whatever the template's extension, `trim_blocks` and a
+    /// kept trailing newline, as configuration file templates expect.
+    pub fn new() -> Engine {
+        let mut env = Environment::empty();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_keep_trailing_newline(true);
+        env.set_trim_blocks(true);
+        register_builtins(&mut env);
+        Engine { env }
+    }
+
+    /// Renders `source`; `label` names it in errors (e.g. ``field `content` `` or
+    /// ``template `motd.j2` ``).
+    pub fn render(&self, label: &str, source: &str, context: &Value) -> Result<String, String> {
+        if !has_template_syntax(source) {
+            return Ok(source.to_string());
+        }
+        self.env
+            .render_named_str(label, source, context)
+            .map_err(|err| self.describe_error(label, &err, Source::Template(source), context))
+    }
+
+    /// Evaluates an expression. A `{{ ... }}` wrapper, which people write out of habit, is
+    /// accepted and ignored.
+    pub fn eval(&self, label: &str, expression: &str, context: &Value) -> Result<Value, String> {
+        let expression = strip_braces(expression).unwrap_or(expression);
+        let compiled = self
+            .env
+            .compile_expression(expression)
+            .map_err(|err| self.describe_error(label, &err, Source::Expression(expression), context))?;
+        compiled
+            .eval(context)
+            .map_err(|err| self.describe_error(label, &err, Source::Expression(expression), context))
+    }
+
+    /// Evaluates an expression for its truth.
+    pub fn is_true(&self, label: &str, expression: &str, context: &Value) -> Result<bool, String> {
+        self.eval(label, expression, context)
+            .map(|value| value.is_true())
+    }
+
+    /// Renders a JSON value for `set`: strings are templates, and a string that is exactly one
+    /// `{{ expression }}` keeps the expression's type (a list stays a list).
+    pub fn render_native(
+        &self,
+        label: &str,
+        value: &serde_json::Value,
+        context: &Value,
+    ) -> Result<serde_json::Value, String> {
+        match value {
+            serde_json::Value::String(text) => {
+                if let Some(expression) = strip_braces(text) {
+                    let value = self.eval(label, expression, context)?;
+                    return serde_json::to_value(&value).map_err(|err| format!("{label}: {err}"));
+                }
+                self.render(label, text, context)
+                    .map(serde_json::Value::String)
+            }
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| {
+                    self.render_native(&format!("{label}[{index}]"), item, context)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(serde_json::Value::Array),
+            serde_json::Value::Object(map) => {
+                let mut out = serde_json::Map::new();
+                for (key, item) in map {
+                    out.insert(
+                        key.clone(),
+                        self.render_native(&format!("{label}.{key}"), item, context)?,
+                    );
+                }
+                Ok(serde_json::Value::Object(out))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+}
+
+/// Registers the filters, tests and functions templates may use: the commonly used part of
+/// minijinja's builtins, plus compact `sort` and `unique`. `Environment::new()` would register
+/// every builtin, which costs the static agent about 180 KiB of its 2 MiB budget; the ones left
+/// out (`dictsort`, `min`, `max`, `sum`, `abs`, `round`, `float`, `title`, `capitalize`, `attr`,
+/// `format`, `groupby`, `batch`, `slice`, `zip`, `chain`, `pprint`, `escape`, `dict()`,
+/// `debug()`) are rare in configuration templates. Maps iterate in key order, so `items` does
+/// what `dictsort` would.
+fn register_builtins(env: &mut Environment<'static>) {
+    use minijinja::{filters, functions, tests};
+    env.add_filter("bool", filters::bool);
+    env.add_filter("count", filters::length);
+    env.add_filter("d", filters::default);
+    env.add_filter("default", filters::default);
+    env.add_filter("first", filters::first);
+    env.add_filter("indent", filters::indent);
+    env.add_filter("int", filters::int);
+    env.add_filter("items", filters::items);
+    env.add_filter("join", filters::join);
+    env.add_filter("last", filters::last);
+    env.add_filter("length", filters::length);
+    env.add_filter("lines", filters::lines);
+    env.add_filter("list", filters::list);
+    env.add_filter("lower", filters::lower);
+    env.add_filter("map", filters::map);
+    env.add_filter("reject", filters::reject);
+    env.add_filter("rejectattr", filters::rejectattr);
+    env.add_filter("replace", filters::replace);
+    env.add_filter("reverse", filters::reverse);
+    env.add_filter("select", filters::select);
+    env.add_filter("selectattr", filters::selectattr);
+    env.add_filter("sort", sort_filter as ListFilter);
+    env.add_filter("split", filters::split);
+    env.add_filter("string", filters::string);
+    env.add_filter("tojson", filters::tojson);
+    env.add_filter("trim", filters::trim);
+    env.add_filter("unique", unique_filter as ListFilter);
+    env.add_filter("upper", filters::upper);
+    env.add_test("boolean", tests::is_boolean);
+    env.add_test("defined", tests::is_defined);
+    env.add_test("divisibleby", tests::is_divisibleby);
+    env.add_test("endingwith", tests::is_endingwith);
+    env.add_test("eq", tests::is_eq);
+    env.add_test("even", tests::is_even);
+    env.add_test("false", tests::is_false);
+    env.add_test("float", tests::is_float);
+    env.add_test("ge", tests::is_ge);
+    env.add_test("gt", tests::is_gt);
+    env.add_test("in", tests::is_in);
+    env.add_test("integer", tests::is_integer);
+    env.add_test("iterable", tests::is_iterable);
+    env.add_test("le", tests::is_le);
+    env.add_test("lt", tests::is_lt);
+    env.add_test("mapping", tests::is_mapping);
+    env.add_test("ne", tests::is_ne);
+    env.add_test("none", tests::is_none);
+    env.add_test("number", tests::is_number);
+    env.add_test("odd", tests::is_odd);
+    env.add_test("sequence", tests::is_sequence);
+    env.add_test("startingwith", tests::is_startingwith);
+    env.add_test("string", tests::is_string);
+    env.add_test("true", tests::is_true);
+    env.add_test("undefined", tests::is_undefined);
+    env.add_function("namespace", functions::namespace);
+    env.add_function("range", functions::range);
+}
+
+/// The shape of the agent's own list filters: one function-pointer type, so minijinja's
+/// argument glue is instantiated once for all of them.
+type ListFilter = fn(Value) -> Result<Value, minijinja::Error>;
+
+fn list_items(value: &Value) -> Result<Vec<Value>, minijinja::Error> {
+    Ok(value.try_iter()?.collect())
+}
+
+/// `sort`: the items in ascending order (minijinja's value order: numbers before strings,
+/// strings by code point). A smaller stand-in for minijinja's `sort`, without its arguments.
+fn sort_filter(value: Value) -> Result<Value, minijinja::Error> {
+    let mut items = list_items(&value)?;
+    items.sort();
+    Ok(Value::from(items))
+}
+
+/// `unique`: the items without repeats, first occurrence kept.
+fn unique_filter(value: Value) -> Result<Value, minijinja::Error> {
+    let mut unique: Vec<Value> = Vec::new();
+    for item in list_items(&value)? {
+        if !unique.contains(&item) {
+            unique.push(item);
+        }
+    }
+    Ok(Value::from(unique))
+}
+
+/// Whether `text` contains any minijinja delimiter; plain strings skip the engine entirely.
+pub fn has_template_syntax(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+/// `{{ expr }}` -> `expr`, when the whole string is one expression.
+fn strip_braces(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") {
+        return None;
+    }
+    Some(inner.trim())
+}
+/// What failed to render or evaluate, for naming undefined variables.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Template(&'a str),
+    Expression(&'a str),
+}
+
+impl Engine {
+    /// `field `content` line 2: undefined value: `foo.bar`` plus a hint for undefined
+    /// variables. The undefined names are found by walking each variable the source refers to
+    /// through the context (minijinja's error spans would need its `debug` feature, which costs
+    /// the size-constrained agent 25 KiB).
+    fn describe_error(&self, label: &str, err: &minijinja::Error, source: Source<'_>, context: &Value) -> String {
+        let mut message = label.to_string();
+        if let Some(line) = err.line() {
+            message.push_str(&format!(" line {line}"));
+        }
+        message.push_str(": ");
+        message.push_str(&err.kind().to_string());
+        if let Some(detail) = err.detail() {
+            message.push_str(&format!(" ({detail})"));
+        }
+        if err.kind() == ErrorKind::UndefinedError {
+            let missing = self.missing_variables(source, context);
+            if !missing.is_empty() {
+                let names: Vec<String> = missing.iter().map(|name| format!("`{name}`")).collect();
+                message.push_str(": ");
+                message.push_str(&names.join(", "));
+            }
+            message.push_str("\nhint: define the variable (inventory, policy vars, `set` or `register`), or guard it with `is defined` or `| default(...)`");
+        }
+        message
+    }
+
+    /// The variable paths `source` uses that `context` cannot resolve, each cut at its first
+    /// missing part (`conf.stdout_line` when `conf` exists but has no `stdout_line`).
+    fn missing_variables(&self, source: Source<'_>, context: &Value) -> Vec<String> {
+        let used = match source {
+            Source::Template(text) => self.env.template_from_str(text).map(|template| template.undeclared_variables(true)),
+            Source::Expression(text) => self.env.compile_expression(text).map(|expression| expression.undeclared_variables(true)),
+        }
+        .unwrap_or_default();
+        let mut missing: Vec<String> = used.iter().filter_map(|path| first_missing(path, context)).collect();
+        missing.sort();
+        missing.dedup();
+        missing
+    }
+}
+
+fn first_missing(path: &str, context: &Value) -> Option<String> {
+    let mut current = context.clone();
+    let mut walked = String::new();
+    for segment in path.split('.') {
+        if !walked.is_empty() {
+            walked.push('.');
+        }
+        walked.push_str(segment);
+        match current.get_attr(segment) {
+            Ok(value) if !value.is_undefined() => current = value,
+            _ => return Some(walked),
+        }
+    }
+    None
+}
+
+/// The variables templates see: plan vars at top level, `facts`, and what earlier resources
+/// registered or set (these override plan vars of the same name, and live for the session).
+pub struct Scope {
+    base: BTreeMap<String, Value>,
+    session: BTreeMap<String, Value>,
+    cached: Option<Value>,
+}
+
+impl Scope {
+    /// A scope with no session variables yet.
+    pub fn new(facts: &Facts) -> Scope {
+        let mut scope = Scope {
+            base: BTreeMap::new(),
+            session: BTreeMap::new(),
+            cached: None,
+        };
+        scope.start_role(&serde_json::Map::new(), facts);
+        scope
+    }
+
+    /// Replaces the plan vars with a new role's; registered and `set` variables stay.
+    pub fn start_role(
+        &mut self,
+        plan_vars: &serde_json::Map<String, serde_json::Value>,
+        facts: &Facts,
+    ) {
+        self.base = plan_vars
+            .iter()
+            .map(|(key, value)| (key.clone(), Value::from_serialize(value)))
+            .collect();
+        self.base
+            .insert("facts".to_string(), Value::from_serialize(facts));
+        self.cached = None;
+    }
+
+    /// Sets a session variable (from `register` or `set`).
+    pub fn set(&mut self, name: &str, value: Value) {
+        self.session.insert(name.to_string(), value);
+        self.cached = None;
+    }
+
+    /// The template context.
+    pub fn context(&mut self) -> Value {
+        if let Some(cached) = &self.cached {
+            return cached.clone();
+        }
+        let mut merged = self.base.clone();
+        merged.extend(
+            self.session
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        let context = Value::from_iter(merged);
+        self.cached = Some(context.clone());
+        context
+    }
+
+    /// The template context plus `result` (for `changed_when` / `failed_when`).
+    pub fn context_with_result(&mut self, result: &Value) -> Value {
+        let mut merged = self.base.clone();
+        merged.extend(
+            self.session
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        merged.insert("result".to_string(), result.clone());
+        Value::from_iter(merged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope_with(vars: serde_json::Value) -> Scope {
+        let mut scope = Scope::new(&Facts {
+            hostname: "web1".into(),
+            ..Facts::default()
+        });
+        let serde_json::Value::Object(map) = vars else {
+            panic!("object expected")
+        };
+        scope.start_role(
+            &map,
+            &Facts {
+                hostname: "web1".into(),
+                ..Facts::default()
+            },
+        );
+        scope
+    }
+
+    #[test]
+    fn renders_vars_and_facts() {
+        let engine = Engine::new();
+        let mut scope = scope_with(serde_json::json!({"port": 8080}));
+        let out = engine.render(
+            "field `content`",
+            "{{ facts.hostname }}:{{ port }}\n",
+            &scope.context(),
+        );
+        assert_eq!(out, Ok("web1:8080\n".to_string()));
+    }
+
+    #[test]
+    fn undefined_variable_names_field_line_and_expression() {
+        let engine = Engine::new();
+        let mut scope = scope_with(serde_json::json!({}));
+        let err = engine
+            .render(
+                "field `content`",
+                "line one\nport={{ prot }}\n",
+                &scope.context(),
+            )
+            .expect_err("undefined");
+        assert!(
+            err.starts_with("field `content` line 2: undefined value"),
+            "{err}"
+        );
+        assert!(err.contains("`prot`"), "{err}");
+        assert!(err.contains("hint:"), "{err}");
+        // `default` and `is defined` still work under strict mode.
+        let ok = engine.render(
+            "x",
+            "{{ prot | default('80') }}{% if prot is defined %}!{% endif %}",
+            &scope.context(),
+        );
+        assert_eq!(ok, Ok("80".to_string()));
+    }
+
+    #[test]
+    fn expressions_accept_braces_and_see_session_vars() {
+        let engine = Engine::new();
+        let mut scope = scope_with(serde_json::json!({"x": 1}));
+        scope.set("r", Value::from_serialize(serde_json::json!({"rc": 0})));
+        assert_eq!(
+            engine.is_true("when", "r.rc == 0 and x == 1", &scope.context()),
+            Ok(true)
+        );
+        assert_eq!(
+            engine.is_true("when", "{{ x > 3 }}", &scope.context()),
+            Ok(false)
+        );
+        let err = engine
+            .is_true("`when` expression", "y == 1", &scope.context())
+            .expect_err("undefined");
+        assert!(err.contains("`when` expression"), "{err}");
+        let err = engine
+            .is_true("when", "x ==", &scope.context())
+            .expect_err("syntax");
+        assert!(err.contains("syntax error"), "{err}");
+    }
+
+    #[test]
+    fn registered_builtins_work() {
+        let engine = Engine::new();
+        let mut scope = scope_with(serde_json::json!({
+            "users": [{"name": "b", "admin": true}, {"name": "a", "admin": false}],
+            "ports": [80, 443, 80],
+            "conf": {"z": 1, "a": 2},
+        }));
+        let template = "{{ users | selectattr('admin') | map(attribute='name') | join(',') }};\
+{{ ports | unique | sort | join(' ') }};{{ conf | items | first | first }};\
+{{ missing | default('none') | upper }};{{ ports | length }};{{ 'x y' | split | list | tojson }};\
+{% set ns = namespace(total=0) %}{% for p in ports %}{% set ns.total = ns.total + p %}{% endfor %}{{ ns.total }};\
+{{ range(3) | sum }};{{ ports[0] is even }};{{ 'web1' is startingwith('web') }}";
+        let out = engine.render("t", template, &scope.context());
+        assert_eq!(out, Ok("b;80 443;a;NONE;3;[\"x\",\"y\"];603;3;True;True".to_string()));
+    }
+
+    #[test]
+    fn native_rendering_keeps_types() {
+        let engine = Engine::new();
+        let mut scope = scope_with(serde_json::json!({"ports": [80, 443]}));
+        let context = scope.context();
+        let value = engine.render_native(
+            "vars.all",
+            &serde_json::json!("{{ ports + [8080] }}"),
+            &context,
+        );
+        assert_eq!(value, Ok(serde_json::json!([80, 443, 8080])));
+        let value = engine.render_native("vars.s", &serde_json::json!("p{{ ports[0] }}"), &context);
+        assert_eq!(value, Ok(serde_json::json!("p80")));
+    }
+}

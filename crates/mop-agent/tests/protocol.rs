@@ -1,0 +1,618 @@
+//! End-to-end tests: spawn the real `mop-agent` binary and speak the protocol to it over its
+//! stdin/stdout, as the controller does.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use mop_protocol::frame::DATA_CHUNK;
+use mop_protocol::{
+    exit_code, read_frame, write_data_frame, write_json_frame, AgentMessage, ControllerMessage,
+    Facts, FileEntry, Frame, ResourceEvent, ResourceStatus, RolePlan, RoleSummary,
+    PROTOCOL_VERSION,
+};
+use sha2::{Digest, Sha256};
+
+struct Agent {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// What one role produced, seen from the controller.
+struct RoleRun {
+    events: Vec<ResourceEvent>,
+    summary: RoleSummary,
+    requested: Vec<u32>,
+}
+
+impl Agent {
+    fn spawn(env: &[(&str, &str)]) -> Agent {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mop-agent"));
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("the agent binary starts");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Agent {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn stdin(&mut self) -> &mut ChildStdin {
+        self.stdin.as_mut().expect("stdin still open")
+    }
+
+    fn send(&mut self, message: &ControllerMessage) {
+        let stdin = self.stdin();
+        write_json_frame(stdin, message).expect("write to agent");
+        stdin.flush().expect("flush to agent");
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin();
+        stdin.write_all(bytes).expect("write to agent");
+        stdin.flush().expect("flush to agent");
+    }
+
+    fn receive(&mut self) -> Option<AgentMessage> {
+        match read_frame::<_, AgentMessage>(&mut self.stdout).expect("a valid frame from the agent")
+        {
+            Some(Frame::Message(message)) => Some(message),
+            Some(Frame::Data(_)) => panic!("the agent never sends data frames"),
+            None => None,
+        }
+    }
+
+    fn hello(&mut self) -> Facts {
+        self.send(&ControllerMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            controller_version: "test".into(),
+        });
+        match self.receive() {
+            Some(AgentMessage::Hello {
+                protocol_version,
+                facts,
+                ..
+            }) => {
+                assert_eq!(protocol_version, PROTOCOL_VERSION);
+                *facts
+            }
+            other => panic!("expected hello, got {other:?}"),
+        }
+    }
+
+    /// Sends a role and plays the controller until `role_done`, serving files from `served`
+    /// (by id). `on_event` sees each event as it arrives.
+    fn run_role_with(
+        &mut self,
+        plan: &RolePlan,
+        served: &BTreeMap<u32, Vec<u8>>,
+        mut on_event: impl FnMut(&ResourceEvent),
+    ) -> RoleRun {
+        self.send(&ControllerMessage::Role(Box::new(plan.clone())));
+        let mut events = Vec::new();
+        let mut requested = Vec::new();
+        loop {
+            match self.receive() {
+                Some(AgentMessage::Event(event)) => {
+                    on_event(&event);
+                    events.push(*event);
+                }
+                Some(AgentMessage::FileRequest { id }) => {
+                    requested.push(id);
+                    match served.get(&id) {
+                        Some(content) => {
+                            self.send(&ControllerMessage::FileBegin {
+                                id,
+                                size: content.len() as u64,
+                            });
+                            for chunk in content.chunks(DATA_CHUNK) {
+                                write_data_frame(self.stdin(), chunk).expect("data frame");
+                            }
+                            self.send(&ControllerMessage::FileEnd { id });
+                        }
+                        None => self.send(&ControllerMessage::FileRefused {
+                            id,
+                            reason: "unknown id".into(),
+                        }),
+                    }
+                }
+                Some(AgentMessage::RoleDone(summary)) => {
+                    return RoleRun {
+                        events,
+                        summary,
+                        requested,
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn run_role(&mut self, plan: &RolePlan, served: &BTreeMap<u32, Vec<u8>>) -> RoleRun {
+        self.run_role_with(plan, served, |_| {})
+    }
+
+    /// Closes stdin and waits; returns the exit code, everything left on stdout, and stderr.
+    fn finish(mut self) -> (i32, Vec<u8>, String) {
+        drop(self.stdin.take());
+        let mut rest = Vec::new();
+        self.stdout.read_to_end(&mut rest).expect("read stdout");
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).expect("read stderr");
+        }
+        let status = self.child.wait().expect("agent exits");
+        let code = status
+            .code()
+            .expect("the agent exits, it is not killed by a signal");
+        assert!(
+            code != 127 && code != 255,
+            "exit code {code} is reserved by ssh"
+        );
+        (code, rest, stderr)
+    }
+
+    fn shutdown(mut self) -> i32 {
+        self.send(&ControllerMessage::Shutdown);
+        let (code, rest, _) = self.finish();
+        assert!(rest.is_empty(), "output after shutdown");
+        code
+    }
+}
+
+fn plan(mode: &str, resources: serde_json::Value) -> RolePlan {
+    serde_json::from_value(
+        serde_json::json!({"role": "test", "mode": mode, "resources": resources}),
+    )
+    .expect("valid plan")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Every path under `root`, with mode and content, to prove a run changed nothing.
+fn snapshot(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).expect("readable") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("exists");
+            let content = if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)
+                    .expect("link")
+                    .display()
+                    .to_string()
+                    .into_bytes()
+            } else if meta.is_file() {
+                std::fs::read(&path).expect("file")
+            } else {
+                Vec::new()
+            };
+            out.insert(
+                path.strip_prefix(root)
+                    .expect("under root")
+                    .display()
+                    .to_string(),
+                (meta.permissions().mode(), content),
+            );
+            if meta.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn counts(summary: &RoleSummary) -> (u32, u32, u32, u32) {
+    (summary.ok, summary.changed, summary.failed, summary.skipped)
+}
+
+#[test]
+fn hello_reports_facts_and_shutdown_exits_zero() {
+    let mut agent = Agent::spawn(&[]);
+    let facts = agent.hello();
+    assert!(!facts.hostname.is_empty());
+    assert_eq!(facts.arch, std::env::consts::ARCH);
+    assert!(facts.cpu_count >= 1);
+    assert_eq!(agent.shutdown(), exit_code::OK);
+}
+
+#[test]
+fn closing_stdin_after_hello_exits_zero() {
+    let mut agent = Agent::spawn(&[]);
+    agent.hello();
+    let (code, rest, _) = agent.finish();
+    assert_eq!(code, exit_code::OK);
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn a_role_converges_then_reports_no_change() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let base = root.path().display().to_string();
+    let resources = serde_json::json!([
+        {"type": "directory", "path": format!("{base}/etc/app"), "mode": "0750"},
+        {"type": "file", "path": format!("{base}/etc/app/app.conf"), "content": "port={{ port }}\nhost={{ facts.hostname }}\n", "mode": "0640", "notify": "reload"},
+        {"type": "line", "path": format!("{base}/etc/app/app.conf"), "line": "debug=false", "regexp": "^debug="},
+        {"type": "link", "path": format!("{base}/current"), "target": "etc/app"},
+        {"type": "command", "cmd": "cat app.conf", "cwd": format!("{base}/etc/app"), "register": "conf", "changed_when": "false"},
+        {"type": "echo", "msg": "lines={{ conf.stdout_lines | length }}", "when": "not conf.failed"},
+        {"type": "file", "path": format!("{base}/skipped"), "when": "port == 1"},
+    ]);
+    let handlers = serde_json::json!([{"name": "reload", "type": "shell", "cmd": format!("touch {base}/reloaded")}]);
+    let make_plan = |mode: &str| -> RolePlan {
+        serde_json::from_value(serde_json::json!({
+            "role": "app", "mode": mode, "diff": true, "vars": {"port": 8080},
+            "resources": resources, "handlers": handlers,
+        }))
+        .expect("valid plan")
+    };
+    let mut agent = Agent::spawn(&[]);
+    agent.hello();
+
+    let before = snapshot(root.path());
+    let check = agent.run_role(&make_plan("check"), &BTreeMap::new());
+    assert_eq!(snapshot(root.path()), before, "check mode changed the host");
+    assert!(check
+        .events
+        .iter()
+        .filter(|event| event.status == ResourceStatus::Changed)
+        .all(|event| event.simulated));
+    assert!(!check.summary.role_failed);
+
+    let apply = agent.run_role(&make_plan("apply"), &BTreeMap::new());
+    let statuses: Vec<ResourceStatus> = apply.events.iter().map(|event| event.status).collect();
+    use ResourceStatus::{Changed, Ok as Unchanged, Skipped};
+    // The command ran but `changed_when = false` keeps it ok.
+    assert_eq!(
+        statuses,
+        vec![Changed, Changed, Changed, Changed, Unchanged, Unchanged, Skipped, Changed],
+        "{:#?}",
+        apply.events
+    );
+    assert!(apply.events[7].handler);
+    assert_eq!(apply.events[5].message.as_deref(), Some("lines=3"));
+    let diff = apply.events[1].diff.as_deref().expect("diff asked");
+    assert!(diff.contains("+port=8080\n"), "{diff}");
+    let conf = std::fs::read_to_string(root.path().join("etc/app/app.conf")).expect("written");
+    assert!(conf.starts_with("port=8080\nhost="), "{conf}");
+    assert!(conf.ends_with("debug=false\n"), "{conf}");
+    assert!(root.path().join("reloaded").exists());
+    assert_eq!(counts(&apply.summary), (2, 5, 0, 1));
+
+    // The `line` resource appended to the file the `file` resource owns, so a second run
+    // rewrites the content and the line again: that is the policy fighting itself, which is
+    // what the operator wrote. Drop the line resource to see a fully converged run.
+    let mut converged = make_plan("apply");
+    converged.resources.remove(2);
+    agent.run_role(&converged, &BTreeMap::new());
+    let again = agent.run_role(&converged, &BTreeMap::new());
+    assert_eq!(again.summary.changed, 0, "{:#?}", again.events);
+    assert!(again
+        .events
+        .iter()
+        .all(|event| event.status != ResourceStatus::Changed));
+    assert_eq!(agent.shutdown(), exit_code::OK);
+}
+
+#[test]
+fn events_stream_before_the_role_ends() {
+    // The second resource waits for a file that the test creates only after it has received
+    // the first event: if events were buffered until the end of the role, this would time out.
+    let root = tempfile::tempdir().expect("tempdir");
+    let go = root.path().join("go");
+    let plan = plan(
+        "apply",
+        serde_json::json!([
+            {"type": "echo", "msg": "first"},
+            {"type": "shell", "cmd": format!("for i in $(seq 200); do [ -f {go} ] && exit 0; sleep 0.05; done; exit 1", go = go.display())},
+        ]),
+    );
+    let mut agent = Agent::spawn(&[]);
+    agent.hello();
+    let run = agent.run_role_with(&plan, &BTreeMap::new(), |event| {
+        if event.index == 0 {
+            std::fs::write(&go, "").expect("create go file");
+        }
+    });
+    assert_eq!(
+        run.events[1].status,
+        ResourceStatus::Changed,
+        "{:?}",
+        run.events[1]
+    );
+    agent.shutdown();
+}
+
+fn served_plan(dest: &Path, content: &[u8]) -> RolePlan {
+    let mut plan = plan(
+        "apply",
+        serde_json::json!([{"type": "file", "path": dest.display().to_string(), "source": "files/blob", "mode": "0600"}]),
+    );
+    plan.files.insert(
+        "files/blob".into(),
+        FileEntry {
+            id: 42,
+            sha256: sha256_hex(content),
+            size: content.len() as u64,
+            mode: 0o644,
+        },
+    );
+    plan
+}
+
+#[test]
+fn file_transfer_by_id_then_nothing_to_transfer() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dest = root.path().join("blob");
+    let content: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let served = BTreeMap::from([(42, content.clone())]);
+    let apply = served_plan(&dest, &content);
+    let mut check = apply.clone();
+    check.mode = mop_protocol::Mode::Check;
+
+    let mut agent = Agent::spawn(&[]);
+    agent.hello();
+    let run = agent.run_role(&check, &served);
+    assert!(run.requested.is_empty(), "check mode asked for content");
+    assert_eq!(run.events[0].status, ResourceStatus::Changed);
+    assert!(!dest.exists());
+
+    let run = agent.run_role(&apply, &served);
+    assert_eq!(run.requested, vec![42]);
+    assert_eq!(
+        run.events[0].status,
+        ResourceStatus::Changed,
+        "{:?}",
+        run.events[0]
+    );
+    assert_eq!(run.events[0].bytes_received, content.len() as u64);
+    assert_eq!(run.summary.bytes_received, content.len() as u64);
+    assert_eq!(std::fs::read(&dest).expect("written"), content);
+    assert_eq!(
+        std::fs::metadata(&dest)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o600
+    );
+
+    let run = agent.run_role(&apply, &served);
+    assert!(
+        run.requested.is_empty(),
+        "an identical file was requested again"
+    );
+    assert_eq!(run.events[0].status, ResourceStatus::Ok);
+    assert_eq!(run.summary.bytes_received, 0);
+
+    // A refused transfer fails the resource and the session goes on.
+    std::fs::write(&dest, "local edit").expect("write");
+    let run = agent.run_role(&apply, &BTreeMap::new());
+    assert_eq!(run.events[0].status, ResourceStatus::Failed);
+    assert!(run.events[0]
+        .message
+        .as_deref()
+        .expect("message")
+        .contains("refused"));
+    assert_eq!(
+        std::fs::read_to_string(&dest).expect("untouched"),
+        "local edit"
+    );
+    assert_eq!(agent.shutdown(), exit_code::OK);
+}
+
+#[test]
+fn corrupted_transfer_fails_and_leaves_the_destination_untouched() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dest = root.path().join("conf");
+    std::fs::write(&dest, "original\n").expect("write");
+    let content = b"the new content\n".to_vec();
+    let served = BTreeMap::from([(42, content.clone())]);
+    let mut agent = Agent::spawn(&[("MOP_AGENT_TEST_CORRUPT_TRANSFER", "1")]);
+    agent.hello();
+    let before = snapshot(root.path());
+    let run = agent.run_role(&served_plan(&dest, &content), &served);
+    let event = &run.events[0];
+    assert_eq!(event.status, ResourceStatus::Failed);
+    assert!(
+        event
+            .message
+            .as_deref()
+            .expect("message")
+            .starts_with("sha256 mismatch for `files/blob`"),
+        "{event:?}"
+    );
+    assert_eq!(event.bytes_received, content.len() as u64);
+    assert!(run.summary.role_failed);
+    assert_eq!(
+        snapshot(root.path()),
+        before,
+        "destination touched or temporary file left"
+    );
+    assert_eq!(agent.shutdown(), exit_code::OK);
+}
+
+/// Feeds `bytes` after a valid hello (or instead of it) and returns exit code and the
+/// agent's last message.
+fn feed_bad(after_hello: bool, bytes: &[u8]) -> (i32, Option<AgentMessage>, String) {
+    let mut agent = Agent::spawn(&[]);
+    if after_hello {
+        agent.hello();
+    }
+    agent.send_raw(bytes);
+    let (code, rest, stderr) = agent.finish();
+    let message = match read_frame::<_, AgentMessage>(&mut rest.as_slice()) {
+        Ok(Some(Frame::Message(message))) => Some(message),
+        _ => None,
+    };
+    (code, message, stderr)
+}
+
+fn assert_protocol_error(result: (i32, Option<AgentMessage>, String), needle: &str) {
+    let (code, message, stderr) = result;
+    assert_eq!(code, exit_code::PROTOCOL_ERROR, "stderr: {stderr}");
+    match message {
+        Some(AgentMessage::Error { message }) => assert!(message.contains(needle), "{message}"),
+        other => panic!("expected an error message, got {other:?}"),
+    }
+    assert!(stderr.contains("mop-agent: protocol error"), "{stderr}");
+}
+
+#[test]
+fn garbage_truncated_oversized_and_unknown_frames_are_protocol_errors() {
+    assert_protocol_error(
+        feed_bad(false, b"GET / HTTP/1.1\r\n\r\n"),
+        "unknown frame kind",
+    );
+    assert_protocol_error(feed_bad(false, &[0, 0, 0, 100, 0, b'{']), "truncated");
+    assert_protocol_error(feed_bad(true, &[0xff, 0xff, 0xff, 0xff, 0]), "oversized");
+    assert_protocol_error(feed_bad(true, &[0, 0, 0, 0, 0]), "empty frame");
+    let mut unknown = Vec::new();
+    write_json_frame(&mut unknown, &serde_json::json!({"msg": "format_disk"})).expect("encode");
+    assert_protocol_error(feed_bad(true, &unknown), "malformed message");
+    let mut data = Vec::new();
+    write_data_frame(&mut data, b"stray").expect("encode");
+    assert_protocol_error(feed_bad(true, &data), "outside a file transfer");
+    let mut role_first = Vec::new();
+    write_json_frame(
+        &mut role_first,
+        &ControllerMessage::Role(Box::new(plan("apply", serde_json::json!([])))),
+    )
+    .expect("encode");
+    assert_protocol_error(feed_bad(false, &role_first), "expected `hello`");
+}
+
+#[test]
+fn a_truncated_role_touches_nothing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let target = root.path().join("created");
+    let role = plan(
+        "apply",
+        serde_json::json!([{"type": "file", "path": target.display().to_string(), "content": "x"}]),
+    );
+    let mut frame = Vec::new();
+    write_json_frame(&mut frame, &ControllerMessage::Role(Box::new(role))).expect("encode");
+    frame.truncate(frame.len() - 3);
+    assert_protocol_error(feed_bad(true, &frame), "truncated");
+    assert!(!target.exists());
+}
+
+#[test]
+fn a_broken_transfer_ends_the_session_without_touching_the_destination() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dest = root.path().join("blob");
+    let content = vec![1u8; 1000];
+    let mut agent = Agent::spawn(&[]);
+    agent.hello();
+    agent.send(&ControllerMessage::Role(Box::new(served_plan(
+        &dest, &content,
+    ))));
+    assert_eq!(agent.receive(), Some(AgentMessage::FileRequest { id: 42 }));
+    agent.send(&ControllerMessage::FileBegin { id: 42, size: 1000 });
+    write_data_frame(agent.stdin(), &content[..500]).expect("data");
+    agent.send(&ControllerMessage::Shutdown);
+    let (code, rest, _) = agent.finish();
+    assert_eq!(code, exit_code::PROTOCOL_ERROR);
+    let message = read_frame::<_, AgentMessage>(&mut rest.as_slice());
+    assert!(
+        matches!(
+            message,
+            Ok(Some(Frame::Message(AgentMessage::Error { .. })))
+        ),
+        "{message:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(root.path()).expect("dir").count(),
+        0,
+        "destination or temporary file left"
+    );
+}
+
+#[test]
+fn another_protocol_version_is_refused() {
+    let mut agent = Agent::spawn(&[]);
+    agent.send(&ControllerMessage::Hello {
+        protocol_version: PROTOCOL_VERSION + 1,
+        controller_version: "future".into(),
+    });
+    let (code, rest, stderr) = agent.finish();
+    assert_eq!(code, exit_code::VERSION_MISMATCH);
+    match read_frame::<_, AgentMessage>(&mut rest.as_slice()) {
+        Ok(Some(Frame::Message(AgentMessage::Error { message }))) => {
+            assert!(
+                message.contains(&format!("protocol version {}", PROTOCOL_VERSION + 1)),
+                "{message}"
+            )
+        }
+        other => panic!("expected an error message, got {other:?}"),
+    }
+    assert!(stderr.contains("version mismatch"), "{stderr}");
+}
+
+#[test]
+fn help_version_and_bad_arguments() {
+    let run = |arg: &str| {
+        Command::new(env!("CARGO_BIN_EXE_mop-agent"))
+            .arg(arg)
+            .output()
+            .expect("runs")
+    };
+    let help = run("--help");
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("Exit codes:") && text.contains("never exits with 127 or 255"),
+        "{text}"
+    );
+    let version = run("--version");
+    assert_eq!(version.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("mop-agent "));
+    let bad = run("--frobnicate");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unexpected argument `--frobnicate`"));
+}
+
+/// Not a timed assertion: prints how long a check run of 1,000 converged files takes (debug
+/// build), for the record.
+#[test]
+fn thousand_unchanged_files_in_check_mode() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut resources = Vec::new();
+    for i in 0..1000 {
+        let path = root.path().join(format!("f{i}"));
+        let content = format!("file number {i}\n");
+        std::fs::write(&path, &content).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        resources.push(serde_json::json!({"type": "file", "path": path.display().to_string(), "content": content, "mode": "0644"}));
+    }
+    let plan = plan("check", serde_json::Value::Array(resources));
+    let mut agent = Agent::spawn(&[]);
+    agent.hello();
+    let started = Instant::now();
+    let run = agent.run_role(&plan, &BTreeMap::new());
+    let elapsed = started.elapsed();
+    assert_eq!(counts(&run.summary), (1000, 0, 0, 0));
+    eprintln!(
+        "1000 unchanged file resources, check mode, debug build: {elapsed:?} (agent-side {} ms)",
+        run.summary.duration_ms
+    );
+    agent.shutdown();
+}

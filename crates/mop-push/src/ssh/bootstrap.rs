@@ -1,0 +1,608 @@
+//! Getting the agent onto a host: one probe exec, an SFTP upload unless cached, cleanup.
+//!
+//! The probe is a single exec (each exec costs 3-4 round trips) that reports the host's OS,
+//! architecture and `$HOME`, creates the private work directory, finds a cached agent, links it
+//! into the work directory and checks sudo. The agent always runs as `<work dir>/mop-agent`
+//! (the binary itself, or a symlink to the cached `agent-<sha256>` next to the work
+//! directories), so `pkill -f '^<work dir>/mop-agent'` kills exactly this run's agent.
+
+use std::fmt::Write as _;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::Arc;
+
+use openssh::Session;
+use openssh_sftp_client::file::TokioCompatFile;
+use openssh_sftp_client::metadata::Permissions;
+use openssh_sftp_client::{Sftp, SftpOptions};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::shell::{agent_pattern, quote};
+use super::SshError;
+
+/// The agent binary on this machine, read once per run.
+#[derive(Debug)]
+pub(crate) struct LocalAgent {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) bytes: Arc<[u8]>,
+    pub(crate) sha256: String,
+    pub(crate) platform: AgentPlatform,
+}
+
+/// What `uname -s`/`uname -m` must say for the agent to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AgentPlatform {
+    pub(crate) os: &'static str,
+    /// `case` patterns for `uname -m`.
+    pub(crate) machines: &'static [&'static str],
+    /// For messages, e.g. `Linux x86_64`.
+    pub(crate) description: String,
+}
+
+impl LocalAgent {
+    /// Reads and hashes the agent; its bytes are uploaded as read here, so the content-addressed
+    /// name always matches what lands on the host.
+    pub(crate) fn load(path: &Path) -> Result<LocalAgent, SshError> {
+        let failure = |detail: String| SshError::AgentBinary {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let bytes = std::fs::read(path).map_err(|error| failure(error.to_string()))?;
+        let platform = elf_platform(&bytes).map_err(failure)?;
+        let sha256 = Sha256::digest(&bytes)
+            .iter()
+            .fold(String::new(), |mut hex, byte| {
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            });
+        Ok(LocalAgent {
+            path: path.to_path_buf(),
+            bytes: bytes.into(),
+            sha256,
+            platform,
+        })
+    }
+}
+
+/// Reads the OS and machine an ELF executable was built for from its header.
+pub(crate) fn elf_platform(bytes: &[u8]) -> Result<AgentPlatform, String> {
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        return Err(
+            "not an ELF executable (the agent must be built for the hosts, e.g. Linux)".to_string(),
+        );
+    }
+    let machine = match bytes[5] {
+        1 => u16::from_le_bytes([bytes[18], bytes[19]]),
+        2 => u16::from_be_bytes([bytes[18], bytes[19]]),
+        other => return Err(format!("unknown ELF byte order {other}")),
+    };
+    let os = match bytes[7] {
+        0 | 3 => "Linux",
+        9 => "FreeBSD",
+        other => return Err(format!("unsupported ELF OS/ABI {other}")),
+    };
+    let machines: &'static [&'static str] = match (machine, bytes[4], bytes[5]) {
+        (62, 2, _) => &["x86_64", "amd64"],
+        (3, 1, _) => &["i386", "i486", "i586", "i686"],
+        (183, 2, _) => &["aarch64", "arm64"],
+        (40, 1, _) => &["armv6*", "armv7*", "armv8l"],
+        (243, 2, _) => &["riscv64"],
+        (21, 2, 1) => &["ppc64le"],
+        (22, 2, _) => &["s390x"],
+        (other, class, _) => {
+            return Err(format!("unsupported ELF machine {other} (class {class})"));
+        }
+    };
+    let description = format!("{os} {}", machines[0].trim_end_matches('*'));
+    Ok(AgentPlatform {
+        os,
+        machines,
+        description,
+    })
+}
+
+/// The shell expression for the agent directory; `$HOME` is expanded on the host.
+pub(crate) fn agent_dir_expression(agent_dir: Option<&str>) -> Result<String, String> {
+    let dir = agent_dir.unwrap_or("$HOME/.mop");
+    if dir.is_empty() || dir.chars().any(char::is_control) {
+        return Err("the agent directory is empty or contains control characters".to_string());
+    }
+    let home_relative = ["$HOME", "${HOME}", "~"].iter().find_map(|prefix| {
+        dir.strip_prefix(prefix)
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    let expression = match home_relative {
+        Some(rest) => format!("\"$HOME\"{}", quote_if_any(rest.trim_end_matches('/'))),
+        None if dir.starts_with('/') => quote(dir.trim_end_matches('/')),
+        None => format!("\"$HOME\"/{}", quote(dir.trim_end_matches('/'))),
+    };
+    if expression.ends_with("\"$HOME\"") || expression == "''" {
+        return Err(format!("the agent directory `{dir}` is a home or root directory itself; use a subdirectory such as `$HOME/.mop`"));
+    }
+    Ok(expression)
+}
+
+fn quote_if_any(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        quote(text)
+    }
+}
+
+/// What the probe needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeRequest<'a> {
+    pub(crate) platform: &'a AgentPlatform,
+    pub(crate) agent_dir: &'a str,
+    pub(crate) token: &'a str,
+    pub(crate) sha256: &'a str,
+    pub(crate) cache: bool,
+    /// The agent will run as a third user: directories 0711, binary 0755.
+    pub(crate) shared: bool,
+    /// `sudo -n ... --` to check (with a password: `sudo -S -k -p '' ... --` as `sudo_prefix`
+    /// and the `-n` form as `sudo_nopasswd_prefix`, tried first).
+    pub(crate) sudo_prefix: Option<String>,
+    pub(crate) sudo_nopasswd_prefix: Option<String>,
+}
+
+/// The probe as one line of POSIX sh, to be run with `sh -c`.
+pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
+    let platforms: Vec<String> = request
+        .platform
+        .machines
+        .iter()
+        .map(|machine| format!("{}/{machine}", request.platform.os))
+        .collect();
+    let dir_mode = if request.shared { "711" } else { "700" };
+    let mut script = vec![
+        "LC_ALL=C; export LC_ALL".to_string(),
+        r#"printf 'os=%s\narch=%s\nhome=%s\nuser=%s\n' "$(uname -s)" "$(uname -m)" "$HOME" "$(id -un)""#.to_string(),
+        format!(r#"case "$(uname -s)/$(uname -m)" in {}) ;; *) exit 0;; esac"#, platforms.join("|")),
+        "umask 077".to_string(),
+        format!("dir={}", request.agent_dir),
+        r#"if [ ! -d "$dir" ]; then mkdir -p "$dir" || exit 1; fi"#.to_string(),
+        r#"set -- $(ls -ldn "$dir")"#.to_string(),
+        r#"case "$1" in d????-??-*) ;; *) echo "error=the agent directory $dir is writable by other users (mode $1)"; exit 0;; esac"#.to_string(),
+        r#"if [ "$3" != "$(id -u)" ]; then echo "error=the agent directory $dir belongs to uid $3, not to $(id -un)"; exit 0; fi"#.to_string(),
+    ];
+    if request.shared {
+        script.push(r#"chmod 711 "$dir" || exit 1"#.to_string());
+    }
+    script.push(format!(r#"work="$dir"/w-{}"#, request.token));
+    script.push(format!(r#"mkdir -m {dir_mode} "$work" || exit 1"#));
+    script.push(r#"printf 'dir=%s\nwork=%s\n' "$dir" "$work""#.to_string());
+    if request.cache {
+        let cached = format!("agent-{}", request.sha256);
+        let share = if request.shared {
+            format!(r#"chmod 755 "$dir"/{cached}; "#)
+        } else {
+            String::new()
+        };
+        script.push(format!(
+            r#"if [ -f "$dir"/{cached} ]; then {share}echo cached=yes; else echo cached=no; fi"#
+        ));
+        script.push(format!(r#"ln -s ../{cached} "$work"/mop-agent || exit 1"#));
+    }
+    if let Some(prefix) = &request.sudo_prefix {
+        script.push(sudo_check_line(
+            prefix,
+            request.sudo_nopasswd_prefix.as_deref(),
+        ));
+    }
+    script.push("echo done=yes".to_string());
+    script.join("; ")
+}
+
+/// Checks that sudo works and that the identity it switches to can reach `$work` (a third user
+/// may not be able to traverse the login user's home). With a password, `sudo -n` is tried
+/// first: if sudo does not ask (NOPASSWD), the password must not be sent, or the agent would
+/// read it as protocol bytes.
+fn sudo_check_line(prefix: &str, nopasswd_prefix: Option<&str>) -> String {
+    let check = r#"test -x "$work""#;
+    let mut line = String::new();
+    if let Some(nopasswd) = nopasswd_prefix {
+        let _ = write!(
+            line,
+            r#"if {nopasswd}{check} 2>/dev/null </dev/null; then echo sudo=nopasswd; el"#
+        );
+    }
+    let _ = write!(
+        line,
+        r#"if out=$({prefix}{check} 2>&1); then echo sudo=ok; else echo sudo=fail; printf '%s\n' "$out"; exit 0; fi"#
+    );
+    line
+}
+
+/// A sudo check on its own, for an identity the probe did not check.
+pub(crate) fn sudo_check_script(work: &str, prefix: &str, nopasswd_prefix: Option<&str>) -> String {
+    format!(
+        "LC_ALL=C; export LC_ALL; work={}; {}; echo done=yes",
+        quote(work),
+        sudo_check_line(prefix, nopasswd_prefix)
+    )
+}
+
+/// What the probe found out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ProbeReport {
+    pub(crate) os: String,
+    pub(crate) arch: String,
+    pub(crate) home: String,
+    pub(crate) user: String,
+    pub(crate) dir: Option<String>,
+    pub(crate) work: Option<String>,
+    pub(crate) cached: Option<bool>,
+    pub(crate) sudo: Option<SudoCheck>,
+    pub(crate) error: Option<String>,
+    pub(crate) done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SudoCheck {
+    Ok,
+    /// sudo works without the password (NOPASSWD): do not send it.
+    NoPassword,
+    /// sudo (or the directory check under it) failed; what it printed.
+    Failed(String),
+}
+
+pub(crate) fn parse_probe(output: &str) -> ProbeReport {
+    let mut report = ProbeReport::default();
+    let mut lines = output.lines();
+    while let Some(line) = lines.next() {
+        let (key, value) = line.split_once('=').unwrap_or((line, ""));
+        match key {
+            "os" => report.os = value.to_string(),
+            "arch" => report.arch = value.to_string(),
+            "home" => report.home = value.to_string(),
+            "user" => report.user = value.to_string(),
+            "dir" => report.dir = Some(value.to_string()),
+            "work" => report.work = Some(value.to_string()),
+            "cached" => report.cached = Some(value == "yes"),
+            "error" => report.error = Some(value.to_string()),
+            "done" => report.done = true,
+            "sudo" => {
+                report.sudo = Some(match value {
+                    "ok" => SudoCheck::Ok,
+                    "nopasswd" => SudoCheck::NoPassword,
+                    _ => SudoCheck::Failed(lines.by_ref().collect::<Vec<_>>().join("\n")),
+                });
+            }
+            _ => {}
+        }
+    }
+    report
+}
+
+/// Where the agent goes and how it is installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UploadPlan {
+    /// Written first (inside the work directory, so cleanup removes leftovers).
+    pub(crate) temp_path: String,
+    /// Moved to this once complete and closed.
+    pub(crate) final_path: String,
+    pub(crate) mode: u16,
+}
+
+pub(crate) fn upload_plan(
+    dir: &str,
+    work: &str,
+    sha256: &str,
+    cache: bool,
+    shared: bool,
+) -> UploadPlan {
+    let mode = if shared { 0o755 } else { 0o700 };
+    if cache {
+        UploadPlan {
+            temp_path: format!("{work}/.agent-{sha256}.part"),
+            final_path: format!("{dir}/agent-{sha256}"),
+            mode,
+        }
+    } else {
+        UploadPlan {
+            temp_path: format!("{work}/.mop-agent.part"),
+            final_path: format!("{work}/mop-agent"),
+            mode,
+        }
+    }
+}
+
+/// Uploads the agent over SFTP with pipelined writes to `plan.temp_path` (mode already set).
+///
+/// The rename into place is left to the command that starts the agent
+/// ([`agent_command`] with the plan): the file handle must be closed on the server before the
+/// file is executed ("Text file busy" otherwise), and the `TokioCompatFile` only closes it from
+/// a background task when dropped; `Sftp::close` waits for that, so after it returns the file is
+/// complete and closed. Folding the rename into the start saves a round trip.
+pub(crate) async fn upload(
+    session: Arc<Session>,
+    bytes: &[u8],
+    plan: &UploadPlan,
+) -> Result<(), String> {
+    // 4 MiB of writes in flight (default 640 KiB) keeps long links busy: a window of 640 KiB
+    // caps a 100 ms link at about 6 MB/s.
+    let options = SftpOptions::new()
+        .tokio_compat_file_write_limit(NonZeroUsize::new(4 << 20).expect("non-zero"));
+    let sftp = Sftp::from_clonable_session(session, options)
+        .await
+        .map_err(|error| {
+            format!("cannot start sftp (is the sftp subsystem enabled in sshd?): {error}")
+        })?;
+    let written = write_file(&sftp, bytes, plan).await;
+    // Every file handle is dropped by now: close() waits until the server closed them.
+    let closed = sftp
+        .close()
+        .await
+        .map_err(|error| format!("closing sftp failed: {error}"));
+    written.and(closed)
+}
+
+async fn write_file(sftp: &Sftp, bytes: &[u8], plan: &UploadPlan) -> Result<(), String> {
+    let mut file = sftp
+        .options()
+        .write(true)
+        .create_new(true)
+        .open(&plan.temp_path)
+        .await
+        .map_err(|error| format!("cannot create it: {error}"))?;
+    file.set_permissions(Permissions::from(plan.mode))
+        .await
+        .map_err(|error| format!("cannot chmod it: {error}"))?;
+    let mut remote = Box::pin(TokioCompatFile::new(file));
+    let mut source = bytes;
+    let copied = tokio::io::copy(&mut source, &mut remote).await;
+    let flushed = remote.flush().await;
+    drop(remote);
+    let copied = copied.map_err(|error| format!("write failed: {error}"))?;
+    flushed.map_err(|error| format!("write failed: {error}"))?;
+    if copied != bytes.len() as u64 {
+        return Err(format!("wrote {copied} of {} bytes", bytes.len()));
+    }
+    Ok(())
+}
+
+/// Exit status of the start command when the uploaded agent cannot be moved into place.
+pub(crate) const EXIT_MOVE_FAILED: i32 = 111;
+
+/// The command line that starts the agent (`sudo_prefix` from [`super::sudo::RunAs`]), first
+/// moving a fresh upload into place. The agent's argv[0] is always `<work>/mop-agent`.
+pub(crate) fn agent_command(
+    sudo_prefix: &str,
+    work: &str,
+    fresh_upload: Option<&UploadPlan>,
+) -> String {
+    let agent = quote(&format!("{work}/mop-agent"));
+    match fresh_upload {
+        None => format!("{sudo_prefix}{agent}"),
+        Some(plan) => sh_command(&format!(
+            "mv -f {} {} || {{ echo \"mop: cannot move the uploaded agent into place\" >&2; exit {EXIT_MOVE_FAILED}; }}; exec {sudo_prefix}{agent}",
+            quote(&plan.temp_path),
+            quote(&plan.final_path),
+        )),
+    }
+}
+
+/// One cleanup exec: kill this run's agents (as every identity they ran under, in order), then
+/// remove the work directory and the agent directory if that leaves it empty.
+pub(crate) fn cleanup_script(kill_prefixes: &[String], work: &str, dir: &str) -> String {
+    let pattern = quote(&agent_pattern(&format!("{work}/mop-agent")));
+    let mut script = String::from("LC_ALL=C; export LC_ALL; ");
+    for prefix in kill_prefixes {
+        let _ = write!(script, "{prefix}pkill -KILL -f {pattern}; ");
+    }
+    let _ = write!(
+        script,
+        "rm -rf {}; rmdir {} 2>/dev/null; ",
+        quote(work),
+        quote(dir)
+    );
+    let _ = write!(script, "if [ -e {} ]; then echo left=yes; fi", quote(work));
+    script
+}
+
+/// The same, as killer command for one agent (used by `AgentChild::kill`).
+pub(crate) fn kill_command(sudo_prefix: &str, work: &str) -> String {
+    let pattern = quote(&agent_pattern(&format!("{work}/mop-agent")));
+    format!("{sudo_prefix}pkill -KILL -f {pattern}")
+}
+
+/// Wraps a script for the login shell, whatever it is: `sh -c '<script>'`.
+pub(crate) fn sh_command(script: &str) -> String {
+    format!("sh -c {}", quote(script))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf(class: u8, data: u8, osabi: u8, machine: u16) -> Vec<u8> {
+        let mut bytes = vec![0u8; 64];
+        bytes[..4].copy_from_slice(b"\x7fELF");
+        bytes[4] = class;
+        bytes[5] = data;
+        bytes[7] = osabi;
+        bytes[18..20].copy_from_slice(&machine.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn reads_the_agent_platform_from_the_elf_header() {
+        let check = |bytes: &[u8], expected: &str| {
+            let described = match elf_platform(bytes) {
+                Ok(platform) => platform.description,
+                Err(error) => error,
+            };
+            assert_eq!(described, expected);
+        };
+        check(&elf(2, 1, 0, 62), "Linux x86_64");
+        check(&elf(2, 1, 3, 183), "Linux aarch64");
+        check(&elf(1, 1, 0, 40), "Linux armv6");
+        check(&elf(2, 1, 9, 62), "FreeBSD x86_64");
+        check(&elf(2, 1, 0, 999), "unsupported ELF machine 999 (class 2)");
+        check(
+            b"#!/bin/sh\necho hi\n",
+            "not an ELF executable (the agent must be built for the hosts, e.g. Linux)",
+        );
+        let this_test = std::fs::read(std::env::current_exe().expect("exe")).expect("read");
+        let platform = elf_platform(&this_test).expect("this test is an ELF binary");
+        assert_eq!(platform.os, "Linux");
+    }
+
+    #[test]
+    fn agent_dir_expressions() {
+        let check = |input: Option<&str>, expected: &str| {
+            let output = agent_dir_expression(input).unwrap_or_else(|error| error);
+            assert_eq!(output, expected, "{input:?}");
+        };
+        check(None, r#""$HOME"/.mop"#);
+        check(Some("~/.cache/mop/"), r#""$HOME"/.cache/mop"#);
+        check(Some("${HOME}/my dir"), r#""$HOME"'/my dir'"#);
+        check(Some("/var/tmp/mop"), "/var/tmp/mop");
+        check(Some("relative"), r#""$HOME"/relative"#);
+        check(Some("$HOMEx"), r#""$HOME"/'$HOMEx'"#);
+        check(Some("~"), "the agent directory `~` is a home or root directory itself; use a subdirectory such as `$HOME/.mop`");
+        check(Some("/"), "the agent directory `/` is a home or root directory itself; use a subdirectory such as `$HOME/.mop`");
+    }
+
+    fn platform() -> AgentPlatform {
+        AgentPlatform {
+            os: "Linux",
+            machines: &["x86_64", "amd64"],
+            description: "Linux x86_64".into(),
+        }
+    }
+
+    fn request<'a>(platform: &'a AgentPlatform) -> ProbeRequest<'a> {
+        ProbeRequest {
+            platform,
+            agent_dir: r#""$HOME"/.mop"#,
+            token: "abc123",
+            sha256: "f00d",
+            cache: false,
+            shared: false,
+            sudo_prefix: None,
+            sudo_nopasswd_prefix: None,
+        }
+    }
+
+    /// Runs the probe with the local sh against a temporary `$HOME`.
+    fn run_probe(request: &ProbeRequest<'_>, home: &Path) -> ProbeReport {
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(probe_script(request))
+            .env("HOME", home)
+            .output()
+            .expect("sh runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        parse_probe(&String::from_utf8_lossy(&output.stdout))
+    }
+
+    #[test]
+    fn probe_creates_a_private_work_dir() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let platform = platform();
+        let report = run_probe(&request(&platform), home.path());
+        let dir = home.path().join(".mop");
+        let work = dir.join("w-abc123");
+        assert_eq!(report.os, "Linux");
+        assert_eq!(report.home, home.path().to_string_lossy());
+        assert_eq!(report.dir.as_deref(), Some(dir.to_string_lossy().as_ref()));
+        assert_eq!(
+            report.work.as_deref(),
+            Some(work.to_string_lossy().as_ref())
+        );
+        assert!(report.done);
+        assert_eq!(report.cached, None);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .expect("exists")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&work), 0o700);
+    }
+
+    #[test]
+    fn probe_links_a_cached_agent_and_refuses_unsafe_dirs() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let platform = platform();
+        let cached = ProbeRequest {
+            cache: true,
+            ..request(&platform)
+        };
+        assert_eq!(run_probe(&cached, home.path()).cached, Some(false));
+        std::fs::write(home.path().join(".mop/agent-f00d"), b"agent").expect("write");
+        let again = ProbeRequest {
+            token: "def456",
+            ..cached.clone()
+        };
+        assert_eq!(run_probe(&again, home.path()).cached, Some(true));
+        let link = home.path().join(".mop/w-def456/mop-agent");
+        assert_eq!(
+            std::fs::read_link(&link).expect("symlink"),
+            Path::new("../agent-f00d")
+        );
+        assert_eq!(std::fs::read(&link).expect("resolves"), b"agent");
+
+        use std::os::unix::fs::PermissionsExt;
+        let shared_tmp = home.path().join("shared");
+        std::fs::create_dir(&shared_tmp).expect("mkdir");
+        std::fs::set_permissions(&shared_tmp, std::fs::Permissions::from_mode(0o1777))
+            .expect("chmod");
+        let unsafe_dir = ProbeRequest {
+            agent_dir: r#""$HOME"/shared"#,
+            ..request(&platform)
+        };
+        let report = run_probe(&unsafe_dir, home.path());
+        assert!(
+            report
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("is writable by other users")),
+            "{report:?}"
+        );
+        assert_eq!(report.work, None);
+    }
+
+    #[test]
+    fn probe_stops_on_another_platform() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let other = AgentPlatform {
+            os: "Linux",
+            machines: &["s390x"],
+            description: "Linux s390x".into(),
+        };
+        let report = run_probe(&request(&other), home.path());
+        assert!(!report.arch.is_empty());
+        assert!(!report.done);
+        assert!(!home.path().join(".mop").exists());
+    }
+
+    #[test]
+    fn probe_reports_sudo_failures_with_their_output() {
+        let report = parse_probe("os=Linux\narch=x86_64\nhome=/h\nwork=/h/.mop/w-1\nsudo=fail\nsudo: a password is required\n");
+        assert_eq!(
+            report.sudo,
+            Some(SudoCheck::Failed("sudo: a password is required".into()))
+        );
+        assert!(!report.done);
+    }
+
+    #[test]
+    fn cleanup_kills_by_anchored_path_then_removes() {
+        let script = cleanup_script(&["sudo -n -- ".to_string()], "/h/.mop/w-1", "/h/.mop");
+        assert_eq!(
+            script,
+            r"LC_ALL=C; export LC_ALL; sudo -n -- pkill -KILL -f '^/h/\.mop/w-1/mop-agent( |$)'; rm -rf /h/.mop/w-1; rmdir /h/.mop 2>/dev/null; if [ -e /h/.mop/w-1 ]; then echo left=yes; fi"
+        );
+    }
+}

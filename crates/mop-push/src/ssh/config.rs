@@ -1,0 +1,549 @@
+//! The run's private ssh_config: one `Host` block per inventory host, then the user's own config.
+//!
+//! Hosts are addressed by generated aliases (`mop-h1`, `mop-h2`, ...) because inventory names
+//! may contain characters that are special in ssh_config patterns. The file is passed to every
+//! ssh with `-F`, which ssh forwards to the `ssh -W` it spawns for each `ProxyJump` hop: that is
+//! how every hop of a via-chain gets its own inventory settings (options given on the command
+//! line do not reach jump hosts).
+//!
+//! `-F` replaces `~/.ssh/config` and `/etc/ssh/ssh_config`, so the file ends with a
+//! `Match final` block that includes both. In that final pass ssh matches `Host` patterns
+//! against the real host name (the `HostName` we set), so the user's blocks for
+//! `web1.example.com` still apply; ssh keeps the first value it obtains for each option, so
+//! the inventory's settings (written first) win where both say something.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::SshError;
+
+/// How a host's key is checked against known_hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// The key must already be in known_hosts (`StrictHostKeyChecking yes`).
+    #[default]
+    Strict,
+    /// Unknown keys are added, changed keys are refused (`StrictHostKeyChecking accept-new`).
+    AcceptNew,
+    /// No checking at all and nothing is recorded (`StrictHostKeyChecking no`,
+    /// `UserKnownHostsFile /dev/null`).
+    Off,
+}
+
+impl HostKeyPolicy {
+    fn strict_host_key_checking(self) -> &'static str {
+        match self {
+            HostKeyPolicy::Strict => "yes",
+            HostKeyPolicy::AcceptNew => "accept-new",
+            HostKeyPolicy::Off => "no",
+        }
+    }
+}
+
+/// How to reach one host over SSH; the executor maps the inventory's resolved connection
+/// settings onto this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshHost {
+    /// Inventory name, used in messages.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    /// `None`: whatever the user's ssh config says (else the local user name).
+    pub user: Option<String>,
+    /// When set, only this key is offered (`IdentitiesOnly yes`).
+    pub identity_file: Option<PathBuf>,
+    /// `UserKnownHostsFile`; `None` = the user's default.
+    pub known_hosts_file: Option<PathBuf>,
+    pub host_keys: HostKeyPolicy,
+    pub connect_timeout: Option<Duration>,
+    /// Name of another [`SshHost`] of the same run to jump through (its own settings apply).
+    pub via: Option<String>,
+}
+
+impl SshHost {
+    /// A host with default settings: strict host keys, the user's ssh defaults otherwise.
+    pub fn new(name: &str, address: &str, port: u16) -> SshHost {
+        SshHost {
+            name: name.to_string(),
+            address: address.to_string(),
+            port,
+            user: None,
+            identity_file: None,
+            known_hosts_file: None,
+            host_keys: HostKeyPolicy::Strict,
+            connect_timeout: None,
+            via: None,
+        }
+    }
+
+    /// `address:port` (`[address]:port` for IPv6), for messages.
+    pub fn display_address(&self) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+
+    /// The name ssh files this host under in known_hosts (what `ssh-keygen -R` wants).
+    pub(crate) fn known_hosts_name(&self) -> String {
+        if self.port == 22 {
+            self.address.clone()
+        } else {
+            format!("[{}]:{}", self.address, self.port)
+        }
+    }
+}
+
+/// Where the run's config includes the user's and the system's ssh configuration from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIncludes {
+    /// Default `~/.ssh/config` (ssh expands the `~`; a missing file is skipped).
+    pub user_config: Option<PathBuf>,
+    /// Default `/etc/ssh/ssh_config`.
+    pub system_config: Option<PathBuf>,
+}
+
+impl Default for ConfigIncludes {
+    fn default() -> Self {
+        ConfigIncludes {
+            user_config: Some(PathBuf::from("~/.ssh/config")),
+            system_config: Some(PathBuf::from("/etc/ssh/ssh_config")),
+        }
+    }
+}
+
+/// A validated host of the run with its alias and position in its via-chain.
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedHost {
+    pub(crate) spec: SshHost,
+    pub(crate) alias: String,
+    /// Number of jump hosts in front of it (0 = direct).
+    pub(crate) depth: usize,
+    /// The control socket name other hosts' `ssh -W` use to reach it through its master.
+    pub(crate) control_path: PathBuf,
+}
+
+/// Validates the hosts (unique names, known and acyclic via-chains, values ssh_config can
+/// hold) and assigns aliases, in input order.
+pub(crate) fn plan_hosts(
+    hosts: &[SshHost],
+    run_dir: &Path,
+) -> Result<IndexMap<String, PlannedHost>, SshError> {
+    let mut planned = IndexMap::new();
+    for (index, host) in hosts.iter().enumerate() {
+        validate_host(host)?;
+        let alias = format!("mop-h{}", index + 1);
+        let control_path = run_dir.join(format!("{alias}.sock"));
+        let entry = PlannedHost {
+            spec: host.clone(),
+            alias,
+            depth: 0,
+            control_path,
+        };
+        if planned.insert(host.name.clone(), entry).is_some() {
+            return Err(invalid(
+                host,
+                "the host name is used twice in this run".to_string(),
+            ));
+        }
+    }
+    let names: Vec<String> = planned.keys().cloned().collect();
+    for name in names {
+        let depth = chain_depth(&planned, &name)?;
+        planned[&name].depth = depth;
+    }
+    Ok(planned)
+}
+
+fn chain_depth(planned: &IndexMap<String, PlannedHost>, name: &str) -> Result<usize, SshError> {
+    let mut seen = BTreeSet::from([name.to_string()]);
+    let mut depth = 0;
+    let mut current = &planned[name].spec;
+    while let Some(via) = &current.via {
+        let Some(next) = planned.get(via) else {
+            return Err(invalid(
+                current,
+                format!("its jump host `{via}` is not part of this run"),
+            ));
+        };
+        if !seen.insert(via.clone()) {
+            return Err(invalid(
+                &planned[name].spec,
+                format!("its via-chain loops back to `{via}`"),
+            ));
+        }
+        depth += 1;
+        current = &next.spec;
+    }
+    Ok(depth)
+}
+
+fn invalid(host: &SshHost, reason: String) -> SshError {
+    SshError::InvalidHost {
+        host: host.name.clone(),
+        reason,
+    }
+}
+
+/// ssh_config has no escapes inside double quotes, and a line break would start a new option.
+fn check_config_value(host: &SshHost, what: &str, value: &str) -> Result<(), SshError> {
+    if value.is_empty() {
+        return Err(invalid(host, format!("the {what} is empty")));
+    }
+    if value.chars().any(|c| c == '"' || c.is_control()) {
+        return Err(invalid(
+            host,
+            format!("the {what} contains a double quote or a control character, which ssh_config cannot hold"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_host(host: &SshHost) -> Result<(), SshError> {
+    if host.name.is_empty() {
+        return Err(invalid(host, "the host name is empty".to_string()));
+    }
+    check_config_value(host, "address", &host.address)?;
+    if host.address.chars().any(char::is_whitespace) || host.address.starts_with('-') {
+        return Err(invalid(
+            host,
+            format!("`{}` is not a host name or address", host.address),
+        ));
+    }
+    if host.port == 0 {
+        return Err(invalid(host, "port 0 is not a valid ssh port".to_string()));
+    }
+    if let Some(user) = &host.user {
+        check_config_value(host, "user", user)?;
+        if user.chars().any(char::is_whitespace) || user.starts_with('-') {
+            return Err(invalid(host, format!("`{user}` is not a valid user name")));
+        }
+    }
+    for (what, path) in [
+        ("identity file", &host.identity_file),
+        ("known_hosts file", &host.known_hosts_file),
+    ] {
+        if let Some(path) = path {
+            let text = path
+                .to_str()
+                .ok_or_else(|| invalid(host, format!("the {what} path is not UTF-8")))?;
+            check_config_value(host, what, text)?;
+        }
+    }
+    if host
+        .connect_timeout
+        .is_some_and(|timeout| timeout.is_zero())
+    {
+        return Err(invalid(host, "the connect timeout is zero".to_string()));
+    }
+    Ok(())
+}
+
+/// A value for ssh_config: `%` doubled (ssh expands `%` tokens in paths and host names),
+/// double-quoted when it holds whitespace.
+fn config_value(value: &str) -> String {
+    let escaped = value.replace('%', "%%");
+    if escaped.chars().any(char::is_whitespace) {
+        format!("\"{escaped}\"")
+    } else {
+        escaped
+    }
+}
+
+fn path_value(path: &Path) -> String {
+    config_value(&path.to_string_lossy())
+}
+
+/// Connect timeout in whole seconds as ssh wants it (rounded up, at least 1).
+pub(crate) fn timeout_seconds(timeout: Duration) -> u64 {
+    timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)
+}
+
+/// Renders the run's ssh_config.
+pub(crate) fn render_config(
+    planned: &IndexMap<String, PlannedHost>,
+    includes: &ConfigIncludes,
+) -> String {
+    let mut text = String::from("# generated by mop for one run; removed when the run ends\n");
+    for host in planned.values() {
+        let spec = &host.spec;
+        let _ = writeln!(
+            text,
+            "\n# {}\nHost {}",
+            spec.name.replace(['\n', '\r'], " "),
+            host.alias
+        );
+        let mut line = |option: &str, value: &str| {
+            let _ = writeln!(text, "  {option} {value}");
+        };
+        line("HostName", &config_value(&spec.address));
+        line("Port", &spec.port.to_string());
+        if let Some(user) = &spec.user {
+            line("User", &config_value(user));
+        }
+        if let Some(identity) = &spec.identity_file {
+            line("IdentityFile", &path_value(identity));
+            line("IdentitiesOnly", "yes");
+        }
+        match spec.host_keys {
+            HostKeyPolicy::Off => {
+                line("UserKnownHostsFile", "/dev/null");
+                line("GlobalKnownHostsFile", "/dev/null");
+            }
+            HostKeyPolicy::Strict | HostKeyPolicy::AcceptNew => {
+                if let Some(known_hosts) = &spec.known_hosts_file {
+                    line("UserKnownHostsFile", &path_value(known_hosts));
+                }
+            }
+        }
+        line(
+            "StrictHostKeyChecking",
+            spec.host_keys.strict_host_key_checking(),
+        );
+        if let Some(timeout) = spec.connect_timeout {
+            line("ConnectTimeout", &timeout_seconds(timeout).to_string());
+        }
+        if let Some(via) = &spec.via {
+            line("ProxyJump", &planned[via].alias);
+        }
+        // The master for this host is started by mop (with -M -S); other ssh processes that
+        // reach this host, i.e. the `ssh -W` of hosts jumping through it, reuse that master
+        // through this path and never become masters themselves.
+        line("ControlMaster", "no");
+        line("ControlPath", &path_value(&host.control_path));
+        line("BatchMode", "yes");
+        // A host that dies mid-run is noticed within a minute instead of hanging the run.
+        line("ServerAliveInterval", "15");
+        line("ServerAliveCountMax", "4");
+    }
+    let mut final_includes = String::new();
+    for path in [&includes.user_config, &includes.system_config]
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(final_includes, "  Include {}", path_value(path));
+    }
+    if !final_includes.is_empty() {
+        text.push_str("\n# the user's and the system's own ssh configuration, matched against the real host names\nMatch final\n");
+        text.push_str(&final_includes);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, via: Option<&str>) -> SshHost {
+        SshHost {
+            via: via.map(str::to_string),
+            ..SshHost::new(name, "127.0.0.1", 2222)
+        }
+    }
+
+    fn plan(hosts: &[SshHost]) -> Result<IndexMap<String, PlannedHost>, SshError> {
+        plan_hosts(hosts, Path::new("/tmp/mop-test"))
+    }
+
+    #[test]
+    fn plans_aliases_depths_and_control_paths() {
+        let planned = plan(&[
+            host("bastion", None),
+            host("top", Some("bastion")),
+            host("web 1", Some("top")),
+        ])
+        .expect("valid");
+        let summary: Vec<String> = planned
+            .values()
+            .map(|h| {
+                format!(
+                    "{} {} {} {}",
+                    h.spec.name,
+                    h.alias,
+                    h.depth,
+                    h.control_path.display()
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "bastion mop-h1 0 /tmp/mop-test/mop-h1.sock",
+                "top mop-h2 1 /tmp/mop-test/mop-h2.sock",
+                "web 1 mop-h3 2 /tmp/mop-test/mop-h3.sock",
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_hosts_with_reasons() {
+        let check = |hosts: &[SshHost], expected: &str| {
+            let message = plan(hosts).expect_err("invalid").to_string();
+            assert!(message.contains(expected), "{message}");
+        };
+        check(
+            &[host("a", None), host("a", None)],
+            "host a: the host name is used twice",
+        );
+        check(
+            &[host("a", Some("nope"))],
+            "jump host `nope` is not part of this run",
+        );
+        check(
+            &[host("a", Some("b")), host("b", Some("a"))],
+            "loops back to `a`",
+        );
+        check(
+            &[SshHost {
+                port: 0,
+                ..host("a", None)
+            }],
+            "port 0",
+        );
+        check(
+            &[SshHost::new("a", "-oProxyCommand=x", 22)],
+            "is not a host name or address",
+        );
+        check(
+            &[SshHost {
+                user: Some("a\nHost *".into()),
+                ..host("a", None)
+            }],
+            "control character",
+        );
+        check(
+            &[SshHost {
+                identity_file: Some("/k\"ey".into()),
+                ..host("a", None)
+            }],
+            "identity file contains a double quote",
+        );
+        check(
+            &[SshHost {
+                connect_timeout: Some(Duration::ZERO),
+                ..host("a", None)
+            }],
+            "zero",
+        );
+    }
+
+    #[test]
+    fn renders_host_blocks_and_the_final_includes() {
+        let bastion = SshHost {
+            user: Some("ops".into()),
+            identity_file: Some("/keys/my key".into()),
+            known_hosts_file: Some("/kh/100%".into()),
+            connect_timeout: Some(Duration::from_millis(2500)),
+            ..SshHost::new("bastion", "bastion.example.com", 22)
+        };
+        let web = SshHost {
+            host_keys: HostKeyPolicy::Off,
+            via: Some("bastion".into()),
+            ..SshHost::new("web1", "10.0.0.5", 2200)
+        };
+        let planned = plan(&[bastion, web]).expect("valid");
+        let text = render_config(&planned, &ConfigIncludes::default());
+        let expected = "# generated by mop for one run; removed when the run ends
+
+# bastion
+Host mop-h1
+  HostName bastion.example.com
+  Port 22
+  User ops
+  IdentityFile \"/keys/my key\"
+  IdentitiesOnly yes
+  UserKnownHostsFile /kh/100%%
+  StrictHostKeyChecking yes
+  ConnectTimeout 3
+  ControlMaster no
+  ControlPath /tmp/mop-test/mop-h1.sock
+  BatchMode yes
+  ServerAliveInterval 15
+  ServerAliveCountMax 4
+
+# web1
+Host mop-h2
+  HostName 10.0.0.5
+  Port 2200
+  UserKnownHostsFile /dev/null
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking no
+  ProxyJump mop-h1
+  ControlMaster no
+  ControlPath /tmp/mop-test/mop-h2.sock
+  BatchMode yes
+  ServerAliveInterval 15
+  ServerAliveCountMax 4
+
+# the user's and the system's own ssh configuration, matched against the real host names
+Match final
+  Include ~/.ssh/config
+  Include /etc/ssh/ssh_config
+";
+        assert_eq!(text, expected);
+    }
+
+    /// `ssh -G` evaluates a config without connecting: check that the inventory wins, that
+    /// the user's blocks for the real host name still apply, and that jump settings resolve.
+    #[test]
+    fn ssh_reads_the_generated_config_as_intended() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let user_config = dir.path().join("user_config");
+        std::fs::write(
+            &user_config,
+            "Host 127.0.5.5\n  User from-user-config\n  Compression yes\n  Port 9999\nHost *\n  ServerAliveCountMax 9\n",
+        )
+        .expect("write");
+        let web = SshHost {
+            via: Some("bastion".into()),
+            ..SshHost::new("web", "127.0.5.5", 4000)
+        };
+        let bastion = SshHost {
+            user: Some("jump".into()),
+            ..SshHost::new("bastion", "127.0.5.6", 4001)
+        };
+        let planned = plan(&[web, bastion]).expect("valid");
+        let includes = ConfigIncludes {
+            user_config: Some(user_config),
+            system_config: None,
+        };
+        let config = dir.path().join("ssh_config");
+        std::fs::write(&config, render_config(&planned, &includes)).expect("write");
+        let evaluate = |alias: &str| {
+            let output = std::process::Command::new("ssh")
+                .arg("-F")
+                .arg(&config)
+                .args(["-G", alias])
+                .output()
+                .expect("ssh -G runs");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let web = evaluate("mop-h1");
+        for expected in [
+            "hostname 127.0.5.5\n",
+            "user from-user-config\n",
+            "port 4000\n",
+            "compression yes\n",
+            "proxyjump mop-h2\n",
+            "stricthostkeychecking true\n",
+            "batchmode yes\n",
+            "serveralivecountmax 4\n",
+        ] {
+            assert!(web.contains(expected), "missing {expected:?} in\n{web}");
+        }
+        let bastion = evaluate("mop-h2");
+        assert!(bastion.contains("user jump\n"), "{bastion}");
+        assert!(bastion.contains("port 4001\n"), "{bastion}");
+        assert!(bastion.contains("compression no\n"), "{bastion}");
+    }
+}

@@ -1,0 +1,366 @@
+//! Opening and closing one ControlMaster connection per host, and reading ssh's complaints.
+//!
+//! The master is started by the `openssh` crate (`ssh -M -f -N -F <run config> mop-hN`) with
+//! its socket in the run directory; a symlink at the host's `ControlPath` from the run config
+//! then lets the `ssh -W` of hosts that jump through this one multiplex over the same master,
+//! so several hosts behind one bastion share one connection to it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+
+use super::config::{timeout_seconds, HostKeyPolicy, PlannedHost};
+use super::SshError;
+
+/// How long a login may take when the host sets no connect timeout.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The overall deadline for one login: ssh's `ConnectTimeout` bounds the TCP connect and the
+/// banner exchange separately, authentication adds a few round trips.
+fn login_deadline(host: &PlannedHost) -> Duration {
+    host.spec.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT) * 2 + Duration::from_secs(5)
+}
+
+/// Starts the master connection for `host` (its jump hosts must be up already).
+pub(crate) async fn open_session(
+    host: &PlannedHost,
+    config_file: &Path,
+    run_dir: &Path,
+) -> Result<Session, SshError> {
+    let mut builder = SessionBuilder::default();
+    // The crate repeats StrictHostKeyChecking on the command line: say the same as the config.
+    builder
+        .known_hosts_check(match host.spec.host_keys {
+            HostKeyPolicy::Strict => KnownHosts::Strict,
+            HostKeyPolicy::AcceptNew => KnownHosts::Add,
+            HostKeyPolicy::Off => KnownHosts::Accept,
+        })
+        .config_file(config_file)
+        .control_directory(run_dir);
+    let deadline = login_deadline(host);
+    let session = match tokio::time::timeout(deadline, builder.connect_mux(&host.alias)).await {
+        Err(_elapsed) => {
+            return Err(SshError::Timeout {
+                host: host.spec.name.clone(),
+                address: host.spec.display_address(),
+                seconds: timeout_seconds(deadline),
+            })
+        }
+        Ok(Err(error)) => return Err(classify_connect_error(host, &error_text(&error))),
+        Ok(Ok(session)) => session,
+    };
+    // Hosts jumping through this one reach its master at the ControlPath of the run config.
+    let _ = std::fs::remove_file(&host.control_path);
+    if let Err(error) = std::os::unix::fs::symlink(session.control_socket(), &host.control_path) {
+        let detail = format!("cannot link `{}`: {error}", host.control_path.display());
+        let _ = session.close().await;
+        return Err(SshError::Connect {
+            host: host.spec.name.clone(),
+            address: host.spec.display_address(),
+            detail,
+        });
+    }
+    Ok(session)
+}
+
+/// The whole message of an openssh error, including what ssh printed (kept in the source).
+fn error_text(error: &openssh::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Maps what ssh printed on a failed login onto an error that says what to do.
+pub(crate) fn classify_connect_error(host: &PlannedHost, ssh_output: &str) -> SshError {
+    let spec = &host.spec;
+    let name = spec.name.clone();
+    let address = spec.display_address();
+    let detail = last_meaningful_lines(ssh_output);
+    if ssh_output.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || ssh_output.contains("Host key for") && ssh_output.contains("has changed")
+    {
+        let mut remove_command = format!("ssh-keygen -R '{}'", spec.known_hosts_name());
+        if let Some(file) = &spec.known_hosts_file {
+            remove_command.push_str(&format!(" -f '{}'", file.display()));
+        }
+        return SshError::HostKeyChanged {
+            host: name,
+            address,
+            remove_command,
+        };
+    }
+    if ssh_output.contains("Host key verification failed")
+        || ssh_output.contains("host key is known for")
+    {
+        let port_flag = if spec.port == 22 {
+            String::new()
+        } else {
+            format!(" -p {}", spec.port)
+        };
+        let known_hosts = match &spec.known_hosts_file {
+            Some(file) => format!("'{}'", file.display()),
+            None => "~/.ssh/known_hosts".to_string(),
+        };
+        return SshError::HostKeyUnknown {
+            host: name,
+            address,
+            port_flag,
+            bare_address: spec.address.clone(),
+            known_hosts,
+        };
+    }
+    if ssh_output.contains("Permission denied (")
+        || ssh_output.contains("Too many authentication failures")
+    {
+        return SshError::AuthFailed {
+            host: name,
+            address,
+            detail,
+        };
+    }
+    let timed_out = [
+        "Connection timed out",
+        "Operation timed out",
+        "banner exchange",
+    ];
+    if timed_out.iter().any(|needle| ssh_output.contains(needle)) {
+        let seconds = timeout_seconds(spec.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT));
+        return SshError::Timeout {
+            host: name,
+            address,
+            seconds,
+        };
+    }
+    let unreachable = [
+        "Connection refused",
+        "No route to host",
+        "Network is unreachable",
+        "Could not resolve hostname",
+        "Name or service not known",
+        "open failed",
+        "Connection closed by",
+        "Connection reset by",
+        "kex_exchange_identification",
+    ];
+    if unreachable.iter().any(|needle| ssh_output.contains(needle)) {
+        return SshError::Unreachable {
+            host: name,
+            address,
+            detail,
+        };
+    }
+    SshError::Connect {
+        host: name,
+        address,
+        detail,
+    }
+}
+
+/// ssh's output without carriage returns, warnings about added keys and blank lines, joined on
+/// one line; the crate's own prefix ("failed to connect to the remote host: ") is dropped.
+fn last_meaningful_lines(output: &str) -> String {
+    let output = output
+        .strip_prefix("failed to connect to the remote host: ")
+        .unwrap_or(output);
+    let lines: Vec<&str> = output
+        .lines()
+        .map(|line| line.trim().trim_start_matches("ssh: "))
+        .filter(|line| !line.is_empty() && !line.starts_with("Warning: Permanently added"))
+        .collect();
+    let start = lines.len().saturating_sub(4);
+    let joined = lines[start..].join("; ");
+    if joined.is_empty() {
+        "ssh exited without saying why".to_string()
+    } else {
+        joined
+    }
+}
+
+/// Closes a master gracefully; the caller has made sure no channel uses it any more.
+pub(crate) async fn close_session(name: &str, session: Session) -> Result<(), SshError> {
+    match session.close().await {
+        // The master is gone already (the host dropped the connection): nothing to close.
+        Ok(()) | Err(openssh::Error::Disconnected) => Ok(()),
+        Err(error) => Err(SshError::Close {
+            host: name.to_string(),
+            detail: error_text(&error),
+        }),
+    }
+}
+
+/// Stops a master that is still shared with a live channel (an agent the caller did not drop):
+/// `ssh -O exit` ends it and every channel on it.
+pub(crate) async fn force_exit_master(control_socket: &Path) -> Result<(), String> {
+    let output = tokio::process::Command::new("ssh")
+        .arg("-S")
+        .arg(control_socket)
+        .args(["-O", "exit", "mop-master"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|error| format!("cannot run ssh -O exit: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
+/// Waits up to `grace` for the ssh processes of this run to exit, then terminates the rest.
+///
+/// After a master is told to stop, it and the `ssh -W` proxies of hosts behind it exit within
+/// moments. A master whose login was abandoned (timeout, Ctrl-C) is another matter: it goes on
+/// to daemonize with `ControlPersist`, out of reach of any `Session`. Both are found by the
+/// unique run directory in their argv and, if still there after `grace`, killed by pid
+/// (SIGTERM, then SIGKILL a second later). Returns the pids that had to be killed.
+pub(crate) async fn reap_run_processes(run_dir: &Path, grace: Duration) -> Vec<u32> {
+    if wait_for_exit(run_dir, grace).await {
+        return Vec::new();
+    }
+    let stragglers = run_processes(run_dir);
+    signal_all(&stragglers, libc::SIGTERM);
+    if !wait_for_exit(run_dir, Duration::from_secs(1)).await {
+        signal_all(&run_processes(run_dir), libc::SIGKILL);
+        wait_for_exit(run_dir, Duration::from_secs(1)).await;
+    }
+    stragglers
+}
+
+/// Polls until no process of the run is left; false if some still are after `limit`.
+async fn wait_for_exit(run_dir: &Path, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if run_processes(run_dir).is_empty() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn signal_all(pids: &[u32], signal: libc::c_int) {
+    for pid in pids {
+        if let Ok(pid) = libc::pid_t::try_from(*pid) {
+            // SAFETY: kill(2) with a pid read from /proc and a constant signal.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+}
+
+/// ssh processes of this user with an argument under `run_dir` (`-F`, `-S`, `-E` paths).
+fn run_processes(run_dir: &Path) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    let run_dir = run_dir.to_string_lossy().into_owned();
+    let own_uid = effective_uid();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        if pid == std::process::id() || std::os::unix::fs::MetadataExt::uid(&metadata) != own_uid {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        let is_ssh = args
+            .first()
+            .is_some_and(|arg0| arg0 == "ssh" || arg0.ends_with("/ssh"));
+        if is_ssh && args.iter().any(|arg| arg.starts_with(&run_dir)) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::config::{plan_hosts, SshHost};
+
+    fn planned(spec: SshHost) -> PlannedHost {
+        let plan = plan_hosts(&[spec], Path::new("/tmp/mop-x")).expect("valid");
+        plan.into_iter().next().expect("one host").1
+    }
+
+    fn classify(spec: SshHost, output: &str) -> String {
+        classify_connect_error(&planned(spec), output).to_string()
+    }
+
+    #[test]
+    fn changed_host_keys_say_how_to_fix_them() {
+        let output = "failed to connect to the remote host: @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n\
+            @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n\
+            Host key for [127.0.1.1]:40123 has changed and you have requested strict checking.\r\n\
+            Host key verification failed.\r\n";
+        let spec = SshHost {
+            known_hosts_file: Some("/tmp/kh".into()),
+            ..SshHost::new("web1", "127.0.1.1", 40123)
+        };
+        assert_eq!(
+            classify(spec, output),
+            "host key for web1 (127.0.1.1:40123) does not match known_hosts\n  \
+             hint: if the host was reinstalled, remove the old key with \
+             `ssh-keygen -R '[127.0.1.1]:40123' -f '/tmp/kh'` and connect again; \
+             otherwise someone may be intercepting the connection"
+        );
+    }
+
+    #[test]
+    fn classifies_common_failures() {
+        let check = |output: &str, expected: &str| {
+            let message = classify(SshHost::new("web1", "127.0.1.1", 22), output);
+            assert!(message.starts_with(expected), "{message}");
+        };
+        check(
+            "No ED25519 host key is known for 127.0.1.1 and you have requested strict checking.\r\nHost key verification failed.\r\n",
+            "host key for web1 (127.0.1.1:22) is not in known_hosts",
+        );
+        check(
+            "moptest@127.0.1.1: Permission denied (publickey).\r\n",
+            "authentication to web1 (127.0.1.1:22) failed: moptest@127.0.1.1: Permission denied (publickey).",
+        );
+        check(
+            "ssh: connect to host 127.0.1.1 port 22: Connection refused\r\n",
+            "web1 (127.0.1.1:22) is unreachable: connect to host 127.0.1.1 port 22: Connection refused",
+        );
+        check(
+            "ssh: connect to host 127.0.1.1 port 22: Connection timed out\r\n",
+            "web1 (127.0.1.1:22) did not complete the ssh login within 30 s",
+        );
+        check(
+            "channel 0: open failed: connect failed: Connection refused\r\nstdio forwarding failed\r\nkex_exchange_identification: Connection closed by remote host\r\n",
+            "web1 (127.0.1.1:22) is unreachable: channel 0: open failed",
+        );
+        check(
+            "something new\r\n",
+            "ssh to web1 (127.0.1.1:22) failed: something new",
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! Why a host could not be reached, prepared or cleaned up over SSH.
+//!
+//! Every message names the host (inventory name) and, for network errors, the address, and
+//! carries a `hint:` line where there is something the operator can do. Messages never contain
+//! a sudo password: nothing that reaches them ever held one, and remote output that is quoted
+//! is passed through [`super::sudo::redact`] first when a password was in play.
+
+use std::path::PathBuf;
+
+/// A failure of the SSH transport for one host (or of the run's setup).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SshError {
+    #[error("invalid ssh settings for host {host}: {reason}")]
+    InvalidHost { host: String, reason: String },
+
+    #[error("host {host} is not part of this ssh run")]
+    UnknownHost { host: String },
+
+    #[error("cannot prepare the ssh run directory `{path}`: {detail}")]
+    RunDir { path: PathBuf, detail: String },
+
+    #[error("ssh rejects the run's configuration `{path}`: {detail}\n  hint: mop needs an OpenSSH client that knows `Match final` (tested with 9.2); check that `ssh -G somehost` works with your own ~/.ssh/config")]
+    SshConfig { path: PathBuf, detail: String },
+
+    #[error("cannot use the agent binary `{path}`: {detail}\n  hint: build it with `cargo build -p mop-agent` (a static build for remote hosts: `--profile release-agent --target x86_64-unknown-linux-musl`)")]
+    AgentBinary { path: PathBuf, detail: String },
+
+    #[error("{host} ({address}) is unreachable: {detail}")]
+    Unreachable {
+        host: String,
+        address: String,
+        detail: String,
+    },
+
+    #[error("{host} ({address}) did not complete the ssh login within {seconds} s\n  hint: check that the host is up, or raise its connect timeout")]
+    Timeout {
+        host: String,
+        address: String,
+        seconds: u64,
+    },
+
+    #[error("authentication to {host} ({address}) failed: {detail}\n  hint: check the user, the identity file, your ssh-agent and the host's authorized_keys; mop uses keys only (no ssh passwords)")]
+    AuthFailed {
+        host: String,
+        address: String,
+        detail: String,
+    },
+
+    #[error("host key for {host} ({address}) does not match known_hosts\n  hint: if the host was reinstalled, remove the old key with `{remove_command}` and connect again; otherwise someone may be intercepting the connection")]
+    HostKeyChanged {
+        host: String,
+        address: String,
+        remove_command: String,
+    },
+
+    #[error("host key for {host} ({address}) is not in known_hosts and host key checking is strict\n  hint: verify the host's fingerprint and add it (e.g. `ssh-keyscan{port_flag} {bare_address} >> {known_hosts}`), or set the host's key checking to accept-new")]
+    HostKeyUnknown {
+        host: String,
+        address: String,
+        port_flag: String,
+        bare_address: String,
+        /// The file to add it to, as the user would type it.
+        known_hosts: String,
+    },
+
+    #[error("cannot reach {host} through its jump host {via}: {source}")]
+    JumpFailed {
+        host: String,
+        via: String,
+        source: Box<SshError>,
+    },
+
+    #[error("ssh to {host} ({address}) failed: {detail}")]
+    Connect {
+        host: String,
+        address: String,
+        detail: String,
+    },
+
+    #[error("{host} runs {remote} but the agent `{agent}` was built for {built_for}\n  hint: build the agent for that platform and point mop at it (MOP_AGENT_BIN)")]
+    UnsupportedArch {
+        host: String,
+        remote: String,
+        agent: PathBuf,
+        built_for: String,
+    },
+
+    #[error("sudo on {host} needs a password for user {login_user}\n  hint: set the host's sudo password (mop_sudo_password), or allow the commands without a password (NOPASSWD) in sudoers")]
+    SudoNeedsPassword { host: String, login_user: String },
+
+    #[error("sudo on {host} rejected the sudo password of user {login_user}\n  hint: check the host's sudo password (mop_sudo_password)")]
+    SudoWrongPassword { host: String, login_user: String },
+
+    #[error("sudo on {host} refused to run the agent as {run_as}: {detail}\n  hint: check the sudoers rules of user {login_user} on that host")]
+    SudoRefused {
+        host: String,
+        login_user: String,
+        run_as: String,
+        detail: String,
+    },
+
+    #[error("user {run_as} on {host} cannot reach the agent directory `{agent_dir}`\n  hint: set the host's agent directory (mop_agent_dir) to a directory that {login_user} owns and {run_as} can traverse, e.g. `/var/tmp/mop-{login_user}`")]
+    AgentDirUnreachable {
+        host: String,
+        login_user: String,
+        run_as: String,
+        agent_dir: String,
+    },
+
+    #[error("cannot prepare the agent on {host}: {detail}")]
+    Bootstrap { host: String, detail: String },
+
+    #[error("cannot upload the agent to {host} ({address}) as `{path}`: {detail}")]
+    UploadFailed {
+        host: String,
+        address: String,
+        path: String,
+        detail: String,
+    },
+
+    #[error("cannot start the agent on {host}: {detail}")]
+    Spawn { host: String, detail: String },
+
+    #[error("cleanup on {host} failed: {detail}\n  hint: remove `{work_dir}` on the host by hand")]
+    Cleanup {
+        host: String,
+        work_dir: String,
+        detail: String,
+    },
+
+    #[error("closing the ssh connection to {host} failed: {detail}")]
+    Close { host: String, detail: String },
+}
+
+impl SshError {
+    /// The inventory name of the host this error is about, if it is about one host.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            SshError::RunDir { .. } | SshError::SshConfig { .. } | SshError::AgentBinary { .. } => {
+                None
+            }
+            SshError::InvalidHost { host, .. }
+            | SshError::UnknownHost { host }
+            | SshError::Unreachable { host, .. }
+            | SshError::Timeout { host, .. }
+            | SshError::AuthFailed { host, .. }
+            | SshError::HostKeyChanged { host, .. }
+            | SshError::HostKeyUnknown { host, .. }
+            | SshError::JumpFailed { host, .. }
+            | SshError::Connect { host, .. }
+            | SshError::UnsupportedArch { host, .. }
+            | SshError::SudoNeedsPassword { host, .. }
+            | SshError::SudoWrongPassword { host, .. }
+            | SshError::SudoRefused { host, .. }
+            | SshError::AgentDirUnreachable { host, .. }
+            | SshError::Bootstrap { host, .. }
+            | SshError::UploadFailed { host, .. }
+            | SshError::Spawn { host, .. }
+            | SshError::Cleanup { host, .. }
+            | SshError::Close { host, .. } => Some(host),
+        }
+    }
+}

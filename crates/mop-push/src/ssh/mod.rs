@@ -1,0 +1,33 @@
+//! The SSH transport of `mop push`: one OpenSSH ControlMaster per host, the agent uploaded over
+//! SFTP and run over one exec channel, sudo, and cleanup.
+//!
+//! Lifecycle of a run, as the executor drives it:
+//! 1. [`raise_nofile_limit`] once, then [`SshPool::new`] with every host of the run: it reads
+//!    and hashes the agent, creates a private run directory under `/tmp` (0700) and writes the
+//!    run's ssh_config there (`config.rs` explains why it looks the way it does).
+//! 2. [`SshPool::start_agent`] per role (connects lazily, at most `forks` logins at once;
+//!    installs the agent once per host; returns its stdio for
+//!    [`crate::session::AgentSession::start`]).
+//! 3. Whatever happened (success, host failure, controller error, Ctrl-C): drop or kill the
+//!    agents, [`SshPool::cleanup`] every host, then [`SshPool::close_all`]. Nothing of mop stays
+//!    on a host except a cached agent when the user opted into caching.
+//!
+//! Architecture invariant: this module knows nothing of the inventory; the executor maps the
+//! inventory's resolved connection settings onto [`SshHost`].
+
+mod bootstrap;
+mod child;
+mod config;
+mod connect;
+mod error;
+mod limits;
+mod pool;
+mod shell;
+mod sudo;
+
+pub use child::SshAgentChild;
+pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
+pub use error::SshError;
+pub use limits::raise_nofile_limit;
+pub use pool::{AgentOptions, SshPool, SshPoolOptions};
+pub use sudo::{Secret, SudoSpec};

@@ -1,0 +1,277 @@
+//! Running remote commands under sudo without the password ever touching argv or a message.
+//!
+//! Without a password mop runs `sudo -n` (never prompt). With one it runs
+//! `sudo -S -k -p ''` and writes the password as the first line of the command's stdin: `-S`
+//! reads it from stdin (one byte at a time, up to the newline, so the rest of the stream stays
+//! for the command), `-k` ignores cached credentials so sudo always consumes exactly that one
+//! line, and `-p ''` keeps the prompt out of the command's stderr.
+
+use std::fmt;
+
+use super::shell::quote;
+use super::SshError;
+
+/// A password: printed as `<redacted>` by `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: &str) -> Secret {
+        Secret(value.to_string())
+    }
+
+    /// The password itself, for the one place that writes it to sudo's stdin.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("<redacted>")
+    }
+}
+
+/// Run the agent under sudo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SudoSpec {
+    /// The user to become; `None` = root.
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// The identity a remote command runs as: the login user, or a sudo target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum RunAs {
+    Login,
+    /// `sudo -u <user>`; `None` = root.
+    Sudo {
+        user: Option<String>,
+        with_password: bool,
+    },
+}
+
+impl RunAs {
+    pub(crate) fn from_spec(sudo: Option<&SudoSpec>) -> RunAs {
+        match sudo {
+            None => RunAs::Login,
+            Some(spec) => RunAs::Sudo {
+                user: spec.user.clone().filter(|user| user != "root"),
+                with_password: spec.password.is_some(),
+            },
+        }
+    }
+
+    /// Whether the agent runs as a user other than the login user and root, who therefore
+    /// needs read and execute access to files the login user uploaded.
+    pub(crate) fn needs_shared_access(&self) -> bool {
+        matches!(self, RunAs::Sudo { user: Some(_), .. })
+    }
+
+    /// The prefix that makes a command run as this identity (empty for the login user).
+    pub(crate) fn command_prefix(&self) -> String {
+        match self {
+            RunAs::Login => String::new(),
+            RunAs::Sudo {
+                user,
+                with_password,
+            } => {
+                let mut prefix = String::from(if *with_password {
+                    "sudo -S -k -p '' "
+                } else {
+                    "sudo -n "
+                });
+                if let Some(user) = user {
+                    prefix.push_str(&format!("-u {} ", quote(user)));
+                }
+                prefix.push_str("-- ");
+                prefix
+            }
+        }
+    }
+
+    /// For messages: `root`, `postgres` or `the login user`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            RunAs::Login => "the login user".to_string(),
+            RunAs::Sudo { user, .. } => user.clone().unwrap_or_else(|| "root".to_string()),
+        }
+    }
+}
+
+/// Refuses passwords sudo could not read as one line.
+pub(crate) fn check_password(host: &str, sudo: Option<&SudoSpec>) -> Result<(), SshError> {
+    if let Some(password) = sudo.and_then(|spec| spec.password.as_ref()) {
+        if password.expose().contains(['\n', '\r', '\0']) {
+            return Err(SshError::InvalidHost {
+                host: host.to_string(),
+                reason: "the sudo password contains a line break or NUL, which sudo cannot read from stdin".to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The bytes to write to a sudo'd command's stdin before anything else.
+pub(crate) fn password_line(sudo: Option<&SudoSpec>) -> Option<Vec<u8>> {
+    let password = sudo?.password.as_ref()?;
+    let mut line = password.expose().as_bytes().to_vec();
+    line.push(b'\n');
+    Some(line)
+}
+
+/// Replaces every occurrence of the password in text that came from the host.
+pub(crate) fn redact(text: &str, sudo: Option<&SudoSpec>) -> String {
+    match sudo.and_then(|spec| spec.password.as_ref()) {
+        Some(password) if !password.expose().is_empty() => {
+            text.replace(password.expose(), "<redacted>")
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// Turns what sudo printed when it refused into an error (sudo runs with `LC_ALL=C`).
+pub(crate) fn classify_sudo_failure(
+    host: &str,
+    login_user: &str,
+    run_as: &RunAs,
+    sudo: Option<&SudoSpec>,
+    output: &str,
+) -> SshError {
+    let output = redact(output.trim(), sudo);
+    let with_password = matches!(
+        run_as,
+        RunAs::Sudo {
+            with_password: true,
+            ..
+        }
+    );
+    if output.contains("a password is required") || output.contains("a terminal is required") {
+        if with_password {
+            return SshError::SudoWrongPassword {
+                host: host.to_string(),
+                login_user: login_user.to_string(),
+            };
+        }
+        return SshError::SudoNeedsPassword {
+            host: host.to_string(),
+            login_user: login_user.to_string(),
+        };
+    }
+    if output.contains("incorrect password") || output.contains("Sorry, try again") {
+        return SshError::SudoWrongPassword {
+            host: host.to_string(),
+            login_user: login_user.to_string(),
+        };
+    }
+    let detail = if output.is_empty() {
+        "sudo failed without saying why".to_string()
+    } else {
+        output
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    SshError::SudoRefused {
+        host: host.to_string(),
+        login_user: login_user.to_string(),
+        run_as: run_as.describe(),
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(user: Option<&str>, password: Option<&str>) -> SudoSpec {
+        SudoSpec {
+            user: user.map(str::to_string),
+            password: password.map(Secret::new),
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let sudo = spec(None, Some("hunter2"));
+        assert_eq!(
+            format!("{sudo:?}"),
+            "SudoSpec { user: None, password: Some(<redacted>) }"
+        );
+        assert_eq!(Secret::new("hunter2").to_string(), "<redacted>");
+    }
+
+    #[test]
+    fn prefixes_never_hold_the_password() {
+        let check = |sudo: Option<SudoSpec>, expected: &str| {
+            assert_eq!(RunAs::from_spec(sudo.as_ref()).command_prefix(), expected);
+        };
+        check(None, "");
+        check(Some(spec(None, None)), "sudo -n -- ");
+        check(Some(spec(Some("root"), None)), "sudo -n -- ");
+        check(
+            Some(spec(Some("post gres"), None)),
+            "sudo -n -u 'post gres' -- ",
+        );
+        check(
+            Some(spec(Some("app"), Some("hunter2"))),
+            "sudo -S -k -p '' -u app -- ",
+        );
+    }
+
+    #[test]
+    fn classifies_what_sudo_says() {
+        let login = RunAs::from_spec(Some(&spec(None, None)));
+        let with_password = RunAs::from_spec(Some(&spec(None, Some("pw"))));
+        let check = |run_as: &RunAs, output: &str, expected: &str| {
+            let sudo = spec(None, Some("s3cret"));
+            let message =
+                classify_sudo_failure("web1", "deploy", run_as, Some(&sudo), output).to_string();
+            assert!(message.contains(expected), "{message}");
+            assert!(!message.contains("s3cret"), "{message}");
+        };
+        check(
+            &login,
+            "sudo: a password is required\n",
+            "sudo on web1 needs a password for user deploy",
+        );
+        check(
+            &with_password,
+            "Sorry, try again.\nsudo: no password was provided\nsudo: 1 incorrect password attempt\n",
+            "rejected the sudo password of user deploy",
+        );
+        check(
+            &login,
+            "deploy is not in the sudoers file.\n",
+            "sudo on web1 refused to run the agent as root: deploy is not in the sudoers file.",
+        );
+        check(
+            &login,
+            "sudo: unknown user s3cret\n",
+            "unknown user <redacted>",
+        );
+    }
+
+    #[test]
+    fn refuses_multi_line_passwords_without_printing_them() {
+        let sudo = spec(None, Some("line1\nline2"));
+        let message = check_password("web1", Some(&sudo))
+            .expect_err("refused")
+            .to_string();
+        assert!(message.contains("line break"), "{message}");
+        assert!(!message.contains("line1"), "{message}");
+        assert_eq!(
+            password_line(Some(&spec(None, Some("pw")))),
+            Some(b"pw\n".to_vec())
+        );
+        assert_eq!(password_line(Some(&spec(None, None))), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests: the real `mop` binary (and the real `mop-agent` beside it) against real
+//! sshd hosts on loopback and behind a namespaced bastion, started per test by mop-testhosts.
+//!
+//! Build first: `cargo build -p mop -p mop-agent`, then `cargo test -p mop --test e2e`.
+//! The push tests need root (they start sshd and create the test users).
+
+mod support;
+
+mod cli;
+mod local;
+mod push_connect;
+mod push_converge;
+mod push_files;
+mod push_interrupt;
+mod push_rollout;
+mod push_sudo;

@@ -1,0 +1,120 @@
+//! sudo on the hosts: with a password (`moptestpw`), which must never be printed, and without
+//! one (`moptest`); files end up owned by root and nothing of mop stays behind.
+
+use std::os::unix::fs::MetadataExt;
+
+use mop_testhosts::{TestHostsBuilder, TEST_SUDO_PASSWORD, TEST_SUDO_PASSWORD_USER};
+
+use crate::support::{assert_not_leaked, Sandbox};
+
+const ROOT_FILE_POLICY: &str = r#"
+[[roles]]
+name = "as root"
+groups = ["web"]
+
+[[roles.resources]]
+type = "file"
+path = "@OUT@/{{ host.name }}.txt"
+content = "written by {{ facts.user }} on {{ host.name }}\n"
+mode = "0600"
+"#;
+
+fn assert_root_files(sandbox: &Sandbox, hosts: &[&str]) {
+    for host in hosts {
+        let path = sandbox.out.join(format!("{host}.txt"));
+        let meta = std::fs::metadata(&path)
+            .unwrap_or_else(|error| panic!("`{}`: {error}", path.display()));
+        assert_eq!(meta.uid(), 0, "`{}` is not owned by root", path.display());
+        assert_eq!(meta.mode() & 0o7777, 0o600, "`{}` mode", path.display());
+        let content = std::fs::read_to_string(&path).expect("read the file");
+        assert_eq!(content, format!("written by root on {host}\n"));
+    }
+}
+
+#[test]
+fn sudo_with_a_password_writes_as_root_and_never_prints_the_password() {
+    let sandbox = Sandbox::start_as(
+        "sudo-pw",
+        TestHostsBuilder::new().hosts(2).group("web"),
+        TEST_SUDO_PASSWORD_USER,
+    );
+    sandbox.set_inventory_extra(
+        "",
+        &format!(
+            "[groups.web.vars]\nmop_ssh_username = \"{TEST_SUDO_PASSWORD_USER}\"\nmop_sudo = true\nmop_sudo_password = \"{TEST_SUDO_PASSWORD}\"\n"
+        ),
+    );
+    let policy = sandbox.policy("root", ROOT_FILE_POLICY);
+
+    let json = sandbox.push(&policy, &["--apply", "-v", "--diff"]);
+    json.assert_exit(0);
+    assert_not_leaked(TEST_SUDO_PASSWORD, "stdout of --json", &json.stdout);
+    assert_not_leaked(TEST_SUDO_PASSWORD, "stderr of --json", &json.stderr);
+    for host in ["host1", "host2"] {
+        assert_eq!(json.total(host, "changed"), 1, "{}", json.describe());
+        let log = sandbox.host(host).log().expect("read the sshd log");
+        assert!(
+            log.contains(&format!(
+                "Accepted publickey for {TEST_SUDO_PASSWORD_USER} "
+            )),
+            "mop did not log in to {host} as {TEST_SUDO_PASSWORD_USER}:\n{log}"
+        );
+    }
+    assert_root_files(&sandbox, &["host1", "host2"]);
+    sandbox.assert_hosts_clean();
+
+    // Text output, verbose, with a change to show.
+    std::fs::remove_file(sandbox.out.join("host1.txt")).expect("remove a file");
+    let text = sandbox.push_text(&policy, &["--apply", "-v", "--diff"]);
+    assert_eq!(text.exit, 0, "{}", text.describe());
+    assert_not_leaked(TEST_SUDO_PASSWORD, "stdout of -v", &text.stdout);
+    assert_not_leaked(TEST_SUDO_PASSWORD, "stderr of -v", &text.stderr);
+    assert_root_files(&sandbox, &["host1", "host2"]);
+    sandbox.assert_hosts_clean();
+
+    // A wrong password fails the hosts without printing it either.
+    let wrong = "not-the-sudo-password-4711";
+    let refused = sandbox.push(
+        &policy,
+        &["--apply", "-v", "-e", &format!("mop_sudo_password={wrong}")],
+    );
+    refused.assert_exit(1);
+    for host in ["host1", "host2"] {
+        let error = refused.host_summary(host)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains("sudo"),
+            "the error for {host} should mention sudo: {error}"
+        );
+    }
+    for secret in [wrong, TEST_SUDO_PASSWORD] {
+        assert_not_leaked(secret, "stdout with a wrong password", &refused.stdout);
+        assert_not_leaked(secret, "stderr with a wrong password", &refused.stderr);
+    }
+    sandbox.assert_hosts_clean();
+}
+
+#[test]
+fn sudo_without_a_password_writes_as_root() {
+    let sandbox = Sandbox::start("sudo", TestHostsBuilder::new().hosts(2).group("web"));
+    let policy = sandbox.policy(
+        "root",
+        &ROOT_FILE_POLICY.replace("groups = [\"web\"]", "groups = [\"web\"]\nsudo = true"),
+    );
+    let run = sandbox.push(&policy, &["--apply"]);
+    run.assert_exit(0);
+    assert_root_files(&sandbox, &["host1", "host2"]);
+    sandbox.assert_hosts_clean();
+
+    // Without sudo the same role runs as the login user, and cannot take over root's file.
+    let plain = sandbox.policy("plain", ROOT_FILE_POLICY);
+    let run = sandbox.push(&plain, &["--apply"]);
+    run.assert_exit(1);
+    for host in ["host1", "host2"] {
+        assert_eq!(run.total(host, "failed"), 1, "{}", run.describe());
+    }
+    assert_root_files(&sandbox, &["host1", "host2"]);
+    sandbox.assert_hosts_clean();
+}
