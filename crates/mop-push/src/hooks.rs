@@ -55,8 +55,17 @@ pub struct HookResult {
 
 /// Runs a rendered hook with `sh -c` on the controller, in the policy's directory (so
 /// `scripts/lb.sh` means the one next to the policy), with `MOP_HOST` and `MOP_ROLE` set.
-pub async fn run_hook(command: &str, dir: &std::path::Path, host_name: &str, role: &str) -> std::io::Result<HookResult> {
-    let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+pub async fn run_hook(
+    command: &str,
+    dir: &std::path::Path,
+    host_name: &str,
+    role: &str,
+) -> std::io::Result<HookResult> {
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
     let output = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
@@ -99,7 +108,9 @@ mod tests {
     async fn hooks_render_and_run_with_host_env() {
         let command =
             render_hook("echo {{ host.name }} $MOP_ROLE; exit 3", &context()).expect("renders");
-        let result = run_hook(&command, std::path::Path::new(""), "web1", "deploy").await.expect("sh runs");
+        let result = run_hook(&command, std::path::Path::new(""), "web1", "deploy")
+            .await
+            .expect("sh runs");
         assert_eq!(result.rc, 3);
         assert_eq!(result.stdout, "web1 deploy\n");
     }

@@ -35,7 +35,10 @@ pub async fn run_local(
     reporter: &mut Reporter,
 ) -> Result<RunSummary, TransportError> {
     let started = Instant::now();
-    let mut summary = RunSummary { check: options.plan.mode == mop_protocol::Mode::Check, ..RunSummary::default() };
+    let mut summary = RunSummary {
+        check: options.plan.mode == mop_protocol::Mode::Check,
+        ..RunSummary::default()
+    };
     summary.host_mut(LOCAL_HOST);
     let mut process = LocalTransport::new(agent).start_agent()?;
     let stderr = process.stderr;
@@ -48,23 +51,46 @@ pub async fn run_local(
 
     let files = ManifestFiles(prepared.manifest.clone());
     let outcome: Result<(), String> = async {
-        let mut session = AgentSession::start(process.stdout, process.stdin).await.map_err(|err| err.to_string())?;
+        let mut session = AgentSession::start(process.stdout, process.stdin)
+            .await
+            .map_err(|err| err.to_string())?;
         let groups = vec!["all".to_string()];
         for (index, role) in policy.roles.iter().enumerate() {
             reporter.role_started(&role.name, &[LOCAL_HOST.to_string()]);
             let vars = merge_vars([&policy.vars, &role.vars, &options.extra_vars]);
-            let plan = role_plan(role, &prepared.roles[index], LOCAL_HOST, &groups, vars, false, options.plan);
+            let plan = role_plan(
+                role,
+                &prepared.roles[index],
+                LOCAL_HOST,
+                &groups,
+                vars,
+                false,
+                options.plan,
+            );
             let role_outcome = session
-                .run_role(&plan, &files, &mut |event| reporter.resource(LOCAL_HOST, &role.name, &event))
+                .run_role(&plan, &files, &mut |event| {
+                    reporter.resource(LOCAL_HOST, &role.name, &event)
+                })
                 .await
                 .map_err(|err| err.to_string())?;
-            reporter.role_done(LOCAL_HOST, &role.name, &role_outcome.summary, role_outcome.bytes_sent);
+            reporter.role_done(
+                LOCAL_HOST,
+                &role.name,
+                &role_outcome.summary,
+                role_outcome.bytes_sent,
+            );
             summary.add_role(LOCAL_HOST, &role_outcome.summary, role_outcome.bytes_sent);
             if role_outcome.summary.role_failed {
-                let remaining: Vec<&str> = policy.roles[index + 1..].iter().map(|role| role.name.as_str()).collect();
+                let remaining: Vec<&str> = policy.roles[index + 1..]
+                    .iter()
+                    .map(|role| role.name.as_str())
+                    .collect();
                 if !remaining.is_empty() {
-                    summary.host_mut(LOCAL_HOST).error =
-                        Some(format!("role `{}` failed; not run: {}", role.name, remaining.join(", ")));
+                    summary.host_mut(LOCAL_HOST).error = Some(format!(
+                        "role `{}` failed; not run: {}",
+                        role.name,
+                        remaining.join(", ")
+                    ));
                 }
                 break;
             }
@@ -88,7 +114,9 @@ pub async fn run_local(
                 totals.error = Some(format!("the agent exited with status {code:?}"));
             }
         }
-        Err(err) => summary.host_mut(LOCAL_HOST).error = Some(format!("waiting for the agent: {err}")),
+        Err(err) => {
+            summary.host_mut(LOCAL_HOST).error = Some(format!("waiting for the agent: {err}"))
+        }
     }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)

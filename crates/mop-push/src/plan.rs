@@ -32,7 +32,10 @@ pub fn role_plan(
         .into_iter()
         .filter(|(name, _)| !CONTROLLER_ONLY_VARS.contains(&name.as_str()))
         .collect();
-    plan_vars.insert("host".to_string(), json!({ "name": host_name, "groups": host_groups }));
+    plan_vars.insert(
+        "host".to_string(),
+        json!({ "name": host_name, "groups": host_groups }),
+    );
     RolePlan {
         role: role.name.clone(),
         mode: options.mode,
@@ -47,7 +50,9 @@ pub fn role_plan(
 }
 
 /// Layers variable maps, later ones winning.
-pub fn merge_vars<'a>(layers: impl IntoIterator<Item = &'a Map<String, Value>>) -> Map<String, Value> {
+pub fn merge_vars<'a>(
+    layers: impl IntoIterator<Item = &'a Map<String, Value>>,
+) -> Map<String, Value> {
     let mut merged = Map::new();
     for layer in layers {
         for (name, value) in layer {
@@ -63,7 +68,8 @@ mod tests {
 
     #[test]
     fn later_layers_win_and_secrets_stay_home() {
-        let policy: Map<String, Value> = serde_json::from_str(r#"{"a": 1, "b": 1}"#).expect("valid json");
+        let policy: Map<String, Value> =
+            serde_json::from_str(r#"{"a": 1, "b": 1}"#).expect("valid json");
         let role: Map<String, Value> = serde_json::from_str(r#"{"b": 2}"#).expect("valid json");
         let merged = merge_vars([&policy, &role]);
         assert_eq!(merged["a"], json!(1));
@@ -87,7 +93,10 @@ mod tests {
             &["all".to_string()],
             vars,
             false,
-            PlanOptions { mode: Mode::Check, diff: false },
+            PlanOptions {
+                mode: Mode::Check,
+                diff: false,
+            },
         );
         assert!(!plan.vars.contains_key("mop_sudo_password"));
         assert_eq!(plan.vars["host"]["name"], json!("web1"));

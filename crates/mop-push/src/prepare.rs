@@ -53,14 +53,26 @@ pub fn prepare(
             servers.push(None);
             continue;
         }
-        let paths = role.fileserver_paths.as_ref().unwrap_or(&policy.fileserver.paths);
-        let mut template_roots = vec![std::path::absolute(&policy.dir).unwrap_or_else(|_| policy.dir.clone())];
+        let paths = role
+            .fileserver_paths
+            .as_ref()
+            .unwrap_or(&policy.fileserver.paths);
+        let mut template_roots =
+            vec![std::path::absolute(&policy.dir).unwrap_or_else(|_| policy.dir.clone())];
         template_roots.extend(paths.iter().map(|spec| spec.path.clone()));
-        let built = file_server(policy, paths.iter().map(|spec| (spec.path.clone(), spec.origin.to_string())), protected_files)
-            .and_then(|sources| {
-                let roots = template_roots.into_iter().map(|root| (root, "the policy directory".to_string()));
-                file_server(policy, roots, protected_files).map(|templates| (sources, templates))
-            });
+        let built = file_server(
+            policy,
+            paths
+                .iter()
+                .map(|spec| (spec.path.clone(), spec.origin.to_string())),
+            protected_files,
+        )
+        .and_then(|sources| {
+            let roots = template_roots
+                .into_iter()
+                .map(|root| (root, "the policy directory".to_string()));
+            file_server(policy, roots, protected_files).map(|templates| (sources, templates))
+        });
         match built {
             Ok(pair) => servers.push(Some(pair)),
             Err(text) => {
@@ -85,7 +97,9 @@ pub fn prepare(
         .map(|reference| (false, reference))
         .chain(policy.template_paths().map(|reference| (true, reference)));
     for (is_template, reference) in references {
-        let Some((source_server, template_server)) = servers.get(reference.role_index).and_then(Option::as_ref) else {
+        let Some((source_server, template_server)) =
+            servers.get(reference.role_index).and_then(Option::as_ref)
+        else {
             continue;
         };
         let (server, requested) = if is_template {
@@ -103,7 +117,11 @@ pub fn prepare(
                     sources.push(entry);
                 }
             }
-            Err(rejected) => errors.push(reference_error(&reference, is_template, &rejected.to_string())),
+            Err(rejected) => errors.push(reference_error(
+                &reference,
+                is_template,
+                &rejected.to_string(),
+            )),
         }
     }
     if !errors.is_empty() {
@@ -124,12 +142,20 @@ pub fn prepare(
         if let Some(entry) = manifest.entry_by_id(id) {
             roles[role_index].files.insert(
                 source,
-                FileEntry { id: id.0, sha256: entry.sha256.clone(), size: entry.size, mode: entry.mode },
+                FileEntry {
+                    id: id.0,
+                    sha256: entry.sha256.clone(),
+                    size: entry.size,
+                    mode: entry.mode,
+                },
             );
         }
     }
     for (role_index, template, id) in templates {
-        match manifest.read_whole(id, MAX_TEMPLATE_BYTES).map(String::from_utf8) {
+        match manifest
+            .read_whole(id, MAX_TEMPLATE_BYTES)
+            .map(String::from_utf8)
+        {
             Ok(Ok(text)) => {
                 roles[role_index].templates.insert(template, text);
             }
@@ -152,7 +178,10 @@ pub fn prepare(
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(PreparedRun { roles, manifest: Arc::new(manifest) })
+    Ok(PreparedRun {
+        roles,
+        manifest: Arc::new(manifest),
+    })
 }
 
 fn file_server(
@@ -163,7 +192,9 @@ fn file_server(
     let origin_of = |origin: &mop_policy::Origin| origin.to_string();
     let config = FileServerConfig {
         base_dir: policy.dir.clone(),
-        roots: roots.map(|(path, origin)| RootSpec::new(path, origin)).collect(),
+        roots: roots
+            .map(|(path, origin)| RootSpec::new(path, origin))
+            .collect(),
         allow: policy
             .fileserver
             .allow
@@ -182,7 +213,10 @@ fn file_server(
 }
 
 fn absolute_text(path: &Path) -> String {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).to_string_lossy().into_owned()
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn reference_error(reference: &FileReference<'_>, is_template: bool, reason: &str) -> PolicyError {
@@ -208,7 +242,14 @@ impl FileProvider for ManifestFiles {
             .map(|entry| entry.size)
             .ok_or_else(|| format!("file id {id} is not in this run's manifest"))?;
         let reader = self.0.open(FileId(id)).map_err(|err| err.to_string())?;
-        Ok((size, Box::new(ChunkRead { reader, pending: Vec::new(), offset: 0 })))
+        Ok((
+            size,
+            Box::new(ChunkRead {
+                reader,
+                pending: Vec::new(),
+                offset: 0,
+            }),
+        ))
     }
 }
 
@@ -223,7 +264,10 @@ impl Read for ChunkRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.offset >= self.pending.len() {
             self.pending.resize(mop_protocol::frame::DATA_CHUNK, 0);
-            let filled = self.reader.read_chunk(&mut self.pending).map_err(std::io::Error::from)?;
+            let filled = self
+                .reader
+                .read_chunk(&mut self.pending)
+                .map_err(std::io::Error::from)?;
             self.pending.truncate(filled);
             self.offset = 0;
             if filled == 0 {

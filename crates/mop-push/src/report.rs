@@ -69,7 +69,11 @@ pub struct RunSummary {
 impl RunSummary {
     /// Hosts that failed or were unreachable.
     pub fn failed_hosts(&self) -> Vec<&str> {
-        self.hosts.iter().filter(|(_, totals)| totals.is_failed()).map(|(name, _)| name.as_str()).collect()
+        self.hosts
+            .iter()
+            .filter(|(_, totals)| totals.is_failed())
+            .map(|(name, _)| name.as_str())
+            .collect()
     }
 
     /// Hosts a stopped rollout never reached.
@@ -83,7 +87,9 @@ impl RunSummary {
 
     /// Every host ran every role without failure.
     pub fn success(&self) -> bool {
-        self.hosts.values().all(|totals| !totals.is_failed() && totals.not_attempted.is_none())
+        self.hosts
+            .values()
+            .all(|totals| !totals.is_failed() && totals.not_attempted.is_none())
     }
 
     pub fn host_mut(&mut self, host: &str) -> &mut HostTotals {
@@ -110,8 +116,13 @@ struct JsonEvent<'a> {
 #[serde(untagged)]
 enum JsonBody<'a> {
     Resource(&'a ResourceEvent),
-    Note { message: &'a str },
-    Role { summary: &'a RoleSummary, bytes_sent: u64 },
+    Note {
+        message: &'a str,
+    },
+    Role {
+        summary: &'a RoleSummary,
+        bytes_sent: u64,
+    },
 }
 
 /// Prints a run as it happens.
@@ -153,20 +164,32 @@ impl Reporter {
             return;
         }
         let header = self.paint("1", &format!("role {role}"));
-        let _ = writeln!(self.out, "{header} ({} host{})", hosts.len(), plural(hosts.len()));
+        let _ = writeln!(
+            self.out,
+            "{header} ({} host{})",
+            hosts.len(),
+            plural(hosts.len())
+        );
         let _ = self.out.flush();
     }
 
     /// A resource finished on a host.
     pub fn resource(&mut self, host: &str, role: &str, event: &ResourceEvent) {
         if self.style.json {
-            self.emit_json(&JsonEvent { event: "resource", host, role, body: JsonBody::Resource(event) });
+            self.emit_json(&JsonEvent {
+                event: "resource",
+                host,
+                role,
+                body: JsonBody::Resource(event),
+            });
             return;
         }
         // `echo` exists to tell the operator something: always shown.
         let show = match event.status {
             ResourceStatus::Changed | ResourceStatus::Failed => true,
-            ResourceStatus::Ok => self.style.verbose || (event.kind == "echo" && event.message.is_some()),
+            ResourceStatus::Ok => {
+                self.style.verbose || (event.kind == "echo" && event.message.is_some())
+            }
             ResourceStatus::Skipped => self.style.verbose,
         };
         if !show {
@@ -189,7 +212,11 @@ impl Reporter {
             (ResourceStatus::Skipped, _) => ("skipped", "36"),
         };
         let kind = if event.handler { "handler " } else { "" };
-        let mut line = format!("  {host}  {}  {kind}{}", self.paint(code, label), event.resource);
+        let mut line = format!(
+            "  {host}  {}  {kind}{}",
+            self.paint(code, label),
+            event.resource
+        );
         if !event.changes.is_empty() {
             line.push_str(&format!(" ({})", event.changes.join(", ")));
         }
@@ -225,7 +252,12 @@ impl Reporter {
     /// Something the controller did for a host (a hook ran, would run, failed).
     pub fn note(&mut self, host: &str, role: &str, message: &str) {
         if self.style.json {
-            self.emit_json(&JsonEvent { event: "note", host, role, body: JsonBody::Note { message } });
+            self.emit_json(&JsonEvent {
+                event: "note",
+                host,
+                role,
+                body: JsonBody::Note { message },
+            });
             return;
         }
         let _ = writeln!(self.out, "  {host}  {message}");
@@ -235,7 +267,12 @@ impl Reporter {
     /// A host failed outside any resource (unreachable, agent crash, hook failure).
     pub fn host_failed(&mut self, host: &str, role: &str, message: &str) {
         if self.style.json {
-            self.emit_json(&JsonEvent { event: "host_failed", host, role, body: JsonBody::Note { message } });
+            self.emit_json(&JsonEvent {
+                event: "host_failed",
+                host,
+                role,
+                body: JsonBody::Note { message },
+            });
             return;
         }
         let label = self.paint("31", "FAILED");
@@ -246,7 +283,15 @@ impl Reporter {
     /// A role finished on a host.
     pub fn role_done(&mut self, host: &str, role: &str, summary: &RoleSummary, bytes_sent: u64) {
         if self.style.json {
-            self.emit_json(&JsonEvent { event: "role_done", host, role, body: JsonBody::Role { summary, bytes_sent } });
+            self.emit_json(&JsonEvent {
+                event: "role_done",
+                host,
+                role,
+                body: JsonBody::Role {
+                    summary,
+                    bytes_sent,
+                },
+            });
         }
     }
 
@@ -260,7 +305,13 @@ impl Reporter {
             self.emit_json(&Final { summary });
             return;
         }
-        let name_width = summary.hosts.keys().map(String::len).max().unwrap_or(4).max(4);
+        let name_width = summary
+            .hosts
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let _ = writeln!(self.out);
         let _ = writeln!(
             self.out,
@@ -288,7 +339,11 @@ impl Reporter {
         for (reason, hosts) in not_attempted {
             let _ = writeln!(self.out, "not attempted ({reason}): {}", hosts.join(", "));
         }
-        let mode = if summary.check { " (check mode: nothing was changed)" } else { "" };
+        let mode = if summary.check {
+            " (check mode: nothing was changed)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             self.out,
             "elapsed {}{mode}",
@@ -327,7 +382,11 @@ pub fn format_duration(duration: Duration) -> String {
     if secs < 60.0 {
         format!("{secs:.2}s")
     } else {
-        format!("{}m{:02}s", duration.as_secs() / 60, duration.as_secs() % 60)
+        format!(
+            "{}m{:02}s",
+            duration.as_secs() / 60,
+            duration.as_secs() % 60
+        )
     }
 }
 

@@ -68,7 +68,10 @@ enum HostOutcome {
     Succeeded,
     /// The host failed (resource failure, hook failure, unreachable); `unreachable` when the
     /// role never ran on it.
-    Failed { message: String, unreachable: bool },
+    Failed {
+        message: String,
+        unreachable: bool,
+    },
     /// `contact_when` was false: not contacted, not a failure.
     NotContacted,
 }
@@ -116,7 +119,7 @@ pub fn ssh_hosts(roles: &[PushRole]) -> Vec<SshHost> {
     hosts
 }
 
-fn ssh_host(name: &str, connection: &Connection, via: Option<String>) -> SshHost {
+pub(crate) fn ssh_host(name: &str, connection: &Connection, via: Option<String>) -> SshHost {
     let mut host = SshHost::new(name, &connection.address, connection.port);
     host.user = connection.user.clone();
     host.identity_file = connection.key.clone();
@@ -126,18 +129,23 @@ fn ssh_host(name: &str, connection: &Connection, via: Option<String>) -> SshHost
         mop_inventory::HostKeyPolicy::AcceptNew => ssh::HostKeyPolicy::AcceptNew,
         mop_inventory::HostKeyPolicy::Off => ssh::HostKeyPolicy::Off,
     };
-    host.connect_timeout = connection.connect_timeout.map(|secs| Duration::from_secs(u64::from(secs)));
+    host.connect_timeout = connection
+        .connect_timeout
+        .map(|secs| Duration::from_secs(u64::from(secs)));
     host.via = via;
     host
 }
 
-fn agent_options(connection: &Connection) -> AgentOptions {
+pub(crate) fn agent_options(connection: &Connection) -> AgentOptions {
     AgentOptions {
         agent_dir: connection.agent_dir.clone(),
         cache: connection.agent_cache,
         sudo: connection.sudo.then(|| SudoSpec {
             user: connection.sudo_user.clone(),
-            password: connection.sudo_password.as_ref().map(|secret| ssh::Secret::new(secret.expose())),
+            password: connection
+                .sudo_password
+                .as_ref()
+                .map(|secret| ssh::Secret::new(secret.expose())),
         }),
     }
 }
@@ -158,7 +166,10 @@ pub async fn run_push(
     }
     let hosts = ssh_hosts(roles);
     let pool = SshPool::new(&hosts, agent, options.forks)?;
-    let mut summary = RunSummary { check: options.plan.mode == Mode::Check, ..RunSummary::default() };
+    let mut summary = RunSummary {
+        check: options.plan.mode == Mode::Check,
+        ..RunSummary::default()
+    };
     for host in roles.iter().flat_map(|role| &role.hosts) {
         summary.host_mut(&host.name);
     }
@@ -193,15 +204,31 @@ pub async fn run_push(
     }
 
     // Stop every agent still running, then remove what the run left on the hosts.
-    let agents: Vec<(String, HostAgent)> = state.agents.lock().expect("agents lock is never poisoned").drain().collect();
-    join_all(agents.into_iter().map(|(_, agent)| stop_agent(agent, interrupted))).await;
+    let agents: Vec<(String, HostAgent)> = state
+        .agents
+        .lock()
+        .expect("agents lock is never poisoned")
+        .drain()
+        .collect();
+    join_all(
+        agents
+            .into_iter()
+            .map(|(_, agent)| stop_agent(agent, interrupted)),
+    )
+    .await;
     let cleanup_results = join_all(hosts.iter().map(|host| {
         let pool = &pool;
         async move { (host.name.clone(), pool.cleanup(&host.name).await) }
     }))
     .await;
-    let mut summary = state.summary.into_inner().expect("summary lock is never poisoned");
-    let reporter = state.reporter.into_inner().expect("reporter lock is never poisoned");
+    let mut summary = state
+        .summary
+        .into_inner()
+        .expect("summary lock is never poisoned");
+    let reporter = state
+        .reporter
+        .into_inner()
+        .expect("reporter lock is never poisoned");
     for (host, result) in cleanup_results {
         if let Err(err) = result {
             eprintln!("warning: cleaning up {host}: {err}");
@@ -215,9 +242,13 @@ pub async fn run_push(
 }
 
 async fn stop_agent(mut agent: HostAgent, kill: bool) {
-    if kill || agent.session.shutdown().await.is_err() {
-        let _ = agent.child.kill().await;
-    } else if tokio::time::timeout(Duration::from_secs(10), agent.child.wait()).await.is_err() {
+    // A graceful stop is `shutdown` then the agent's exit; anything else ends in a kill.
+    let stopped = !kill
+        && agent.session.shutdown().await.is_ok()
+        && tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
+            .await
+            .is_ok();
+    if !stopped {
         let _ = agent.child.kill().await;
     }
     let _ = agent.stderr_task.await;
@@ -229,15 +260,29 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
     for push_role in roles {
         let role = &state.policy.roles[push_role.role_index];
         if let Some(reason) = &stop_reason {
-            mark_not_attempted(state, push_role.hosts.iter().map(|host| host.name.as_str()), reason);
+            mark_not_attempted(
+                state,
+                push_role.hosts.iter().map(|host| host.name.as_str()),
+                reason,
+            );
             continue;
         }
         let hosts: Vec<&PushHost> = push_role.hosts.iter().collect();
         if hosts.is_empty() {
             continue;
         }
-        state.reporter().role_started(&role.name, &hosts.iter().map(|host| host.name.clone()).collect::<Vec<_>>());
-        let serial = state.options.serial.or(role.serial).map_or(hosts.len(), NonZeroUsize::get);
+        state.reporter().role_started(
+            &role.name,
+            &hosts
+                .iter()
+                .map(|host| host.name.clone())
+                .collect::<Vec<_>>(),
+        );
+        let serial = state
+            .options
+            .serial
+            .or(role.serial)
+            .map_or(hosts.len(), NonZeroUsize::get);
         let allowed_failures = role.max_fail.allowed(hosts.len());
         let mut role_failures = 0usize;
         let batches: Vec<&[&PushHost]> = hosts.chunks(serial).collect();
@@ -253,10 +298,16 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
             }))
             .await;
             for (host, outcome) in batch.iter().zip(outcomes) {
-                if let HostOutcome::Failed { message, unreachable } = outcome {
+                if let HostOutcome::Failed {
+                    message,
+                    unreachable,
+                } = outcome
+                {
                     role_failures += 1;
                     failed_hosts.insert(host.name.clone());
-                    state.reporter().host_failed(&host.name, &role.name, &message);
+                    state
+                        .reporter()
+                        .host_failed(&host.name, &role.name, &message);
                     let mut summary = state.summary();
                     let totals = summary.host_mut(&host.name);
                     totals.unreachable |= unreachable;
@@ -269,7 +320,9 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
                     role.name,
                     if role_failures == 1 { "" } else { "s" }
                 );
-                let remaining = batches[batch_index + 1..].iter().flat_map(|batch| batch.iter().map(|host| host.name.as_str()));
+                let remaining = batches[batch_index + 1..]
+                    .iter()
+                    .flat_map(|batch| batch.iter().map(|host| host.name.as_str()));
                 mark_not_attempted(state, remaining, &reason);
                 stop_reason = Some(reason);
                 break;
@@ -278,7 +331,11 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
     }
 }
 
-fn mark_not_attempted<'a>(state: &RunState<'_>, hosts: impl Iterator<Item = &'a str>, reason: &str) {
+fn mark_not_attempted<'a>(
+    state: &RunState<'_>,
+    hosts: impl Iterator<Item = &'a str>,
+    reason: &str,
+) {
     let mut summary = state.summary();
     for host in hosts {
         let totals = summary.host_mut(host);
@@ -290,7 +347,9 @@ fn mark_not_attempted<'a>(state: &RunState<'_>, hosts: impl Iterator<Item = &'a 
 
 impl RunState<'_> {
     fn reporter(&self) -> std::sync::MutexGuard<'_, Reporter> {
-        self.reporter.lock().expect("reporter lock is never poisoned")
+        self.reporter
+            .lock()
+            .expect("reporter lock is never poisoned")
     }
 
     fn summary(&self) -> std::sync::MutexGuard<'_, RunSummary> {
@@ -298,22 +357,39 @@ impl RunState<'_> {
     }
 }
 
-async fn run_host_role(state: &RunState<'_>, role_index: usize, role: &Role, host: &PushHost) -> HostOutcome {
+async fn run_host_role(
+    state: &RunState<'_>,
+    role_index: usize,
+    role: &Role,
+    host: &PushHost,
+) -> HostOutcome {
     let context = hook_context(&host.name, &host.groups, &host.vars);
     if let Some(expression) = &role.contact_when {
         match contact_when(expression, &context) {
             Ok(true) => {}
             Ok(false) => {
-                state.reporter().note(&host.name, &role.name, "not contacted: contact_when is false");
+                state.reporter().note(
+                    &host.name,
+                    &role.name,
+                    "not contacted: contact_when is false",
+                );
                 return HostOutcome::NotContacted;
             }
-            Err(message) => return HostOutcome::Failed { message, unreachable: true },
+            Err(message) => {
+                return HostOutcome::Failed {
+                    message,
+                    unreachable: true,
+                }
+            }
         }
     }
     let check = state.options.plan.mode == Mode::Check;
     if let Some(before) = &role.before {
         if let Err(message) = hook(state, role, host, "before", before, &context, check).await {
-            return HostOutcome::Failed { message, unreachable: true };
+            return HostOutcome::Failed {
+                message,
+                unreachable: true,
+            };
         }
     }
 
@@ -327,13 +403,26 @@ async fn run_host_role(state: &RunState<'_>, role_index: usize, role: &Role, hos
     };
     match result {
         Ok(true) => {}
-        Ok(false) => return HostOutcome::Failed { message: format!("role `{}` failed", role.name), unreachable: false },
-        Err((message, unreachable)) => return HostOutcome::Failed { message, unreachable },
+        Ok(false) => {
+            return HostOutcome::Failed {
+                message: format!("role `{}` failed", role.name),
+                unreachable: false,
+            }
+        }
+        Err((message, unreachable)) => {
+            return HostOutcome::Failed {
+                message,
+                unreachable,
+            }
+        }
     }
 
     if let Some(after) = &role.after {
         if let Err(message) = hook(state, role, host, "after", after, &context, check).await {
-            return HostOutcome::Failed { message, unreachable: false };
+            return HostOutcome::Failed {
+                message,
+                unreachable: false,
+            };
         }
     }
     HostOutcome::Succeeded
@@ -350,17 +439,39 @@ async fn hook(
 ) -> Result<(), String> {
     let command = render_hook(template, context)?;
     if check {
-        state.reporter().note(&host.name, &role.name, &format!("would run {which} hook: {command}"));
+        state.reporter().note(
+            &host.name,
+            &role.name,
+            &format!("would run {which} hook: {command}"),
+        );
         return Ok(());
     }
     let result = run_hook(&command, &state.policy.dir, &host.name, &role.name)
         .await
         .map_err(|err| format!("{which} hook `{command}` could not run: {err}"))?;
     if result.rc != 0 {
-        let detail = result.stderr.lines().chain(result.stdout.lines()).last().unwrap_or("").to_string();
-        return Err(format!("{which} hook `{command}` exited with {}{}", result.rc, if detail.is_empty() { String::new() } else { format!(": {detail}") }));
+        let detail = result
+            .stderr
+            .lines()
+            .chain(result.stdout.lines())
+            .last()
+            .unwrap_or("")
+            .to_string();
+        return Err(format!(
+            "{which} hook `{command}` exited with {}{}",
+            result.rc,
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            }
+        ));
     }
-    state.reporter().note(&host.name, &role.name, &format!("ran {which} hook: {command}"));
+    state.reporter().note(
+        &host.name,
+        &role.name,
+        &format!("ran {which} hook: {command}"),
+    );
     Ok(())
 }
 
@@ -373,14 +484,20 @@ async fn run_role_on_host(
     host: &PushHost,
 ) -> Result<bool, (String, bool)> {
     let options = agent_options(&host.connection);
-    let existing = state.agents.lock().expect("agents lock is never poisoned").remove(&host.name);
+    let existing = state
+        .agents
+        .lock()
+        .expect("agents lock is never poisoned")
+        .remove(&host.name);
     let mut agent = match existing {
         Some(agent) if agent.options == options => agent,
         other => {
             if let Some(previous) = other {
                 stop_agent(previous, false).await;
             }
-            start_agent(state, &host.name, options).await.map_err(|message| (message, true))?
+            start_agent(state, &host.name, options)
+                .await
+                .map_err(|message| (message, true))?
         }
     };
     let plan = role_plan(
@@ -394,17 +511,30 @@ async fn run_role_on_host(
     );
     let outcome = agent
         .session
-        .run_role(&plan, &state.files, &mut |event| state.reporter().resource(&host.name, &role.name, &event))
+        .run_role(&plan, &state.files, &mut |event| {
+            state.reporter().resource(&host.name, &role.name, &event)
+        })
         .await;
     match outcome {
         Ok(outcome) => {
-            state.reporter().role_done(&host.name, &role.name, &outcome.summary, outcome.bytes_sent);
+            state.reporter().role_done(
+                &host.name,
+                &role.name,
+                &outcome.summary,
+                outcome.bytes_sent,
+            );
             for refused in &outcome.refused_requests {
                 eprintln!("[{}] protocol violation: {refused}", host.name);
             }
-            state.summary().add_role(&host.name, &outcome.summary, outcome.bytes_sent);
+            state
+                .summary()
+                .add_role(&host.name, &outcome.summary, outcome.bytes_sent);
             let success = !outcome.summary.role_failed;
-            state.agents.lock().expect("agents lock is never poisoned").insert(host.name.clone(), agent);
+            state
+                .agents
+                .lock()
+                .expect("agents lock is never poisoned")
+                .insert(host.name.clone(), agent);
             Ok(success)
         }
         Err(err) => {
@@ -414,8 +544,16 @@ async fn run_role_on_host(
     }
 }
 
-async fn start_agent(state: &RunState<'_>, host: &str, options: AgentOptions) -> Result<HostAgent, String> {
-    let process = state.pool.start_agent(host, &options).await.map_err(|err| err.to_string())?;
+async fn start_agent(
+    state: &RunState<'_>,
+    host: &str,
+    options: AgentOptions,
+) -> Result<HostAgent, String> {
+    let process = state
+        .pool
+        .start_agent(host, &options)
+        .await
+        .map_err(|err| err.to_string())?;
     let host_name = host.to_string();
     let stderr = process.stderr;
     let stderr_task = tokio::spawn(async move {
@@ -426,7 +564,12 @@ async fn start_agent(state: &RunState<'_>, host: &str, options: AgentOptions) ->
     });
     let mut child = process.child;
     match AgentSession::start(process.stdout, process.stdin).await {
-        Ok(session) => Ok(HostAgent { session, child, options, stderr_task }),
+        Ok(session) => Ok(HostAgent {
+            session,
+            child,
+            options,
+            stderr_task,
+        }),
         Err(err) => {
             let _ = child.kill().await;
             let _ = stderr_task.await;

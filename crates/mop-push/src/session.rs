@@ -75,14 +75,23 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
             })
             .await?;
         match next_message(&mut reader).await? {
-            AgentMessage::Hello { protocol_version, agent_version, facts } => {
+            AgentMessage::Hello {
+                protocol_version,
+                agent_version,
+                facts,
+            } => {
                 if protocol_version != PROTOCOL_VERSION {
                     return Err(SessionError::VersionMismatch {
                         agent: protocol_version,
                         controller: PROTOCOL_VERSION,
                     });
                 }
-                Ok(AgentSession { reader, writer, facts: *facts, agent_version })
+                Ok(AgentSession {
+                    reader,
+                    writer,
+                    facts: *facts,
+                    agent_version,
+                })
             }
             AgentMessage::Error { message } => Err(SessionError::Agent(message)),
             other => Err(SessionError::Protocol(format!(
@@ -100,7 +109,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         files: &dyn FileProvider,
         on_event: &mut (dyn FnMut(ResourceEvent) + Send),
     ) -> Result<RoleOutcome, SessionError> {
-        self.writer.send(&ControllerMessage::Role(Box::new(plan.clone()))).await?;
+        self.writer
+            .send(&ControllerMessage::Role(Box::new(plan.clone())))
+            .await?;
         let mut outcome = RoleOutcome::default();
         loop {
             match next_message(&mut self.reader).await? {
@@ -109,7 +120,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
                     if !plan.files.values().any(|entry| entry.id == id) {
                         let reason = format!("file id {id} is not part of this role's manifest");
                         outcome.refused_requests.push(reason.clone());
-                        self.writer.send(&ControllerMessage::FileRefused { id, reason }).await?;
+                        self.writer
+                            .send(&ControllerMessage::FileRefused { id, reason })
+                            .await?;
                         continue;
                     }
                     outcome.bytes_sent += self.send_file(id, files).await?;
@@ -120,7 +133,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
                 }
                 AgentMessage::Error { message } => return Err(SessionError::Agent(message)),
                 AgentMessage::Hello { .. } => {
-                    return Err(SessionError::Protocol("unexpected second hello".to_string()))
+                    return Err(SessionError::Protocol(
+                        "unexpected second hello".to_string(),
+                    ))
                 }
             }
         }
@@ -131,7 +146,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         let (size, mut source) = match files.open(id) {
             Ok(opened) => opened,
             Err(reason) => {
-                self.writer.send(&ControllerMessage::FileRefused { id, reason }).await?;
+                self.writer
+                    .send(&ControllerMessage::FileRefused { id, reason })
+                    .await?;
                 return Ok(0);
             }
         };
@@ -147,7 +164,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
                 return;
             }
         });
-        self.writer.send(&ControllerMessage::FileBegin { id, size }).await?;
+        self.writer
+            .send(&ControllerMessage::FileBegin { id, size })
+            .await?;
         let mut sent = 0u64;
         while let Some(chunk) = receiver.recv().await {
             let chunk = chunk?;
@@ -191,9 +210,9 @@ async fn next_message<R: AsyncRead + Unpin>(
 ) -> Result<AgentMessage, SessionError> {
     match reader.read().await {
         Ok(Some(Frame::Message(message))) => Ok(message),
-        Ok(Some(Frame::Data(_))) => {
-            Err(SessionError::Protocol("unexpected data frame from the agent".to_string()))
-        }
+        Ok(Some(Frame::Data(_))) => Err(SessionError::Protocol(
+            "unexpected data frame from the agent".to_string(),
+        )),
         Ok(None) => Err(SessionError::Closed),
         Err(mop_protocol::FrameError::Io(err)) => Err(SessionError::Io(err)),
         Err(err) => Err(SessionError::Protocol(err.to_string())),

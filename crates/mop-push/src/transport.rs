@@ -50,7 +50,10 @@ pub enum TransportError {
     #[error("agent binary `{path}` not found\n  hint: build it with `cargo build -p mop-agent`, or point MOP_AGENT_BIN at it")]
     AgentMissing { path: PathBuf },
     #[error("could not start the agent `{path}`: {source}")]
-    Spawn { path: PathBuf, source: std::io::Error },
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where the agent binary is: `$MOP_AGENT_BIN`, else `mop-agent` beside the running `mop`.
@@ -76,7 +79,9 @@ pub struct LocalTransport {
 
 impl LocalTransport {
     pub fn new(agent: &Path) -> LocalTransport {
-        LocalTransport { agent: agent.to_path_buf() }
+        LocalTransport {
+            agent: agent.to_path_buf(),
+        }
     }
 
     /// Starts the agent with piped stdio.
@@ -87,7 +92,10 @@ impl LocalTransport {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| TransportError::Spawn { path: self.agent.clone(), source })?;
+            .map_err(|source| TransportError::Spawn {
+                path: self.agent.clone(),
+                source,
+            })?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {

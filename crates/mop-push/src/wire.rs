@@ -19,9 +19,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let mut header = [0u8; 5];
         let mut filled = 0;
         while filled < header.len() {
-            let n = self.inner.read(&mut header[filled..]).await.map_err(FrameError::Io)?;
+            let n = self
+                .inner
+                .read(&mut header[filled..])
+                .await
+                .map_err(FrameError::Io)?;
             if n == 0 {
-                return if filled == 0 { Ok(None) } else { Err(FrameError::Truncated) };
+                return if filled == 0 {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
             }
             filled += n;
         }

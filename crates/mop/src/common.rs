@@ -24,7 +24,11 @@ pub fn use_color(choice: ColorChoice) -> bool {
 
 /// Prints an error chain to stderr as `error: ...` lines; `hint:` lines stay indented.
 pub fn print_error(err: &anyhow::Error, color: bool) {
-    let label = if color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+    let label = if color {
+        "\x1b[1;31merror\x1b[0m"
+    } else {
+        "error"
+    };
     eprintln!("{label}: {err}");
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");
@@ -52,7 +56,8 @@ pub fn load_inventory(path: &Path) -> Result<Inventory> {
 pub fn extra_vars(args: &[String]) -> Result<IndexMap<String, serde_json::Value>> {
     let mut vars = IndexMap::new();
     for arg in args {
-        let (key, value) = mop_inventory::parse_extra_var(arg).map_err(|err| anyhow::anyhow!("{err}"))?;
+        let (key, value) =
+            mop_inventory::parse_extra_var(arg).map_err(|err| anyhow::anyhow!("{err}"))?;
         vars.insert(key, value);
     }
     Ok(vars)
@@ -65,8 +70,9 @@ pub fn limit_selection(selection: &InventorySelection) -> Result<Selection> {
     for pattern in &selection.limit_hosts {
         match pattern.strip_prefix('@') {
             Some(file) => {
-                let text = std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read the host list `{file}` given to --limit-hosts"))?;
+                let text = std::fs::read_to_string(file).with_context(|| {
+                    format!("cannot read the host list `{file}` given to --limit-hosts")
+                })?;
                 let names: Vec<String> = text
                     .lines()
                     .map(str::trim)

@@ -17,7 +17,9 @@ pub fn run(args: InventoryArgs) -> Result<u8> {
     let mut out = std::io::stdout().lock();
 
     if let Some(name) = &args.host {
-        let resolved = inventory.resolve(name, &layers).map_err(|err| anyhow!("{err}"))?;
+        let resolved = inventory
+            .resolve(name, &layers)
+            .map_err(|err| anyhow!("{err}"))?;
         if args.json {
             writeln!(out, "{}", serde_json::to_string_pretty(&resolved)?)?;
         } else {
@@ -36,7 +38,11 @@ pub fn run(args: InventoryArgs) -> Result<u8> {
     }
     let mut resolved_hosts = Vec::with_capacity(selected.hosts.len());
     for host in &selected.hosts {
-        resolved_hosts.push(inventory.resolve(host.name(), &layers).map_err(|err| anyhow!("{err}"))?);
+        resolved_hosts.push(
+            inventory
+                .resolve(host.name(), &layers)
+                .map_err(|err| anyhow!("{err}"))?,
+        );
     }
     if args.json {
         let hosts: Vec<_> = resolved_hosts
@@ -50,14 +56,22 @@ pub fn run(args: InventoryArgs) -> Result<u8> {
                 })
             })
             .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&json!({ "hosts": hosts }))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({ "hosts": hosts }))?
+        )?;
     } else {
         print_host_list(&mut out, &inventory, &resolved_hosts)?;
     }
     Ok(exit::SUCCESS)
 }
 
-fn print_host_list(out: &mut impl Write, inventory: &Inventory, hosts: &[ResolvedHost]) -> Result<()> {
+fn print_host_list(
+    out: &mut impl Write,
+    inventory: &Inventory,
+    hosts: &[ResolvedHost],
+) -> Result<()> {
     let width = hosts.iter().map(|host| host.name.len()).max().unwrap_or(0);
     for host in hosts {
         let groups: Vec<&str> = host
@@ -72,10 +86,23 @@ fn print_host_list(out: &mut impl Write, inventory: &Inventory, hosts: &[Resolve
             let chain: Vec<&str> = host.via.iter().map(|hop| hop.name.as_str()).collect();
             line.push_str(&format!("  via {}", chain.join(" -> ")));
         }
-        line.push_str(&format!("  groups: {}", if groups.is_empty() { "-".to_string() } else { groups.join(", ") }));
+        line.push_str(&format!(
+            "  groups: {}",
+            if groups.is_empty() {
+                "-".to_string()
+            } else {
+                groups.join(", ")
+            }
+        ));
         writeln!(out, "{line}")?;
     }
-    writeln!(out, "{} host{} from {}", hosts.len(), if hosts.len() == 1 { "" } else { "s" }, inventory.sources().join(", "))?;
+    writeln!(
+        out,
+        "{} host{} from {}",
+        hosts.len(),
+        if hosts.len() == 1 { "" } else { "s" },
+        inventory.sources().join(", ")
+    )?;
     Ok(())
 }
 
@@ -86,11 +113,18 @@ fn print_host_detail(out: &mut impl Write, host: &ResolvedHost) -> Result<()> {
     writeln!(
         out,
         "connect: {}{}:{}{}",
-        connection.user.as_deref().map(|user| format!("{user}@")).unwrap_or_default(),
+        connection
+            .user
+            .as_deref()
+            .map(|user| format!("{user}@"))
+            .unwrap_or_default(),
         connection.address,
         connection.port,
         if connection.sudo {
-            format!(" (sudo to {})", connection.sudo_user.as_deref().unwrap_or("root"))
+            format!(
+                " (sudo to {})",
+                connection.sudo_user.as_deref().unwrap_or("root")
+            )
         } else {
             String::new()
         }
@@ -106,7 +140,11 @@ fn print_host_detail(out: &mut impl Write, host: &ResolvedHost) -> Result<()> {
                 "  {}. {} ({}{}:{})",
                 index + 1,
                 hop.name,
-                hop_connection.user.as_deref().map(|user| format!("{user}@")).unwrap_or_default(),
+                hop_connection
+                    .user
+                    .as_deref()
+                    .map(|user| format!("{user}@"))
+                    .unwrap_or_default(),
                 hop_connection.address,
                 hop_connection.port
             )?;
@@ -119,8 +157,16 @@ fn print_host_detail(out: &mut impl Write, host: &ResolvedHost) -> Result<()> {
         writeln!(out, "  {name} = {value}")?;
         if let Some(sources) = host.provenance.get(name) {
             for (index, source) in sources.iter().enumerate().rev() {
-                let marker = if index + 1 == sources.len() { "from" } else { "overridden:" };
-                let shown = if index + 1 == sources.len() { String::new() } else { format!(" = {}", source.value) };
+                let marker = if index + 1 == sources.len() {
+                    "from"
+                } else {
+                    "overridden:"
+                };
+                let shown = if index + 1 == sources.len() {
+                    String::new()
+                } else {
+                    format!(" = {}", source.value)
+                };
                 writeln!(out, "      {marker} {source}{shown}")?;
             }
         }

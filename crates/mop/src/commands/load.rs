@@ -48,13 +48,19 @@ impl std::fmt::Display for LoadErrors {
 impl std::error::Error for LoadErrors {}
 
 pub fn load_policy(path: &Path) -> Result<Policy> {
-    Policy::load(path).map_err(|errors| anyhow!(LoadErrors(errors.iter().map(ToString::to_string).collect())))
+    Policy::load(path)
+        .map_err(|errors| anyhow!(LoadErrors(errors.iter().map(ToString::to_string).collect())))
 }
 
 /// Loads the policy and inventory, resolves each role's hosts, and prepares the file server.
-pub fn load_run(policy_path: &Path, selection: &InventorySelection, extra_vars: &[String]) -> Result<LoadedRun> {
+pub fn load_run(
+    policy_path: &Path,
+    selection: &InventorySelection,
+    extra_vars: &[String],
+) -> Result<LoadedRun> {
     let policy = load_policy(policy_path)?;
-    let inventory_path = common::inventory_path(selection.inventory.as_deref(), policy.inventory.as_deref())?;
+    let inventory_path =
+        common::inventory_path(selection.inventory.as_deref(), policy.inventory.as_deref())?;
     let inventory = common::load_inventory(&inventory_path)?;
     let overrides = common::extra_vars(extra_vars)?;
     let limit = common::limit_selection(selection)?;
@@ -63,7 +69,8 @@ pub fn load_run(policy_path: &Path, selection: &InventorySelection, extra_vars: 
     let mut warnings = Vec::new();
     let mut roles = Vec::new();
     for (role_index, role) in policy.roles.iter().enumerate() {
-        let role_selection = Selection::new(&role.groups, &role.hosts).map_err(|err| anyhow!("{err}"))?;
+        let role_selection =
+            Selection::new(&role.groups, &role.hosts).map_err(|err| anyhow!("{err}"))?;
         let selected = inventory.select(&role_selection.and(limit.clone()));
         for unmatched in &selected.unmatched {
             warnings.push(format!("role `{}`: {unmatched}", role.name));
@@ -91,7 +98,11 @@ pub fn load_run(policy_path: &Path, selection: &InventorySelection, extra_vars: 
         );
     }
 
-    let selected_roles: Vec<usize> = roles.iter().filter(|role| !role.hosts.is_empty()).map(|role| role.role_index).collect();
+    let selected_roles: Vec<usize> = roles
+        .iter()
+        .filter(|role| !role.hosts.is_empty())
+        .map(|role| role.role_index)
+        .collect();
     let protected = protected_files(policy_path, &inventory_path);
     let prepared = match prepare(&policy, &selected_roles, &protected) {
         Ok(prepared) => Some(prepared),
@@ -104,15 +115,23 @@ pub fn load_run(policy_path: &Path, selection: &InventorySelection, extra_vars: 
         errors.extend(template_errors(&policy, prepared, &roles));
     }
     match prepared {
-        Some(prepared) if errors.is_empty() => {
-            Ok(LoadedRun { policy, inventory_path, roles, prepared, warnings })
-        }
+        Some(prepared) if errors.is_empty() => Ok(LoadedRun {
+            policy,
+            inventory_path,
+            roles,
+            prepared,
+            warnings,
+        }),
         _ => Err(anyhow!(LoadErrors(errors))),
     }
 }
 
 /// Policy and role settings apply only where the inventory is silent; `-e` beats everything.
-pub fn role_layers(policy: &Policy, role: &Role, overrides: &IndexMap<String, Value>) -> ExtraLayers {
+pub fn role_layers(
+    policy: &Policy,
+    role: &Role,
+    overrides: &IndexMap<String, Value>,
+) -> ExtraLayers {
     let mut connection = IndexMap::new();
     if let Some(user) = &role.ssh_as {
         connection.insert("mop_ssh_username".to_string(), Value::from(user.clone()));
@@ -124,25 +143,40 @@ pub fn role_layers(policy: &Policy, role: &Role, overrides: &IndexMap<String, Va
         connection.insert("mop_sudo_username".to_string(), Value::from(user.clone()));
     }
     if let Some(check) = role.check_host_keys {
-        connection.insert("mop_check_host_keys".to_string(), Value::from(check.as_str()));
+        connection.insert(
+            "mop_check_host_keys".to_string(),
+            Value::from(check.as_str()),
+        );
     }
     ExtraLayers::none()
         .with_defaults("policy", to_index_map(&policy.vars))
         .with_defaults(format!("role `{}`", role.name), to_index_map(&role.vars))
-        .with_defaults(format!("role `{}` connection settings", role.name), connection)
+        .with_defaults(
+            format!("role `{}` connection settings", role.name),
+            connection,
+        )
         .with_overrides("-e", overrides.clone())
 }
 
 fn to_index_map(vars: &Map<String, Value>) -> IndexMap<String, Value> {
-    vars.iter().map(|(name, value)| (name.clone(), value.clone())).collect()
+    vars.iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 /// Runs the static undefined-variable check once per distinct set of host variable names,
 /// naming the hosts an error applies to when it is not all of them.
-fn undefined_variable_errors(policy: &Policy, role_index: usize, hosts: &[ResolvedHost]) -> Vec<String> {
+fn undefined_variable_errors(
+    policy: &Policy,
+    role_index: usize,
+    hosts: &[ResolvedHost],
+) -> Vec<String> {
     let mut by_names: BTreeMap<BTreeSet<String>, Vec<&str>> = BTreeMap::new();
     for host in hosts {
-        by_names.entry(host.vars.keys().cloned().collect()).or_default().push(&host.name);
+        by_names
+            .entry(host.vars.keys().cloned().collect())
+            .or_default()
+            .push(&host.name);
     }
     let mut found: Vec<(String, Vec<&str>)> = Vec::new();
     for (names, host_names) in &by_names {
@@ -169,10 +203,16 @@ fn undefined_variable_errors(policy: &Policy, role_index: usize, hosts: &[Resolv
 fn template_errors(policy: &Policy, prepared: &PreparedRun, roles: &[RoleHosts]) -> Vec<String> {
     let mut errors: Vec<PolicyError> = Vec::new();
     for reference in policy.template_paths() {
-        let Some(text) = prepared.roles[reference.role_index].templates.get(reference.path) else {
+        let Some(text) = prepared.roles[reference.role_index]
+            .templates
+            .get(reference.path)
+        else {
             continue;
         };
-        let Some(role_hosts) = roles.iter().find(|role| role.role_index == reference.role_index) else {
+        let Some(role_hosts) = roles
+            .iter()
+            .find(|role| role.role_index == reference.role_index)
+        else {
             continue;
         };
         let mut seen = BTreeSet::new();

@@ -21,13 +21,37 @@ pub fn run(args: LocalArgs, color: bool) -> Result<u8> {
         .map_err(|errors| anyhow!(LoadErrors(errors.iter().map(ToString::to_string).collect())))?;
     let agent = agent_binary()?;
     let options = LocalOptions {
-        plan: PlanOptions { mode: if args.mode.apply { Mode::Apply } else { Mode::Check }, diff: args.diff },
+        plan: PlanOptions {
+            mode: if args.mode.apply {
+                Mode::Apply
+            } else {
+                Mode::Check
+            },
+            diff: args.diff,
+        },
         extra_vars,
     };
-    let style = ReportStyle { json: args.json, color: color && !args.json, diff: args.diff, verbose: args.verbose };
+    let style = ReportStyle {
+        json: args.json,
+        color: color && !args.json,
+        diff: args.diff,
+        verbose: args.verbose,
+    };
     let mut reporter = Reporter::stdout(style);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let summary = runtime.block_on(run_local(&policy, &prepared, &agent, &options, &mut reporter))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(run_local(
+        &policy,
+        &prepared,
+        &agent,
+        &options,
+        &mut reporter,
+    ))?;
     reporter.finish(&summary);
-    Ok(if summary.success() { exit::SUCCESS } else { exit::HOST_FAILED })
+    Ok(if summary.success() {
+        exit::SUCCESS
+    } else {
+        exit::HOST_FAILED
+    })
 }

@@ -30,7 +30,11 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
                 .map(|host| PushHost {
                     name: host.name.clone(),
                     groups: host.groups.clone(),
-                    vars: host.vars.iter().map(|(name, value)| (name.clone(), value.clone())).collect(),
+                    vars: host
+                        .vars
+                        .iter()
+                        .map(|(name, value)| (name.clone(), value.clone()))
+                        .collect(),
                     connection: host.connection.clone(),
                     via: host.via.clone(),
                 })
@@ -38,21 +42,45 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
         })
         .collect();
     let options = PushOptions {
-        plan: PlanOptions { mode: if args.mode.apply { Mode::Apply } else { Mode::Check }, diff: args.diff },
+        plan: PlanOptions {
+            mode: if args.mode.apply {
+                Mode::Apply
+            } else {
+                Mode::Check
+            },
+            diff: args.diff,
+        },
         forks: args.forks.max(1),
         serial: args.serial,
         host_timeout: args.host_timeout.map(std::time::Duration::from_secs),
     };
-    let style = ReportStyle { json: args.json, color: color && !args.json, diff: args.diff, verbose: args.verbose };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (summary, mut reporter, interrupted) =
-        runtime.block_on(run_push(&loaded.policy, &loaded.prepared, &roles, &agent, &options, Reporter::stdout(style)))?;
+    let style = ReportStyle {
+        json: args.json,
+        color: color && !args.json,
+        diff: args.diff,
+        verbose: args.verbose,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (summary, mut reporter, interrupted) = runtime.block_on(run_push(
+        &loaded.policy,
+        &loaded.prepared,
+        &roles,
+        &agent,
+        &options,
+        Reporter::stdout(style),
+    ))?;
     reporter.finish(&summary);
     write_retry_file(&args.policy, &summary)?;
     if interrupted {
         return Ok(exit::HOST_FAILED);
     }
-    Ok(if summary.success() { exit::SUCCESS } else { exit::HOST_FAILED })
+    Ok(if summary.success() {
+        exit::SUCCESS
+    } else {
+        exit::HOST_FAILED
+    })
 }
 
 /// After a run with failures, lists the failed and not-attempted hosts next to the policy so
@@ -64,25 +92,42 @@ fn write_retry_file(policy: &Path, summary: &RunSummary) -> Result<()> {
     hosts.extend(summary.not_attempted_hosts());
     if hosts.is_empty() {
         if path.exists() {
-            std::fs::remove_file(&path).with_context(|| format!("cannot remove the stale retry file `{}`", path.display()))?;
+            std::fs::remove_file(&path).with_context(|| {
+                format!("cannot remove the stale retry file `{}`", path.display())
+            })?;
         }
         return Ok(());
     }
-    let mut text = String::from("# hosts that failed or were not attempted; re-run with --limit-hosts @FILE\n");
+    let mut text = String::from(
+        "# hosts that failed or were not attempted; re-run with --limit-hosts @FILE\n",
+    );
     for host in &hosts {
         text.push_str(host);
         text.push('\n');
     }
-    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write the retry file in `{}`", dir.display()))?;
     std::io::Write::write_all(&mut temp, text.as_bytes())?;
-    temp.persist(&path).with_context(|| format!("cannot write the retry file `{}`", path.display()))?;
-    eprintln!("{} host{} to retry: written to `{}` (use --limit-hosts @{})", hosts.len(), if hosts.len() == 1 { "" } else { "s" }, path.display(), path.display());
+    temp.persist(&path)
+        .with_context(|| format!("cannot write the retry file `{}`", path.display()))?;
+    eprintln!(
+        "{} host{} to retry: written to `{}` (use --limit-hosts @{})",
+        hosts.len(),
+        if hosts.len() == 1 { "" } else { "s" },
+        path.display(),
+        path.display()
+    );
     Ok(())
 }
 
 fn retry_path(policy: &Path) -> PathBuf {
-    let stem = policy.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_else(|| "policy".to_string());
+    let stem = policy
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "policy".to_string());
     policy.with_file_name(format!("{stem}.retry"))
 }

@@ -41,10 +41,19 @@ pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
         writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
         return Ok(exit::SUCCESS);
     }
-    writeln!(out, "policy {} is valid (inventory {})", policy.path.display(), loaded.inventory_path.display())?;
+    writeln!(
+        out,
+        "policy {} is valid (inventory {})",
+        policy.path.display(),
+        loaded.inventory_path.display()
+    )?;
     for role_hosts in &loaded.roles {
         let role = &policy.roles[role_hosts.role_index];
-        let names: Vec<&str> = role_hosts.hosts.iter().map(|host| host.name.as_str()).collect();
+        let names: Vec<&str> = role_hosts
+            .hosts
+            .iter()
+            .map(|host| host.name.as_str())
+            .collect();
         let serial = match role.serial {
             Some(serial) => format!(", serial {serial}"),
             None => String::new(),
