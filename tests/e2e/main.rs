@@ -6,6 +6,7 @@
 
 mod support;
 
+mod adhoc;
 mod cli;
 mod local;
 mod push_connect;

@@ -53,7 +53,10 @@ const EXIT_USAGE: i32 = 2;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
-        None => session::serve_stdio(&session::SessionConfig::from_env()),
+        None => {
+            resources::process::become_session_leader();
+            session::serve_stdio(&session::SessionConfig::from_env())
+        }
         Some("--version" | "-V") if args.len() == 1 => {
             println!(
                 "mop-agent {} (protocol {})",

@@ -38,7 +38,11 @@ impl RemoteLog {
     /// `role` added in front.
     pub fn append(&mut self, role: &str, object_json: &[u8]) {
         let Some(file) = &mut self.file else { return };
-        if file.metadata().map(|meta| meta.len() > ROTATE_BYTES).unwrap_or(false) {
+        if file
+            .metadata()
+            .map(|meta| meta.len() > ROTATE_BYTES)
+            .unwrap_or(false)
+        {
             let rotated = self.path.with_extension("log.1");
             if let Err(err) = fs::rename(&self.path, &rotated) {
                 eprintln!("mop-agent: cannot rotate `{}`: {err}", self.path.display());
@@ -47,7 +51,11 @@ impl RemoteLog {
         }
         let Some(file) = &mut self.file else { return };
         let role_json = serde_json::to_string(role).unwrap_or_else(|_| "\"\"".to_string());
-        let mut line = format!("{{\"ts\":\"{}\",\"role\":{role_json}", rfc3339_utc(SystemTime::now())).into_bytes();
+        let mut line = format!(
+            "{{\"ts\":\"{}\",\"role\":{role_json}",
+            rfc3339_utc(SystemTime::now())
+        )
+        .into_bytes();
         // Splice the object's fields after ours: `{"a":1}` -> `,"a":1}`.
         match object_json.strip_prefix(b"{") {
             Some(rest) if rest.len() > 1 => {
@@ -144,8 +152,10 @@ mod tests {
         log.append("web", br#"{"status":"ok"}"#);
         log.append("web", b"{}");
         let text = fs::read_to_string(dir.join("mop.log")).expect("log");
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|line| serde_json::from_str(line).expect("json line")).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("json line"))
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["role"], "web");
         assert_eq!(lines[0]["status"], "ok");

@@ -22,7 +22,7 @@ use crate::outcome::{Outcome, ResourceError, Runner};
 use crate::remote_log::RemoteLog;
 use crate::resources::{self, FileFetcher, ResourceContext};
 use crate::spec_render::render_spec;
-use crate::template::{has_template_syntax, Engine, Scope};
+use crate::template::{Engine, Scope};
 
 /// What the role runner needs from the controller channel.
 pub trait RoleIo: FileFetcher {
@@ -167,7 +167,7 @@ impl RoleRun<'_> {
             index,
             handler,
             kind: resource.spec.type_name().to_string(),
-            resource: self.display_name(resource),
+            resource: resource.display_name(),
             status,
             changes: Vec::new(),
             diff: None,
@@ -178,19 +178,6 @@ impl RoleRun<'_> {
             bytes_received: 0,
             duration_ms: 0,
         }
-    }
-
-    /// The resource's name, rendered when it is a template (falling back to the raw text).
-    fn display_name(&mut self, resource: &Resource) -> String {
-        let raw = resource.display_name();
-        if resource.name.is_none() || !has_template_syntax(&raw) {
-            return raw;
-        }
-        let context = self.state.scope.context();
-        self.state
-            .engine
-            .render("name", &raw, &context)
-            .unwrap_or(raw)
     }
 
     fn skipped(

@@ -12,7 +12,11 @@ use mop_protocol::ResourceSpec;
 use crate::template::{has_template_syntax, Engine};
 
 /// Renders the template fields of `spec`.
-pub fn render_spec(engine: &Engine, spec: &ResourceSpec, context: &Value) -> Result<ResourceSpec, String> {
+pub fn render_spec(
+    engine: &Engine,
+    spec: &ResourceSpec,
+    context: &Value,
+) -> Result<ResourceSpec, String> {
     let mut rendered = spec.clone();
     let mut render = |field: &str, text: &mut String| -> Result<(), String> {
         if has_template_syntax(text) {
@@ -76,15 +80,15 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
             Ok(())
         }
         ResourceSpec::Package(package) => {
-            list("name", &mut package.name, render)?;
+            list("packages", &mut package.name, render)?;
             optional("manager", &mut package.manager, render)
         }
         ResourceSpec::Service(service) => {
-            render("name", &mut service.name)?;
+            render("service", &mut service.name)?;
             optional("manager", &mut service.manager, render)
         }
         ResourceSpec::User(user) => {
-            render("name", &mut user.name)?;
+            render("user", &mut user.name)?;
             optional("group", &mut user.group, render)?;
             if let Some(groups) = &mut user.groups {
                 list("groups", groups, render)?;
@@ -93,7 +97,7 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
             optional("shell", &mut user.shell, render)?;
             optional("comment", &mut user.comment, render)
         }
-        ResourceSpec::Group(group) => render("name", &mut group.name),
+        ResourceSpec::Group(group) => render("group", &mut group.name),
         ResourceSpec::Echo(echo) => render("msg", &mut echo.msg),
         ResourceSpec::Assert(assert) => optional("msg", &mut assert.msg, render),
         ResourceSpec::Fail(fail) => render("msg", &mut fail.msg),
@@ -113,7 +117,8 @@ mod tests {
     fn scope() -> Scope {
         let facts = Facts::default();
         let mut scope = Scope::new(&facts);
-        let serde_json::Value::Object(vars) = serde_json::json!({"dir": "/srv", "who": "www"}) else {
+        let serde_json::Value::Object(vars) = serde_json::json!({"dir": "/srv", "who": "www"})
+        else {
             unreachable!("a JSON object literal")
         };
         scope.start_role(&vars, &facts);
@@ -133,7 +138,9 @@ mod tests {
             mode: None,
             state: Default::default(),
         });
-        let ResourceSpec::File(rendered) = render_spec(&engine, &spec, &scope().context()).expect("renders") else {
+        let ResourceSpec::File(rendered) =
+            render_spec(&engine, &spec, &scope().context()).expect("renders")
+        else {
             panic!("type changed")
         };
         assert_eq!(rendered.path, "/srv/index");
@@ -155,8 +162,12 @@ mod tests {
             cwd: None,
             env: BTreeMap::from([("PATH_EXTRA".to_string(), "{{ nope }}".to_string())]),
             timeout: None,
+            read_only: false,
         });
         let err = render_spec(&engine, &command, &scope().context()).expect_err("undefined");
-        assert!(err.starts_with("field `env.PATH_EXTRA` line 1: undefined value"), "{err}");
+        assert!(
+            err.starts_with("field `env.PATH_EXTRA` line 1: undefined value"),
+            "{err}"
+        );
     }
 }

@@ -46,13 +46,12 @@ impl Engine {
     /// accepted and ignored.
     pub fn eval(&self, label: &str, expression: &str, context: &Value) -> Result<Value, String> {
         let expression = strip_braces(expression).unwrap_or(expression);
-        let compiled = self
-            .env
-            .compile_expression(expression)
-            .map_err(|err| self.describe_error(label, &err, Source::Expression(expression), context))?;
-        compiled
-            .eval(context)
-            .map_err(|err| self.describe_error(label, &err, Source::Expression(expression), context))
+        let compiled = self.env.compile_expression(expression).map_err(|err| {
+            self.describe_error(label, &err, Source::Expression(expression), context)
+        })?;
+        compiled.eval(context).map_err(|err| {
+            self.describe_error(label, &err, Source::Expression(expression), context)
+        })
     }
 
     /// Evaluates an expression for its truth.
@@ -104,13 +103,15 @@ impl Engine {
 /// Registers the filters, tests and functions templates may use: the commonly used part of
 /// minijinja's builtins, plus compact `sort` and `unique`. `Environment::new()` would register
 /// every builtin, which costs the static agent about 180 KiB of its 2 MiB budget; the ones left
-/// out (`dictsort`, `min`, `max`, `sum`, `abs`, `round`, `float`, `title`, `capitalize`, `attr`,
+/// out (`dictsort`, `min`, `max`, `sum`, `abs`, `round`, `float`, `attr`,
 /// `format`, `groupby`, `batch`, `slice`, `zip`, `chain`, `pprint`, `escape`, `dict()`,
 /// `debug()`) are rare in configuration templates. Maps iterate in key order, so `items` does
 /// what `dictsort` would.
 fn register_builtins(env: &mut Environment<'static>) {
     use minijinja::{filters, functions, tests};
     env.add_filter("bool", filters::bool);
+    env.add_filter("capitalize", filters::capitalize);
+    env.add_filter("title", filters::title);
     env.add_filter("count", filters::length);
     env.add_filter("d", filters::default);
     env.add_filter("default", filters::default);
@@ -219,7 +220,13 @@ impl Engine {
     /// variables. The undefined names are found by walking each variable the source refers to
     /// through the context (minijinja's error spans would need its `debug` feature, which costs
     /// the size-constrained agent 25 KiB).
-    fn describe_error(&self, label: &str, err: &minijinja::Error, source: Source<'_>, context: &Value) -> String {
+    fn describe_error(
+        &self,
+        label: &str,
+        err: &minijinja::Error,
+        source: Source<'_>,
+        context: &Value,
+    ) -> String {
         let mut message = label.to_string();
         if let Some(line) = err.line() {
             message.push_str(&format!(" line {line}"));
@@ -245,11 +252,20 @@ impl Engine {
     /// missing part (`conf.stdout_line` when `conf` exists but has no `stdout_line`).
     fn missing_variables(&self, source: Source<'_>, context: &Value) -> Vec<String> {
         let used = match source {
-            Source::Template(text) => self.env.template_from_str(text).map(|template| template.undeclared_variables(true)),
-            Source::Expression(text) => self.env.compile_expression(text).map(|expression| expression.undeclared_variables(true)),
+            Source::Template(text) => self
+                .env
+                .template_from_str(text)
+                .map(|template| template.undeclared_variables(true)),
+            Source::Expression(text) => self
+                .env
+                .compile_expression(text)
+                .map(|expression| expression.undeclared_variables(true)),
         }
         .unwrap_or_default();
-        let mut missing: Vec<String> = used.iter().filter_map(|path| first_missing(path, context)).collect();
+        let mut missing: Vec<String> = used
+            .iter()
+            .filter_map(|path| first_missing(path, context))
+            .collect();
         missing.sort();
         missing.dedup();
         missing
@@ -437,9 +453,12 @@ mod tests {
 {{ ports | unique | sort | join(' ') }};{{ conf | items | first | first }};\
 {{ missing | default('none') | upper }};{{ ports | length }};{{ 'x y' | split | list | tojson }};\
 {% set ns = namespace(total=0) %}{% for p in ports %}{% set ns.total = ns.total + p %}{% endfor %}{{ ns.total }};\
-{{ range(3) | sum }};{{ ports[0] is even }};{{ 'web1' is startingwith('web') }}";
+{{ range(3) | list | last }};{{ ports[0] is even }};{{ 'web1' is startingwith('web') }}";
         let out = engine.render("t", template, &scope.context());
-        assert_eq!(out, Ok("b;80 443;a;NONE;3;[\"x\",\"y\"];603;3;True;True".to_string()));
+        assert_eq!(
+            out,
+            Ok("b;80 443;a;NONE;3;[\"x\",\"y\"];603;2;True;True".to_string())
+        );
     }
 
     #[test]

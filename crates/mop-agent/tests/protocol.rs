@@ -16,6 +16,14 @@ use mop_protocol::{
 };
 use sha2::{Digest, Sha256};
 
+/// The agent under test: the debug build, or the binary `MOP_AGENT_BIN` names (e.g. the static
+/// release build of `scripts/build-agent`).
+fn agent_binary() -> std::path::PathBuf {
+    std::env::var_os("MOP_AGENT_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_mop-agent").into())
+}
+
 struct Agent {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -31,7 +39,7 @@ struct RoleRun {
 
 impl Agent {
     fn spawn(env: &[(&str, &str)]) -> Agent {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mop-agent"));
+        let mut command = Command::new(agent_binary());
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -570,7 +578,7 @@ fn another_protocol_version_is_refused() {
 #[test]
 fn help_version_and_bad_arguments() {
     let run = |arg: &str| {
-        Command::new(env!("CARGO_BIN_EXE_mop-agent"))
+        Command::new(agent_binary())
             .arg(arg)
             .output()
             .expect("runs")
@@ -611,8 +619,52 @@ fn thousand_unchanged_files_in_check_mode() {
     let elapsed = started.elapsed();
     assert_eq!(counts(&run.summary), (1000, 0, 0, 0));
     eprintln!(
-        "1000 unchanged file resources, check mode, debug build: {elapsed:?} (agent-side {} ms)",
+        "1000 unchanged file resources, check mode, {}: {elapsed:?} (agent-side {} ms)",
+        agent_binary().display(),
         run.summary.duration_ms
+    );
+    agent.shutdown();
+}
+
+#[test]
+fn remote_log_appends_events_in_apply_mode_only() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let home_path = home.path().display().to_string();
+    let mut agent = Agent::spawn(&[("HOME", home_path.as_str())]);
+    let facts = agent.hello();
+    assert_eq!(facts.home, home_path);
+    let mut role = plan(
+        "apply",
+        serde_json::json!([{"type": "echo", "msg": "logged"}]),
+    );
+    role.remote_log = true;
+    agent.run_role(&role, &BTreeMap::new());
+    let log = home.path().join(".mop/mop.log");
+    let text = std::fs::read_to_string(&log).expect("log written");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["role"], "test");
+    assert_eq!(lines[0]["message"], "logged");
+    assert!(lines[0]["ts"].as_str().expect("ts").ends_with('Z'));
+    assert_eq!(lines[1]["summary"]["ok"], 1);
+    assert_eq!(
+        std::fs::metadata(home.path().join(".mop"))
+            .expect("dir")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+
+    role.mode = mop_protocol::Mode::Check;
+    agent.run_role(&role, &BTreeMap::new());
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        text,
+        "check mode wrote to the log"
     );
     agent.shutdown();
 }

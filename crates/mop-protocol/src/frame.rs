@@ -47,9 +47,14 @@ impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FrameError::Io(err) => write!(f, "channel error: {err}"),
-            FrameError::Truncated => write!(f, "truncated frame: the peer closed the channel mid-frame"),
+            FrameError::Truncated => {
+                write!(f, "truncated frame: the peer closed the channel mid-frame")
+            }
             FrameError::Oversized { kind, len } => {
-                write!(f, "oversized frame: kind {kind} with {len} bytes exceeds the limit")
+                write!(
+                    f,
+                    "oversized frame: kind {kind} with {len} bytes exceeds the limit"
+                )
             }
             FrameError::UnknownKind(kind) => write!(f, "unknown frame kind {kind}"),
             FrameError::Empty => write!(f, "empty frame"),
@@ -115,7 +120,9 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 }
 
 /// Reads one frame. `Ok(None)` means the peer closed the channel cleanly between frames.
-pub fn read_frame<R: Read, T: DeserializeOwned>(reader: &mut R) -> Result<Option<Frame<T>>, FrameError> {
+pub fn read_frame<R: Read, T: DeserializeOwned>(
+    reader: &mut R,
+) -> Result<Option<Frame<T>>, FrameError> {
     let mut header = [0u8; 5];
     match read_exact_or_eof(reader, &mut header)? {
         ReadOutcome::Eof => return Ok(None),
@@ -126,7 +133,9 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(reader: &mut R) -> Result<Option
     let mut body = vec![0u8; body_len];
     match read_exact_or_eof(reader, &mut body)? {
         ReadOutcome::Full => {}
-        ReadOutcome::Eof | ReadOutcome::Partial if body_len > 0 => return Err(FrameError::Truncated),
+        ReadOutcome::Eof | ReadOutcome::Partial if body_len > 0 => {
+            return Err(FrameError::Truncated)
+        }
         _ => {}
     }
     if is_data {
@@ -172,7 +181,10 @@ mod tests {
 
     #[test]
     fn json_frames_roundtrip() {
-        let hello = ControllerMessage::Hello { protocol_version: 1, controller_version: "x".into() };
+        let hello = ControllerMessage::Hello {
+            protocol_version: 1,
+            controller_version: "x".into(),
+        };
         assert_eq!(roundtrip(&hello), hello);
     }
 
@@ -189,26 +201,45 @@ mod tests {
     #[test]
     fn clean_eof_is_none_and_partial_is_truncated() {
         let empty: &[u8] = &[];
-        assert!(matches!(read_frame::<_, ControllerMessage>(&mut &*empty), Ok(None)));
+        assert!(matches!(
+            read_frame::<_, ControllerMessage>(&mut &*empty),
+            Ok(None)
+        ));
         let partial: &[u8] = &[0, 0, 0, 9, 0, b'{'];
-        assert!(matches!(read_frame::<_, ControllerMessage>(&mut &*partial), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame::<_, ControllerMessage>(&mut &*partial),
+            Err(FrameError::Truncated)
+        ));
         let half_header: &[u8] = &[0, 0];
-        assert!(matches!(read_frame::<_, ControllerMessage>(&mut &*half_header), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame::<_, ControllerMessage>(&mut &*half_header),
+            Err(FrameError::Truncated)
+        ));
     }
 
     #[test]
     fn oversized_unknown_and_malformed_frames_are_errors() {
         let oversized: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0];
-        assert!(matches!(read_frame::<_, ControllerMessage>(&mut &*oversized), Err(FrameError::Oversized { .. })));
+        assert!(matches!(
+            read_frame::<_, ControllerMessage>(&mut &*oversized),
+            Err(FrameError::Oversized { .. })
+        ));
         let unknown: &[u8] = &[0, 0, 0, 1, 7];
-        assert!(matches!(read_frame::<_, ControllerMessage>(&mut &*unknown), Err(FrameError::UnknownKind(7))));
+        assert!(matches!(
+            read_frame::<_, ControllerMessage>(&mut &*unknown),
+            Err(FrameError::UnknownKind(7))
+        ));
         let mut garbage = Vec::new();
-        write_frame(&mut garbage, KIND_JSON, b"{\"msg\":\"nope\"}").expect("write to a Vec cannot fail");
+        write_frame(&mut garbage, KIND_JSON, b"{\"msg\":\"nope\"}")
+            .expect("write to a Vec cannot fail");
         assert!(matches!(
             read_frame::<_, ControllerMessage>(&mut garbage.as_slice()),
             Err(FrameError::Malformed(_))
         ));
         let zero: &[u8] = &[0, 0, 0, 0, 0];
-        assert!(matches!(read_frame::<_, ControllerMessage>(&mut &*zero), Err(FrameError::Empty)));
+        assert!(matches!(
+            read_frame::<_, ControllerMessage>(&mut &*zero),
+            Err(FrameError::Empty)
+        ));
     }
 }

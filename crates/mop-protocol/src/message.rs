@@ -63,7 +63,10 @@ pub struct RolePlan {
 #[serde(tag = "msg", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ControllerMessage {
     /// First message of a session.
-    Hello { protocol_version: u32, controller_version: String },
+    Hello {
+        protocol_version: u32,
+        controller_version: String,
+    },
     /// Run one role; the agent answers with events, file requests and one `role_done`.
     Role(Box<RolePlan>),
     /// Start of the content of file `id`; data frames follow, then `file_end`.
@@ -81,7 +84,11 @@ pub enum ControllerMessage {
 #[serde(tag = "msg", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AgentMessage {
     /// Reply to the controller's hello.
-    Hello { protocol_version: u32, agent_version: String, facts: Box<Facts> },
+    Hello {
+        protocol_version: u32,
+        agent_version: String,
+        facts: Box<Facts>,
+    },
     /// One resource (or handler) finished.
     Event(Box<ResourceEvent>),
     /// The agent needs the content of file `id` from the role's file list.

@@ -21,7 +21,11 @@ pub struct Resource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
     /// Handlers to run at the end of the role if this resource changed.
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub notify: Vec<String>,
     /// Store this resource's result under this variable name for later resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,7 +39,11 @@ pub struct Resource {
     /// Expression that overrides whether the resource counts as failed (`result` is in scope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_when: Option<String>,
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tags: Vec<String>,
     #[serde(flatten)]
     pub spec: ResourceSpec,
@@ -63,8 +71,20 @@ pub enum ResourceSpec {
 
 /// Every resource type name, in documentation order.
 pub const RESOURCE_TYPES: &[&str] = &[
-    "file", "directory", "link", "line", "shell", "command", "package", "service", "user", "group",
-    "echo", "set", "assert", "fail",
+    "file",
+    "directory",
+    "link",
+    "line",
+    "shell",
+    "command",
+    "package",
+    "service",
+    "user",
+    "group",
+    "echo",
+    "set",
+    "assert",
+    "fail",
 ];
 
 impl ResourceSpec {
@@ -148,7 +168,10 @@ impl FileMode {
     /// Parses an octal string such as `0644`, `644` or `2755`.
     pub fn parse(text: &str) -> Result<FileMode, String> {
         let digits = text.strip_prefix("0o").unwrap_or(text);
-        if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        if digits.is_empty()
+            || digits.len() > 4
+            || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        {
             return Err(format!(
                 "invalid mode `{text}`: expected 3 or 4 octal digits such as \"0644\""
             ));
@@ -300,6 +323,10 @@ pub struct CommandSpec {
     /// Seconds before the command (and its process group) is killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    /// The command only reads: it runs in check mode too (so later resources can use its
+    /// registered output) and never counts as a change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// `present`, `absent` or `latest`.
@@ -318,7 +345,11 @@ pub enum PackageState {
 pub struct PackageSpec {
     /// Written `package = "nginx"` or `packages = ["nginx", "curl"]` (the common `name` field is
     /// the resource's label).
-    #[serde(rename = "packages", alias = "package", deserialize_with = "one_or_many")]
+    #[serde(
+        rename = "packages",
+        alias = "package",
+        deserialize_with = "one_or_many"
+    )]
     pub name: Vec<String>,
     #[serde(default)]
     pub state: PackageState,
@@ -464,7 +495,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_types_are_rejected() {
-        let err = parse(r#"{"type":"file","path":"/x","contnet":"hi"}"#).expect_err("unknown field");
+        let err =
+            parse(r#"{"type":"file","path":"/x","contnet":"hi"}"#).expect_err("unknown field");
         assert!(err.contains("contnet"), "{err}");
         let err = parse(r#"{"type":"flie","path":"/x"}"#).expect_err("unknown type");
         assert!(err.contains("flie"), "{err}");

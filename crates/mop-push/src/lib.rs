@@ -7,13 +7,14 @@
 //! Architecture invariant: hosts are reached only through [`transport`]; nothing else here
 //! spawns ssh or the agent.
 
+pub mod adhoc;
+pub mod hooks;
+pub mod local;
+pub mod plan;
+pub mod prepare;
 pub mod report;
+pub mod rollout;
 pub mod session;
 pub mod ssh;
 pub mod transport;
 mod wire;
-pub mod local;
-pub mod plan;
-pub mod prepare;
-pub mod hooks;
-pub mod rollout;

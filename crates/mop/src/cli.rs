@@ -45,6 +45,18 @@ pub enum Command {
     /// Run every role of a policy on this machine, without SSH.
     #[command(after_help = AFTER_HELP)]
     Local(LocalArgs),
+    /// Run one command on many hosts (parallel-ssh): per-host exit code, stdout and stderr.
+    #[command(after_help = ADHOC_AFTER_HELP)]
+    Run(RunArgs),
+    /// Copy a file or directory to many hosts over SFTP, skipping files that already match.
+    #[command(after_help = ADHOC_AFTER_HELP)]
+    Upload(UploadArgs),
+    /// Fetch a file or directory from many hosts into LOCAL_DIR/<host>/.
+    #[command(after_help = ADHOC_AFTER_HELP)]
+    Download(DownloadArgs),
+    /// Copy a file from one host to another, streamed through this machine.
+    #[command(after_help = ADHOC_AFTER_HELP)]
+    Transfer(TransferArgs),
 }
 
 /// Host selection shared by commands that take an inventory.
@@ -174,4 +186,165 @@ pub struct LocalArgs {
     /// Also print unchanged and skipped resources.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// Which hosts an ad hoc command (`mop run`, `mop upload`, `mop download`) acts on, besides
+/// the positional TARGET pattern.
+#[derive(Debug, Clone, Args)]
+pub struct AdhocSelection {
+    /// Inventory file or directory (default: `inventory/` in the current directory).
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
+    /// Hosts not in an inventory, instead of TARGET: `[user@]host[:port]`, comma-separated.
+    #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+
+    /// Private key for the --hosts hosts.
+    #[arg(long, value_name = "FILE", requires = "hosts")]
+    pub ssh_key: Option<PathBuf>,
+
+    /// known_hosts file for the --hosts hosts (default: your own).
+    #[arg(long, value_name = "FILE", requires = "hosts")]
+    pub known_hosts_file: Option<PathBuf>,
+
+    /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
+    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
+    pub extra_vars: Vec<String>,
+
+    /// Hosts worked on at once (connections, commands, copies).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub forks: usize,
+}
+
+pub const ADHOC_AFTER_HELP: &str = "\
+TARGET is an inventory pattern expression: comma-separated globs, each matching group names
+(all hosts of a matching group) or host names, e.g. `web`, `web,db*`, `host[12]`.
+
+Exit status:
+  0  every host succeeded (for `mop run`: every command exited 0)
+  1  some host failed, was unreachable, timed out or exited non-zero
+  2  invalid input or usage (bad pattern, unknown host, TARGET matches nothing): nothing was contacted
+
+Docs: docs/reference/adhoc.md";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Inventory pattern expression (groups/hosts globs); omit with --hosts or --local.
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// The command (after `--`); a minijinja template with each host's variables.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+
+    #[command(flatten)]
+    pub selection: AdhocSelection,
+
+    /// One host after another instead of in parallel.
+    #[arg(long)]
+    pub serial: bool,
+
+    /// Print lines as they arrive, prefixed with the host, instead of grouped per host.
+    #[arg(long, conflicts_with = "json")]
+    pub stream: bool,
+
+    /// One JSON object per host on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Run the command under sudo (the host's `mop_sudo_password` is fed to sudo, never shown).
+    #[arg(long)]
+    pub sudo: bool,
+
+    /// The user sudo runs the command as (default root).
+    #[arg(long, value_name = "USER", requires = "sudo")]
+    pub sudo_as: Option<String>,
+
+    /// Kill the remote command (its whole process group) after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+
+    /// Allocate a terminal on the host (stdout and stderr then arrive merged).
+    #[arg(long)]
+    pub pty: bool,
+
+    /// Set an environment variable for the command (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+
+    /// Run on this machine, without SSH (same output shape; host `localhost`).
+    #[arg(long, conflicts_with_all = ["target", "pty"])]
+    pub local: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// `[TARGET] LOCAL REMOTE` (TARGET is omitted with --hosts).
+    #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
+    pub args: Vec<String>,
+
+    #[command(flatten)]
+    pub selection: AdhocSelection,
+
+    /// Upload a directory and everything in it.
+    #[arg(short, long)]
+    pub recursive: bool,
+
+    /// Octal mode of the uploaded files (default: the local file's mode).
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+
+    /// Write the files as root (or --sudo-as USER).
+    #[arg(long)]
+    pub sudo: bool,
+
+    /// The user sudo writes as (default root).
+    #[arg(long, value_name = "USER", requires = "sudo")]
+    pub sudo_as: Option<String>,
+
+    /// One JSON object per host on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// `[TARGET] REMOTE LOCAL_DIR` (TARGET is omitted with --hosts).
+    #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
+    pub args: Vec<String>,
+
+    #[command(flatten)]
+    pub selection: AdhocSelection,
+
+    /// Download a directory and everything in it.
+    #[arg(short, long)]
+    pub recursive: bool,
+
+    /// Name files `LOCAL_DIR/<name>_<host>` instead of `LOCAL_DIR/<host>/<name>`.
+    #[arg(long)]
+    pub suffix: bool,
+
+    /// One JSON object per host on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// `SRC_HOST:PATH`, an inventory host.
+    #[arg(value_name = "SRC_HOST:PATH")]
+    pub source: String,
+
+    /// `DST_HOST:PATH`, an inventory host.
+    #[arg(value_name = "DST_HOST:PATH")]
+    pub destination: String,
+
+    /// Inventory file or directory (default: `inventory/` in the current directory).
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -77,7 +77,7 @@ pub fn limit_selection(selection: &InventorySelection) -> Result<Selection> {
                     .lines()
                     .map(str::trim)
                     .filter(|line| !line.is_empty() && !line.starts_with('#'))
-                    .map(|line| glob_escape(line))
+                    .map(glob_escape)
                     .collect();
                 if names.is_empty() {
                     bail!("the host list `{file}` given to --limit-hosts names no host");

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(args, color),
         Command::Push(args) => commands::push::run(args, color),
         Command::Local(args) => commands::local::run(args, color),
+        Command::Run(args) => commands::run::run(args),
+        Command::Upload(args) => commands::upload::run(args),
+        Command::Download(args) => commands::download::run(args),
+        Command::Transfer(args) => commands::transfer::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -3,7 +3,8 @@
 //!
 //! Check mode: `creates`/`removes` are path tests and `unless`/`onlyif` are queries, so they
 //! are evaluated (the guard commands DO run in check mode, like any query); the command itself
-//! never runs, and is reported as "would run" (changed, simulated).
+//! never runs, and is reported as "would run" (changed, simulated), unless it is `read_only`:
+//! then it runs in both modes and never counts as a change.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -39,7 +40,7 @@ pub fn converge(spec: &CommandSpec, style: Style, check: bool) -> Result<Outcome
             ..Outcome::unchanged()
         });
     }
-    if check {
+    if check && !spec.read_only {
         return Ok(Outcome::simulated(Vec::new(), "would run"));
     }
     let run = run(&argv, spec)?;
@@ -66,9 +67,15 @@ pub fn converge(spec: &CommandSpec, style: Style, check: bool) -> Result<Outcome
         }
         return Err(ResourceError::with_output(message, run.output));
     }
+    // A read-only command ran to look, not to change anything.
+    let outcome = if spec.read_only {
+        Outcome::unchanged()
+    } else {
+        Outcome::changed(Vec::new())
+    };
     Ok(Outcome {
         output: Some(run.output),
-        ..Outcome::changed(Vec::new())
+        ..outcome
     })
 }
 
@@ -163,7 +170,9 @@ fn run(argv: &[String], spec: &CommandSpec) -> Result<Run, ResourceError> {
         }
         ResourceError::new(message)
     })?;
-    let deadline = spec.timeout.map(|seconds| Instant::now() + Duration::from_secs(seconds));
+    let deadline = spec
+        .timeout
+        .map(|seconds| Instant::now() + Duration::from_secs(seconds));
     let finished = process::finish(&mut child, deadline)
         .map_err(|err| ResourceError::new(format!("cannot collect the command's output: {err}")))?;
     Ok(Run {
@@ -193,6 +202,7 @@ mod tests {
             cwd: None,
             env: BTreeMap::new(),
             timeout: None,
+            read_only: false,
         }
     }
 
@@ -294,8 +304,13 @@ mod tests {
 
     #[test]
     fn large_output_on_both_pipes_does_not_deadlock() {
-        let command = spec("head -c 300000 /dev/zero | tr '\\0' a; head -c 200000 /dev/zero | tr '\\0' b >&2");
-        let output = converge(&command, Style::Shell, false).expect("runs").output.expect("output");
+        let command = spec(
+            "head -c 300000 /dev/zero | tr '\\0' a; head -c 200000 /dev/zero | tr '\\0' b >&2",
+        );
+        let output = converge(&command, Style::Shell, false)
+            .expect("runs")
+            .output
+            .expect("output");
         assert_eq!(output.stdout.len(), 300_000);
         assert_eq!(output.stderr.len(), 200_000);
         assert!(output.stdout.bytes().all(|byte| byte == b'a'));
@@ -305,14 +320,23 @@ mod tests {
     fn a_background_process_holding_stdout_does_not_block_the_run() {
         let root = tempfile::tempdir().expect("tempdir");
         let pid_file = root.path().join("pid");
-        let command = spec(&format!("sleep 30 & echo $! > {}; echo done", pid_file.display()));
+        let command = spec(&format!(
+            "sleep 30 & echo $! > {}; echo done",
+            pid_file.display()
+        ));
         let started = Instant::now();
         let outcome = converge(&command, Style::Shell, false).expect("runs");
         let elapsed = started.elapsed();
-        let pid = fs::read_to_string(&pid_file).expect("pid written").trim().to_string();
+        let pid = fs::read_to_string(&pid_file)
+            .expect("pid written")
+            .trim()
+            .to_string();
         // Clean up the background sleep this test started.
         let _ = std::process::Command::new("kill").arg(&pid).status();
-        assert!(elapsed < Duration::from_secs(10), "waited {elapsed:?} for a background process");
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "waited {elapsed:?} for a background process"
+        );
         assert_eq!(outcome.output.expect("output").stdout, "done\n");
     }
 

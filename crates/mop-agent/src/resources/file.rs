@@ -672,6 +672,49 @@ mod tests {
     }
 
     #[test]
+    fn owner_and_group_are_set_before_the_rename() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("owned");
+        let mut harness = Harness::new();
+        if fs::metadata(dir.path()).expect("exists").uid() != 0 {
+            eprintln!(
+                "skipping: changing a file's owner needs root, and this test runs as another user"
+            );
+            return;
+        }
+        let file = FileSpec {
+            content: Some("x".into()),
+            owner: Some("65534".into()),
+            group: Some("65534".into()),
+            mode: Some(FileMode(0o4750)),
+            ..spec(&path)
+        };
+        assert!(harness.run(&file, false, false).expect("apply").changed);
+        let meta = fs::metadata(&path).expect("exists");
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        // chown clears set-id bits; the mode is applied after it.
+        assert_eq!(meta.mode() & 0o7777, 0o4750);
+        assert!(!harness.run(&file, false, false).expect("again").changed);
+        let root_owned = FileSpec {
+            owner: Some("0".into()),
+            ..file.clone()
+        };
+        let outcome = harness.run(&root_owned, true, false).expect("check");
+        assert_eq!(outcome.changes.len(), 1, "{:?}", outcome.changes);
+        assert!(
+            outcome.changes[0].starts_with("owner "),
+            "{:?}",
+            outcome.changes
+        );
+        assert_eq!(
+            fs::metadata(&path).expect("exists").uid(),
+            65534,
+            "check mode changed the owner"
+        );
+    }
+
+    #[test]
     fn binary_content_diff_is_a_hash_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("bin");

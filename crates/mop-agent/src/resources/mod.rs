@@ -10,7 +10,7 @@ mod file;
 mod line;
 mod link;
 mod meta;
-mod process;
+pub(crate) mod process;
 mod words;
 
 use std::collections::BTreeMap;

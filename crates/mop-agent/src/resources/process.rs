@@ -35,6 +35,19 @@ extern "C" {
     // here rather than pulling in the `libc` crate for two functions.
     fn poll(fds: *mut PollFd, count: c_ulong, timeout_ms: c_int) -> c_int;
     fn kill(pid: c_int, signal: c_int) -> c_int;
+    fn setsid() -> c_int;
+}
+
+/// Makes the agent the leader of a new session, so the controller's cleanup can kill the
+/// agent and every command it started (each in its own process group) with one
+/// `pkill -s <agent pid>`, even after a Ctrl-C cut the agent off mid-command. Failing (the
+/// agent already leads a group, e.g. when ssh exec'd it directly) is fine: then it already
+/// leads its session.
+pub fn become_session_leader() {
+    // SAFETY: setsid(2) takes no arguments and touches no memory of ours.
+    unsafe {
+        setsid();
+    }
 }
 
 /// What a finished child left behind.
@@ -49,7 +62,10 @@ pub struct Finished {
 impl Finished {
     /// The exit code, or 128 + the signal that ended the process (as shells report it).
     pub fn rc(&self) -> i32 {
-        self.status.code().or_else(|| self.status.signal().map(|signal| 128 + signal)).unwrap_or(-1)
+        self.status
+            .code()
+            .or_else(|| self.status.signal().map(|signal| 128 + signal))
+            .unwrap_or(-1)
     }
 }
 
@@ -77,7 +93,10 @@ impl Pipe {
 /// Collects the output of `child` (spawned with piped stdout/stderr and `process_group(0)`)
 /// and waits for it; past `deadline` its process group is killed.
 pub fn finish(child: &mut Child, deadline: Option<Instant>) -> io::Result<Finished> {
-    let mut pipes: [Option<Pipe>; 2] = [child.stdout.take().map(Pipe::Out), child.stderr.take().map(Pipe::Err)];
+    let mut pipes: [Option<Pipe>; 2] = [
+        child.stdout.take().map(Pipe::Out),
+        child.stderr.take().map(Pipe::Err),
+    ];
     let mut outputs: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut buffer = vec![0u8; 64 * 1024];
     let mut status: Option<ExitStatus> = None;
@@ -103,7 +122,10 @@ pub fn finish(child: &mut Child, deadline: Option<Instant>) -> io::Result<Finish
         }
         // Sleep until data arrives or the next check is due.
         let mut wait = tick;
-        for limit in [deadline.filter(|_| !timed_out), stop_reading_at].into_iter().flatten() {
+        for limit in [deadline.filter(|_| !timed_out), stop_reading_at]
+            .into_iter()
+            .flatten()
+        {
             wait = wait.min(limit.saturating_duration_since(now));
         }
         if pipes_open {
@@ -117,17 +139,31 @@ pub fn finish(child: &mut Child, deadline: Option<Instant>) -> io::Result<Finish
         tick = (tick * 2).min(MAX_TICK);
     }
     let [stdout, stderr] = outputs;
-    Ok(Finished { status: status.expect("the loop ends only once the status is known"), stdout, stderr, timed_out })
+    Ok(Finished {
+        status: status.expect("the loop ends only once the status is known"),
+        stdout,
+        stderr,
+        timed_out,
+    })
 }
 
 /// Polls the open pipes for up to `wait` and reads what is ready; closes pipes at end of
 /// file. Returns whether anything was read or closed.
-fn read_ready(pipes: &mut [Option<Pipe>; 2], outputs: &mut [Vec<u8>; 2], buffer: &mut [u8], wait: Duration) -> io::Result<bool> {
+fn read_ready(
+    pipes: &mut [Option<Pipe>; 2],
+    outputs: &mut [Vec<u8>; 2],
+    buffer: &mut [u8],
+    wait: Duration,
+) -> io::Result<bool> {
     let mut fds: Vec<PollFd> = Vec::with_capacity(2);
     let mut indices: Vec<usize> = Vec::with_capacity(2);
     for (index, pipe) in pipes.iter().enumerate() {
         if let Some(pipe) = pipe {
-            fds.push(PollFd { fd: pipe.fd(), events: POLLIN, revents: 0 });
+            fds.push(PollFd {
+                fd: pipe.fd(),
+                events: POLLIN,
+                revents: 0,
+            });
             indices.push(index);
         }
     }
@@ -137,14 +173,20 @@ fn read_ready(pipes: &mut [Option<Pipe>; 2], outputs: &mut [Vec<u8>; 2], buffer:
     let ready = unsafe { poll(fds.as_mut_ptr(), fds.len() as c_ulong, timeout_ms) };
     if ready < 0 {
         let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(err) };
+        return if err.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(err)
+        };
     }
     let mut progressed = false;
     for (slot, index) in fds.iter().zip(indices) {
         if slot.revents == 0 {
             continue;
         }
-        let Some(pipe) = &mut pipes[index] else { continue };
+        let Some(pipe) = &mut pipes[index] else {
+            continue;
+        };
         // Ready (data, end of file or error): one read cannot block.
         match pipe.read(buffer) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -159,7 +201,9 @@ fn read_ready(pipes: &mut [Option<Pipe>; 2], outputs: &mut [Vec<u8>; 2], buffer:
 /// Sends SIGKILL to the process group led by `leader` (spawned with `process_group(0)`, so
 /// its group id is its pid).
 fn kill_process_group(leader: u32) {
-    let Ok(group) = c_int::try_from(leader) else { return };
+    let Ok(group) = c_int::try_from(leader) else {
+        return;
+    };
     // SAFETY: kill(2) takes plain integers and has no memory effects; a negative pid names
     // the process group, and a group that is already gone only yields ESRCH.
     unsafe {

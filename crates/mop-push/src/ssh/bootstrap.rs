@@ -41,6 +41,20 @@ pub(crate) struct AgentPlatform {
 }
 
 impl LocalAgent {
+    /// The stand-in of a pool that never installs an agent.
+    pub(crate) fn none() -> LocalAgent {
+        LocalAgent {
+            path: std::path::PathBuf::new(),
+            bytes: Arc::from(Vec::new()),
+            sha256: String::new(),
+            platform: AgentPlatform {
+                os: "",
+                machines: &[],
+                description: "no agent".to_string(),
+            },
+        }
+    }
+
     /// Reads and hashes the agent; its bytes are uploaded as read here, so the content-addressed
     /// name always matches what lands on the host.
     pub(crate) fn load(path: &Path) -> Result<LocalAgent, SshError> {
@@ -390,7 +404,7 @@ pub(crate) fn cleanup_script(kill_prefixes: &[String], work: &str, dir: &str) ->
     let pattern = quote(&agent_pattern(&format!("{work}/mop-agent")));
     let mut script = String::from("LC_ALL=C; export LC_ALL; ");
     for prefix in kill_prefixes {
-        let _ = write!(script, "{prefix}pkill -KILL -f {pattern}; ");
+        let _ = write!(script, "{prefix}{}; ", kill_script(&pattern));
     }
     let _ = write!(
         script,
@@ -405,7 +419,16 @@ pub(crate) fn cleanup_script(kill_prefixes: &[String], work: &str, dir: &str) ->
 /// The same, as killer command for one agent (used by `AgentChild::kill`).
 pub(crate) fn kill_command(sudo_prefix: &str, work: &str) -> String {
     let pattern = quote(&agent_pattern(&format!("{work}/mop-agent")));
-    format!("{sudo_prefix}pkill -KILL -f {pattern}")
+    format!("{sudo_prefix}{}", kill_script(&pattern))
+}
+
+/// Kills every session an agent leads (the agent calls setsid at start, and the commands it
+/// runs sit in their own process groups inside that session), then the agents themselves.
+fn kill_script(quoted_pattern: &str) -> String {
+    let inner = format!(
+        "for p in $(pgrep -f {quoted_pattern}); do pkill -KILL -s \"$p\"; done; pkill -KILL -f {quoted_pattern}"
+    );
+    format!("sh -c {}", quote(&inner))
 }
 
 /// Wraps a script for the login shell, whatever it is: `sh -c '<script>'`.
@@ -602,7 +625,7 @@ mod tests {
         let script = cleanup_script(&["sudo -n -- ".to_string()], "/h/.mop/w-1", "/h/.mop");
         assert_eq!(
             script,
-            r"LC_ALL=C; export LC_ALL; sudo -n -- pkill -KILL -f '^/h/\.mop/w-1/mop-agent( |$)'; rm -rf /h/.mop/w-1; rmdir /h/.mop 2>/dev/null; if [ -e /h/.mop/w-1 ]; then echo left=yes; fi"
+            r#"LC_ALL=C; export LC_ALL; sudo -n -- sh -c 'for p in $(pgrep -f '\''^/h/\.mop/w-1/mop-agent( |$)'\''); do pkill -KILL -s "$p"; done; pkill -KILL -f '\''^/h/\.mop/w-1/mop-agent( |$)'\'''; rm -rf /h/.mop/w-1; rmdir /h/.mop 2>/dev/null; if [ -e /h/.mop/w-1 ]; then echo left=yes; fi"#
         );
     }
 }

@@ -30,4 +30,6 @@ pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
 pub use error::SshError;
 pub use limits::raise_nofile_limit;
 pub use pool::{AgentOptions, SshPool, SshPoolOptions};
+pub(crate) use shell::quote;
+pub(crate) use sudo::{check_password, password_line, redact, RunAs};
 pub use sudo::{Secret, SudoSpec};

@@ -68,6 +68,8 @@ pub struct SshPool {
     agent: LocalAgent,
     uploads: AtomicUsize,
     tokens: AtomicU64,
+    /// False for pools made by [`SshPool::without_agent`] (ad hoc commands and copies).
+    has_agent: bool,
 }
 
 struct HostSlot {
@@ -124,6 +126,21 @@ impl SshPool {
         options: &SshPoolOptions,
     ) -> Result<SshPool, SshError> {
         let agent = LocalAgent::load(agent)?;
+        SshPool::build(hosts, agent, true, options)
+    }
+
+    /// A pool that only connects (no agent to install): for `mop run`, `mop upload` and
+    /// friends. [`SshPool::start_agent`] on it fails.
+    pub fn without_agent(hosts: &[SshHost], options: &SshPoolOptions) -> Result<SshPool, SshError> {
+        SshPool::build(hosts, LocalAgent::none(), false, options)
+    }
+
+    fn build(
+        hosts: &[SshHost],
+        agent: LocalAgent,
+        has_agent: bool,
+        options: &SshPoolOptions,
+    ) -> Result<SshPool, SshError> {
         let run_dir = tempfile::Builder::new()
             .prefix("mop-")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -164,6 +181,7 @@ impl SshPool {
             agent,
             uploads: AtomicUsize::new(0),
             tokens: AtomicU64::new(0),
+            has_agent,
         })
     }
 
@@ -202,6 +220,12 @@ impl SshPool {
     /// connect is remembered: the host is not tried again in this run.
     pub async fn connect(&self, host: &str) -> Result<(), SshError> {
         self.session(host).await.map(drop)
+    }
+
+    /// The master session of `host`, connecting first if needed (ad hoc commands run their own
+    /// channels over it).
+    pub(crate) async fn open(&self, host: &str) -> Result<Arc<Session>, SshError> {
+        self.session(host).await
     }
 
     fn session<'a>(
@@ -245,6 +269,12 @@ impl SshPool {
         options: &AgentOptions,
     ) -> Result<AgentProcess, SshError> {
         check_password(host, options.sudo.as_ref())?;
+        if !self.has_agent {
+            return Err(SshError::AgentBinary {
+                path: PathBuf::new(),
+                detail: "this connection pool was opened without an agent".to_string(),
+            });
+        }
         let slot = self.slot(host)?;
         let session = self.session(host).await?;
         let requested = RunAs::from_spec(options.sudo.as_ref());

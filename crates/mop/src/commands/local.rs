@@ -17,7 +17,7 @@ pub fn run(args: LocalArgs, color: bool) -> Result<u8> {
     let policy = load_policy(&args.policy)?;
     let extra_vars = common::extra_vars(&args.extra_vars)?.into_iter().collect();
     let all_roles: Vec<usize> = (0..policy.roles.len()).collect();
-    let prepared = prepare(&policy, &all_roles, &[args.policy.clone()])
+    let prepared = prepare(&policy, &all_roles, std::slice::from_ref(&args.policy))
         .map_err(|errors| anyhow!(LoadErrors(errors.iter().map(ToString::to_string).collect())))?;
     let agent = agent_binary()?;
     let options = LocalOptions {

@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
+pub mod download;
 pub mod inventory;
 pub mod load;
 pub mod local;
 pub mod push;
+pub mod run;
+pub mod transfer;
+pub mod upload;
 pub mod validate;

@@ -1,0 +1,694 @@
+//! `mop upload`, `mop download` and `mop transfer`: files to, from and between hosts over SFTP
+//! channels of the pool's master connections.
+//!
+//! Uploads are staged under a temporary name and renamed into place in one exec per host (so a
+//! reader never sees half a file), and a file whose sha256 already matches is not sent at all.
+//! With sudo, SFTP (which runs as the login user) stages in `/tmp` and the sudo'd exec copies
+//! the file next to its destination and renames it there.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openssh::Session;
+use openssh_sftp_client::file::TokioCompatFile;
+use openssh_sftp_client::{Sftp, SftpOptions};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+use super::{AdhocHost, SshPool};
+use crate::ssh::{password_line, quote, redact, RunAs, Secret, SudoSpec};
+
+/// What one host's copy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyOutcome {
+    pub host: String,
+    /// Files written (uploaded, downloaded or transferred).
+    pub files_sent: usize,
+    pub bytes_sent: u64,
+    /// Files left alone because their sha256 already matched.
+    pub files_skipped: usize,
+    /// Where the files went (remote paths for uploads, local paths for downloads).
+    pub paths: Vec<String>,
+    pub elapsed: Duration,
+    pub error: Option<String>,
+}
+
+/// `mop upload` settings.
+#[derive(Debug, Clone, Default)]
+pub struct UploadOptions {
+    pub recursive: bool,
+    /// Mode of the uploaded files; default: the local file's permission bits.
+    pub mode: Option<u32>,
+    pub sudo: bool,
+    pub sudo_as: Option<String>,
+    pub forks: usize,
+}
+
+/// `mop download` settings.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadOptions {
+    pub recursive: bool,
+    /// `LOCAL_DIR/<name>_<host>` instead of `LOCAL_DIR/<host>/<name>`.
+    pub suffix: bool,
+    pub forks: usize,
+}
+
+/// One local file to upload and where it goes.
+#[derive(Debug, Clone)]
+struct LocalFile {
+    remote: String,
+    bytes: Arc<[u8]>,
+    sha256: String,
+    mode: u32,
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().fold(String::new(), |mut text, byte| {
+        let _ = write!(text, "{byte:02x}");
+        text
+    })
+}
+
+/// The files `local` stands for, with their remote paths. A directory needs `recursive`; a
+/// remote path ending in `/` takes the local file's name.
+fn local_files(
+    local: &Path,
+    remote: &str,
+    options: &UploadOptions,
+) -> Result<Vec<LocalFile>, String> {
+    let metadata = std::fs::metadata(local)
+        .map_err(|error| format!("cannot read `{}`: {error}", local.display()))?;
+    let mut pairs = Vec::new();
+    if metadata.is_dir() {
+        if !options.recursive {
+            return Err(format!(
+                "`{}` is a directory\n  hint: pass --recursive to upload it with everything in it",
+                local.display()
+            ));
+        }
+        walk(local, remote.trim_end_matches('/'), &mut pairs)?;
+    } else {
+        let target = if remote.ends_with('/') {
+            let name = local
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{remote}{name}")
+        } else {
+            remote.to_string()
+        };
+        pairs.push((local.to_path_buf(), target));
+    }
+    pairs
+        .into_iter()
+        .map(|(source, remote)| {
+            let bytes = std::fs::read(&source)
+                .map_err(|error| format!("cannot read `{}`: {error}", source.display()))?;
+            let local_mode = std::fs::metadata(&source)
+                .map(|metadata| std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()))
+                .unwrap_or(0o644);
+            Ok(LocalFile {
+                sha256: hex(&Sha256::digest(&bytes)),
+                bytes: bytes.into(),
+                mode: options.mode.unwrap_or(local_mode & 0o7777),
+                remote,
+            })
+        })
+        .collect()
+}
+
+fn walk(dir: &Path, remote: &str, pairs: &mut Vec<(PathBuf, String)>) -> Result<(), String> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|error| format!("cannot list `{}`: {error}", dir.display()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let target = format!("{remote}/{name}");
+        let metadata = std::fs::metadata(&path)
+            .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
+        if metadata.is_dir() {
+            walk(&path, &target, pairs)?;
+        } else if metadata.is_file() {
+            pairs.push((path, target));
+        }
+    }
+    Ok(())
+}
+
+/// What one exec printed.
+pub(crate) struct ExecOutput {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs `script` with `sh -c` over a new channel of `session`, feeding `stdin` first.
+pub(crate) async fn exec(
+    session: &Session,
+    script: &str,
+    stdin: Option<Vec<u8>>,
+) -> Result<ExecOutput, String> {
+    let mut command = session.raw_command(format!("sh -c {}", quote(script)));
+    command
+        .stdin(if stdin.is_some() {
+            openssh::Stdio::piped()
+        } else {
+            openssh::Stdio::null()
+        })
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::piped());
+    let mut child = command
+        .spawn()
+        .await
+        .map_err(|error| format!("cannot run a command: {error}"))?;
+    if let (Some(bytes), Some(pipe)) = (stdin, child.stdin().as_mut()) {
+        let _ = pipe.write_all(&bytes).await;
+    }
+    drop(child.stdin().take());
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|error| format!("the command failed: {error}"))?;
+    Ok(ExecOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+fn sudo_for(host: &AdhocHost, sudo: bool, sudo_as: Option<&str>) -> Option<SudoSpec> {
+    sudo.then(|| SudoSpec {
+        user: sudo_as
+            .map(str::to_string)
+            .or_else(|| host.connection.sudo_user.clone()),
+        password: host
+            .connection
+            .sudo_password
+            .as_ref()
+            .map(|secret| Secret::new(secret.expose())),
+    })
+}
+
+fn token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    hex(&Sha256::digest(format!("{}/{nanos}", std::process::id()))[..6])
+}
+
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) => "/",
+        Some(index) => &path[..index],
+        None => ".",
+    }
+}
+
+fn name_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Uploads `local` to `remote` on every host, at most `forks` hosts at once.
+pub async fn upload_to_hosts(
+    pool: &SshPool,
+    hosts: &[AdhocHost],
+    local: &Path,
+    remote: &str,
+    options: &UploadOptions,
+) -> Result<Vec<CopyOutcome>, String> {
+    let files = Arc::new(local_files(local, remote, options)?);
+    let limit = Semaphore::new(options.forks.max(1));
+    let uploads = hosts.iter().map(|host| {
+        let files = files.clone();
+        let limit = &limit;
+        async move {
+            let _permit = limit
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let started = Instant::now();
+            let sudo = sudo_for(host, options.sudo, options.sudo_as.as_deref());
+            let mut outcome = match upload_one(pool, host, &files, sudo.as_ref()).await {
+                Ok(outcome) => outcome,
+                Err(detail) => CopyOutcome {
+                    host: host.name.clone(),
+                    error: Some(redact(&detail, sudo.as_ref())),
+                    ..CopyOutcome::default()
+                },
+            };
+            outcome.elapsed = started.elapsed();
+            outcome
+        }
+    });
+    Ok(futures_util::future::join_all(uploads).await)
+}
+
+async fn upload_one(
+    pool: &SshPool,
+    host: &AdhocHost,
+    files: &[LocalFile],
+    sudo: Option<&SudoSpec>,
+) -> Result<CopyOutcome, String> {
+    let name = host.name.as_str();
+    let session = pool.open(name).await.map_err(|error| error.to_string())?;
+    let prefix = RunAs::from_spec(sudo).command_prefix();
+    // One exec: create the parent directories, print the sha256 of files already there.
+    let mut script = String::from("LC_ALL=C; export LC_ALL; ");
+    let mut parents: Vec<&str> = files.iter().map(|file| parent_of(&file.remote)).collect();
+    parents.dedup();
+    let _ = write!(script, "{prefix}mkdir -p");
+    for parent in &parents {
+        let _ = write!(script, " {}", quote(parent));
+    }
+    script.push_str(" || exit 3; ");
+    for (index, file) in files.iter().enumerate() {
+        let _ = write!(
+            script,
+            "if [ -f {path} ]; then printf '{index} '; {prefix}sha256sum {path} 2>/dev/null || echo; fi; ",
+            path = quote(&file.remote)
+        );
+    }
+    let stdin = password_line(sudo);
+    let output = exec(&session, &script, stdin.clone())
+        .await
+        .map_err(|detail| format!("host `{name}`: {detail}"))?;
+    if output.code != Some(0) {
+        return Err(format!(
+            "host `{name}`: cannot create the remote directories: {}",
+            output.stderr.trim()
+        ));
+    }
+    let mut remote_sums = std::collections::BTreeMap::new();
+    for line in output.stdout.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some(index), Some(sum)) = (words.next(), words.next()) {
+            if let Ok(index) = index.parse::<usize>() {
+                remote_sums.insert(index, sum.to_string());
+            }
+        }
+    }
+    let token = token();
+    let mut outcome = CopyOutcome {
+        host: name.to_string(),
+        ..CopyOutcome::default()
+    };
+    let mut staged = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        if remote_sums.get(&index) == Some(&file.sha256) {
+            outcome.files_skipped += 1;
+            continue;
+        }
+        let stage = if sudo.is_some() {
+            format!("/tmp/.mop-upload-{token}-{index}")
+        } else {
+            format!(
+                "{}/.{}.mop-{token}",
+                parent_of(&file.remote),
+                name_of(&file.remote)
+            )
+        };
+        staged.push((file, stage));
+    }
+    if staged.is_empty() {
+        return Ok(outcome);
+    }
+    let sftp = Sftp::from_clonable_session(session.clone(), SftpOptions::new())
+        .await
+        .map_err(|error| format!("host `{name}`: cannot start sftp (is the sftp subsystem enabled in sshd?): {error}"))?;
+    let mut written = Ok(());
+    for (file, stage) in &staged {
+        if let Err(detail) = write_remote(&sftp, &file.bytes, stage).await {
+            written = Err(format!("host `{name}`: cannot write `{stage}`: {detail}"));
+            break;
+        }
+    }
+    let closed = sftp.close().await;
+    let mut finish = String::new();
+    for (file, stage) in &staged {
+        let target = quote(&file.remote);
+        let mode = format!("{:o}", file.mode);
+        if sudo.is_some() {
+            let next_to = quote(&format!(
+                "{}/.{}.mop-{token}",
+                parent_of(&file.remote),
+                name_of(&file.remote)
+            ));
+            let _ = write!(
+                finish,
+                "cp {stage} {next_to} && chmod {mode} {next_to} && mv -f {next_to} {target} || {{ rm -f {stage} {next_to}; echo 'cannot move {}' >&2; exit 4; }}; rm -f {stage}; ",
+                file.remote,
+                stage = quote(stage)
+            );
+        } else {
+            let _ = write!(
+                finish,
+                "chmod {mode} {stage} && mv -f {stage} {target} || {{ rm -f {stage}; echo 'cannot move {}' >&2; exit 4; }}; ",
+                file.remote,
+                stage = quote(stage)
+            );
+        }
+    }
+    if written.is_err() || closed.is_err() {
+        // Remove what was staged; the destination files are untouched.
+        let cleanup: Vec<String> = staged.iter().map(|(_, stage)| quote(stage)).collect();
+        let _ = exec(&session, &format!("rm -f {}", cleanup.join(" ")), None).await;
+        written?;
+        closed.map_err(|error| format!("host `{name}`: closing sftp failed: {error}"))?;
+    }
+    let script = if sudo.is_some() {
+        format!("{prefix}sh -c {}", quote(&finish))
+    } else {
+        finish
+    };
+    let output = exec(&session, &script, stdin)
+        .await
+        .map_err(|detail| format!("host `{name}`: {detail}"))?;
+    if output.code != Some(0) {
+        return Err(format!(
+            "host `{name}`: cannot move the uploaded files into place: {}",
+            output.stderr.trim()
+        ));
+    }
+    for (file, _) in &staged {
+        outcome.files_sent += 1;
+        outcome.bytes_sent += file.bytes.len() as u64;
+        outcome.paths.push(file.remote.clone());
+    }
+    Ok(outcome)
+}
+
+async fn write_remote(sftp: &Sftp, bytes: &[u8], path: &str) -> Result<(), String> {
+    let file = sftp
+        .options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut remote = Box::pin(TokioCompatFile::new(file));
+    let mut source = bytes;
+    let copied = tokio::io::copy(&mut source, &mut remote).await;
+    let flushed = remote.flush().await;
+    drop(remote);
+    copied.map_err(|error| error.to_string())?;
+    flushed.map_err(|error| error.to_string())
+}
+
+/// Fetches `remote` from every host into `local_dir/<host>/...` (or `<name>_<host>` with
+/// `suffix`), so hosts never overwrite each other.
+pub async fn download_from_hosts(
+    pool: &SshPool,
+    hosts: &[AdhocHost],
+    remote: &str,
+    local_dir: &Path,
+    options: &DownloadOptions,
+) -> Vec<CopyOutcome> {
+    let limit = Semaphore::new(options.forks.max(1));
+    let downloads = hosts.iter().map(|host| {
+        let limit = &limit;
+        async move {
+            let _permit = limit
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let started = Instant::now();
+            let mut outcome = match download_one(pool, host, remote, local_dir, options).await {
+                Ok(outcome) => outcome,
+                Err(detail) => CopyOutcome {
+                    host: host.name.clone(),
+                    error: Some(detail),
+                    ..CopyOutcome::default()
+                },
+            };
+            outcome.elapsed = started.elapsed();
+            outcome
+        }
+    });
+    futures_util::future::join_all(downloads).await
+}
+
+/// Where a remote file lands locally.
+fn local_target(local_dir: &Path, host: &str, base: &str, relative: &str, suffix: bool) -> PathBuf {
+    let host_part = host.replace('/', "_");
+    if suffix {
+        let root = local_dir.join(format!("{base}_{host_part}"));
+        if relative.is_empty() {
+            root
+        } else {
+            root.join(relative)
+        }
+    } else {
+        let root = local_dir.join(host_part).join(base);
+        if relative.is_empty() {
+            root
+        } else {
+            root.join(relative)
+        }
+    }
+}
+
+async fn download_one(
+    pool: &SshPool,
+    host: &AdhocHost,
+    remote: &str,
+    local_dir: &Path,
+    options: &DownloadOptions,
+) -> Result<CopyOutcome, String> {
+    let name = host.name.as_str();
+    let session = pool.open(name).await.map_err(|error| error.to_string())?;
+    let remote = remote.trim_end_matches('/');
+    let base = name_of(remote).to_string();
+    let listing = exec(
+        &session,
+        &format!(
+            "if [ -d {path} ]; then echo dir; find {path} -type f -print; elif [ -e {path} ]; then echo file; else echo missing; fi",
+            path = quote(remote)
+        ),
+        None,
+    )
+    .await
+    .map_err(|detail| format!("host `{name}`: {detail}"))?;
+    let mut lines = listing.stdout.lines();
+    let files: Vec<(String, String)> = match lines.next() {
+        Some("file") => vec![(remote.to_string(), String::new())],
+        Some("dir") if options.recursive => lines
+            .map(|path| {
+                let relative = path
+                    .strip_prefix(remote)
+                    .unwrap_or(path)
+                    .trim_start_matches('/')
+                    .to_string();
+                (path.to_string(), relative)
+            })
+            .collect(),
+        Some("dir") => {
+            return Err(format!(
+                "host `{name}`: `{remote}` is a directory\n  hint: pass --recursive to download it with everything in it"
+            ))
+        }
+        _ => return Err(format!("host `{name}`: `{remote}` does not exist")),
+    };
+    let sftp = Sftp::from_clonable_session(session.clone(), SftpOptions::new())
+        .await
+        .map_err(|error| format!("host `{name}`: cannot start sftp: {error}"))?;
+    let mut outcome = CopyOutcome {
+        host: name.to_string(),
+        ..CopyOutcome::default()
+    };
+    let mut result = Ok(());
+    for (path, relative) in &files {
+        let target = local_target(local_dir, name, &base, relative, options.suffix);
+        match read_remote_to(&sftp, path, &target).await {
+            Ok(bytes) => {
+                outcome.files_sent += 1;
+                outcome.bytes_sent += bytes;
+                outcome.paths.push(target.display().to_string());
+            }
+            Err(detail) => {
+                result = Err(format!("host `{name}`: cannot download `{path}`: {detail}"));
+                break;
+            }
+        }
+    }
+    let _ = sftp.close().await;
+    result.map(|()| outcome)
+}
+
+/// Copies a remote file into `target` through a temporary file beside it, renamed at the end.
+async fn read_remote_to(sftp: &Sftp, path: &str, target: &Path) -> Result<u64, String> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|error| format!("cannot create `{}`: {error}", parent.display()))?;
+    let file = sftp.open(path).await.map_err(|error| error.to_string())?;
+    let mut source = Box::pin(TokioCompatFile::new(file));
+    let temp = tempfile::NamedTempFile::new_in(parent)
+        .map_err(|error| format!("cannot write in `{}`: {error}", parent.display()))?;
+    let (std_file, temp_path) = temp.into_parts();
+    let mut local = tokio::fs::File::from_std(std_file);
+    let copied = tokio::io::copy(&mut source, &mut local)
+        .await
+        .map_err(|error| error.to_string())?;
+    local.flush().await.map_err(|error| error.to_string())?;
+    drop(source);
+    temp_path
+        .persist(target)
+        .map_err(|error| format!("cannot write `{}`: {error}", target.display()))?;
+    Ok(copied)
+}
+
+/// Copies `source_path` on `source_host` to `target_path` on `target_host`, streamed through
+/// this process (no temporary file on local disk) and renamed into place on the target.
+pub async fn transfer(
+    pool: &SshPool,
+    source_host: &str,
+    source_path: &str,
+    target_host: &str,
+    target_path: &str,
+) -> CopyOutcome {
+    let started = Instant::now();
+    let mut outcome =
+        match transfer_inner(pool, source_host, source_path, target_host, target_path).await {
+            Ok(bytes) => CopyOutcome {
+                host: target_host.to_string(),
+                files_sent: 1,
+                bytes_sent: bytes,
+                paths: vec![target_path.to_string()],
+                ..CopyOutcome::default()
+            },
+            Err(detail) => CopyOutcome {
+                host: target_host.to_string(),
+                error: Some(detail),
+                ..CopyOutcome::default()
+            },
+        };
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+async fn transfer_inner(
+    pool: &SshPool,
+    source_host: &str,
+    source_path: &str,
+    target_host: &str,
+    target_path: &str,
+) -> Result<u64, String> {
+    let (source_session, target_session) =
+        tokio::join!(pool.open(source_host), pool.open(target_host));
+    let source_session = source_session.map_err(|error| error.to_string())?;
+    let target_session = target_session.map_err(|error| error.to_string())?;
+    let source_sftp = Sftp::from_clonable_session(source_session, SftpOptions::new())
+        .await
+        .map_err(|error| format!("host `{source_host}`: cannot start sftp: {error}"))?;
+    let target_sftp = Sftp::from_clonable_session(target_session.clone(), SftpOptions::new())
+        .await
+        .map_err(|error| format!("host `{target_host}`: cannot start sftp: {error}"))?;
+    let mode = exec(
+        &target_session,
+        &format!("mkdir -p {}", quote(parent_of(target_path))),
+        None,
+    )
+    .await
+    .map_err(|detail| format!("host `{target_host}`: {detail}"))?;
+    if mode.code != Some(0) {
+        return Err(format!(
+            "host `{target_host}`: cannot create `{}`: {}",
+            parent_of(target_path),
+            mode.stderr.trim()
+        ));
+    }
+    let stage = format!(
+        "{}/.{}.mop-{}",
+        parent_of(target_path),
+        name_of(target_path),
+        token()
+    );
+    let copied = async {
+        let file = source_sftp
+            .open(source_path)
+            .await
+            .map_err(|error| format!("host `{source_host}`: cannot open `{source_path}`: {error}"))?;
+        let mut source = Box::pin(TokioCompatFile::new(file));
+        let file = target_sftp
+            .options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&stage)
+            .await
+            .map_err(|error| format!("host `{target_host}`: cannot create `{stage}`: {error}"))?;
+        let mut target = Box::pin(TokioCompatFile::new(file));
+        let copied = tokio::io::copy(&mut source, &mut target)
+            .await
+            .map_err(|error| format!("copying `{source_host}:{source_path}` to `{target_host}:{stage}` failed: {error}"))?;
+        target
+            .flush()
+            .await
+            .map_err(|error| format!("host `{target_host}`: write failed: {error}"))?;
+        Ok::<u64, String>(copied)
+    }
+    .await;
+    let _ = source_sftp.close().await;
+    let _ = target_sftp.close().await;
+    let finish = match &copied {
+        Ok(_) => format!(
+            "mv -f {stage} {target} || {{ rm -f {stage}; exit 4; }}",
+            stage = quote(&stage),
+            target = quote(target_path)
+        ),
+        Err(_) => format!("rm -f {}", quote(&stage)),
+    };
+    let output = exec(&target_session, &finish, None)
+        .await
+        .map_err(|detail| format!("host `{target_host}`: {detail}"))?;
+    let copied = copied?;
+    if output.code != Some(0) {
+        return Err(format!(
+            "host `{target_host}`: cannot move the file into `{target_path}`: {}",
+            output.stderr.trim()
+        ));
+    }
+    Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_targets_never_collide() {
+        let dir = Path::new("/out");
+        assert_eq!(
+            local_target(dir, "web1", "app.log", "", false),
+            PathBuf::from("/out/web1/app.log")
+        );
+        assert_eq!(
+            local_target(dir, "web1", "app.log", "", true),
+            PathBuf::from("/out/app.log_web1")
+        );
+        assert_eq!(
+            local_target(dir, "web2", "logs", "a/b.txt", false),
+            PathBuf::from("/out/web2/logs/a/b.txt")
+        );
+        assert_eq!(
+            local_target(dir, "web2", "logs", "a/b.txt", true),
+            PathBuf::from("/out/logs_web2/a/b.txt")
+        );
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(parent_of("/etc/app.conf"), "/etc");
+        assert_eq!(parent_of("/app.conf"), "/");
+        assert_eq!(parent_of("app.conf"), ".");
+        assert_eq!(name_of("/etc/app.conf"), "app.conf");
+    }
+}

@@ -1,0 +1,21 @@
+//! Ad hoc operations across hosts (`mop run`, `mop upload`, `mop download`, `mop transfer`):
+//! one command or one file copy on many hosts, without a policy.
+//!
+//! Architecture invariant: nothing here opens SSH its own way. Hosts are mapped onto
+//! [`crate::ssh::SshHost`] exactly as `mop push` maps them ([`crate::rollout::ssh_host`]), and
+//! every channel (exec, pty, SFTP) goes over the master connection of an
+//! [`SshPool::without_agent`], so via-chains, host key policy, forks and sudo behave the same.
+
+mod command;
+mod copy;
+mod hosts;
+mod run;
+
+pub use command::{parse_env, render_command, CommandError};
+pub use copy::{
+    download_from_hosts, transfer, upload_to_hosts, CopyOutcome, DownloadOptions, UploadOptions,
+};
+pub use hosts::{parse_host_spec, pool_for, AdhocHost, HostSpecError};
+pub use run::{run_local, run_on_hosts, HostRun, OutputLine, RunOptions, StreamKind};
+
+use crate::ssh::SshPool;

@@ -1,0 +1,435 @@
+//! `mop run`: one command on many hosts (or on this machine), each host's exit code, stdout,
+//! stderr and elapsed time kept apart; lines can be streamed as they arrive.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::sync::Semaphore;
+
+use super::command::{is_timeout_status, remote_line, KILL_GRACE};
+use super::{AdhocHost, SshPool};
+use crate::ssh::{check_password, password_line, redact, SudoSpec};
+
+/// How `mop run` runs its command.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run the command under sudo (`mop_sudo_password` of the host is fed to it).
+    pub sudo: bool,
+    /// `--sudo-as`; `None` = root.
+    pub sudo_as: Option<String>,
+    pub timeout: Option<Duration>,
+    /// Allocate a remote terminal (stdout and stderr then arrive merged on stdout).
+    pub pty: bool,
+    pub env: Vec<(String, String)>,
+    /// Hosts at once (connections and commands).
+    pub forks: usize,
+    /// One host after another.
+    pub serial: bool,
+}
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+}
+
+/// One line as it arrived, for `--stream`.
+#[derive(Debug, Clone)]
+pub struct OutputLine<'a> {
+    pub host: &'a str,
+    pub stream: StreamKind,
+    pub text: &'a str,
+}
+
+/// What one host did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRun {
+    pub host: String,
+    /// `None` when the command never ran (connection, sudo) or was killed by a signal.
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+    /// Why the host failed other than by a non-zero exit code.
+    pub error: Option<String>,
+}
+
+impl HostRun {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none() && self.exit_code == Some(0)
+    }
+
+    fn failed(host: &str, started: Instant, error: String) -> HostRun {
+        HostRun {
+            host: host.to_string(),
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            elapsed: started.elapsed(),
+            timed_out: false,
+            error: Some(error),
+        }
+    }
+}
+
+type LineSink<'a> = &'a (dyn Fn(OutputLine<'_>) + Sync);
+
+/// Runs `commands[i]` on `hosts[i]` through `pool`; results in host order. One host's failure
+/// never stops or hides another's.
+pub async fn run_on_hosts(
+    pool: &SshPool,
+    hosts: &[AdhocHost],
+    commands: &[String],
+    options: &RunOptions,
+    on_line: LineSink<'_>,
+) -> Vec<HostRun> {
+    let limit = Arc::new(Semaphore::new(if options.serial {
+        1
+    } else {
+        options.forks.max(1)
+    }));
+    let runs = hosts.iter().zip(commands).map(|(host, command)| {
+        let limit = limit.clone();
+        async move {
+            let _permit = limit
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            run_one(pool, host, command, options, on_line).await
+        }
+    });
+    futures_util::future::join_all(runs).await
+}
+
+fn sudo_spec(host: &AdhocHost, options: &RunOptions) -> Option<SudoSpec> {
+    options.sudo.then(|| SudoSpec {
+        user: options
+            .sudo_as
+            .clone()
+            .or_else(|| host.connection.sudo_user.clone()),
+        password: host
+            .connection
+            .sudo_password
+            .as_ref()
+            .map(|secret| crate::ssh::Secret::new(secret.expose())),
+    })
+}
+
+async fn run_one(
+    pool: &SshPool,
+    host: &AdhocHost,
+    command: &str,
+    options: &RunOptions,
+    on_line: LineSink<'_>,
+) -> HostRun {
+    let started = Instant::now();
+    let sudo = sudo_spec(host, options);
+    if let Err(error) = check_password(&host.name, sudo.as_ref()) {
+        return HostRun::failed(&host.name, started, error.to_string());
+    }
+    let session = match pool.open(&host.name).await {
+        Ok(session) => session,
+        Err(error) => return HostRun::failed(&host.name, started, error.to_string()),
+    };
+    let line = remote_line(command, sudo.as_ref(), &options.env, options.timeout);
+    let stdin_bytes = password_line(sudo.as_ref());
+    let spawned = if options.pty {
+        spawn_pty(pool, &host.name, &line, stdin_bytes.is_some())
+    } else {
+        let mut remote = session.clone().arc_raw_command(&line);
+        remote
+            .stdin(if stdin_bytes.is_some() {
+                openssh::Stdio::piped()
+            } else {
+                openssh::Stdio::null()
+            })
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped());
+        match remote.spawn().await {
+            Ok(mut child) => {
+                let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> =
+                    child.stdin().take().map(|pipe| Box::new(pipe) as _);
+                let stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(
+                    child
+                        .stdout()
+                        .take()
+                        .expect("stdout was requested as a pipe"),
+                );
+                let stderr: Box<dyn AsyncRead + Send + Unpin> = Box::new(
+                    child
+                        .stderr()
+                        .take()
+                        .expect("stderr was requested as a pipe"),
+                );
+                let wait: WaitFuture = Box::pin(async move {
+                    child
+                        .wait()
+                        .await
+                        .map(|status| status.code())
+                        .map_err(|error| error.to_string())
+                });
+                Ok(Spawned {
+                    stdin,
+                    stdout,
+                    stderr,
+                    wait,
+                })
+            }
+            Err(error) => Err(format!("cannot run the command: {error}")),
+        }
+    };
+    let spawned = match spawned {
+        Ok(spawned) => spawned,
+        Err(detail) => {
+            return HostRun::failed(
+                &host.name,
+                started,
+                format!("host `{}`: {detail}", host.name),
+            )
+        }
+    };
+    let mut outcome = collect(&host.name, spawned, stdin_bytes, options.timeout, on_line).await;
+    outcome.stdout = redact(&outcome.stdout, sudo.as_ref());
+    outcome.stderr = redact(&outcome.stderr, sudo.as_ref());
+    outcome.elapsed = started.elapsed();
+    if let Some(timeout) = options.timeout {
+        if is_timeout_status(outcome.exit_code) && outcome.elapsed >= timeout {
+            outcome.timed_out = true;
+        }
+    }
+    if outcome.timed_out && outcome.error.is_none() {
+        outcome.error = Some(format!(
+            "host `{}`: timed out after {}s; the remote command and its children were killed",
+            host.name,
+            options.timeout.map_or(0.0, |timeout| timeout.as_secs_f64())
+        ));
+    }
+    outcome
+}
+
+type WaitFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<i32>, String>> + Send>>;
+
+/// A started command: its streams and how to wait for it.
+struct Spawned {
+    stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
+    stdout: Box<dyn AsyncRead + Send + Unpin>,
+    stderr: Box<dyn AsyncRead + Send + Unpin>,
+    wait: WaitFuture,
+}
+
+/// `--pty`: the pool's own ssh_config and alias (so the host's master, via-chain and host key
+/// settings), with `-tt` for a terminal. When the channel goes away, sshd hangs up the
+/// terminal and the kernel signals the remote command's process group.
+fn spawn_pty(pool: &SshPool, host: &str, line: &str, with_stdin: bool) -> Result<Spawned, String> {
+    let alias = pool
+        .alias(host)
+        .ok_or_else(|| "not in the connection pool".to_string())?;
+    let mut command = tokio::process::Command::new("ssh");
+    command
+        .arg("-F")
+        .arg(pool.ssh_config())
+        .args(["-tt", "-o", "LogLevel=ERROR", alias, "--", line])
+        .stdin(if with_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|error| format!("cannot run ssh: {error}"))?;
+    let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> =
+        child.stdin.take().map(|pipe| Box::new(pipe) as _);
+    let stdout: Box<dyn AsyncRead + Send + Unpin> =
+        Box::new(child.stdout.take().expect("stdout was requested as a pipe"));
+    let stderr: Box<dyn AsyncRead + Send + Unpin> =
+        Box::new(child.stderr.take().expect("stderr was requested as a pipe"));
+    let wait: WaitFuture = Box::pin(async move {
+        child
+            .wait()
+            .await
+            .map(|status| status.code())
+            .map_err(|error| error.to_string())
+    });
+    Ok(Spawned {
+        stdin,
+        stdout,
+        stderr,
+        wait,
+    })
+}
+
+/// Feeds stdin, reads both streams line by line (forwarding each line) and waits for the exit
+/// status. With a timeout, the controller gives the remote `timeout` its grace and then some
+/// before giving up on the channel.
+async fn collect(
+    host: &str,
+    spawned: Spawned,
+    stdin_bytes: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    on_line: LineSink<'_>,
+) -> HostRun {
+    let Spawned {
+        stdin,
+        stdout,
+        stderr,
+        wait,
+    } = spawned;
+    if let (Some(mut pipe), Some(bytes)) = (stdin, stdin_bytes) {
+        // A failed write means the command ended early; its output says why.
+        let _ = pipe.write_all(&bytes).await;
+        let _ = pipe.shutdown().await;
+    }
+    let work = async {
+        let (stdout, stderr) = tokio::join!(
+            read_lines(host, stdout, StreamKind::Stdout, on_line),
+            read_lines(host, stderr, StreamKind::Stderr, on_line)
+        );
+        (stdout, stderr, wait.await)
+    };
+    let result = match timeout {
+        None => Some(work.await),
+        Some(timeout) => tokio::time::timeout(timeout + KILL_GRACE + Duration::from_secs(5), work)
+            .await
+            .ok(),
+    };
+    match result {
+        Some((stdout, stderr, status)) => {
+            let (exit_code, error) = match status {
+                Ok(code) => (code, None),
+                Err(detail) => (None, Some(format!("host `{host}`: lost the command: {detail}"))),
+            };
+            HostRun {
+                host: host.to_string(),
+                exit_code,
+                stdout,
+                stderr,
+                elapsed: Duration::ZERO,
+                timed_out: false,
+                error,
+            }
+        }
+        None => HostRun {
+            host: host.to_string(),
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            elapsed: Duration::ZERO,
+            timed_out: true,
+            error: Some(format!(
+                "host `{host}`: timed out and the remote `timeout` did not end the command; the channel was closed"
+            )),
+        },
+    }
+}
+
+async fn read_lines(
+    host: &str,
+    stream: Box<dyn AsyncRead + Send + Unpin>,
+    kind: StreamKind,
+    on_line: LineSink<'_>,
+) -> String {
+    let mut reader = BufReader::new(stream);
+    let mut collected = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                collected.extend_from_slice(&line);
+                let text = String::from_utf8_lossy(&line);
+                on_line(OutputLine {
+                    host,
+                    stream: kind,
+                    text: text.trim_end_matches(['\n', '\r']),
+                });
+            }
+        }
+    }
+    String::from_utf8_lossy(&collected).into_owned()
+}
+
+/// `mop run --local`: the same command shape on this machine, no SSH. The command runs in its
+/// own process group, which a timeout kills as a whole.
+pub async fn run_local(command: &str, options: &RunOptions, on_line: LineSink<'_>) -> HostRun {
+    let host = "localhost";
+    let started = Instant::now();
+    let sudo = options.sudo.then(|| SudoSpec {
+        user: options.sudo_as.clone(),
+        password: None,
+    });
+    let line = remote_line(command, sudo.as_ref(), &options.env, None);
+    let mut child_command = tokio::process::Command::new("sh");
+    child_command
+        .arg("-c")
+        .arg(&line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match child_command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            return HostRun::failed(host, started, format!("cannot run `sh`: {error}"));
+        }
+    };
+    let group = child.id();
+    let stdout: Box<dyn AsyncRead + Send + Unpin> =
+        Box::new(child.stdout.take().expect("stdout was requested as a pipe"));
+    let stderr: Box<dyn AsyncRead + Send + Unpin> =
+        Box::new(child.stderr.take().expect("stderr was requested as a pipe"));
+    let work = async {
+        let (stdout, stderr) = tokio::join!(
+            read_lines(host, stdout, StreamKind::Stdout, on_line),
+            read_lines(host, stderr, StreamKind::Stderr, on_line)
+        );
+        (stdout, stderr)
+    };
+    let (stdout, stderr, timed_out) = match options.timeout {
+        None => {
+            let (stdout, stderr) = work.await;
+            (stdout, stderr, false)
+        }
+        Some(timeout) => {
+            tokio::pin!(work);
+            match tokio::time::timeout(timeout, &mut work).await {
+                Ok((stdout, stderr)) => (stdout, stderr, false),
+                Err(_) => {
+                    if let Some(group) = group.and_then(|pid| i32::try_from(pid).ok()) {
+                        // SAFETY: killpg only sends a signal to the group this run created.
+                        unsafe {
+                            libc::killpg(group, libc::SIGKILL);
+                        }
+                    }
+                    let (stdout, stderr) = work.await;
+                    (stdout, stderr, true)
+                }
+            }
+        }
+    };
+    let status = child.wait().await;
+    let exit_code = status.ok().and_then(|status| status.code());
+    HostRun {
+        host: host.to_string(),
+        exit_code,
+        stdout,
+        stderr,
+        elapsed: started.elapsed(),
+        timed_out,
+        error: timed_out.then(|| {
+            format!(
+                "timed out after {}s; the command and its children were killed",
+                options.timeout.map_or(0.0, |timeout| timeout.as_secs_f64())
+            )
+        }),
+    }
+}

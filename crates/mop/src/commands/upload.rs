@@ -1,0 +1,115 @@
+//! `mop upload`: a file or directory to many hosts over SFTP.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use mop_push::adhoc::{pool_for, upload_to_hosts, CopyOutcome, UploadOptions};
+use serde_json::json;
+
+use crate::cli::UploadArgs;
+use crate::commands::run::{close_pool, plural, resolve_targets, runtime};
+use crate::exit;
+
+pub fn run(args: UploadArgs) -> Result<u8> {
+    let (target, local, remote) =
+        split_args(&args.args, !args.selection.hosts.is_empty(), "LOCAL REMOTE")?;
+    let mode = match &args.mode {
+        None => None,
+        Some(text) => Some(
+            u32::from_str_radix(text, 8)
+                .ok()
+                .filter(|mode| *mode <= 0o7777)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "invalid --mode `{text}`\n  hint: give an octal mode such as 0644 or 755"
+                    )
+                })?,
+        ),
+    };
+    let hosts = resolve_targets(target.as_deref(), &args.selection)?;
+    let options = UploadOptions {
+        recursive: args.recursive,
+        mode,
+        sudo: args.sudo,
+        sudo_as: args.sudo_as.clone(),
+        forks: args.selection.forks.max(1),
+    };
+    let pool = pool_for(&hosts, options.forks)?;
+    let outcomes = runtime()?.block_on(async {
+        let outcomes = upload_to_hosts(&pool, &hosts, Path::new(&local), &remote, &options).await;
+        close_pool(pool).await;
+        outcomes
+    });
+    let outcomes = outcomes.map_err(|detail| anyhow!("{detail}"))?;
+    Ok(print_outcomes(&outcomes, args.json, "uploaded"))
+}
+
+/// `[TARGET] A B`: TARGET is absent exactly when --hosts is given.
+pub fn split_args(
+    args: &[String],
+    with_hosts: bool,
+    names: &str,
+) -> Result<(Option<String>, String, String)> {
+    match (args, with_hosts) {
+        ([target, first, second], false) => {
+            Ok((Some(target.clone()), first.clone(), second.clone()))
+        }
+        ([first, second], true) => Ok((None, first.clone(), second.clone())),
+        (_, false) => Err(anyhow!(
+            "expected TARGET {names}\n  hint: name an inventory pattern first, or pass --hosts"
+        )),
+        (_, true) => Err(anyhow!("expected {names} after --hosts (no TARGET)")),
+    }
+}
+
+/// Prints one line (or JSON object) per host and a summary; returns the exit code.
+pub fn print_outcomes(outcomes: &[CopyOutcome], as_json: bool, verb: &str) -> u8 {
+    for outcome in outcomes {
+        if as_json {
+            println!(
+                "{}",
+                json!({
+                    "host": outcome.host,
+                    "files_sent": outcome.files_sent,
+                    "bytes_sent": outcome.bytes_sent,
+                    "files_skipped": outcome.files_skipped,
+                    "paths": outcome.paths,
+                    "elapsed_secs": outcome.elapsed.as_secs_f64(),
+                    "error": outcome.error,
+                })
+            );
+        } else {
+            match &outcome.error {
+                Some(error) => println!("{}: FAILED: {error}", outcome.host),
+                None => println!(
+                    "{}: {verb} {} file{} ({} bytes), {} already up to date ({:.2}s)",
+                    outcome.host,
+                    outcome.files_sent,
+                    plural(outcome.files_sent),
+                    outcome.bytes_sent,
+                    outcome.files_skipped,
+                    outcome.elapsed.as_secs_f64()
+                ),
+            }
+        }
+    }
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|outcome| outcome.error.is_some())
+        .map(|outcome| outcome.host.as_str())
+        .collect();
+    let total = outcomes.len();
+    if failed.is_empty() {
+        eprintln!("{total} host{}: all succeeded", plural(total));
+        exit::SUCCESS
+    } else {
+        eprintln!(
+            "{total} host{}: {} succeeded, {} failed: {}",
+            plural(total),
+            total - failed.len(),
+            failed.len(),
+            failed.join(", ")
+        );
+        exit::HOST_FAILED
+    }
+}
