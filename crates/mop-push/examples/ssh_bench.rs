@@ -2,7 +2,7 @@
 //! the SSH transport (connect + bootstrap + hello + cleanup + close) against 20 parallel plain
 //! `ssh host 'sudo -n true'` in the same run.
 //!
-//! Run it with `cargo test -p mop-push --test ssh_bench -- --ignored --nocapture` (needs root
+//! Run it with `cargo run -p mop-push --example ssh_bench` (needs root
 //! and `cargo build -p mop-agent`).
 
 use std::path::{Path, PathBuf};
@@ -24,8 +24,7 @@ fn agent_path() -> PathBuf {
         built.display()
     );
     // Without debug symbols (the code is the same): closer to the size of a release agent.
-    let stripped =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-agent.{}", std::process::id()));
+    let stripped = std::env::temp_dir().join(format!("bench-agent.{}", std::process::id()));
     let status = std::process::Command::new("strip")
         .arg("-o")
         .arg(&stripped)
@@ -109,9 +108,9 @@ async fn transport_run(
     (started.elapsed(), uploads)
 }
 
-#[test]
-#[ignore = "benchmark: run with `cargo test -p mop-push --test ssh_bench -- --ignored --nocapture`"]
-fn twenty_hosts_through_the_transport_vs_plain_ssh() {
+/// A benchmark, not a test: prints figures, asserts only that the runs worked.
+/// Run with `cargo run -p mop-push --example ssh_bench` (as root: it starts sshd).
+fn main() {
     mop_push::ssh::raise_nofile_limit().expect("rlimit");
     // Removes the bench's cached agents and agent copy, also when the bench fails.
     struct Leftovers(Vec<PathBuf>);
@@ -132,7 +131,7 @@ fn twenty_hosts_through_the_transport_vs_plain_ssh() {
         "/home/{TEST_USER}/.mop-bench-{}",
         std::process::id()
     ))];
-    if agent.starts_with(env!("CARGO_TARGET_TMPDIR")) {
+    if agent.starts_with(std::env::temp_dir()) {
         leftovers.push(agent.clone());
     }
     let _leftovers = Leftovers(leftovers);
