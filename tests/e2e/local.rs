@@ -100,7 +100,10 @@ fn local_demo_converges_stays_converged_and_check_reports_drift_only() {
         check.describe()
     );
     assert_eq!(changed[0]["type"], "file");
-    assert_eq!(changed[0]["resource"], "file {{ root }}/etc/motd");
+    assert_eq!(
+        changed[0]["resource"],
+        format!("file {}/etc/motd", root.display())
+    );
     assert_eq!(changed[0]["changes"], serde_json::json!(["content"]));
     assert_eq!(changed[0]["simulated"], true);
     assert!(

@@ -156,6 +156,21 @@ impl RoleRun<'_> {
         self.io.emit(event)
     }
 
+    /// What output calls the resource: its `name` as written, or `type main-argument` with
+    /// the argument rendered (`file /srv/app/web1.conf`, not `file {{ base }}/...`). A render
+    /// failure (the resource's own error says why) leaves the argument as written.
+    fn display_name(&mut self, resource: &Resource) -> String {
+        let raw = resource.display_name();
+        if resource.name.is_some() || !raw.contains("{{") {
+            return raw;
+        }
+        let context = self.state.scope.context();
+        self.state
+            .engine
+            .render("name", &raw, &context)
+            .unwrap_or(raw)
+    }
+
     fn event(
         &mut self,
         index: usize,
@@ -167,7 +182,7 @@ impl RoleRun<'_> {
             index,
             handler,
             kind: resource.spec.type_name().to_string(),
-            resource: resource.display_name(),
+            resource: self.display_name(resource),
             status,
             changes: Vec::new(),
             diff: None,
