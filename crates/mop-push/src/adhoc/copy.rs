@@ -329,7 +329,10 @@ async fn upload_one(
             break;
         }
     }
-    let closed = sftp.close().await;
+    // Not `sftp.close()`: openssh-sftp-client 0.15 panics in it when a dropped file's close
+    // task still holds the connection (see ssh/bootstrap.rs). Writes are flushed already, and
+    // the staged files are only renamed, which an open server handle does not prevent.
+    drop(sftp);
     let mut finish = String::new();
     for (file, stage) in &staged {
         let target = quote(&file.remote);
@@ -355,12 +358,11 @@ async fn upload_one(
             );
         }
     }
-    if written.is_err() || closed.is_err() {
+    if written.is_err() {
         // Remove what was staged; the destination files are untouched.
         let cleanup: Vec<String> = staged.iter().map(|(_, stage)| quote(stage)).collect();
         let _ = exec(&session, &format!("rm -f {}", cleanup.join(" ")), None).await;
         written?;
-        closed.map_err(|error| format!("host `{name}`: closing sftp failed: {error}"))?;
     }
     let script = if sudo.is_some() {
         format!("{prefix}sh -c {}", quote(&finish))
@@ -518,7 +520,7 @@ async fn download_one(
             }
         }
     }
-    let _ = sftp.close().await;
+    drop(sftp);
     result.map(|()| outcome)
 }
 

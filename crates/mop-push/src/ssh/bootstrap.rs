@@ -325,11 +325,11 @@ pub(crate) fn upload_plan(
 
 /// Uploads the agent over SFTP with pipelined writes to `plan.temp_path` (mode already set).
 ///
-/// The rename into place is left to the command that starts the agent
-/// ([`agent_command`] with the plan): the file handle must be closed on the server before the
-/// file is executed ("Text file busy" otherwise), and the `TokioCompatFile` only closes it from
-/// a background task when dropped; `Sftp::close` waits for that, so after it returns the file is
-/// complete and closed. Folding the rename into the start saves a round trip.
+/// Moving it into place is left to the command that starts the agent ([`agent_command`] with
+/// the plan): the `TokioCompatFile` only closes its server handle from a background task when
+/// dropped, and a file still open for writing cannot be executed ("Text file busy"), so the
+/// start command copies the upload to a fresh inode and renames that. Folding this into the
+/// start saves a round trip.
 pub(crate) async fn upload(
     session: Arc<Session>,
     bytes: &[u8],
@@ -345,12 +345,12 @@ pub(crate) async fn upload(
             format!("cannot start sftp (is the sftp subsystem enabled in sshd?): {error}")
         })?;
     let written = write_file(&sftp, bytes, plan).await;
-    // Every file handle is dropped by now: close() waits until the server closed them.
-    let closed = sftp
-        .close()
-        .await
-        .map_err(|error| format!("closing sftp failed: {error}"));
-    written.and(closed)
+    // Not `sftp.close()`: in openssh-sftp-client 0.15 it panics (`Arc::try_unwrap(..).unwrap()`)
+    // when the file's drop task still holds the connection, a race seen under load. The data
+    // is complete once the flush returned, and the start command copies the upload to a fresh
+    // inode, so the server's handle closing later cannot make the exec fail ("Text file busy").
+    drop(sftp);
+    written
 }
 
 async fn write_file(sftp: &Sftp, bytes: &[u8], plan: &UploadPlan) -> Result<(), String> {
@@ -391,9 +391,9 @@ pub(crate) fn agent_command(
     match fresh_upload {
         None => format!("{sudo_prefix}{agent}"),
         Some(plan) => sh_command(&format!(
-            "mv -f {} {} || {{ echo \"mop: cannot move the uploaded agent into place\" >&2; exit {EXIT_MOVE_FAILED}; }}; exec {sudo_prefix}{agent}",
-            quote(&plan.temp_path),
+            "cp -p {temp} {temp}.c && mv -f {temp}.c {} && rm -f {temp} || {{ echo \"mop: cannot move the uploaded agent into place\" >&2; exit {EXIT_MOVE_FAILED}; }}; exec {sudo_prefix}{agent}",
             quote(&plan.final_path),
+            temp = quote(&plan.temp_path),
         )),
     }
 }
