@@ -42,7 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "(see docs/benchmarks.md). Needs root (mop-testhosts starts sshd and a test user).",
         epilog="Exit status: 0 when every measurement ran (a tool that failed or could not be "
         "installed is reported in the table, not in the exit status), 1 when the harness "
-        "itself failed (hosts did not start, ...), 2 for a bad command line.",
+        "itself failed (hosts did not start, ...), 2 for a bad command line, 130 when interrupted "
+        "(the report still covers what ran).",
     )
     parser.add_argument("--hosts", type=int, default=20, metavar="N", help="hosts for the three web tier workloads (default 20)")
     parser.add_argument("--scale", default="10,50,200", metavar="LIST", help="host counts for the no-change scale runs, comma-separated; 'off' for none (default 10,50,200)")
@@ -133,14 +134,17 @@ def ensure_peers(args: argparse.Namespace, logs: Path) -> str | None:
         log(f"installing {' and '.join(PEER_REQUIREMENTS)} into {VENV_DIR} (log: {logs / 'pip.log'})")
         with open(logs / "pip.log", "w") as pip_log:
             steps = [
-                [sys.executable, "-m", "venv", str(VENV_DIR)],
-                [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *PEER_REQUIREMENTS],
+                (f"cannot create the virtualenv `{VENV_DIR}`", [sys.executable, "-m", "venv", str(VENV_DIR)]),
+                (
+                    f"cannot install {' and '.join(PEER_REQUIREMENTS)} from PyPI",
+                    [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *PEER_REQUIREMENTS],
+                ),
             ]
-            for step in steps:
+            for what, step in steps:
                 result = subprocess.run(step, stdout=pip_log, stderr=subprocess.STDOUT)
                 if result.returncode != 0:
                     pip_log.flush()
-                    return f"cannot install the peers ({' '.join(step[-3:])}): " + first_error_line((logs / "pip.log").read_text())
+                    return f"{what}: " + first_error_line((logs / "pip.log").read_text())
     if not installed():
         return "pip finished but pyinfra or ansible-playbook is missing from bench/.venv/bin"
     return None
