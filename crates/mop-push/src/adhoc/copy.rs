@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openssh::Session;
 use openssh_sftp_client::file::TokioCompatFile;
 use openssh_sftp_client::{Sftp, SftpOptions};
 use sha2::{Digest, Sha256};
@@ -19,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use super::{AdhocHost, SshPool};
-use crate::ssh::{password_line, quote, redact, RunAs, Secret, SudoSpec};
+use crate::ssh::{exec, password_line, quote, redact, RunAs, Secret, SudoSpec};
 
 /// What one host's copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,47 +138,6 @@ fn walk(dir: &Path, remote: &str, pairs: &mut Vec<(PathBuf, String)>) -> Result<
         }
     }
     Ok(())
-}
-
-/// What one exec printed.
-pub(crate) struct ExecOutput {
-    pub(crate) code: Option<i32>,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-}
-
-/// Runs `script` with `sh -c` over a new channel of `session`, feeding `stdin` first.
-pub(crate) async fn exec(
-    session: &Session,
-    script: &str,
-    stdin: Option<Vec<u8>>,
-) -> Result<ExecOutput, String> {
-    let mut command = session.raw_command(format!("sh -c {}", quote(script)));
-    command
-        .stdin(if stdin.is_some() {
-            openssh::Stdio::piped()
-        } else {
-            openssh::Stdio::null()
-        })
-        .stdout(openssh::Stdio::piped())
-        .stderr(openssh::Stdio::piped());
-    let mut child = command
-        .spawn()
-        .await
-        .map_err(|error| format!("cannot run a command: {error}"))?;
-    if let (Some(bytes), Some(pipe)) = (stdin, child.stdin().as_mut()) {
-        let _ = pipe.write_all(&bytes).await;
-    }
-    drop(child.stdin().take());
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|error| format!("the command failed: {error}"))?;
-    Ok(ExecOutput {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
 }
 
 fn sudo_for(host: &AdhocHost, sudo: bool, sudo_as: Option<&str>) -> Option<SudoSpec> {

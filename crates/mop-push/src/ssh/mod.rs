@@ -29,6 +29,7 @@ pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
 pub use error::SshError;
 pub use limits::raise_nofile_limit;
+pub(crate) use pool::exec;
 pub use pool::{AgentOptions, SshPool, SshPoolOptions};
 pub(crate) use shell::quote;
 pub(crate) use sudo::{check_password, password_line, redact, RunAs};

@@ -100,10 +100,10 @@ struct InstallKey {
 }
 
 /// What one exec printed.
-struct ExecOutput {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct ExecOutput {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl SshPool {
@@ -709,7 +709,7 @@ fn sudo_prefixes(requested: &RunAs) -> (Option<String>, Option<String>) {
 }
 
 /// Runs `script` with `sh -c` over a new channel, feeding `stdin` (then EOF).
-async fn exec(
+pub(crate) async fn exec(
     session: &Session,
     script: &str,
     stdin: Option<Vec<u8>>,
