@@ -27,7 +27,8 @@ BENCH_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = BENCH_DIR.parent
 VENV_DIR = BENCH_DIR / ".venv"
 PEER_REQUIREMENTS = ["pyinfra>=3,<4", "ansible-core"]
-ALL_TOOLS = ["mop", "pyinfra", "ansible", "floor"]
+ALL_TOOLS = ["mop", "mop-cache", "pyinfra", "ansible", "floor"]
+MOP_TOOLS = ("mop", "mop-cache")
 
 
 def log(message: str) -> None:
@@ -48,10 +49,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hosts", type=int, default=20, metavar="N", help="hosts for the three web tier workloads (default 20)")
     parser.add_argument("--scale", default="10,50,200", metavar="LIST", help="host counts for the no-change scale runs, comma-separated; 'off' for none (default 10,50,200)")
     parser.add_argument("--runs", type=int, default=3, metavar="R", help="runs per measurement; the table shows the median (default 3)")
-    parser.add_argument("--tools", default=",".join(ALL_TOOLS), metavar="LIST", help="tools to run, comma-separated, from mop,pyinfra,ansible,floor (default all)")
+    parser.add_argument("--tools", default=",".join(ALL_TOOLS), metavar="LIST", help="tools to run, comma-separated, from mop,mop-cache,pyinfra,ansible,floor (default all); mop-cache is mop with the agent cached on the hosts (mop_agent_cache = true)")
     parser.add_argument("--quick", action="store_true", help="smoke test: --hosts 5 --runs 1 --scale off")
     parser.add_argument("--mop", type=Path, metavar="PATH", help="the mop binary to measure (default: cargo build --release, then target/release/mop)")
-    parser.add_argument("--agent", type=Path, metavar="PATH", help="the mop-agent binary mop uploads (sets MOP_AGENT_BIN; default: mop's own choice, the mop-agent beside mop)")
+    parser.add_argument("--agent", type=Path, metavar="PATH", help="the mop-agent binary mop uploads (sets MOP_AGENT_BIN; default: the static agent scripts/build-agent builds, or with --no-build mop's own choice, the mop-agent beside mop)")
     parser.add_argument("--testhosts", type=Path, metavar="PATH", help="the mop-testhosts binary (default: target/release/mop-testhosts)")
     parser.add_argument("--no-build", action="store_true", help="do not run cargo; use the binaries already in target/release")
     parser.add_argument("--timeout", type=float, default=900, metavar="SECS", help="kill a single run after SECS (default 900)")
@@ -92,7 +93,7 @@ def first_error_line(text: str) -> str:
 def build(args: argparse.Namespace, logs: Path) -> tuple[Path, Path | None, str | None]:
     """Returns (mop-testhosts, mop or None, why mop is missing)."""
     release = REPO_DIR / "target" / "release"
-    wants_mop = "mop" in args.tools and args.mop is None
+    wants_mop = bool(set(MOP_TOOLS) & set(args.tools)) and args.mop is None
     if not args.no_build:
         packages = ["-p", "mop-testhosts"] + (["-p", "mop", "-p", "mop-agent"] if wants_mop else [])
         log(f"building: cargo build --release {' '.join(packages)} (log: {logs / 'build.log'})")
@@ -108,12 +109,21 @@ def build(args: argparse.Namespace, logs: Path) -> tuple[Path, Path | None, str 
             mop_problem = None
         if result.returncode != 0:
             raise HostsError("cannot build mop-testhosts: " + first_error_line(result.stderr))
+        if wants_mop and args.agent is None:
+            # The agent mop ships: static, size-optimised (what an operator deploys).
+            log(f"building the static agent: scripts/build-agent (log: {logs / 'build-agent.log'})")
+            result = subprocess.run([str(REPO_DIR / "scripts" / "build-agent")], cwd=REPO_DIR, capture_output=True, text=True)
+            (logs / "build-agent.log").write_text(result.stdout + result.stderr)
+            if result.returncode == 0:
+                args.agent = REPO_DIR / "target" / "agent" / "x86_64-unknown-linux-gnu" / "release-agent" / "mop-agent"
+            else:
+                log("the static agent did not build; mop uploads target/release/mop-agent instead")
     else:
         mop_problem = None
     testhosts = args.testhosts or release / "mop-testhosts"
     if not testhosts.is_file():
         raise HostsError(f"`{testhosts}` not found\nhint: run without --no-build, or pass --testhosts PATH")
-    if "mop" not in args.tools:
+    if not set(MOP_TOOLS) & set(args.tools):
         return testhosts, None, None
     mop = args.mop or release / "mop"
     if mop_problem:
@@ -361,7 +371,7 @@ class Bench:
             row.fail("unavailable", problem)
             return
         previous = history.get(tool.name)
-        if previous and tool.name != "mop":
+        if previous and tool.name not in MOP_TOOLS:
             last_hosts, last_first, last_nochange = previous
             predicted_run = last_nochange * count / last_hosts
             predicted_setup = last_first * count / last_hosts
@@ -432,6 +442,8 @@ def main(argv: list[str]) -> int:
     tools = []
     if "mop" in args.tools:
         tools.append(Mop(mop_binary, args.agent, mop_problem))
+    if "mop-cache" in args.tools:
+        tools.append(Mop(mop_binary, args.agent, mop_problem, cache=True))
     if "pyinfra" in args.tools:
         tools.append(Pyinfra(VENV_DIR / "bin", peer_problem))
     if "ansible" in args.tools:
@@ -541,9 +553,10 @@ def render(meta: dict[str, object], rows: list[Row], args: argparse.Namespace) -
             "",
             report.scale_table(scale_rows),
         ]
-    lines += [
-        "## Targets for mop",
-        "",
-        report.targets(rows, args.hosts, args.scale),
-    ]
+    for tool in [tool for tool in MOP_TOOLS if tool in args.tools]:
+        lines += [
+            f"## Targets for {tool}",
+            "",
+            report.targets(rows, args.hosts, args.scale, tool),
+        ]
     return "\n".join(lines)

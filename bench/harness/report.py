@@ -15,7 +15,7 @@ CHECK_EDITED = "check, 1 file edited"
 FLOOR_SSH = "floor: ssh"
 FLOOR_SCP = "floor: scp"
 FLOOR_WORKLOAD = {FLOOR_SSH: "handshake + sudo -n true", FLOOR_SCP: "copy the payload"}
-TOOL_ORDER = ["mop", "pyinfra", "ansible", FLOOR_SSH, FLOOR_SCP]
+TOOL_ORDER = ["mop", "mop-cache", "pyinfra", "ansible", FLOOR_SSH, FLOOR_SCP]
 WORKLOAD_ORDER = [FIRST_APPLY, NO_CHANGE, CHECK_EDITED]
 
 
@@ -168,15 +168,16 @@ def _find(rows: list[Row], tool: str, workload: str, hosts: int) -> Row | None:
     return None
 
 
-def targets(rows: list[Row], main_hosts: int, scale: list[int]) -> str:
-    """mop's targets, each with the measured figure and a verdict."""
+def targets(rows: list[Row], main_hosts: int, scale: list[int], tool: str = "mop") -> str:
+    """The targets of one mop configuration (`mop` or `mop-cache`), each with the measured
+    figure and a verdict."""
     lines = ["| target | measured | verdict |", "|---|---|---|"]
 
     def verdict(ok: bool | None) -> str:
         return "pending (no mop figure)" if ok is None else ("met" if ok else "NOT met")
 
     def mop_row(workload: str, hosts: int) -> Row | None:
-        row = _find(rows, "mop", workload, hosts)
+        row = _find(rows, tool, workload, hosts)
         return row if row is not None and row.wall is not None else None
 
     at = f"{main_hosts} hosts"

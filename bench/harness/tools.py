@@ -43,12 +43,15 @@ def _environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 class Mop:
-    name = "mop"
+    """mop as installed (the agent uploaded on every run, nothing left on the hosts), or with
+    `cache`, as `mop-cache`: the agent kept on the hosts between runs (`mop_agent_cache`)."""
 
-    def __init__(self, binary: Path | None, agent: Path | None, problem: str | None) -> None:
+    def __init__(self, binary: Path | None, agent: Path | None, problem: str | None, cache: bool = False) -> None:
+        self.name = "mop-cache" if cache else "mop"
         self.binary = binary
         self.agent = agent
         self.problem = problem
+        self.cache = cache
 
     def unavailable(self) -> str | None:
         return self.problem
@@ -68,6 +71,8 @@ class Mop:
             "--forks",
             str(len(hosts.hosts)),
         ]
+        if self.cache:
+            argv += ["-e", "mop_agent_cache=true"]
         extra = {"MOP_AGENT_BIN": str(self.agent)} if self.agent else {}
         return Command(argv, cwd=workload.root, env=_environment(extra))
 

@@ -9,6 +9,7 @@ mod support;
 mod adhoc;
 mod cli;
 mod local;
+mod persist;
 mod push_connect;
 mod push_converge;
 mod push_files;

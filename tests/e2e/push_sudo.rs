@@ -118,3 +118,76 @@ fn sudo_without_a_password_writes_as_root() {
     assert_root_files(&sandbox, &["host1", "host2"]);
     sandbox.assert_hosts_clean();
 }
+
+/// Without a password mop starts the agent under `sudo -n` right away (no check first); when
+/// sudo refuses, the failure is still diagnosed and explained per host, and nothing stays.
+#[test]
+fn sudo_that_needs_a_password_nobody_gave_is_explained() {
+    let sandbox = Sandbox::start_as(
+        "sudo-nopw",
+        TestHostsBuilder::new().hosts(2).group("web"),
+        TEST_SUDO_PASSWORD_USER,
+    );
+    sandbox.set_inventory_extra(
+        "",
+        &format!("[groups.web.vars]\nmop_ssh_username = \"{TEST_SUDO_PASSWORD_USER}\"\nmop_sudo = true\n"),
+    );
+    let policy = sandbox.policy("root", ROOT_FILE_POLICY);
+    let run = sandbox.push(&policy, &["--apply"]);
+    run.assert_exit(1);
+    for host in ["host1", "host2"] {
+        let error = run.host_summary(host)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains(&format!(
+                "sudo on {host} needs a password for user {TEST_SUDO_PASSWORD_USER}"
+            )),
+            "the error for {host} should say sudo wants a password: {error}\n{}",
+            run.describe()
+        );
+        assert!(!sandbox.out.join(format!("{host}.txt")).exists());
+    }
+    sandbox.assert_hosts_clean();
+}
+
+/// At the end of a run the agent (here under sudo) stops what its commands left running in the
+/// background and removes its work directory itself; nothing of the run survives it.
+#[test]
+fn background_processes_of_a_run_do_not_outlive_it() {
+    let sandbox = Sandbox::start("sudo-bg", TestHostsBuilder::new().hosts(2).group("web"));
+    let marker = format!("{}", 3_000_000 + std::process::id() % 1_000_000);
+    let policy = sandbox.policy(
+        "background",
+        &format!(
+            r#"
+[[roles]]
+name = "leaves a process"
+groups = ["web"]
+sudo = true
+
+[[roles.resources]]
+type = "shell"
+cmd = "sleep {marker} >/dev/null 2>&1 &"
+"#
+        ),
+    );
+    let run = sandbox.push(&policy, &["--apply"]);
+    run.assert_exit(0);
+    assert!(
+        !run.stderr.contains("could not clean up"),
+        "the agents should have cleaned up themselves:\n{}",
+        run.describe()
+    );
+    let left = std::process::Command::new("pgrep")
+        .args(["-af", &format!("sleep {marker}")])
+        .output()
+        .expect("run pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "background commands outlived the run: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    sandbox.assert_hosts_clean();
+}

@@ -64,6 +64,7 @@ pub fn message_name(message: &ControllerMessage) -> &'static str {
         ControllerMessage::FileBegin { .. } => "file_begin",
         ControllerMessage::FileEnd { .. } => "file_end",
         ControllerMessage::FileRefused { .. } => "file_refused",
+        ControllerMessage::Cleanup(_) => "cleanup",
         ControllerMessage::Shutdown => "shutdown",
     }
 }

@@ -11,6 +11,7 @@ extern crate minijinja_agent as minijinja;
 
 mod accounts;
 mod channel;
+mod cleanup;
 mod diff;
 mod facts;
 mod fsutil;

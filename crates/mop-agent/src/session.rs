@@ -113,6 +113,10 @@ fn run<R: Read, W: Write>(
                 let summary = run_role(&plan, &mut state, channel, &mut runner)?;
                 channel.send(&AgentMessage::RoleDone(summary))?;
             }
+            Some(Frame::Message(ControllerMessage::Cleanup(request))) => {
+                let error = crate::cleanup::run(&request).err();
+                channel.send(&AgentMessage::Cleaned { error })?;
+            }
             Some(Frame::Message(ControllerMessage::Shutdown)) => return Ok(()),
             Some(Frame::Message(other)) => {
                 return Err(SessionError::Protocol(format!(

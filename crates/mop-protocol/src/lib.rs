@@ -17,12 +17,12 @@ pub mod resource;
 pub use event::{CommandOutput, ResourceEvent, ResourceStatus, RoleSummary};
 pub use facts::{Facts, OsInfo};
 pub use frame::{read_frame, write_data_frame, write_json_frame, Frame, FrameError};
-pub use message::{AgentMessage, ControllerMessage, FileEntry, Mode, RolePlan};
+pub use message::{AgentMessage, CleanupRequest, ControllerMessage, FileEntry, Mode, RolePlan};
 pub use resource::*;
 
 /// Version of the controller <-> agent protocol. Bumped on any incompatible change to the
 /// frame format or to a message; both sides refuse to talk across a mismatch.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Exit codes of `mop-agent`. 127 and 255 are never used: OpenSSH and the `openssh` crate
 /// reserve them for "command not found" and "connection failed".

@@ -75,8 +75,21 @@ pub enum ControllerMessage {
     FileEnd { id: u32 },
     /// The controller will not send file `id` (unknown id, or reading it failed).
     FileRefused { id: u32, reason: String },
+    /// Stop every command this agent started and remove its work directory (the last thing a
+    /// run asks of a host's agent); the agent answers `cleaned`. Sent before `shutdown`.
+    Cleanup(CleanupRequest),
     /// End of the session: the agent exits 0.
     Shutdown,
+}
+
+/// What the agent removes when the run is over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupRequest {
+    /// This run's private work directory (`<agent_dir>/w-<token>`), removed with its content.
+    pub work_dir: String,
+    /// The agent directory holding it, removed too if that leaves it empty.
+    pub agent_dir: String,
 }
 
 /// Agent -> controller.
@@ -95,6 +108,12 @@ pub enum AgentMessage {
     FileRequest { id: u32 },
     /// The role finished (successfully or not).
     RoleDone(RoleSummary),
+    /// Answer to `cleanup`: `error` says what could not be removed or stopped (the controller
+    /// then cleans up over SSH itself).
+    Cleaned {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A protocol or internal error; the agent exits after sending it.
     Error { message: String },
 }

@@ -241,44 +241,31 @@ impl FileProvider for ManifestFiles {
             .entry_by_id(FileId(id))
             .map(|entry| entry.size)
             .ok_or_else(|| format!("file id {id} is not in this run's manifest"))?;
-        let reader = self.0.open(FileId(id)).map_err(|err| err.to_string())?;
-        Ok((
-            size,
-            Box::new(ChunkRead {
-                reader,
-                pending: Vec::new(),
-                offset: 0,
-            }),
-        ))
+        // No second hash pass while streaming: the agent hashes what it receives and refuses
+        // anything that does not match the manifest before its atomic rename, so a source that
+        // changed after hashing still never lands. Re-hashing here cost one full pass over the
+        // file per host (about a second of controller CPU per GiB). The size is still checked.
+        let reader = self
+            .0
+            .open(FileId(id))
+            .map_err(|err| err.to_string())?
+            .without_content_check();
+        Ok((size, Box::new(ChunkRead { reader })))
     }
 }
 
-/// Adapts the file server's verified chunk reader to `std::io::Read`.
+/// Adapts the file server's size-checked chunk reader to `std::io::Read`, reading straight
+/// into the caller's buffer (no intermediate copy).
 struct ChunkRead {
     reader: mop_fileserver::ChunkReader,
-    pending: Vec<u8>,
-    offset: usize,
 }
 
 impl Read for ChunkRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.offset >= self.pending.len() {
-            self.pending.resize(mop_protocol::frame::DATA_CHUNK, 0);
-            let filled = self
-                .reader
-                .read_chunk(&mut self.pending)
-                .map_err(std::io::Error::from)?;
-            self.pending.truncate(filled);
-            self.offset = 0;
-            if filled == 0 {
-                return Ok(0);
-            }
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let available = &self.pending[self.offset..];
-        let count = available.len().min(buf.len());
-        buf[..count].copy_from_slice(&available[..count]);
-        self.offset += count;
-        Ok(count)
+        self.reader.read_chunk(buf).map_err(std::io::Error::from)
     }
 }
 
@@ -291,5 +278,72 @@ fn split_hint(text: &str) -> (String, Option<String>) {
             (message.to_string(), Some(hint.to_string()))
         }
         None => (text.to_string(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mop_fileserver::{FileServerConfig, ManifestBuilder, RootSpec};
+
+    /// A one-entry manifest of `bytes`, and the source's path.
+    fn served(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, ManifestFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
+        let path = root.join("data.bin");
+        std::fs::write(&path, bytes).expect("write the source");
+        let server = FileServer::new(FileServerConfig {
+            base_dir: root,
+            roots: vec![RootSpec::new(".", "test")],
+            ..FileServerConfig::default()
+        })
+        .expect("valid file server");
+        let mut builder = ManifestBuilder::new();
+        builder.add(&server.resolve("data.bin").expect("served"));
+        let manifest = builder.finish().expect("hashed");
+        (dir, path, ManifestFiles(Arc::new(manifest)))
+    }
+
+    fn read_all(files: &ManifestFiles, id: u32) -> Result<Vec<u8>, String> {
+        let (_size, mut reader) = files.open(id)?;
+        let mut content = Vec::new();
+        reader
+            .read_to_end(&mut content)
+            .map_err(|err| err.to_string())?;
+        Ok(content)
+    }
+
+    #[test]
+    fn streams_the_whole_file_through_small_and_large_reads() {
+        let bytes: Vec<u8> = (0..(3 * mop_protocol::frame::DATA_CHUNK + 17))
+            .map(|index| (index % 251) as u8)
+            .collect();
+        let (_dir, _path, files) = served(&bytes);
+        assert_eq!(read_all(&files, 0).expect("streamed"), bytes);
+        let (size, mut reader) = files.open(0).expect("open");
+        assert_eq!(size, bytes.len() as u64);
+        let mut small = [0u8; 7];
+        assert_eq!(reader.read(&mut small).expect("read"), 7);
+        assert_eq!(small, bytes[..7]);
+        assert_eq!(reader.read(&mut []).expect("empty read"), 0);
+    }
+
+    #[test]
+    fn unknown_ids_are_refused() {
+        let (_dir, _path, files) = served(b"abc");
+        let refused = files.open(7).map(|_| ()).expect_err("not in the manifest");
+        assert!(refused.contains("file id 7"), "{refused}");
+    }
+
+    #[test]
+    fn a_size_change_fails_but_same_size_content_is_left_to_the_agent() {
+        let (_dir, path, files) = served(b"0123456789");
+        // Same size, other bytes: streamed as is; the agent's sha256 check refuses it before
+        // the rename (the controller does not hash a second time).
+        std::fs::write(&path, b"abcdefghij").expect("rewrite");
+        assert_eq!(read_all(&files, 0).expect("streamed"), b"abcdefghij");
+        std::fs::write(&path, b"longer than before").expect("rewrite");
+        let error = read_all(&files, 0).expect_err("size changed");
+        assert!(error.contains("changed on disk"), "{error}");
     }
 }

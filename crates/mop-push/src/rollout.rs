@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use mop_inventory::{Connection, Hop};
 use mop_policy::{Policy, Role};
-use mop_protocol::Mode;
+use mop_protocol::{CleanupRequest, Mode};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -54,6 +54,8 @@ pub struct PushOptions {
     pub serial: Option<NonZeroUsize>,
     /// Longest a host may take for one role (connection included) before it is failed.
     pub host_timeout: Option<Duration>,
+    /// `--persist`: keep the masters this run starts for this much idle time after it.
+    pub persist: Option<Duration>,
 }
 
 /// Why a push could not start at all.
@@ -165,7 +167,15 @@ pub async fn run_push(
         eprintln!("warning: could not raise the open-files limit: {err}");
     }
     let hosts = ssh_hosts(roles);
-    let pool = SshPool::new(&hosts, agent, options.forks)?;
+    let pool = SshPool::with_options(
+        &hosts,
+        agent,
+        &ssh::SshPoolOptions {
+            forks: options.forks,
+            persist: options.persist,
+            ..ssh::SshPoolOptions::default()
+        },
+    )?;
     let mut summary = RunSummary {
         check: options.plan.mode == Mode::Check,
         ..RunSummary::default()
@@ -210,11 +220,22 @@ pub async fn run_push(
         .expect("agents lock is never poisoned")
         .drain()
         .collect();
-    join_all(
-        agents
-            .into_iter()
-            .map(|(_, agent)| stop_agent(agent, interrupted)),
-    )
+    join_all(agents.into_iter().map(|(host, agent)| {
+        let pool = &pool;
+        async move {
+            if interrupted {
+                return stop_agent(agent, true).await;
+            }
+            match pool.self_cleanup_request(&host).await {
+                Some(request) => {
+                    if finish_agent(&host, agent, request).await {
+                        pool.cleaned_by_agent(&host).await;
+                    }
+                }
+                None => stop_agent(agent, false).await,
+            }
+        }
+    }))
     .await;
     let cleanup_results = join_all(hosts.iter().map(|host| {
         let pool = &pool;
@@ -252,6 +273,32 @@ async fn stop_agent(mut agent: HostAgent, kill: bool) {
         let _ = agent.child.kill().await;
     }
     let _ = agent.stderr_task.await;
+}
+
+/// The last stop of a host's agent: it removes its own work directory and stops what it
+/// started, then exits. `false` when it could not (said why on stderr) or did not exit: the
+/// agent was killed and the pool's cleanup over SSH does the rest.
+async fn finish_agent(host: &str, mut agent: HostAgent, request: CleanupRequest) -> bool {
+    let answer = agent.session.clean_up_and_shut_down(request).await;
+    let exited = answer.is_ok()
+        && tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
+            .await
+            .is_ok();
+    if !exited {
+        let _ = agent.child.kill().await;
+    }
+    let _ = agent.stderr_task.await;
+    match answer {
+        Ok(Ok(())) => exited,
+        Ok(Err(detail)) => {
+            eprintln!("warning: {host}: the agent could not clean up after itself ({detail}); cleaning up over SSH");
+            false
+        }
+        Err(err) => {
+            eprintln!("warning: {host}: stopping the agent: {err}; cleaning up over SSH");
+            false
+        }
+    }
 }
 
 async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
@@ -573,7 +620,10 @@ async fn start_agent(
         Err(err) => {
             let _ = child.kill().await;
             let _ = stderr_task.await;
-            Err(format!("starting the agent: {err}"))
+            match state.pool.diagnose_agent_start(host, &options).await {
+                Some(diagnosis) => Err(diagnosis.to_string()),
+                None => Err(format!("starting the agent: {err}")),
+            }
         }
     }
 }

@@ -6,8 +6,8 @@
 use std::io::Read;
 
 use mop_protocol::{
-    AgentMessage, ControllerMessage, Facts, Frame, ResourceEvent, RolePlan, RoleSummary,
-    PROTOCOL_VERSION,
+    AgentMessage, CleanupRequest, ControllerMessage, Facts, Frame, ResourceEvent, RolePlan,
+    RoleSummary, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -137,12 +137,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
                         "unexpected second hello".to_string(),
                     ))
                 }
+                AgentMessage::Cleaned { .. } => {
+                    return Err(SessionError::Protocol(
+                        "unexpected `cleaned` during a role".to_string(),
+                    ))
+                }
             }
         }
     }
 
-    /// Streams one file in bounded memory: a reader thread feeds a small channel of chunks.
+    /// Streams one file in bounded memory: a reader thread fills chunks into a small channel,
+    /// and written chunks go back to it for reuse, so a large file costs a handful of buffers
+    /// (not one fresh, zeroed allocation per chunk).
     async fn send_file(&mut self, id: u32, files: &dyn FileProvider) -> Result<u64, SessionError> {
+        const CHUNKS_IN_FLIGHT: usize = 4;
         let (size, mut source) = match files.open(id) {
             Ok(opened) => opened,
             Err(reason) => {
@@ -152,9 +160,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
                 return Ok(0);
             }
         };
-        let (sender, mut receiver) = mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+        let (sender, mut receiver) = mpsc::channel::<std::io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
+        let (recycler, mut recycled) = mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 2);
         let reader_thread = tokio::task::spawn_blocking(move || loop {
-            let mut chunk = vec![0u8; mop_protocol::frame::DATA_CHUNK];
+            let mut chunk = recycled
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(mop_protocol::frame::DATA_CHUNK));
+            // A no-op for a reused full-size chunk; zeroes only a new or shortened one.
+            chunk.resize(mop_protocol::frame::DATA_CHUNK, 0);
             let result = read_full(&mut source, &mut chunk).map(|n| {
                 chunk.truncate(n);
                 chunk
@@ -175,6 +188,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
             }
             self.writer.send_data(&chunk).await?;
             sent += chunk.len() as u64;
+            // Full or closed: the chunk is simply freed.
+            let _ = recycler.try_send(chunk);
         }
         drop(receiver);
         reader_thread
@@ -189,6 +204,30 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         self.writer.send(&ControllerMessage::Shutdown).await?;
         self.writer.close().await?;
         Ok(())
+    }
+
+    /// Has the agent stop what it started and remove its work directory, then exit. `Ok(Err)`
+    /// says what the agent could not remove; the caller then cleans up by other means.
+    pub async fn clean_up_and_shut_down(
+        mut self,
+        request: CleanupRequest,
+    ) -> Result<Result<(), String>, SessionError> {
+        // Both messages at once: the agent answers the first before it reads the second.
+        self.writer
+            .send(&ControllerMessage::Cleanup(request))
+            .await?;
+        self.writer.send(&ControllerMessage::Shutdown).await?;
+        let answer = next_message(&mut self.reader).await;
+        self.writer.close().await?;
+        match answer? {
+            AgentMessage::Cleaned { error: None } => Ok(Ok(())),
+            AgentMessage::Cleaned { error: Some(error) } => Ok(Err(error)),
+            AgentMessage::Error { message } => Err(SessionError::Agent(message)),
+            other => Err(SessionError::Protocol(format!(
+                "expected `cleaned` from the agent, got `{}`",
+                message_name(&other)
+            ))),
+        }
     }
 }
 
@@ -225,6 +264,7 @@ fn message_name(message: &AgentMessage) -> &'static str {
         AgentMessage::Event(_) => "event",
         AgentMessage::FileRequest { .. } => "file_request",
         AgentMessage::RoleDone(_) => "role_done",
+        AgentMessage::Cleaned { .. } => "cleaned",
         AgentMessage::Error { .. } => "error",
     }
 }

@@ -545,11 +545,26 @@ fn sudo_failures_are_clear_and_never_print_the_password() {
             }),
             ..agent_options("sudofail")
         };
-        let error = pool
+        assert_eq!(
+            pool.uploads(),
+            0,
+            "nothing uploaded for a host whose sudo password is refused"
+        );
+        // Without a password the agent starts under `sudo -n` with no check first; sudo's
+        // refusal shows as an agent that never says hello, and the diagnosis explains it.
+        let process = pool
             .start_agent("host1", &none)
             .await
-            .err()
-            .expect("password required");
+            .expect("started under sudo -n");
+        let mut child = process.child;
+        assert!(AgentSession::start(process.stdout, process.stdin)
+            .await
+            .is_err());
+        let _ = child.wait().await;
+        let error = pool
+            .diagnose_agent_start("host1", &none)
+            .await
+            .expect("a diagnosis");
         assert!(
             matches!(error, SshError::SudoNeedsPassword { .. }),
             "{error:?}"
@@ -560,10 +575,9 @@ fn sudo_failures_are_clear_and_never_print_the_password() {
                 .contains("hint: set the host's sudo password"),
             "{error}"
         );
-        assert_eq!(
-            pool.uploads(),
-            0,
-            "nothing uploaded for a host whose sudo fails"
+        assert!(
+            pool.diagnose_agent_start("host1", &none).await.is_none(),
+            "diagnosed once"
         );
 
         pool.cleanup("host1").await.expect("cleanup");

@@ -57,6 +57,14 @@ pub enum Command {
     /// Copy a file from one host to another, streamed through this machine.
     #[command(after_help = ADHOC_AFTER_HELP)]
     Transfer(TransferArgs),
+    /// List or close the SSH connections kept open by `--persist`.
+    #[command(after_help = CONNECTIONS_AFTER_HELP)]
+    Connections(ConnectionsArgs),
+}
+
+/// The `--persist` value parser (`90s`, `10m`, `1h`, `1h30m`).
+fn persist_duration(text: &str) -> Result<std::time::Duration, String> {
+    mop_push::ssh::parse_persist_duration(text)
 }
 
 /// Host selection shared by commands that take an inventory.
@@ -142,6 +150,12 @@ pub struct PushArgs {
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub forks: usize,
 
+    /// Keep each host's SSH connection open for DURATION of idle time afterwards (`90s`, `10m`,
+    /// `1h`), so the next mop command to it skips the login (the agent is still removed from
+    /// the hosts). See `mop connections`.
+    #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
+    pub persist: Option<std::time::Duration>,
+
     /// Fail a host that takes longer than this for one role (connection included).
     #[arg(long, value_name = "SECS")]
     pub host_timeout: Option<u64>,
@@ -215,6 +229,11 @@ pub struct AdhocSelection {
     /// Hosts worked on at once (connections, commands, copies).
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub forks: usize,
+
+    /// Keep each host's SSH connection open for DURATION of idle time afterwards (`90s`, `10m`,
+    /// `1h`), so the next mop command to it skips the login. See `mop connections`.
+    #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
+    pub persist: Option<std::time::Duration>,
 }
 
 pub const ADHOC_AFTER_HELP: &str = "\
@@ -274,7 +293,7 @@ pub struct RunArgs {
     pub env: Vec<String>,
 
     /// Run on this machine, without SSH (same output shape; host `localhost`).
-    #[arg(long, conflicts_with_all = ["target", "pty"])]
+    #[arg(long, conflicts_with_all = ["target", "pty", "persist"])]
     pub local: bool,
 }
 
@@ -344,7 +363,56 @@ pub struct TransferArgs {
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
     pub inventory: Option<PathBuf>,
 
+    /// Keep both hosts' SSH connections open for DURATION of idle time afterwards (`90s`, `10m`,
+    /// `1h`), so the next mop command to them skips the login. See `mop connections`.
+    #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
+    pub persist: Option<std::time::Duration>,
+
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+pub const CONNECTIONS_AFTER_HELP: &str = "\
+`--persist DURATION` on `mop run`, `upload`, `download`, `transfer` and `push` keeps each
+host's SSH master connection open for DURATION of idle time (ssh's ControlPersist); every later
+mop command to the same login (address, port, user, key, host key settings, via-chain) reuses
+it, with or without --persist. Sockets live in a private directory: $MOP_CONTROL_DIR, else
+$XDG_RUNTIME_DIR/mop, else /tmp/mop-<uid> (mode 0700; mop refuses one that is a symlink, owned
+by someone else, or open to group or others).
+
+Exit status:
+  0  success
+  1  a connection could not be closed
+  2  invalid input or usage (unknown host, unsafe directory)
+
+Docs: docs/reference/adhoc.md";
+
+#[derive(Debug, Args)]
+pub struct ConnectionsArgs {
+    #[command(subcommand)]
+    pub action: ConnectionsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsAction {
+    /// Show the open persistent connections: host, user, address, via, age, idle limit, master pid.
+    #[command(after_help = CONNECTIONS_AFTER_HELP)]
+    List {
+        /// One JSON object per connection on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close persistent connections (`ssh -O exit`): the named hosts' (all when none is named),
+    /// and those that jump through them.
+    #[command(after_help = CONNECTIONS_AFTER_HELP)]
+    Close {
+        /// Inventory names of the hosts, as `mop connections list` shows them.
+        #[arg(value_name = "HOST")]
+        hosts: Vec<String>,
+
+        /// One JSON object per closed connection on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Upload(args) => commands::upload::run(args),
         Command::Download(args) => commands::download::run(args),
         Command::Transfer(args) => commands::transfer::run(args),
+        Command::Connections(args) => commands::connections::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -20,6 +20,13 @@ use tokio::sync::Semaphore;
 use super::{AdhocHost, SshPool};
 use crate::ssh::{exec, password_line, quote, redact, RunAs, Secret, SudoSpec};
 
+/// Read requests of this size (the crate's default is 4 KiB, one round trip each); sftp-server
+/// answers larger ones with short reads, which the reader handles.
+const READ_BUFFER: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(256 * 1024) {
+    Some(size) => size,
+    None => unreachable!(),
+};
+
 /// What one host's copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyOutcome {
@@ -355,7 +362,7 @@ async fn write_remote(sftp: &Sftp, bytes: &[u8], path: &str) -> Result<(), Strin
         .map_err(|error| error.to_string())?;
     let mut remote = Box::pin(TokioCompatFile::new(file));
     let mut source = bytes;
-    let copied = tokio::io::copy(&mut source, &mut remote).await;
+    let copied = tokio::io::copy_buf(&mut source, &mut remote).await;
     let flushed = remote.flush().await;
     drop(remote);
     copied.map_err(|error| error.to_string())?;
@@ -489,12 +496,12 @@ async fn read_remote_to(sftp: &Sftp, path: &str, target: &Path) -> Result<u64, S
         .await
         .map_err(|error| format!("cannot create `{}`: {error}", parent.display()))?;
     let file = sftp.open(path).await.map_err(|error| error.to_string())?;
-    let mut source = Box::pin(TokioCompatFile::new(file));
+    let mut source = Box::pin(TokioCompatFile::with_capacity(file, READ_BUFFER));
     let temp = tempfile::NamedTempFile::new_in(parent)
         .map_err(|error| format!("cannot write in `{}`: {error}", parent.display()))?;
     let (std_file, temp_path) = temp.into_parts();
     let mut local = tokio::fs::File::from_std(std_file);
-    let copied = tokio::io::copy(&mut source, &mut local)
+    let copied = tokio::io::copy_buf(&mut source, &mut local)
         .await
         .map_err(|error| error.to_string())?;
     local.flush().await.map_err(|error| error.to_string())?;
@@ -576,7 +583,7 @@ async fn transfer_inner(
             .open(source_path)
             .await
             .map_err(|error| format!("host `{source_host}`: cannot open `{source_path}`: {error}"))?;
-        let mut source = Box::pin(TokioCompatFile::new(file));
+        let mut source = Box::pin(TokioCompatFile::with_capacity(file, READ_BUFFER));
         let file = target_sftp
             .options()
             .write(true)
@@ -586,7 +593,7 @@ async fn transfer_inner(
             .await
             .map_err(|error| format!("host `{target_host}`: cannot create `{stage}`: {error}"))?;
         let mut target = Box::pin(TokioCompatFile::new(file));
-        let copied = tokio::io::copy(&mut source, &mut target)
+        let copied = tokio::io::copy_buf(&mut source, &mut target)
             .await
             .map_err(|error| format!("copying `{source_host}:{source_path}` to `{target_host}:{stage}` failed: {error}"))?;
         target

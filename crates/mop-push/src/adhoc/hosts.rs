@@ -85,8 +85,14 @@ pub fn parse_host_spec(spec: &str) -> Result<AdhocHost, HostSpecError> {
     })
 }
 
-/// A pool over `hosts` and their jump hosts, connecting at most `forks` at once.
-pub fn pool_for(hosts: &[AdhocHost], forks: usize) -> Result<SshPool, SshError> {
+/// A pool over `hosts` and their jump hosts, connecting at most `forks` at once. With
+/// `persist`, the masters it starts stay up for that much idle time after the command (and
+/// live persisted masters are reused either way).
+pub fn pool_for(
+    hosts: &[AdhocHost],
+    forks: usize,
+    persist: Option<std::time::Duration>,
+) -> Result<SshPool, SshError> {
     let role = PushRole {
         role_index: 0,
         hosts: hosts
@@ -107,6 +113,7 @@ pub fn pool_for(hosts: &[AdhocHost], forks: usize) -> Result<SshPool, SshError> 
         &ssh_hosts(&[role]),
         &SshPoolOptions {
             forks: forks.max(1),
+            persist,
             ..SshPoolOptions::default()
         },
     )

@@ -28,6 +28,9 @@ pub(crate) struct LocalAgent {
     pub(crate) bytes: Arc<[u8]>,
     pub(crate) sha256: String,
     pub(crate) platform: AgentPlatform,
+    /// The bytes gzip-compressed, made on the first upload to a host that has `gzip`: the
+    /// agent compresses to under half, and every byte uploaded costs CPU on both ends of SSH.
+    compressed: tokio::sync::OnceCell<Arc<[u8]>>,
 }
 
 /// What `uname -s`/`uname -m` must say for the agent to run.
@@ -52,6 +55,7 @@ impl LocalAgent {
                 machines: &[],
                 description: "no agent".to_string(),
             },
+            compressed: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -75,8 +79,35 @@ impl LocalAgent {
             bytes: bytes.into(),
             sha256,
             platform,
+            compressed: tokio::sync::OnceCell::new(),
         })
     }
+
+    /// The agent gzip-compressed (computed once per run, off the async workers).
+    pub(crate) async fn compressed(&self) -> Result<Arc<[u8]>, String> {
+        self.compressed
+            .get_or_try_init(|| async {
+                let bytes = self.bytes.clone();
+                tokio::task::spawn_blocking(move || gzip(&bytes))
+                    .await
+                    .map_err(|error| format!("compressing the agent: {error}"))?
+                    .map(Arc::from)
+            })
+            .await
+            .cloned()
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 2),
+        flate2::Compression::default(),
+    );
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .map_err(|error| format!("compressing the agent: {error}"))
 }
 
 /// Reads the OS and machine an ELF executable was built for from its header.
@@ -187,6 +218,8 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
     script.push(format!(r#"work="$dir"/w-{}"#, request.token));
     script.push(format!(r#"mkdir -m {dir_mode} "$work" || exit 1"#));
     script.push(r#"printf 'dir=%s\nwork=%s\n' "$dir" "$work""#.to_string());
+    // `command -v` is a shell builtin: no process for this.
+    script.push("if command -v gzip >/dev/null 2>&1; then echo gzip=yes; fi".to_string());
     if request.cache {
         let cached = format!("agent-{}", request.sha256);
         let share = if request.shared {
@@ -248,6 +281,8 @@ pub(crate) struct ProbeReport {
     pub(crate) dir: Option<String>,
     pub(crate) work: Option<String>,
     pub(crate) cached: Option<bool>,
+    /// The host can decompress a gzip-compressed upload.
+    pub(crate) gzip: bool,
     pub(crate) sudo: Option<SudoCheck>,
     pub(crate) error: Option<String>,
     pub(crate) done: bool,
@@ -275,6 +310,7 @@ pub(crate) fn parse_probe(output: &str) -> ProbeReport {
             "dir" => report.dir = Some(value.to_string()),
             "work" => report.work = Some(value.to_string()),
             "cached" => report.cached = Some(value == "yes"),
+            "gzip" => report.gzip = value == "yes",
             "error" => report.error = Some(value.to_string()),
             "done" => report.done = true,
             "sudo" => {
@@ -298,6 +334,8 @@ pub(crate) struct UploadPlan {
     /// Moved to this once complete and closed.
     pub(crate) final_path: String,
     pub(crate) mode: u16,
+    /// The upload is gzip-compressed; the start command decompresses it into place.
+    pub(crate) compressed: bool,
 }
 
 pub(crate) fn upload_plan(
@@ -313,12 +351,14 @@ pub(crate) fn upload_plan(
             temp_path: format!("{work}/.agent-{sha256}.part"),
             final_path: format!("{dir}/agent-{sha256}"),
             mode,
+            compressed: false,
         }
     } else {
         UploadPlan {
             temp_path: format!("{work}/.mop-agent.part"),
             final_path: format!("{work}/mop-agent"),
             mode,
+            compressed: false,
         }
     }
 }
@@ -366,7 +406,7 @@ async fn write_file(sftp: &Sftp, bytes: &[u8], plan: &UploadPlan) -> Result<(), 
         .map_err(|error| format!("cannot chmod it: {error}"))?;
     let mut remote = Box::pin(TokioCompatFile::new(file));
     let mut source = bytes;
-    let copied = tokio::io::copy(&mut source, &mut remote).await;
+    let copied = tokio::io::copy_buf(&mut source, &mut remote).await;
     let flushed = remote.flush().await;
     drop(remote);
     let copied = copied.map_err(|error| format!("write failed: {error}"))?;
@@ -390,11 +430,23 @@ pub(crate) fn agent_command(
     let agent = quote(&format!("{work}/mop-agent"));
     match fresh_upload {
         None => format!("{sudo_prefix}{agent}"),
-        Some(plan) => sh_command(&format!(
-            "cp -p {temp} {temp}.c && mv -f {temp}.c {} && rm -f {temp} || {{ echo \"mop: cannot move the uploaded agent into place\" >&2; exit {EXIT_MOVE_FAILED}; }}; exec {sudo_prefix}{agent}",
-            quote(&plan.final_path),
-            temp = quote(&plan.temp_path),
-        )),
+        Some(plan) => {
+            // A fresh inode either way (see `upload`): decompressed, or copied.
+            let fresh = if plan.compressed {
+                format!(
+                    "(umask 077 && gzip -dc {temp} > {temp}.c) && chmod {mode:o} {temp}.c",
+                    temp = quote(&plan.temp_path),
+                    mode = plan.mode
+                )
+            } else {
+                format!("cp -p {temp} {temp}.c", temp = quote(&plan.temp_path))
+            };
+            sh_command(&format!(
+                "{fresh} && mv -f {temp}.c {} && rm -f {temp} || {{ echo \"mop: cannot move the uploaded agent into place\" >&2; exit {EXIT_MOVE_FAILED}; }}; exec {sudo_prefix}{agent}",
+                quote(&plan.final_path),
+                temp = quote(&plan.temp_path),
+            ))
+        }
     }
 }
 
@@ -534,6 +586,7 @@ mod tests {
         let dir = home.path().join(".mop");
         let work = dir.join("w-abc123");
         assert_eq!(report.os, "Linux");
+        assert!(report.gzip, "gzip is installed here: {report:?}");
         assert_eq!(report.home, home.path().to_string_lossy());
         assert_eq!(report.dir.as_deref(), Some(dir.to_string_lossy().as_ref()));
         assert_eq!(
@@ -618,6 +671,56 @@ mod tests {
             Some(SudoCheck::Failed("sudo: a password is required".into()))
         );
         assert!(!report.done);
+    }
+
+    /// The start command puts a fresh upload in place (decompressing it when compressed) and
+    /// runs it; run here with `sh`, a script standing in for the agent.
+    #[test]
+    fn start_command_installs_plain_and_compressed_uploads() {
+        use std::os::unix::fs::PermissionsExt;
+        let agent = b"#!/bin/sh\necho \"agent running as $0\"\n";
+        for compressed in [false, true] {
+            let home = tempfile::tempdir().expect("temp dir");
+            let work = home.path().join("w-1");
+            std::fs::create_dir(&work).expect("work dir");
+            let work = work.to_str().expect("utf-8 path").to_string();
+            let mut plan = upload_plan("/unused", &work, "abc", false, false);
+            plan.compressed = compressed;
+            let content = if compressed {
+                gzip(agent).expect("gzip")
+            } else {
+                agent.to_vec()
+            };
+            std::fs::write(&plan.temp_path, content).expect("upload");
+            std::fs::set_permissions(&plan.temp_path, std::fs::Permissions::from_mode(0o700))
+                .expect("chmod");
+            let command = agent_command("", &work, Some(&plan));
+            let output = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .output()
+                .expect("run sh");
+            assert!(output.status.success(), "{command}: {output:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout),
+                format!("agent running as {work}/mop-agent\n")
+            );
+            let installed = std::fs::metadata(&plan.final_path).expect("installed agent");
+            assert_eq!(installed.permissions().mode() & 0o777, 0o700);
+            assert_eq!(std::fs::read(&plan.final_path).expect("read"), agent);
+            let mut left: Vec<String> = std::fs::read_dir(&work)
+                .expect("list")
+                .map(|entry| {
+                    entry
+                        .expect("entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            left.sort();
+            assert_eq!(left, ["mop-agent"], "compressed: {compressed}");
+        }
     }
 
     #[test]

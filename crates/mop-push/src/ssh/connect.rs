@@ -4,6 +4,10 @@
 //! its socket in the run directory; a symlink at the host's `ControlPath` from the run config
 //! then lets the `ssh -W` of hosts that jump through this one multiplex over the same master,
 //! so several hosts behind one bastion share one connection to it.
+//!
+//! A persistent master (`--persist`) is started by mop itself (`ssh -M -f -N -S <socket>`, the
+//! same flags the crate uses) so that its socket, log and config sit in the connection
+//! directory instead of the run directory; sessions over it are `Session::resume_mux`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +15,9 @@ use std::time::Duration;
 use openssh::{KnownHosts, Session, SessionBuilder};
 
 use super::config::{timeout_seconds, HostKeyPolicy, PlannedHost};
+use super::persist::{
+    master_pid, resume, unix_now, ControlDir, MasterIdentity, PersistedConnection,
+};
 use super::SshError;
 
 /// How long a login may take when the host sets no connect timeout.
@@ -50,18 +57,136 @@ pub(crate) async fn open_session(
         Ok(Err(error)) => return Err(classify_connect_error(host, &error_text(&error))),
         Ok(Ok(session)) => session,
     };
-    // Hosts jumping through this one reach its master at the ControlPath of the run config.
-    let _ = std::fs::remove_file(&host.control_path);
-    if let Err(error) = std::os::unix::fs::symlink(session.control_socket(), &host.control_path) {
-        let detail = format!("cannot link `{}`: {error}", host.control_path.display());
+    if let Err(error) = link_control_path(host, session.control_socket()) {
         let _ = session.close().await;
-        return Err(SshError::Connect {
-            host: host.spec.name.clone(),
-            address: host.spec.display_address(),
-            detail,
-        });
+        return Err(error);
     }
     Ok(session)
+}
+
+/// Hosts jumping through this one reach its master at the ControlPath of the run config.
+pub(crate) fn link_control_path(host: &PlannedHost, socket: &Path) -> Result<(), SshError> {
+    let _ = std::fs::remove_file(&host.control_path);
+    std::os::unix::fs::symlink(socket, &host.control_path).map_err(|error| SshError::Connect {
+        host: host.spec.name.clone(),
+        address: host.spec.display_address(),
+        detail: format!("cannot link `{}`: {error}", host.control_path.display()),
+    })
+}
+
+/// Starts a master that outlives the run, for `--persist`: its socket, log and (transient)
+/// config live in the connection directory, ssh's `ControlPersist` stops it after `persist` of
+/// idle time. The jump hosts must be up already and the caller holds the master's lock and has
+/// found no live master for `identity`. Returns a session over it (dropping that session leaves
+/// the master running) and the metadata written next to it.
+pub(crate) async fn open_persistent_session(
+    host: &PlannedHost,
+    run_config: &Path,
+    control: &ControlDir,
+    identity: &MasterIdentity,
+    persist: Duration,
+) -> Result<(Session, PersistedConnection), SshError> {
+    let key = identity.key.as_str();
+    control.clear_dead(key);
+    let socket = control.socket(key);
+    let log = control.log(key);
+    // The run's config, copied out of the run directory: the run reaps every ssh process that
+    // names its directory, and this master (and the `ssh -W` of its jump) must survive that.
+    let config = control.config(key);
+    let failed = |detail: String| SshError::Connect {
+        host: host.spec.name.clone(),
+        address: host.spec.display_address(),
+        detail,
+    };
+    std::fs::copy(run_config, &config)
+        .map_err(|error| failed(format!("cannot write `{}`: {error}", config.display())))?;
+    let mut command = tokio::process::Command::new("ssh");
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .arg("-E")
+        .arg(&log)
+        .arg("-S")
+        .arg(&socket)
+        .args(["-M", "-f", "-N", "-o"])
+        .arg(format!("ControlPersist={}s", persist.as_secs().max(1)))
+        .args(["-o", "BatchMode=yes", "-F"])
+        .arg(&config)
+        .arg(&host.alias)
+        .kill_on_drop(true);
+    let deadline = login_deadline(host);
+    let status = match tokio::time::timeout(deadline, command.status()).await {
+        Err(_elapsed) => {
+            // The login may still complete and daemonize: stop whatever it left.
+            reap_run_processes(&config, Duration::ZERO).await;
+            control.clear_dead(key);
+            return Err(SshError::Timeout {
+                host: host.spec.name.clone(),
+                address: host.spec.display_address(),
+                seconds: timeout_seconds(deadline),
+            });
+        }
+        Ok(Err(error)) => {
+            control.clear_dead(key);
+            return Err(failed(format!("cannot run ssh: {error}")));
+        }
+        Ok(Ok(status)) => status,
+    };
+    if !status.success() {
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        control.clear_dead(key);
+        return Err(classify_connect_error(host, &output));
+    }
+    let user = match &host.spec.user {
+        Some(user) => user.clone(),
+        None => effective_ssh_user(&config, &host.alias).await,
+    };
+    let _ = std::fs::remove_file(&config);
+    let session = resume(&socket);
+    let metadata = PersistedConnection {
+        host: host.spec.name.clone(),
+        user,
+        address: host.spec.display_address(),
+        via: identity.via_names.clone(),
+        created: unix_now(),
+        persist_secs: persist.as_secs(),
+        master_pid: master_pid(&socket).await,
+        identity: identity.text.clone(),
+        via_keys: identity.via_keys.clone(),
+        key: key.to_string(),
+    };
+    if let Err(detail) = control.write_metadata(&metadata) {
+        let _ = force_exit_master(&socket).await;
+        control.clear_dead(key);
+        return Err(failed(detail));
+    }
+    if let Err(error) = link_control_path(host, &socket) {
+        let _ = force_exit_master(&socket).await;
+        control.clear_dead(key);
+        return Err(error);
+    }
+    Ok((session, metadata))
+}
+
+/// The user ssh logs in as when the inventory names none (`ssh -G`: the user's ssh config, else
+/// the local user).
+async fn effective_ssh_user(config: &Path, alias: &str) -> String {
+    let output = tokio::process::Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args(["-G", alias])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    output
+        .ok()
+        .and_then(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .find_map(|line| line.strip_prefix("user ").map(str::to_string))
+        })
+        .unwrap_or_else(|| "?".to_string())
 }
 
 /// The whole message of an openssh error, including what ssh printed (kept in the source).

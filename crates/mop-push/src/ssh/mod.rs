@@ -12,6 +12,11 @@
 //!    agents, [`SshPool::cleanup`] every host, then [`SshPool::close_all`]. Nothing of mop stays
 //!    on a host except a cached agent when the user opted into caching.
 //!
+//! Persistent masters (`--persist`, `persist.rs`): a pool first reuses a live master from the
+//! user's private connection directory (no login, no jump hosts needed); with
+//! [`SshPoolOptions::persist`] the masters it starts live there too and outlive the run.
+//! [`SshPool::close_all`] leaves those running; cleanup on the hosts happens all the same.
+//!
 //! Architecture invariant: this module knows nothing of the inventory; the executor maps the
 //! inventory's resolved connection settings onto [`SshHost`].
 
@@ -21,6 +26,7 @@ mod config;
 mod connect;
 mod error;
 mod limits;
+mod persist;
 mod pool;
 mod shell;
 mod sudo;
@@ -29,6 +35,10 @@ pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
 pub use error::SshError;
 pub use limits::raise_nofile_limit;
+pub use persist::{
+    close_connections, control_dir_location, list_connections, parse_persist_duration,
+    ClosedConnection, PersistedConnection, UnknownConnection, CONTROL_DIR_ENV,
+};
 pub(crate) use pool::exec;
 pub use pool::{AgentOptions, SshPool, SshPoolOptions};
 pub(crate) use shell::quote;

@@ -1,13 +1,14 @@
 //! The run's SSH connections: one master per host, opened lazily, shared by every role, closed
 //! explicitly; and the agent installs made through them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use indexmap::IndexMap;
+use mop_protocol::CleanupRequest;
 use openssh::Session;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -19,13 +20,22 @@ use super::bootstrap::{
 };
 use super::child::{ClosingStdin, SshAgentChild};
 use super::config::{plan_hosts, render_config, ConfigIncludes, PlannedHost, SshHost};
-use super::connect::{close_session, force_exit_master, open_session, reap_run_processes};
+use super::connect::{
+    close_session, force_exit_master, link_control_path, open_persistent_session, open_session,
+    reap_run_processes,
+};
+use super::persist::{
+    control_dir_location, identities, open_control_dir, ControlDir, MasterIdentity,
+};
 use super::sudo::{check_password, classify_sudo_failure, password_line, redact, RunAs, SudoSpec};
 use super::SshError;
 use crate::transport::{AgentChild, AgentProcess};
 
 /// How long closed connections get to exit before their processes are terminated.
 const STRAY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a run waits for another mop run that is starting the same persistent master.
+const PERSIST_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How the agent is installed and run on a host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +57,11 @@ pub struct SshPoolOptions {
     /// Where the private run directory is created; short, because control socket paths are
     /// limited to about 100 bytes.
     pub run_dir_parent: PathBuf,
+    /// `--persist`: masters this run starts stay up for this much idle time after it (ssh's
+    /// `ControlPersist`) and later runs reuse them. Live persisted masters are reused either way.
+    pub persist: Option<std::time::Duration>,
+    /// The private directory of persisted masters; `None`: [`crate::ssh::control_dir_location`].
+    pub control_dir: Option<PathBuf>,
 }
 
 impl Default for SshPoolOptions {
@@ -55,6 +70,8 @@ impl Default for SshPoolOptions {
             forks: 50,
             includes: ConfigIncludes::default(),
             run_dir_parent: PathBuf::from("/tmp"),
+            persist: None,
+            control_dir: None,
         }
     }
 }
@@ -70,10 +87,17 @@ pub struct SshPool {
     tokens: AtomicU64,
     /// False for pools made by [`SshPool::without_agent`] (ad hoc commands and copies).
     has_agent: bool,
+    /// The directory of persisted masters, when it exists (or `--persist` created it).
+    control: Option<ControlDir>,
+    persist: Option<std::time::Duration>,
 }
 
 struct HostSlot {
     planned: PlannedHost,
+    /// What a persisted master for this host is keyed on.
+    identity: MasterIdentity,
+    /// The session is a persisted master: the run leaves it running.
+    persisted: std::sync::atomic::AtomicBool,
     session: OnceCell<Result<Arc<Session>, SshError>>,
     remote: Mutex<Vec<Install>>,
 }
@@ -85,11 +109,15 @@ struct Install {
     dir: String,
     work: String,
     agent_ready: bool,
+    /// The host has `gzip`: upload the agent compressed.
+    gzip: bool,
     failure: Option<SshError>,
     /// Sudo identities checked on this host: requested -> what to actually run.
     sudo_checks: BTreeMap<RunAs, Result<RunAs, SshError>>,
     /// Identities agents were started under, with the stdin their sudo needs.
     started_as: BTreeMap<RunAs, Option<Vec<u8>>>,
+    /// Identities started without a sudo check first (`sudo -n`, nothing to send).
+    unchecked: BTreeSet<RunAs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,13 +188,29 @@ impl SshPool {
         if let Some(first) = planned.values().next() {
             check_config(&config_path, &first.alias)?;
         }
+        // With --persist the directory must be usable (or it is an error before any login);
+        // without, a missing or unsafe directory only means there is nothing to reuse.
+        let control_path = options
+            .control_dir
+            .clone()
+            .unwrap_or_else(control_dir_location);
+        let control = match options.persist {
+            Some(_) => open_control_dir(&control_path, true)?,
+            None => open_control_dir(&control_path, false).ok().flatten(),
+        };
+        let mut identities = identities(&planned);
         let hosts = planned
             .into_iter()
             .map(|(name, planned)| {
+                let identity = identities
+                    .swap_remove(&name)
+                    .expect("every planned host has an identity");
                 (
                     name,
                     HostSlot {
                         planned,
+                        identity,
+                        persisted: std::sync::atomic::AtomicBool::new(false),
                         session: OnceCell::new(),
                         remote: Mutex::new(Vec::new()),
                     },
@@ -182,7 +226,58 @@ impl SshPool {
             uploads: AtomicUsize::new(0),
             tokens: AtomicU64::new(0),
             has_agent,
+            control,
+            persist: options.persist,
         })
+    }
+
+    /// The hosts whose connection is a persisted master that stays up after this run.
+    pub fn persisted_hosts(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .filter(|(_, slot)| slot.persisted.load(Ordering::Relaxed))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// A live persisted master for `slot`, linked at its run ControlPath for hosts behind it.
+    async fn reuse_persisted(&self, slot: &HostSlot) -> Option<Arc<Session>> {
+        let control = self.control.as_ref()?;
+        let session = control.live_master(&slot.identity).await?;
+        link_control_path(&slot.planned, &control.socket(&slot.identity.key)).ok()?;
+        slot.persisted.store(true, Ordering::Relaxed);
+        Some(Arc::new(session))
+    }
+
+    /// Starts `slot`'s master: persisted (under the master's lock, unless another run started
+    /// it meanwhile) with `--persist`, else in the run directory.
+    async fn start_master(&self, slot: &HostSlot) -> Result<Arc<Session>, SshError> {
+        let (Some(control), Some(persist)) = (&self.control, self.persist) else {
+            return open_session(&slot.planned, &self.config_path, self.run_dir.path())
+                .await
+                .map(Arc::new);
+        };
+        let _lock = control
+            .lock(&slot.identity.key, PERSIST_LOCK_WAIT)
+            .await
+            .map_err(|detail| SshError::Connect {
+                host: slot.planned.spec.name.clone(),
+                address: slot.planned.spec.display_address(),
+                detail,
+            })?;
+        if let Some(session) = self.reuse_persisted(slot).await {
+            return Ok(session);
+        }
+        let (session, _metadata) = open_persistent_session(
+            &slot.planned,
+            &self.config_path,
+            control,
+            &slot.identity,
+            persist,
+        )
+        .await?;
+        slot.persisted.store(true, Ordering::Relaxed);
+        Ok(Arc::new(session))
     }
 
     /// The run's generated ssh_config (`ssh -F <it> <alias>` reaches a host as mop does).
@@ -238,6 +333,10 @@ impl SshPool {
             let slot = self.slot(host)?;
             slot.session
                 .get_or_init(|| async {
+                    // A live persisted master needs neither its jump hosts nor a login.
+                    if let Some(session) = self.reuse_persisted(slot).await {
+                        return Ok(session);
+                    }
                     if let Some(via) = &slot.planned.spec.via {
                         if let Err(error) = self.session(via).await {
                             return Err(SshError::JumpFailed {
@@ -252,9 +351,7 @@ impl SshPool {
                         .acquire()
                         .await
                         .expect("the semaphore is never closed");
-                    open_session(&slot.planned, &self.config_path, self.run_dir.path())
-                        .await
-                        .map(Arc::new)
+                    self.start_master(slot).await
                 })
                 .await
                 .clone()
@@ -278,16 +375,7 @@ impl SshPool {
         let slot = self.slot(host)?;
         let session = self.session(host).await?;
         let requested = RunAs::from_spec(options.sudo.as_ref());
-        let key = InstallKey {
-            agent_dir: agent_dir_expression(options.agent_dir.as_deref()).map_err(|reason| {
-                SshError::InvalidHost {
-                    host: host.to_string(),
-                    reason,
-                }
-            })?,
-            cache: options.cache,
-            shared: requested.needs_shared_access(),
-        };
+        let key = install_key(host, options, &requested)?;
         let mut installs = slot.remote.lock().await;
         let index = match installs.iter().position(|install| install.key == key) {
             Some(index) => index,
@@ -304,9 +392,15 @@ impl SshPool {
             return Err(failure.clone());
         }
         if requested != RunAs::Login && !install.sudo_checks.contains_key(&requested) {
-            let checked = self
-                .check_sudo(slot, &session, install, options.sudo.as_ref(), &requested)
-                .await;
+            let checked = if checks_sudo_first(&requested) {
+                self.check_sudo(slot, &session, install, options.sudo.as_ref(), &requested)
+                    .await
+            } else {
+                // `sudo -n` cannot hang on a prompt: start the agent right away and diagnose
+                // only if it does not come up (see `diagnose_agent_start`).
+                install.unchecked.insert(requested.clone());
+                Ok(requested.clone())
+            };
             install.sudo_checks.insert(requested.clone(), checked);
         }
         let effective = match install.sudo_checks.get(&requested) {
@@ -316,7 +410,7 @@ impl SshPool {
         };
         let mut fresh_upload = None;
         if !install.agent_ready {
-            let plan = upload_plan(
+            let mut plan = upload_plan(
                 &install.dir,
                 &install.work,
                 &self.agent.sha256,
@@ -324,7 +418,17 @@ impl SshPool {
                 install.key.shared,
             );
             self.uploads.fetch_add(1, Ordering::Relaxed);
-            if let Err(detail) = upload(session.clone(), &self.agent.bytes, &plan).await {
+            let bytes = match install.gzip {
+                true => match self.agent.compressed().await {
+                    Ok(compressed) => {
+                        plan.compressed = true;
+                        compressed
+                    }
+                    Err(_) => self.agent.bytes.clone(),
+                },
+                false => self.agent.bytes.clone(),
+            };
+            if let Err(detail) = upload(session.clone(), &bytes, &plan).await {
                 let error = SshError::UploadFailed {
                     host: host.to_string(),
                     address: slot.planned.spec.display_address(),
@@ -421,7 +525,11 @@ impl SshPool {
     ) -> Result<Install, SshError> {
         let host = slot.planned.spec.name.as_str();
         let token = self.next_token(host);
-        let (sudo_prefix, nopasswd_prefix) = sudo_prefixes(requested);
+        let (sudo_prefix, nopasswd_prefix) = if checks_sudo_first(requested) {
+            sudo_prefixes(requested)
+        } else {
+            (None, None)
+        };
         let request = ProbeRequest {
             platform: &self.agent.platform,
             agent_dir: &key.agent_dir,
@@ -465,8 +573,10 @@ impl SshPool {
             dir: report.dir.clone().unwrap_or_default(),
             work,
             agent_ready: report.cached == Some(true),
+            gzip: report.gzip,
             failure: None,
             sudo_checks: BTreeMap::new(),
+            unchecked: BTreeSet::new(),
             started_as: BTreeMap::new(),
         };
         if let Some(check) = report.sudo.clone() {
@@ -550,6 +660,56 @@ impl SshPool {
         }
     }
 
+    /// Why an agent started under `options` did not come up, when sudo was not checked before
+    /// starting it: runs the sudo check now and returns its verdict if sudo is the problem.
+    pub async fn diagnose_agent_start(
+        &self,
+        host: &str,
+        options: &AgentOptions,
+    ) -> Option<SshError> {
+        let slot = self.slot(host).ok()?;
+        let Some(Ok(session)) = slot.session.get() else {
+            return None;
+        };
+        let requested = RunAs::from_spec(options.sudo.as_ref());
+        let key = install_key(host, options, &requested).ok()?;
+        let mut installs = slot.remote.lock().await;
+        let install = installs.iter_mut().find(|install| install.key == key)?;
+        if !install.unchecked.remove(&requested) {
+            return None;
+        }
+        let checked = self
+            .check_sudo(slot, session, install, options.sudo.as_ref(), &requested)
+            .await;
+        install.sudo_checks.insert(requested, checked.clone());
+        checked.err()
+    }
+
+    /// What the agent on `host` should remove itself at the end of the run, when it can do the
+    /// whole cleanup alone: this run installed one work directory there and started agents in
+    /// it under one identity only (so no other agent's commands can be left behind).
+    pub async fn self_cleanup_request(&self, host: &str) -> Option<CleanupRequest> {
+        let slot = self.slot(host).ok()?;
+        let installs = slot.remote.lock().await;
+        match installs.as_slice() {
+            [install] if install.started_as.len() == 1 && !install.dir.is_empty() => {
+                Some(CleanupRequest {
+                    work_dir: install.work.clone(),
+                    agent_dir: install.dir.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Records that the agent on `host` removed everything this run put there, so
+    /// [`SshPool::cleanup`] has nothing left to do.
+    pub async fn cleaned_by_agent(&self, host: &str) {
+        if let Ok(slot) = self.slot(host) {
+            slot.remote.lock().await.clear();
+        }
+    }
+
     /// Kills this run's agents on `host` and removes its work directories (and the agent
     /// directory if that leaves it empty; a cached agent stays). Safe to call for a host that
     /// was never reached (nothing to do) and more than once.
@@ -600,7 +760,8 @@ impl SshPool {
         Ok(())
     }
 
-    /// Closes every connection gracefully (hosts behind jump hosts first), terminates ssh
+    /// Closes every connection gracefully (hosts behind jump hosts first) except persisted
+    /// masters, which stay up for their idle limit, terminates ssh
     /// processes of this run that outlived their session, and removes the run directory.
     /// Returns the failures by host, in inventory order (an empty name for the run directory).
     pub async fn close_all(self) -> Vec<(String, SshError)> {
@@ -608,6 +769,10 @@ impl SshPool {
         let order: Vec<String> = hosts.keys().cloned().collect();
         let mut by_depth: BTreeMap<usize, Vec<(String, Arc<Session>)>> = BTreeMap::new();
         for (name, slot) in hosts {
+            // Persisted masters stay up; dropping a session over one leaves it running.
+            if slot.persisted.load(Ordering::Relaxed) {
+                continue;
+            }
             if let Some(Ok(session)) = slot.session.into_inner() {
                 by_depth
                     .entry(slot.planned.depth)
@@ -691,6 +856,37 @@ fn check_config(config_path: &Path, alias: &str) -> Result<(), SshError> {
 }
 
 /// The sudo prefix to check with, and the `-n` form to try first when a password is given.
+/// Which install an agent for `options` uses.
+fn install_key(
+    host: &str,
+    options: &AgentOptions,
+    requested: &RunAs,
+) -> Result<InstallKey, SshError> {
+    Ok(InstallKey {
+        agent_dir: agent_dir_expression(options.agent_dir.as_deref()).map_err(|reason| {
+            SshError::InvalidHost {
+                host: host.to_string(),
+                reason,
+            }
+        })?,
+        cache: options.cache,
+        shared: requested.needs_shared_access(),
+    })
+}
+
+/// Whether sudo must be checked before the agent starts: with a password, mop must know
+/// whether sudo will ask for it (NOPASSWD hosts do not), or the agent would read it as protocol
+/// bytes. Without one, `sudo -n` fails fast and a failed start is diagnosed afterwards.
+fn checks_sudo_first(requested: &RunAs) -> bool {
+    matches!(
+        requested,
+        RunAs::Sudo {
+            with_password: true,
+            ..
+        }
+    )
+}
+
 fn sudo_prefixes(requested: &RunAs) -> (Option<String>, Option<String>) {
     match requested {
         RunAs::Login => (None, None),

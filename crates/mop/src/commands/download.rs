@@ -21,7 +21,7 @@ pub fn run(args: DownloadArgs) -> Result<u8> {
         suffix: args.suffix,
         forks: args.selection.forks.max(1),
     };
-    let pool = pool_for(&hosts, options.forks)?;
+    let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
     let outcomes = runtime()?.block_on(async {
         let outcomes =
             download_from_hosts(&pool, &hosts, &remote, Path::new(&local_dir), &options).await;

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod connections;
 pub mod download;
 pub mod inventory;
 pub mod load;

@@ -53,6 +53,7 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
         forks: args.forks.max(1),
         serial: args.serial,
         host_timeout: args.host_timeout.map(std::time::Duration::from_secs),
+        persist: args.persist,
     };
     let style = ReportStyle {
         json: args.json,

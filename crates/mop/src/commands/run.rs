@@ -160,7 +160,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
             .iter()
             .map(|host| render_command(&command, &host.name, &host.groups, &host.vars))
             .collect::<Result<Vec<_>, _>>()?;
-        let pool = pool_for(&hosts, options.forks)?;
+        let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
         runtime.block_on(async {
             let results = run_on_hosts(&pool, &hosts, &commands, &options, &on_line).await;
             close_pool(pool).await;

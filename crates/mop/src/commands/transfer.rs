@@ -34,6 +34,7 @@ pub fn run(args: TransferArgs) -> Result<u8> {
         known_hosts_file: None,
         extra_vars: Vec::new(),
         forks: 2,
+        persist: args.persist,
     };
     let hosts = resolve_targets(Some(&format!("{source_host},{target_host}")), &selection)?;
     for name in [&source_host, &target_host] {
@@ -41,7 +42,7 @@ pub fn run(args: TransferArgs) -> Result<u8> {
             bail!("`{name}` is not a host of the inventory (it names a group)\n  hint: name one host on each side");
         }
     }
-    let pool = pool_for(&hosts, 2)?;
+    let pool = pool_for(&hosts, 2, args.persist)?;
     let outcome = runtime()?.block_on(async {
         let outcome = transfer(
             &pool,

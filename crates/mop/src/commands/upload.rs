@@ -34,7 +34,7 @@ pub fn run(args: UploadArgs) -> Result<u8> {
         sudo_as: args.sudo_as.clone(),
         forks: args.selection.forks.max(1),
     };
-    let pool = pool_for(&hosts, options.forks)?;
+    let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
     let outcomes = runtime()?.block_on(async {
         let outcomes = upload_to_hosts(&pool, &hosts, Path::new(&local), &remote, &options).await;
         close_pool(pool).await;
