@@ -35,45 +35,123 @@ pub struct GroupEntry {
     pub members: Vec<String>,
 }
 
+/// Fields of a passwd line: name, password, uid, gid, comment, home, shell.
+const PASSWD_FIELDS: usize = 7;
+/// Fields of a group line: name, password, gid, members.
+const GROUP_FIELDS: usize = 4;
+
 /// Parses the text of a passwd file. Comments, blank lines, NIS `+`/`-` lines and malformed
 /// lines are skipped: a broken line must not hide every other account.
 pub fn parse_passwd(text: &str) -> Vec<UserEntry> {
-    text.lines()
-        .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with(['+', '-']))
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.len() < 7 {
-                return None;
-            }
-            Some(UserEntry {
-                name: fields[0].to_string(),
-                uid: fields[2].parse().ok()?,
-                gid: fields[3].parse().ok()?,
-                comment: fields[4].to_string(),
-                home: fields[5].to_string(),
-                shell: fields[6].to_string(),
-            })
-        })
-        .collect()
+    parse_lenient(text, user_from_fields)
 }
 
 /// Parses the text of a group file, with the same tolerance as [`parse_passwd`].
 pub fn parse_group(text: &str) -> Vec<GroupEntry> {
+    parse_lenient(text, group_from_fields)
+}
+
+/// Parses the text of [`PASSWD_PATH`] for code that changes accounts and so must not misjudge
+/// them: any malformed line is an error naming the file and line.
+pub fn parse_passwd_strict(text: &str) -> Result<Vec<UserEntry>, String> {
+    parse_strict(text, PASSWD_PATH, PASSWD_FIELDS, user_from_fields)
+}
+
+/// Parses the text of [`GROUP_PATH`], as strictly as [`parse_passwd_strict`].
+pub fn parse_group_strict(text: &str) -> Result<Vec<GroupEntry>, String> {
+    parse_strict(text, GROUP_PATH, GROUP_FIELDS, group_from_fields)
+}
+
+/// Why one record could not become an entry.
+enum FieldError<'a> {
+    /// The line has fewer fields than the format.
+    TooFew,
+    /// A numeric field (`what` is `uid` or `gid`) holds something else.
+    NotANumber { what: &'static str, text: &'a str },
+}
+
+/// The one mapping from the fields of a passwd line to an entry, shared by both parsers.
+/// Extra trailing fields are ignored here; the strict parser rejects them before.
+fn user_from_fields<'a>(fields: &[&'a str]) -> Result<UserEntry, FieldError<'a>> {
+    let [name, _password, uid, gid, comment, home, shell, ..] = *fields else {
+        return Err(FieldError::TooFew);
+    };
+    Ok(UserEntry {
+        name: name.to_string(),
+        uid: number(uid, "uid")?,
+        gid: number(gid, "gid")?,
+        comment: comment.to_string(),
+        home: home.to_string(),
+        shell: shell.to_string(),
+    })
+}
+
+/// The one mapping from the fields of a group line to an entry, shared by both parsers.
+fn group_from_fields<'a>(fields: &[&'a str]) -> Result<GroupEntry, FieldError<'a>> {
+    let [name, _password, gid, members, ..] = *fields else {
+        return Err(FieldError::TooFew);
+    };
+    Ok(GroupEntry {
+        name: name.to_string(),
+        gid: number(gid, "gid")?,
+        members: members
+            .split(',')
+            .map(str::trim)
+            .filter(|member| !member.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+fn number<'a>(text: &'a str, what: &'static str) -> Result<u32, FieldError<'a>> {
+    text.parse()
+        .map_err(|_| FieldError::NotANumber { what, text })
+}
+
+/// [`user_from_fields`] or [`group_from_fields`].
+type FieldMapping<T> = for<'a> fn(&[&'a str]) -> Result<T, FieldError<'a>>;
+
+/// `(line number, fields)` of each record. Comments, blank lines and NIS `+`/`-` entries are
+/// not records.
+fn records(text: &str) -> impl Iterator<Item = (usize, Vec<&str>)> {
     text.lines()
-        .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with(['+', '-']))
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.len() < 4 {
-                return None;
-            }
-            Some(GroupEntry {
-                name: fields[0].to_string(),
-                gid: fields[2].parse().ok()?,
-                members: fields[3]
-                    .split(',')
-                    .filter(|member| !member.is_empty())
-                    .map(str::to_string)
-                    .collect(),
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty() && !line.starts_with(['#', '+', '-']))
+        .map(|(index, line)| (index + 1, line.split(':').collect()))
+}
+
+fn parse_lenient<T>(text: &str, map: FieldMapping<T>) -> Vec<T> {
+    records(text)
+        .filter_map(|(_, fields)| map(&fields).ok())
+        .collect()
+}
+
+fn parse_strict<T>(
+    text: &str,
+    path: &str,
+    field_count: usize,
+    map: FieldMapping<T>,
+) -> Result<Vec<T>, String> {
+    let wrong_count = |line_number: usize, found: usize| {
+        format!("`{path}` line {line_number}: expected {field_count} fields separated by `:`, found {found}")
+    };
+    // Every line's shape is checked before any value, so a file with several problems reports
+    // the first misshapen line, as users of this parser have always seen.
+    let records: Vec<(usize, Vec<&str>)> = records(text).collect();
+    if let Some((line_number, fields)) = records
+        .iter()
+        .find(|(_, fields)| fields.len() != field_count)
+    {
+        return Err(wrong_count(*line_number, fields.len()));
+    }
+    records
+        .iter()
+        .map(|(line_number, fields)| {
+            map(fields).map_err(|err| match err {
+                FieldError::TooFew => wrong_count(*line_number, fields.len()),
+                FieldError::NotANumber { what, text } => {
+                    format!("`{path}` line {line_number}: {what} `{text}` is not a number")
+                }
             })
         })
         .collect()
@@ -181,6 +259,45 @@ mod tests {
             vec!["alice".to_string(), "bob".to_string()]
         );
         assert!(groups[1].members.is_empty());
+    }
+
+    #[test]
+    fn strict_parsers_agree_with_lenient_ones_on_good_files() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\n  \n-nis\nbob:x:1001:100:Bob:/home/bob:/bin/sh\n";
+        let group = "wheel:x:10: alice , bob,\n+nis\nusers:x:100:\n";
+        assert_eq!(parse_passwd_strict(passwd), Ok(parse_passwd(passwd)));
+        assert_eq!(parse_group_strict(group), Ok(parse_group(group)));
+        assert_eq!(
+            parse_group(group)[0].members,
+            vec!["alice".to_string(), "bob".to_string()]
+        );
+    }
+
+    #[test]
+    fn strict_parsers_name_file_and_line() {
+        fn check(result: Result<impl std::fmt::Debug, String>, expected: &str) {
+            assert_eq!(result.expect_err("malformed").as_str(), expected);
+        }
+        // Lenient lookups take the first seven fields of a longer line; the strict parser refuses it.
+        let long = "root:x:0:0:root:/root:/bin/sh:extra\n";
+        assert_eq!(parse_passwd(long).len(), 1);
+        check(
+            parse_passwd_strict(long),
+            "`/etc/passwd` line 1: expected 7 fields separated by `:`, found 8",
+        );
+        check(
+            parse_passwd_strict("a:x:1:gid:::\n"),
+            "`/etc/passwd` line 1: gid `gid` is not a number",
+        );
+        // Shapes are checked before values: the misshapen line 2 is reported, not line 1's uid.
+        check(
+            parse_passwd_strict("a:x:one:1:::\nb:x:2\n"),
+            "`/etc/passwd` line 2: expected 7 fields separated by `:`, found 3",
+        );
+        check(
+            parse_group_strict("# groups\nwheel:x:10\n"),
+            "`/etc/group` line 2: expected 4 fields separated by `:`, found 3",
+        );
     }
 
     #[test]

@@ -362,6 +362,78 @@ impl Scope {
 mod tests {
     use super::*;
 
+    /// `mop validate` checks templates against the lists in `mop_protocol::template_names`;
+    /// they must say exactly what this engine has.
+    #[test]
+    fn the_shared_name_lists_match_the_registered_builtins() {
+        use mop_protocol::template_names::{
+            OMITTED_FUNCTIONS, TEMPLATE_FILTERS, TEMPLATE_FUNCTIONS, TEMPLATE_TESTS,
+        };
+        let engine = Engine::new();
+        let kind_of = |source: &str| match engine.env.render_str(source, minijinja::context! {}) {
+            Ok(_) => None,
+            Err(error) => Some(error.kind()),
+        };
+        // A name is registered when using it fails for any reason but "unknown".
+        for name in TEMPLATE_FILTERS {
+            let kind = kind_of(&format!("{{{{ [1] | {name} }}}}"));
+            assert_ne!(kind, Some(ErrorKind::UnknownFilter), "filter {name}");
+        }
+        for name in TEMPLATE_TESTS {
+            let kind = kind_of(&format!("{{{{ 1 is {name} }}}}"));
+            assert_ne!(kind, Some(ErrorKind::UnknownTest), "test {name}");
+        }
+        for name in TEMPLATE_FUNCTIONS {
+            let kind = kind_of(&format!("{{{{ {name}(1) }}}}"));
+            assert_ne!(kind, Some(ErrorKind::UnknownFunction), "function {name}");
+        }
+        for name in OMITTED_FUNCTIONS {
+            let kind = kind_of(&format!("{{{{ {name}() }}}}"));
+            assert_eq!(kind, Some(ErrorKind::UnknownFunction), "function {name}");
+        }
+        // And nothing more: builtins left out are unknown here.
+        for name in [
+            "dictsort", "min", "max", "sum", "round", "abs", "batch", "format",
+        ] {
+            assert!(!TEMPLATE_FILTERS.contains(&name));
+            let kind = kind_of(&format!("{{{{ [1] | {name} }}}}"));
+            assert_eq!(kind, Some(ErrorKind::UnknownFilter), "filter {name}");
+        }
+        for name in ["lower", "upper", "filter", "test"] {
+            if TEMPLATE_TESTS.contains(&name) {
+                continue;
+            }
+            let kind = kind_of(&format!("{{{{ 1 is {name} }}}}"));
+            assert_eq!(kind, Some(ErrorKind::UnknownTest), "test {name}");
+        }
+        let registered_filters = source_names("add_filter");
+        let registered_tests = source_names("add_test");
+        let registered_functions = source_names("add_function");
+        assert_eq!(registered_filters, TEMPLATE_FILTERS, "filters");
+        assert_eq!(registered_tests, TEMPLATE_TESTS, "tests");
+        assert_eq!(registered_functions, TEMPLATE_FUNCTIONS, "functions");
+    }
+
+    /// The names `register_builtins` passes to `env.<method>("name", ...)`, sorted.
+    fn source_names(method: &str) -> Vec<&'static str> {
+        let source = include_str!("template.rs");
+        let start = source
+            .find("fn register_builtins")
+            .expect("register_builtins");
+        let body = &source[start..];
+        let body = &body[..body.find("\n}\n").expect("end of register_builtins")];
+        let needle = format!("env.{method}(\"");
+        let mut names: Vec<&'static str> = body
+            .match_indices(&needle)
+            .map(|(at, _)| {
+                let rest = &body[at + needle.len()..];
+                &rest[..rest.find('"').expect("closing quote")]
+            })
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     fn scope_with(vars: serde_json::Value) -> Scope {
         let mut scope = Scope::new(&Facts {
             hostname: "web1".into(),

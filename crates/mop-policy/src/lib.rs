@@ -14,6 +14,7 @@
 
 mod error;
 mod fields;
+mod host_names;
 mod load;
 mod model;
 mod node;

@@ -184,8 +184,16 @@ impl Policy {
                 .map_or(message.as_str(), |(_, rest)| rest);
             return vec![PolicyError::at(&source.origin(offset), &context, message)];
         }
+        let mut errors: Vec<PolicyError> =
+            crate::host_names::unavailable_names(template_text, true)
+                .into_iter()
+                .map(|missing| {
+                    PolicyError::at(&source.origin(missing.offset), &context, missing.message())
+                        .with_hint(Some(missing.hint()))
+                })
+                .collect();
         let Some(role) = self.roles.get(reference.role_index) else {
-            return Vec::new();
+            return errors;
         };
         let scope = self.host_scope(
             role,
@@ -193,19 +201,21 @@ impl Policy {
             reference.handler,
             reference.index,
         );
-        templates::undefined_uses(SiteKind::Template, template_text, &scope)
-            .into_iter()
-            .map(|undefined| {
-                let offset = templates::find_variable_offset(
-                    template_text,
-                    SiteKind::Template,
-                    &undefined.path,
-                )
-                .unwrap_or(0);
-                PolicyError::at(&source.origin(offset), &context, undefined.message)
-                    .with_hint(undefined.hint)
-            })
-            .collect()
+        errors.extend(
+            templates::undefined_uses(SiteKind::Template, template_text, &scope)
+                .into_iter()
+                .map(|undefined| {
+                    let offset = templates::find_variable_offset(
+                        template_text,
+                        SiteKind::Template,
+                        &undefined.path,
+                    )
+                    .unwrap_or(0);
+                    PolicyError::at(&source.origin(offset), &context, undefined.message)
+                        .with_hint(undefined.hint)
+                }),
+        );
+        errors
     }
 
     /// Names every string of the role sees on the controller.

@@ -109,6 +109,19 @@ pub(crate) fn parse_resource(
                 &context,
                 format!("field `{}`: {message}", site.field),
             ));
+            continue;
+        }
+        // Resources are rendered on the hosts, by the agent's smaller template engine.
+        let template = site.kind == templates::SiteKind::Template;
+        for missing in crate::host_names::unavailable_names(&site.text, template) {
+            reader.errors.push(
+                crate::error::PolicyError::at(
+                    &site.origin,
+                    &context,
+                    format!("field `{}`: {}", site.field, missing.message()),
+                )
+                .with_hint(Some(missing.hint())),
+            );
         }
     }
     let value_origin = |key: &str| {

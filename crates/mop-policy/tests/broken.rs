@@ -506,3 +506,25 @@ fn cannot_read_policy() {
         "/nonexistent/mop/site.toml: cannot read policy: No such file or directory (os error 2)"
     );
 }
+
+#[test]
+fn filters_and_tests_the_hosts_do_not_have() {
+    check(
+        "host_template_names",
+        r#"
+[[roles]]
+name = "web"
+
+[[roles.resources]]
+type = "file"
+path = "/etc/app.conf"
+content = "{% for k, v in settings | dictsort %}{{ k }}={{ v | round }}\n{% endfor %}"
+when = "port is sameas(80)"
+
+[[roles.resources]]
+type = "file"
+path = "/etc/fine.conf"
+content = "{{ settings | items | list | length }} {{ 'a | dictsort' }}"
+"#,
+    );
+}

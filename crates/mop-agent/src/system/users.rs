@@ -10,10 +10,8 @@ use mop_protocol::{GroupSpec, Presence, UserSpec};
 use serde_json::Value;
 
 use super::{append_output, check_argument_name, display_command, run_change, SystemContext};
+use crate::accounts::{self, GroupEntry, UserEntry, GROUP_PATH, PASSWD_PATH};
 use crate::outcome::{Outcome, ResourceError, Runner};
-
-const PASSWD_PATH: &str = "/etc/passwd";
-const GROUP_PATH: &str = "/etc/group";
 
 /// Which family of account tools the host has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,27 +55,10 @@ fn push_flag(argv: &mut Vec<String>, flag: &str, value: Option<String>) {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PasswdEntry {
-    name: String,
-    uid: u32,
-    gid: u32,
-    comment: String,
-    home: String,
-    shell: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct GroupEntry {
-    name: String,
-    gid: u32,
-    members: Vec<String>,
-}
-
 /// The local account database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Accounts {
-    users: Vec<PasswdEntry>,
+    users: Vec<UserEntry>,
     groups: Vec<GroupEntry>,
 }
 
@@ -92,34 +73,16 @@ impl Accounts {
         Accounts::parse(&passwd, &group).map_err(ResourceError::new)
     }
 
+    /// Strict: a malformed line fails with its file and line rather than being skipped, since
+    /// a skipped account would be created again or judged wrongly.
     fn parse(passwd: &str, group: &str) -> Result<Accounts, String> {
-        let mut accounts = Accounts::default();
-        for (line_number, fields) in records(passwd, PASSWD_PATH, 7)? {
-            accounts.users.push(PasswdEntry {
-                name: fields[0].to_string(),
-                uid: number(fields[2], "uid", PASSWD_PATH, line_number)?,
-                gid: number(fields[3], "gid", PASSWD_PATH, line_number)?,
-                comment: fields[4].to_string(),
-                home: fields[5].to_string(),
-                shell: fields[6].to_string(),
-            });
-        }
-        for (line_number, fields) in records(group, GROUP_PATH, 4)? {
-            accounts.groups.push(GroupEntry {
-                name: fields[0].to_string(),
-                gid: number(fields[2], "gid", GROUP_PATH, line_number)?,
-                members: fields[3]
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|member| !member.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            });
-        }
-        Ok(accounts)
+        Ok(Accounts {
+            users: accounts::parse_passwd_strict(passwd)?,
+            groups: accounts::parse_group_strict(group)?,
+        })
     }
 
-    fn user(&self, name: &str) -> Option<&PasswdEntry> {
+    fn user(&self, name: &str) -> Option<&UserEntry> {
         self.users.iter().find(|user| user.name == name)
     }
 
@@ -144,36 +107,6 @@ impl Accounts {
             .map(|group| group.name.clone())
             .collect()
     }
-}
-
-/// `(line number, fields)` of each record. Comments, blank lines and NIS `+`/`-` entries are
-/// skipped.
-fn records<'a>(
-    text: &'a str,
-    path: &str,
-    field_count: usize,
-) -> Result<Vec<(usize, Vec<&'a str>)>, String> {
-    let mut records = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.starts_with(['#', '+', '-']) {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(':').collect();
-        if fields.len() != field_count {
-            return Err(format!(
-                "`{path}` line {}: expected {field_count} fields separated by `:`, found {}",
-                index + 1,
-                fields.len()
-            ));
-        }
-        records.push((index + 1, fields));
-    }
-    Ok(records)
-}
-
-fn number(text: &str, what: &str, path: &str, line_number: usize) -> Result<u32, String> {
-    text.parse()
-        .map_err(|_| format!("`{path}` line {line_number}: {what} `{text}` is not a number"))
 }
 
 /// User and group names end up as one field of `/etc/passwd` or a member list.
@@ -258,7 +191,7 @@ fn list_or_none(groups: &[String]) -> String {
     }
 }
 
-fn diff_user(spec: &UserSpec, user: &PasswdEntry, accounts: &Accounts) -> UserDiff {
+fn diff_user(spec: &UserSpec, user: &UserEntry, accounts: &Accounts) -> UserDiff {
     let mut diff = UserDiff::default();
     if let Some(uid) = spec.uid.filter(|uid| *uid != user.uid) {
         diff.uid = Some(uid);
@@ -507,7 +440,7 @@ fn converge_user(
     Ok(outcome)
 }
 
-fn user_extra(user: &PasswdEntry, accounts: &Accounts) -> serde_json::Map<String, Value> {
+fn user_extra(user: &UserEntry, accounts: &Accounts) -> serde_json::Map<String, Value> {
     let mut extra = serde_json::Map::new();
     extra.insert("uid".to_string(), user.uid.into());
     extra.insert("gid".to_string(), user.gid.into());
@@ -711,7 +644,7 @@ mod tests {
         );
         assert_eq!(
             accounts.user("alice"),
-            Some(&PasswdEntry {
+            Some(&UserEntry {
                 name: "alice".into(),
                 uid: 1000,
                 gid: 1000,
@@ -770,7 +703,7 @@ mod tests {
     fn user_diff_reports_each_field() {
         let accounts = fixture_accounts();
         let alice = accounts.user("alice").expect("alice");
-        fn check(spec: &UserSpec, user: &PasswdEntry, accounts: &Accounts, expected: &[&str]) {
+        fn check(spec: &UserSpec, user: &UserEntry, accounts: &Accounts, expected: &[&str]) {
             assert_eq!(
                 diff_user(spec, user, accounts).changes,
                 expected,
@@ -833,7 +766,7 @@ mod tests {
         spec.groups = groups(&["adm", "wheel"]);
         spec.shell = Some("/usr/sbin/nologin".into());
         let mut after = accounts.clone();
-        after.users.push(PasswdEntry {
+        after.users.push(UserEntry {
             name: "docker".into(),
             uid: 999,
             gid: 998,
@@ -988,7 +921,7 @@ mod tests {
         spec.create_home = false;
         spec.comment = Some("Carol".into());
         let mut after = accounts.clone();
-        after.users.push(PasswdEntry {
+        after.users.push(UserEntry {
             name: "carol".into(),
             uid: 1200,
             gid: 1200,
