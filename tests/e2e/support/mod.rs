@@ -436,6 +436,47 @@ pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
     found
 }
 
+/// ssh processes started for a mop run whose run directory is gone: mop exited and left them.
+/// Every ssh mop starts reads the run's config, `-F /tmp/mop-XXXXXX/...`, and the run directory
+/// is removed at the end, so a live ssh naming a missing one outlived its run. (Runs still in
+/// progress in parallel tests have their directory; persisted masters use their own config
+/// outside `/tmp/mop-XXXXXX/`.)
+pub fn orphaned_ssh_processes() -> Vec<(u32, String)> {
+    processes_matching("ssh")
+        .into_iter()
+        .filter(|(_, cmdline)| {
+            let mut words = cmdline.split(' ');
+            let first = words.next().unwrap_or_default();
+            if !(first == "ssh" || first.ends_with("/ssh")) {
+                return false;
+            }
+            let mut words = cmdline.split(' ').skip_while(|word| *word != "-F").skip(1);
+            let Some(config) = words.next() else {
+                return false;
+            };
+            let Some(rest) = config.strip_prefix("/tmp/mop-") else {
+                return false;
+            };
+            let run_dir = format!("/tmp/mop-{}", rest.split('/').next().unwrap_or_default());
+            !Path::new(&run_dir).exists()
+        })
+        .collect()
+}
+
+/// Fails when a mop run left ssh processes behind (see [`orphaned_ssh_processes`]).
+pub fn assert_no_orphaned_ssh() {
+    // Processes exit asynchronously after `ssh -O exit`: give them a moment.
+    let mut left = orphaned_ssh_processes();
+    for _ in 0..20 {
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = orphaned_ssh_processes();
+    }
+    panic!("ssh processes outlived their mop run: {left:?}");
+}
+
 /// The process group of `pid`, from `/proc/PID/stat` (the command name may contain spaces and
 /// parentheses, so fields are counted after the last `)`).
 fn process_group(pid: u32) -> Option<u32> {
@@ -649,8 +690,8 @@ impl Sandbox {
             .collect()
     }
 
-    /// The hosts hold nothing of mop's after a run: the agent directory is gone (or empty) and no
-    /// process mentions it.
+    /// The hosts hold nothing of mop's after a run: the agent directory is gone (or empty), no
+    /// process mentions it, and no ssh process of a finished run is left on this machine.
     pub fn assert_hosts_clean(&self) {
         let dir = Path::new(&self.agent_dir);
         if dir.exists() {
@@ -670,6 +711,7 @@ impl Sandbox {
             processes.is_empty(),
             "processes of this test's agent directory are still running after mop exited: {processes:?}"
         );
+        assert_no_orphaned_ssh();
     }
 }
 
