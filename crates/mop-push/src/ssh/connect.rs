@@ -358,10 +358,17 @@ pub(crate) async fn reap_run_processes(run_dir: &Path, grace: Duration) -> Vec<u
 }
 
 /// Polls until no process of the run is left; false if some still are after `limit`.
+///
+/// A process that is exiting has already lost its command line but is not a zombie yet, so
+/// each one found is followed by pid until it is a zombie or gone: when mop exits, its masters
+/// have finished exiting, not just started to.
 async fn wait_for_exit(run_dir: &Path, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
+    let mut seen = std::collections::BTreeSet::new();
     loop {
-        if run_processes(run_dir).is_empty() {
+        seen.extend(run_processes(run_dir));
+        seen.retain(|pid| still_running(*pid));
+        if seen.is_empty() {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -369,6 +376,19 @@ async fn wait_for_exit(run_dir: &Path, limit: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether `pid` exists and is not a zombie (state `Z`/`X` in `/proc/PID/stat`; the command
+/// name may contain spaces and parentheses, so the state is read after the last `)`).
+fn still_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next())
+        .unwrap_or("");
+    !matches!(state, "Z" | "X" | "")
 }
 
 fn signal_all(pids: &[u32], signal: libc::c_int) {
@@ -455,6 +475,23 @@ mod tests {
              `ssh-keygen -R '[127.0.1.1]:40123' -f '/tmp/kh'` and connect again; \
              otherwise someone may be intercepting the connection"
         );
+    }
+
+    #[test]
+    fn still_running_is_false_for_zombies_and_gone_processes() {
+        assert!(still_running(std::process::id()));
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Not reaped yet: a zombie once it has exited.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while still_running(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!still_running(pid), "an exited, unreaped child is a zombie");
+        child.wait().expect("reap");
+        assert!(!still_running(pid));
     }
 
     #[test]
