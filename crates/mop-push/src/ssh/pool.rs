@@ -418,16 +418,14 @@ impl SshPool {
                 install.key.shared,
             );
             self.uploads.fetch_add(1, Ordering::Relaxed);
-            let bytes = match install.gzip {
-                true => match self.agent.compressed().await {
-                    Ok(compressed) => {
-                        plan.compressed = true;
-                        compressed
-                    }
-                    Err(_) => self.agent.bytes.clone(),
-                },
-                false => self.agent.bytes.clone(),
+            // Compressed when the host can unpack it; a failure to compress just sends it plain.
+            let compressed = if install.gzip {
+                self.agent.compressed().await.ok()
+            } else {
+                None
             };
+            plan.compressed = compressed.is_some();
+            let bytes = compressed.unwrap_or_else(|| self.agent.bytes.clone());
             if let Err(detail) = upload(session.clone(), &bytes, &plan).await {
                 let error = SshError::UploadFailed {
                     host: host.to_string(),
