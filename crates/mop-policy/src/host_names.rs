@@ -173,11 +173,7 @@ fn template_regions(text: &str) -> Vec<(usize, usize)> {
         if close == "#}" {
             continue;
         }
-        let words: Vec<&str> = text[inner..end]
-            .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace())
-            .split_whitespace()
-            .collect();
-        if close == "%}" && words == ["raw"] {
+        if close == "%}" && block_words(&text[inner..end]) == ["raw"] {
             // Everything up to `{% endraw %}` is literal text.
             match find_endraw(&text[at..]) {
                 Some(skip) => at += skip,
@@ -196,16 +192,20 @@ fn find_endraw(text: &str) -> Option<usize> {
     while let Some(found) = text[at..].find("{%") {
         let start = at + found;
         let end = start + 2 + text[start + 2..].find("%}")?;
-        let words: Vec<&str> = text[start + 2..end]
-            .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace())
-            .split_whitespace()
-            .collect();
-        if words == ["endraw"] {
+        if block_words(&text[start + 2..end]) == ["endraw"] {
             return Some(end + 2);
         }
         at = end + 2;
     }
     None
+}
+
+/// The words inside a block tag, without its whitespace-control marks (`{%- raw +%}`).
+fn block_words(inside: &str) -> Vec<&str> {
+    inside
+        .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace())
+        .split_whitespace()
+        .collect()
 }
 
 /// Identifiers and punctuation of an expression; string literals are skipped.

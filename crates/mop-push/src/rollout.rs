@@ -262,32 +262,36 @@ pub async fn run_push(
     Ok((summary, reporter, interrupted))
 }
 
-async fn stop_agent(mut agent: HostAgent, kill: bool) {
+async fn stop_agent(agent: HostAgent, kill: bool) {
     // A graceful stop is `shutdown` then the agent's exit; anything else ends in a kill.
-    let stopped = !kill
-        && agent.session.shutdown().await.is_ok()
-        && tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
+    let told_to_stop = !kill && agent.session.shutdown().await.is_ok();
+    reap_agent(agent.child, agent.stderr_task, told_to_stop).await;
+}
+
+/// Waits up to 10 s for an agent that was told to stop to exit, kills it otherwise (or at once
+/// when it was not told), and drains its stderr. `true` when it exited on its own.
+async fn reap_agent(
+    mut child: AgentChild,
+    stderr_task: tokio::task::JoinHandle<()>,
+    told_to_stop: bool,
+) -> bool {
+    let exited = told_to_stop
+        && tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
             .is_ok();
-    if !stopped {
-        let _ = agent.child.kill().await;
+    if !exited {
+        let _ = child.kill().await;
     }
-    let _ = agent.stderr_task.await;
+    let _ = stderr_task.await;
+    exited
 }
 
 /// The last stop of a host's agent: it removes its own work directory and stops what it
 /// started, then exits. `false` when it could not (said why on stderr) or did not exit: the
 /// agent was killed and the pool's cleanup over SSH does the rest.
-async fn finish_agent(host: &str, mut agent: HostAgent, request: CleanupRequest) -> bool {
+async fn finish_agent(host: &str, agent: HostAgent, request: CleanupRequest) -> bool {
     let answer = agent.session.clean_up_and_shut_down(request).await;
-    let exited = answer.is_ok()
-        && tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
-            .await
-            .is_ok();
-    if !exited {
-        let _ = agent.child.kill().await;
-    }
-    let _ = agent.stderr_task.await;
+    let exited = reap_agent(agent.child, agent.stderr_task, answer.is_ok()).await;
     match answer {
         Ok(Ok(())) => exited,
         Ok(Err(detail)) => {

@@ -22,10 +22,7 @@ use crate::ssh::{exec, password_line, quote, redact, RunAs, Secret, SudoSpec};
 
 /// Read requests of this size (the crate's default is 4 KiB, one round trip each); sftp-server
 /// answers larger ones with short reads, which the reader handles.
-const READ_BUFFER: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(256 * 1024) {
-    Some(size) => size,
-    None => unreachable!(),
-};
+const READ_BUFFER: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256 * 1024).unwrap();
 
 /// What one host's copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
