@@ -1,6 +1,6 @@
 //! The agent's end of the controller channel: framed messages over stdin/stdout, events flushed
 //! one by one, and the file-transfer exchange (`file_request` -> `file_begin`, data frames,
-//! `file_end` or `file_refused`).
+//! `file_digest` or `file_refused`).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -10,7 +10,7 @@ use mop_protocol::{
     ResourceEvent,
 };
 
-use crate::resources::{FetchError, FileFetcher};
+use crate::resources::{FetchError, Fetched, FileFetcher};
 use crate::role::RoleIo;
 
 /// Why a session ends early.
@@ -62,11 +62,19 @@ pub fn message_name(message: &ControllerMessage) -> &'static str {
         ControllerMessage::Hello { .. } => "hello",
         ControllerMessage::Role(_) => "role",
         ControllerMessage::FileBegin { .. } => "file_begin",
-        ControllerMessage::FileEnd { .. } => "file_end",
+        ControllerMessage::FileDigest { .. } => "file_digest",
         ControllerMessage::FileRefused { .. } => "file_refused",
         ControllerMessage::Cleanup(_) => "cleanup",
         ControllerMessage::Shutdown => "shutdown",
     }
+}
+
+/// The protocol error for a frame that is not what the exchange about file `id` expects.
+fn unexpected(expected: &str, id: u32, frame: &Frame<ControllerMessage>) -> SessionError {
+    SessionError::Protocol(format!(
+        "expected {expected} for file {id}, got {}",
+        frame_name(frame)
+    ))
 }
 
 fn frame_name(frame: &Frame<ControllerMessage>) -> String {
@@ -121,7 +129,7 @@ impl<R: Read, W: Write> Channel<R, W> {
         id: u32,
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
         received: &mut u64,
-    ) -> Result<Result<u64, FetchError>, SessionError> {
+    ) -> Result<Result<Fetched, FetchError>, SessionError> {
         self.send(&AgentMessage::FileRequest { id })?;
         let announced = match self.expect_frame(id)? {
             Frame::Message(ControllerMessage::FileBegin { id: begun, size }) if begun == id => size,
@@ -129,16 +137,11 @@ impl<R: Read, W: Write> Channel<R, W> {
                 id: refused,
                 reason,
             }) if refused == id => return Ok(Err(FetchError::Refused(reason))),
-            other => {
-                return Err(SessionError::Protocol(format!(
-                    "expected `file_begin` or `file_refused` for file {id}, got {}",
-                    frame_name(&other)
-                )))
-            }
+            other => return Err(unexpected("`file_begin` or `file_refused`", id, &other)),
         };
         let mut sink_error = None;
         let mut corrupt_pending = self.corrupt_transfers;
-        loop {
+        let sha256 = loop {
             match self.expect_frame(id)? {
                 Frame::Data(mut data) => {
                     *received += data.len() as u64;
@@ -153,19 +156,56 @@ impl<R: Read, W: Write> Channel<R, W> {
                         }
                     }
                 }
-                Frame::Message(ControllerMessage::FileEnd { id: ended }) if ended == id => break,
+                Frame::Message(ControllerMessage::FileDigest { id: ended, sha256 })
+                    if ended == id =>
+                {
+                    break sha256
+                }
+                // Reading or hashing the source failed part way: the resource fails, the
+                // session goes on.
+                Frame::Message(ControllerMessage::FileRefused {
+                    id: refused,
+                    reason,
+                }) if refused == id => return Ok(Err(FetchError::Refused(reason))),
                 other => {
-                    return Err(SessionError::Protocol(format!(
-                        "expected data or `file_end` for file {id}, got {}",
-                        frame_name(&other)
-                    )))
+                    return Err(unexpected(
+                        "data, `file_digest` or `file_refused`",
+                        id,
+                        &other,
+                    ))
                 }
             }
-        }
+        };
         Ok(match sink_error {
             Some(err) => Err(FetchError::Sink(err)),
-            None => Ok(announced),
+            None => Ok(Fetched {
+                size: announced,
+                sha256,
+            }),
         })
+    }
+
+    fn request_digest(&mut self, id: u32) -> Result<Result<String, FetchError>, SessionError> {
+        self.send(&AgentMessage::FileDigestRequest { id })?;
+        match self.expect_frame(id)? {
+            Frame::Message(ControllerMessage::FileDigest { id: hashed, sha256 })
+                if hashed == id =>
+            {
+                Ok(Ok(sha256))
+            }
+            Frame::Message(ControllerMessage::FileRefused {
+                id: refused,
+                reason,
+            }) if refused == id => Ok(Err(FetchError::Refused(reason))),
+            other => Err(unexpected("`file_digest` or `file_refused`", id, &other)),
+        }
+    }
+
+    /// Keeps a broken channel for the role runner and turns it into a [`FetchError`].
+    fn broken(&mut self, err: SessionError) -> FetchError {
+        let why = err.to_string();
+        self.broken = Some(err);
+        FetchError::Broken(why)
     }
 }
 
@@ -175,14 +215,17 @@ impl<R: Read, W: Write> FileFetcher for Channel<R, W> {
         id: u32,
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
         received: &mut u64,
-    ) -> Result<u64, FetchError> {
+    ) -> Result<Fetched, FetchError> {
         match self.transfer(id, sink, received) {
             Ok(result) => result,
-            Err(err) => {
-                let why = err.to_string();
-                self.broken = Some(err);
-                Err(FetchError::Broken(why))
-            }
+            Err(err) => Err(self.broken(err)),
+        }
+    }
+
+    fn digest(&mut self, id: u32) -> Result<String, FetchError> {
+        match self.request_digest(id) {
+            Ok(result) => result,
+            Err(err) => Err(self.broken(err)),
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::raw::{c_long, c_uint};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -248,7 +250,27 @@ pub struct TempFile {
     path: PathBuf,
     file: File,
     persisted: bool,
+    /// Bytes written through [`TempFile::write_streamed`], and how many of them have been
+    /// handed to the kernel's writeback already.
+    streamed: u64,
+    flushed: u64,
 }
+
+/// How much streamed content accumulates before its writeback to disk is started.
+const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+
+extern "C" {
+    // From the C library every Rust program on Linux links anyway (std calls it too); the raw
+    // syscall rather than glibc's `sync_file_range` wrapper keeps the static agent smaller.
+    fn syscall(number: c_long, ...) -> c_long;
+}
+#[cfg(target_arch = "x86_64")]
+const SYS_SYNC_FILE_RANGE: Option<c_long> = Some(277);
+#[cfg(target_arch = "aarch64")]
+const SYS_SYNC_FILE_RANGE: Option<c_long> = Some(84);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const SYS_SYNC_FILE_RANGE: Option<c_long> = None;
+const SYNC_FILE_RANGE_WRITE: c_uint = 2;
 
 impl TempFile {
     /// Creates `.NAME.mop-PID-N` (mode 0600) in the destination's directory.
@@ -278,6 +300,8 @@ impl TempFile {
                         path,
                         file,
                         persisted: false,
+                        streamed: 0,
+                        flushed: 0,
                     })
                 }
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -289,6 +313,33 @@ impl TempFile {
     /// The open temporary file.
     pub fn file(&mut self) -> &mut File {
         &mut self.file
+    }
+
+    /// Appends a chunk of a large stream, starting the disk writeback of every
+    /// [`WRITEBACK_STEP`] as it fills, so the `fsync` in [`TempFile::persist`] finds most of
+    /// the file already written instead of all of it dirty (a GiB took 0.8 s to sync here).
+    pub fn write_streamed(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.file.write_all(chunk)?;
+        self.streamed += chunk.len() as u64;
+        if let (Some(number), true) = (
+            SYS_SYNC_FILE_RANGE,
+            self.streamed - self.flushed >= WRITEBACK_STEP,
+        ) {
+            let (offset, length) = (self.flushed, self.streamed - self.flushed);
+            // SAFETY: plain syscall on a descriptor we own; it only starts writeback. Failure
+            // (e.g. a filesystem without it) is harmless: `persist` syncs everything anyway.
+            unsafe {
+                syscall(
+                    number,
+                    self.file.as_raw_fd(),
+                    offset as i64,
+                    length as i64,
+                    SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.flushed = self.streamed;
+        }
+        Ok(())
     }
 
     /// Where the temporary file is.

@@ -472,7 +472,7 @@ mod tests {
     use super::*;
     use crate::outcome::SystemRunner;
     use crate::resources::testing::MemoryFetcher;
-    use crate::resources::FetchError;
+    use crate::resources::{FetchError, Fetched};
 
     #[derive(Default)]
     struct Recorder {
@@ -486,8 +486,12 @@ mod tests {
             id: u32,
             sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
             received: &mut u64,
-        ) -> Result<u64, FetchError> {
+        ) -> Result<Fetched, FetchError> {
             self.fetcher.fetch(id, sink, received)
+        }
+
+        fn digest(&mut self, id: u32) -> Result<String, FetchError> {
+            self.fetcher.digest(id)
         }
     }
 

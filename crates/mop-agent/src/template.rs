@@ -266,7 +266,7 @@ impl Engine {
             .iter()
             .filter_map(|path| first_missing(path, context))
             .collect();
-        missing.sort();
+        missing.sort_unstable();
         missing.dedup();
         missing
     }

@@ -28,6 +28,9 @@ struct Agent {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
+    /// Plays a controller whose read of a source fails after the first data frame: it ends
+    /// the stream with `file_refused` instead of `file_digest`.
+    refuse_mid_stream: bool,
 }
 
 /// What one role produced, seen from the controller.
@@ -35,6 +38,8 @@ struct RoleRun {
     events: Vec<ResourceEvent>,
     summary: RoleSummary,
     requested: Vec<u32>,
+    /// Ids whose sha256 the agent asked for (`file_digest_request`).
+    digests_requested: Vec<u32>,
 }
 
 impl Agent {
@@ -54,6 +59,7 @@ impl Agent {
             child,
             stdin,
             stdout,
+            refuse_mid_stream: false,
         }
     }
 
@@ -111,6 +117,7 @@ impl Agent {
         self.send(&ControllerMessage::Role(Box::new(plan.clone())));
         let mut events = Vec::new();
         let mut requested = Vec::new();
+        let mut digests_requested = Vec::new();
         loop {
             match self.receive() {
                 Some(AgentMessage::Event(event)) => {
@@ -127,9 +134,35 @@ impl Agent {
                             });
                             for chunk in content.chunks(DATA_CHUNK) {
                                 write_data_frame(self.stdin(), chunk).expect("data frame");
+                                if self.refuse_mid_stream {
+                                    break;
+                                }
                             }
-                            self.send(&ControllerMessage::FileEnd { id });
+                            if self.refuse_mid_stream {
+                                self.send(&ControllerMessage::FileRefused {
+                                    id,
+                                    reason: "reading the source failed".into(),
+                                });
+                            } else {
+                                self.send(&ControllerMessage::FileDigest {
+                                    id,
+                                    sha256: sha256_hex(content),
+                                });
+                            }
                         }
+                        None => self.send(&ControllerMessage::FileRefused {
+                            id,
+                            reason: "unknown id".into(),
+                        }),
+                    }
+                }
+                Some(AgentMessage::FileDigestRequest { id }) => {
+                    digests_requested.push(id);
+                    match served.get(&id) {
+                        Some(content) => self.send(&ControllerMessage::FileDigest {
+                            id,
+                            sha256: sha256_hex(content),
+                        }),
                         None => self.send(&ControllerMessage::FileRefused {
                             id,
                             reason: "unknown id".into(),
@@ -141,6 +174,7 @@ impl Agent {
                         events,
                         summary,
                         requested,
+                        digests_requested,
                     }
                 }
                 other => panic!("unexpected {other:?}"),
@@ -358,7 +392,7 @@ fn served_plan(dest: &Path, content: &[u8]) -> RolePlan {
         "files/blob".into(),
         FileEntry {
             id: 42,
-            sha256: sha256_hex(content),
+            sha256: Some(sha256_hex(content)),
             size: content.len() as u64,
             mode: 0o644,
         },
@@ -425,6 +459,60 @@ fn file_transfer_by_id_then_nothing_to_transfer() {
         "local edit"
     );
     assert_eq!(agent.shutdown(), exit_code::OK);
+}
+
+/// A plan sent before the controller finished hashing carries no sha256: the agent asks for
+/// it only when the destination has the same size, and verifies a transfer against the sha256
+/// that ends the stream. A source that fails part way fails the resource, not the session.
+#[test]
+fn plan_without_sha256_digest_asked_only_when_sizes_match() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dest = root.path().join("blob");
+    let content: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+    let served = BTreeMap::from([(42, content.clone())]);
+    let mut apply = served_plan(&dest, &content);
+    apply.files.get_mut("files/blob").expect("entry").sha256 = None;
+
+    let mut agent = Agent::spawn(&[]);
+    agent.hello();
+    let run = agent.run_role(&apply, &served);
+    assert_eq!(
+        run.events[0].status,
+        ResourceStatus::Changed,
+        "{:?}",
+        run.events[0]
+    );
+    assert_eq!(run.requested, vec![42]);
+    assert!(
+        run.digests_requested.is_empty(),
+        "no destination, yet a digest was asked for"
+    );
+    assert_eq!(std::fs::read(&dest).expect("written"), content);
+
+    let run = agent.run_role(&apply, &served);
+    assert_eq!(
+        run.events[0].status,
+        ResourceStatus::Ok,
+        "{:?}",
+        run.events[0]
+    );
+    assert_eq!(run.digests_requested, vec![42]);
+    assert!(
+        run.requested.is_empty(),
+        "an identical file was requested again"
+    );
+
+    std::fs::write(&dest, "local edit").expect("write");
+    agent.refuse_mid_stream = true;
+    let run = agent.run_role(&apply, &served);
+    assert_eq!(run.events[0].status, ResourceStatus::Failed);
+    let message = run.events[0].message.as_deref().expect("message");
+    assert!(message.contains("reading the source failed"), "{message}");
+    assert_eq!(
+        std::fs::read_to_string(&dest).expect("untouched"),
+        "local edit"
+    );
+    assert_eq!(agent.shutdown(), exit_code::OK, "the session went on");
 }
 
 #[test]

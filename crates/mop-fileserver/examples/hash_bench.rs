@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let resolve_time = resolve_started.elapsed();
     let manifest = builder.finish()?;
-    let stats = manifest.stats();
+    let stats = manifest.wait_all().map_err(|error| error.to_string())?;
     println!("resolve: {} sources in {:.2?}", sources.len(), resolve_time);
     println!(
         "manifest: {} files, {:.1} MiB, hashed in {:.2?} on {} threads: {:.0} MiB/s",
@@ -88,8 +88,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         parallel_builder.add(&served);
         sequential_builder.add(&served);
     }
-    let parallel = parallel_builder.finish()?.stats();
-    let sequential = sequential_builder.finish_with_threads(1)?.stats();
+    let parallel = parallel_builder
+        .finish()?
+        .wait_all()
+        .map_err(|error| error.to_string())?;
+    let sequential = sequential_builder
+        .finish_with_threads(1)?
+        .wait_all()
+        .map_err(|error| error.to_string())?;
     println!(
         "{SMALL_FILES} small files: {:.2?} on {} threads, {:.2?} on 1 thread",
         parallel.hash_time, parallel.threads, sequential.hash_time

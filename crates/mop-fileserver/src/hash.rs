@@ -1,8 +1,9 @@
-//! SHA-256 helpers shared by the manifest builder and the chunk reader.
+//! SHA-256 helpers for the manifest's hashing threads and for callers that hash one file.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -27,11 +28,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Hashes everything `reader` yields through `buffer` (reused across files by the hashing
-/// threads); returns the byte count and the lowercase hex digest.
-pub(crate) fn hash_reader(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<(u64, String)> {
+/// threads); returns the byte count and the lowercase hex digest. Gives up with an error as
+/// soon as `cancelled` is set (checked once per buffer).
+pub(crate) fn hash_reader(
+    reader: &mut impl Read,
+    buffer: &mut [u8],
+    cancelled: &AtomicBool,
+) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
     loop {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(io::Error::other("hashing was cancelled"));
+        }
         let read = match reader.read(buffer) {
             Ok(0) => break,
             Ok(read) => read,
@@ -48,7 +57,7 @@ pub(crate) fn hash_reader(reader: &mut impl Read, buffer: &mut [u8]) -> io::Resu
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
     let mut buffer = vec![0u8; HASH_BUFFER_SIZE];
-    hash_reader(&mut file, &mut buffer).map(|(_, hex)| hex)
+    hash_reader(&mut file, &mut buffer, &AtomicBool::new(false)).map(|(_, hex)| hex)
 }
 
 #[cfg(test)]

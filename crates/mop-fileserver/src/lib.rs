@@ -5,8 +5,11 @@
 //! 1. [`FileServer::new`] per distinct set of roots (checks patterns and roots);
 //! 2. [`FileServer::resolve`] every `source` at validation time, before any host is contacted;
 //! 3. [`ManifestBuilder::add`] each [`ServedFile`] a selected role uses, then
-//!    [`ManifestBuilder::finish`] hashes them once, in parallel;
-//! 4. [`Manifest::open`] streams an entry that a host asked for by [`FileId`] or sha256.
+//!    [`ManifestBuilder::finish`] stats them and starts hashing each once, in parallel, in the
+//!    background;
+//! 4. [`Manifest::open`] streams an entry that a host asked for by [`FileId`], and
+//!    [`Manifest::wait_sha256`] gives the digest the host checks it against (or compares its
+//!    own copy with).
 //!
 //! Architecture invariant: [`rules`] is pure (no IO); filesystem access lives in `resolve`,
 //! `manifest` and `stream`. The crate is synchronous: async callers use `spawn_blocking`.

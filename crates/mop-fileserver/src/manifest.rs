@@ -1,5 +1,6 @@
-//! The run's manifest: exactly the files the selected roles use, each stat-ed and hashed once
-//! (deduplicated by canonical path), with the hashing spread over a pool of std threads.
+//! The run's manifest: exactly the files the selected roles use, each stat-ed up front and
+//! hashed once (deduplicated by canonical path) by a pool of background std threads, so hashing
+//! overlaps connecting and streaming instead of preceding them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -7,6 +8,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::hash::{hash_reader, HASH_BUFFER_SIZE};
@@ -33,16 +35,14 @@ pub struct Entry {
     pub size: u64,
     /// Permission bits (`st_mode & 0o7777`); `0o644` where the platform has none.
     pub mode: u32,
-    /// Lowercase hex SHA-256 of the content.
-    pub sha256: String,
 }
 
-/// Figures for the executor to print after building the manifest.
+/// Figures for the executor to print once the manifest is hashed ([`Manifest::wait_all`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ManifestStats {
     pub files: usize,
     pub bytes: u64,
-    /// Wall time of [`ManifestBuilder::finish`] (stat and hash).
+    /// Wall time from [`ManifestBuilder::finish`] to the last digest.
     pub hash_time: Duration,
     /// Hashing threads used.
     pub threads: usize,
@@ -70,6 +70,8 @@ pub enum ManifestError {
     },
     #[error("`{relative}` (`{}`) is no longer a regular file", .path.display())]
     NotRegularFile { relative: String, path: PathBuf },
+    #[error("cannot start the threads that hash served files: {0}")]
+    Threads(io::Error),
     #[error(
         "`{relative}` (`{}`) changed while it was being hashed: it was {expected} bytes, {actual} \
          were read\nhint: run again once nothing is writing to it",
@@ -117,7 +119,8 @@ impl ManifestBuilder {
         self.files.is_empty()
     }
 
-    /// Stats and hashes every added file on `available_parallelism` threads.
+    /// Stats every added file (size, mode, regular file) and starts hashing them in the
+    /// background on `available_parallelism` threads; see [`Manifest::wait_sha256`].
     pub fn finish(self) -> Result<Manifest, ManifestError> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         self.finish_with_threads(threads)
@@ -125,138 +128,169 @@ impl ManifestBuilder {
 
     /// Like [`ManifestBuilder::finish`] with an explicit thread count (at least 1 is used).
     ///
-    /// Work is split by file, largest first: SHA-256 of one file is a sequential chain, so a
-    /// single huge file takes one core however many there are, while the other threads take
-    /// the remaining files. The first failure stops the others from starting new files.
+    /// Hashing starts at once and goes on while the caller connects to hosts and streams
+    /// content: nobody waits for a digest until a host needs it. Work is split by file,
+    /// largest first: SHA-256 of one file is a sequential chain, so a single huge file takes
+    /// one core however many there are, while the other threads take the remaining files.
     pub fn finish_with_threads(self, threads: usize) -> Result<Manifest, ManifestError> {
         let started = Instant::now();
-        let files = self.files;
+        let mut entries = Vec::with_capacity(self.files.len());
+        let mut paths = Vec::with_capacity(self.files.len());
+        for (index, file) in self.files.iter().enumerate() {
+            let (size, mode) = stat_regular(file.absolute(), file.relative())?;
+            entries.push(Entry {
+                id: FileId(u32::try_from(index).expect("ids fit in u32 (checked in add)")),
+                relative: file.relative().to_owned(),
+                size,
+                mode,
+            });
+            paths.push(file.absolute().to_path_buf());
+        }
         // Largest first, so a big file does not start last and leave the others idle.
-        let mut order: Vec<usize> = (0..files.len()).collect();
-        let sizes: Vec<u64> = files
-            .iter()
-            .map(|file| std::fs::metadata(file.absolute()).map_or(0, |metadata| metadata.len()))
-            .collect();
-        order.sort_by_key(|index| std::cmp::Reverse(sizes[*index]));
-
-        let threads = threads.max(1).min(files.len().max(1));
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let mut results: Vec<Option<Result<Hashed, ManifestError>>> =
-            std::iter::repeat_with(|| None).take(files.len()).collect();
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        let mut buffer = vec![0u8; HASH_BUFFER_SIZE];
-                        while !failed.load(Ordering::Relaxed) {
-                            let position = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&index) = order.get(position) else {
-                                break;
-                            };
-                            let file = &files[index];
-                            let result = hash_one(file.absolute(), file.relative(), &mut buffer);
-                            if result.is_err() {
-                                failed.store(true, Ordering::Relaxed);
-                            }
-                            done.push((index, result));
-                        }
-                        done
-                    })
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by_key(|index| std::cmp::Reverse(entries[*index].size));
+        let threads = threads.max(1).min(entries.len().max(1));
+        let hashing = Arc::new(Hashing {
+            jobs: order
+                .into_iter()
+                .map(|index| Job {
+                    index,
+                    path: paths[index].clone(),
+                    relative: entries[index].relative.clone(),
+                    size: entries[index].size,
                 })
-                .collect();
-            for worker in workers {
-                let done = worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                for (index, result) in done {
-                    results[index] = Some(result);
-                }
-            }
+                .collect(),
+            next: AtomicUsize::new(0),
+            digests: std::iter::repeat_with(OnceLock::new)
+                .take(entries.len())
+                .collect(),
+            finished: Mutex::new(0),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            started,
+            hash_time: OnceLock::new(),
         });
-
-        let mut entries = Vec::with_capacity(files.len());
-        let mut paths = Vec::with_capacity(files.len());
-        let mut first_error = None;
-        for (index, (file, result)) in files.into_iter().zip(results).enumerate() {
-            match result {
-                Some(Ok(hashed)) => {
-                    entries.push(Entry {
-                        id: FileId(u32::try_from(index).expect("ids fit in u32 (checked in add)")),
-                        relative: file.relative().to_owned(),
-                        size: hashed.size,
-                        mode: hashed.mode,
-                        sha256: hashed.sha256,
-                    });
-                    paths.push(file.absolute().to_path_buf());
-                }
-                Some(Err(error)) => {
-                    first_error.get_or_insert(error);
-                }
-                // Skipped after another file failed.
-                None => {}
+        if entries.is_empty() {
+            let _ = hashing.hash_time.set(started.elapsed());
+        } else {
+            for _ in 0..threads {
+                let hashing = Arc::clone(&hashing);
+                std::thread::Builder::new()
+                    .name("mop-hash".to_string())
+                    .spawn(move || hashing.work())
+                    .map_err(ManifestError::Threads)?;
             }
         }
-        if let Some(error) = first_error {
-            return Err(error);
-        }
-        let mut ids_by_sha256 = HashMap::with_capacity(entries.len());
-        for entry in &entries {
-            ids_by_sha256
-                .entry(entry.sha256.clone())
-                .or_insert(entry.id);
-        }
-        let stats = ManifestStats {
-            files: entries.len(),
-            bytes: entries.iter().map(|entry| entry.size).sum(),
-            hash_time: started.elapsed(),
-            threads,
-        };
         Ok(Manifest {
             entries,
             paths,
-            ids_by_sha256,
-            stats,
+            hashing,
+            threads,
         })
     }
 }
 
-struct Hashed {
+/// One file for the hashing threads.
+#[derive(Debug)]
+struct Job {
+    index: usize,
+    path: PathBuf,
+    relative: String,
     size: u64,
-    mode: u32,
-    sha256: String,
 }
 
-fn hash_one(path: &Path, relative: &str, buffer: &mut [u8]) -> Result<Hashed, ManifestError> {
+/// State shared by a manifest and its hashing threads.
+#[derive(Debug)]
+struct Hashing {
+    /// Files in hashing order (largest first); `next` is the first one nobody took yet.
+    jobs: Vec<Job>,
+    next: AtomicUsize,
+    /// Per entry id: its digest or why it could not be hashed, once known.
+    digests: Vec<OnceLock<Result<String, ManifestError>>>,
+    /// How many digests are known; waiters sleep on `changed`.
+    finished: Mutex<usize>,
+    changed: Condvar,
+    /// Set when the manifest is dropped: the threads stop at the next buffer.
+    cancelled: AtomicBool,
+    started: Instant,
+    /// From `finish` to the last digest.
+    hash_time: OnceLock<Duration>,
+}
+
+impl Hashing {
+    fn work(&self) {
+        let mut buffer = vec![0u8; HASH_BUFFER_SIZE];
+        while !self.cancelled.load(Ordering::Relaxed) {
+            let Some(job) = self.jobs.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+                return;
+            };
+            let result = hash_one(job, &mut buffer, &self.cancelled);
+            if self.cancelled.load(Ordering::Relaxed) {
+                return;
+            }
+            let _ = self.digests[job.index].set(result);
+            let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
+            *finished += 1;
+            if *finished == self.digests.len() {
+                let _ = self.hash_time.set(self.started.elapsed());
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    /// Blocks until entry `index` has a digest (or an error).
+    fn wait(&self, index: usize) -> &Result<String, ManifestError> {
+        let cell = &self.digests[index];
+        let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(result) = cell.get() {
+                return result;
+            }
+            finished = self
+                .changed
+                .wait(finished)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Opens `path` and returns the size and permission bits of what it opened, which must be a
+/// regular file.
+fn stat_regular(path: &Path, relative: &str) -> Result<(u64, u32), ManifestError> {
     let read_error = |error| ManifestError::Read {
         relative: relative.to_owned(),
         path: path.to_path_buf(),
         error,
     };
-    let mut file = File::open(path).map_err(read_error)?;
-    // Size and mode of the file actually opened, not of whatever the path names later.
-    let metadata = file.metadata().map_err(read_error)?;
+    let metadata = File::open(path)
+        .and_then(|file| file.metadata())
+        .map_err(read_error)?;
     if !metadata.is_file() {
         return Err(ManifestError::NotRegularFile {
             relative: relative.to_owned(),
             path: path.to_path_buf(),
         });
     }
-    let (size, sha256) = hash_reader(&mut file, buffer).map_err(read_error)?;
-    if size != metadata.len() {
+    Ok((metadata.len(), permission_bits(&metadata)))
+}
+
+fn hash_one(job: &Job, buffer: &mut [u8], cancelled: &AtomicBool) -> Result<String, ManifestError> {
+    let read_error = |error| ManifestError::Read {
+        relative: job.relative.clone(),
+        path: job.path.clone(),
+        error,
+    };
+    let mut file = File::open(&job.path).map_err(read_error)?;
+    let (size, sha256) = hash_reader(&mut file, buffer, cancelled).map_err(read_error)?;
+    if size != job.size {
         return Err(ManifestError::ChangedWhileHashing {
-            relative: relative.to_owned(),
-            path: path.to_path_buf(),
-            expected: metadata.len(),
+            relative: job.relative.clone(),
+            path: job.path.clone(),
+            expected: job.size,
             actual: size,
         });
     }
-    Ok(Hashed {
-        size,
-        mode: permission_bits(&metadata),
-        sha256,
-    })
+    Ok(sha256)
 }
 
 #[cfg(unix)]
@@ -270,15 +304,22 @@ fn permission_bits(_metadata: &std::fs::Metadata) -> u32 {
     0o644
 }
 
-/// The hashed files of one run. Content leaves the controller only through
-/// [`Manifest::open`], by id: there is no way to stream a path that is not in the manifest.
-#[derive(Debug, Default)]
+/// The files of one run, stat-ed up front and hashed in the background. Content leaves the
+/// controller only through [`Manifest::open`], by id: there is no way to stream a path that
+/// is not in the manifest.
+#[derive(Debug)]
 pub struct Manifest {
     entries: Vec<Entry>,
     /// Canonical absolute path of each entry, same index; never sent to hosts.
     paths: Vec<PathBuf>,
-    ids_by_sha256: HashMap<String, FileId>,
-    stats: ManifestStats,
+    hashing: Arc<Hashing>,
+    threads: usize,
+}
+
+impl Drop for Manifest {
+    fn drop(&mut self) {
+        self.hashing.cancelled.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Manifest {
@@ -291,14 +332,48 @@ impl Manifest {
         self.entries.get(usize::try_from(id.0).ok()?)
     }
 
+    /// The entry's SHA-256 (lowercase hex) if hashing it has already finished, without waiting.
+    pub fn sha256(&self, id: FileId) -> Option<&str> {
+        let index = self.index(id)?;
+        match self.hashing.digests[index].get() {
+            Some(Ok(sha256)) => Some(sha256),
+            _ => None,
+        }
+    }
+
+    /// The entry's SHA-256 (lowercase hex), waiting for the hashing threads if they have not
+    /// got to it yet; `None` for an unknown id. Each file is hashed once per manifest however
+    /// many callers wait. Blocks: async callers use `spawn_blocking`.
+    pub fn wait_sha256(&self, id: FileId) -> Option<Result<&str, &ManifestError>> {
+        let index = self.index(id)?;
+        Some(self.hashing.wait(index).as_ref().map(String::as_str))
+    }
+
+    /// Waits until every entry is hashed; the first failure (by id) if any did not.
+    pub fn wait_all(&self) -> Result<ManifestStats, &ManifestError> {
+        for index in 0..self.entries.len() {
+            if let Err(error) = self.hashing.wait(index) {
+                return Err(error);
+            }
+        }
+        Ok(ManifestStats {
+            files: self.entries.len(),
+            bytes: self.entries.iter().map(|entry| entry.size).sum(),
+            hash_time: self.hashing.hash_time.get().copied().unwrap_or_default(),
+            threads: self.threads,
+        })
+    }
+
     /// The entry with this SHA-256 (64 hex digits, either case); the lowest id when several
-    /// files share content. Anything else, including a path, finds nothing.
+    /// files share content. Anything else, including a path, finds nothing. Waits for hashing.
     pub fn entry_by_sha256(&self, hex: &str) -> Option<&Entry> {
         if hex.len() != 64 || !hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             return None;
         }
-        let id = self.ids_by_sha256.get(&hex.to_ascii_lowercase())?;
-        self.entry_by_id(*id)
+        let hex = hex.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .find(|entry| matches!(self.wait_sha256(entry.id), Some(Ok(sha256)) if sha256 == hex))
     }
 
     /// The controller-side path of an entry, for the operator's messages only.
@@ -315,9 +390,10 @@ impl Manifest {
         ChunkReader::open(entry, path)
     }
 
-    /// Reads a whole entry into memory, verified like a stream, refusing entries larger than
-    /// `max_bytes` before reading anything. For small files the controller itself needs (e.g.
-    /// template text inlined into a role plan); content for hosts goes through [`Manifest::open`].
+    /// Reads a whole entry into memory, size-checked like a stream, refusing entries larger
+    /// than `max_bytes` before reading anything. For small files the controller itself needs
+    /// (template text inlined into a role plan, which is exactly what hosts get); content for
+    /// hosts goes through [`Manifest::open`].
     pub fn read_whole(&self, id: FileId, max_bytes: u64) -> Result<Vec<u8>, StreamError> {
         let entry = self.entry_by_id(id).ok_or(StreamError::UnknownId(id))?;
         if entry.size > max_bytes {
@@ -340,15 +416,17 @@ impl Manifest {
         }
     }
 
-    pub fn stats(&self) -> ManifestStats {
-        self.stats
-    }
-
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    fn index(&self, id: FileId) -> Option<usize> {
+        usize::try_from(id.0)
+            .ok()
+            .filter(|index| *index < self.entries.len())
     }
 }

@@ -1,13 +1,11 @@
 //! Streams one manifest entry in bounded chunks and refuses to finish if the file on disk no
-//! longer matches what was hashed.
+//! longer has the size the manifest recorded. Content is checked end to end instead: the agent
+//! verifies what it received against the manifest's sha256 before its atomic rename.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::hash::to_hex;
 use crate::manifest::{Entry, FileId};
 
 /// Chunk size used by the iterator unless [`ChunkReader::with_chunk_size`] says otherwise.
@@ -25,7 +23,7 @@ pub enum StreamError {
         error: io::Error,
     },
     #[error(
-        "`{relative}` (`{}`) changed on disk since it was hashed: it is now {actual} bytes, the \
+        "`{relative}` (`{}`) changed on disk during the run: it is now {actual} bytes, the \
          manifest says {expected}\nhint: run again once nothing is writing to it",
         .path.display()
     )]
@@ -34,17 +32,6 @@ pub enum StreamError {
         path: PathBuf,
         expected: u64,
         actual: u64,
-    },
-    #[error(
-        "`{relative}` (`{}`) changed on disk since it was hashed: its sha256 is now {actual}, the \
-         manifest says {expected}\nhint: run again once nothing is writing to it",
-        .path.display()
-    )]
-    ContentChanged {
-        relative: String,
-        path: PathBuf,
-        expected: String,
-        actual: String,
     },
     #[error(
         "`{relative}` is {size} bytes, more than the {max_bytes} bytes that may be loaded into \
@@ -76,11 +63,11 @@ enum State {
 
 /// Reads one manifest entry's content, at most one caller-sized buffer at a time.
 ///
-/// The size is checked at open and at the end (a file that shrank or grew is an error), and
-/// the content is re-hashed while streaming (unless [`ChunkReader::without_content_check`]).
-/// Both end checks run in the call that reads the last bytes, so when the file changed that
-/// call fails and its bytes are never handed out: a complete stream is always the hashed
-/// content. Made only by [`crate::Manifest::open`].
+/// The size is checked at open and at the end (a file that shrank or grew is an error); the
+/// end check runs in the call that reads the last bytes, so when the file changed size that
+/// call fails and its bytes are never handed out. A same-size rewrite is not this reader's to
+/// catch: the receiving agent compares the stream with the manifest's sha256. Made only by
+/// [`crate::Manifest::open`].
 #[derive(Debug)]
 pub struct ChunkReader {
     id: FileId,
@@ -88,8 +75,6 @@ pub struct ChunkReader {
     path: PathBuf,
     file: File,
     expected_size: u64,
-    expected_sha256: String,
-    hasher: Option<Sha256>,
     bytes_read: u64,
     bytes_delivered: u64,
     chunk_size: usize,
@@ -119,8 +104,6 @@ impl ChunkReader {
             path: path.to_path_buf(),
             file,
             expected_size: entry.size,
-            expected_sha256: entry.sha256.clone(),
-            hasher: Some(Sha256::new()),
             bytes_read: 0,
             bytes_delivered: 0,
             chunk_size: DEFAULT_CHUNK_SIZE,
@@ -131,12 +114,6 @@ impl ChunkReader {
     /// Chunk size for the iterator (at least 1 byte).
     pub fn with_chunk_size(mut self, bytes: usize) -> ChunkReader {
         self.chunk_size = bytes.max(1);
-        self
-    }
-
-    /// Checks only the size at the end, not the SHA-256 (saves one hash pass per send).
-    pub fn without_content_check(mut self) -> ChunkReader {
-        self.hasher = None;
         self
     }
 
@@ -208,9 +185,6 @@ impl ChunkReader {
                 Err(error) => return Err(self.read_error(error)),
             }
         }
-        if let Some(hasher) = &mut self.hasher {
-            hasher.update(&buffer[..filled]);
-        }
         self.bytes_read += filled as u64;
         if self.bytes_read == self.expected_size {
             self.verify_end()?;
@@ -219,8 +193,7 @@ impl ChunkReader {
         Ok(filled)
     }
 
-    /// Called once every expected byte was read: the file must end here and, when checked,
-    /// hash to the manifest's value.
+    /// Called once every expected byte was read: the file must end here.
     fn verify_end(&mut self) -> Result<(), StreamError> {
         let mut probe = [0u8; 1];
         loop {
@@ -240,17 +213,6 @@ impl ChunkReader {
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(self.read_error(error)),
-            }
-        }
-        if let Some(hasher) = self.hasher.take() {
-            let actual = to_hex(&hasher.finalize());
-            if actual != self.expected_sha256 {
-                return Err(StreamError::ContentChanged {
-                    relative: self.relative.clone(),
-                    path: self.path.clone(),
-                    expected: self.expected_sha256.clone(),
-                    actual,
-                });
             }
         }
         Ok(())

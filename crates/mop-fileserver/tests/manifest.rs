@@ -49,14 +49,26 @@ fn known_digest_size_and_mode() {
     assert_eq!(entry.size, 3);
     assert_eq!(entry.mode, 0o640);
     assert_eq!(
-        entry.sha256,
+        manifest
+            .wait_sha256(abc)
+            .expect("known id")
+            .expect("hashed"),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
     assert_eq!(
-        manifest.entry_by_id(empty).expect("entry 1").sha256,
+        manifest
+            .wait_sha256(empty)
+            .expect("known id")
+            .expect("hashed"),
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
-    let stats = manifest.stats();
+    assert_eq!(
+        manifest.sha256(abc),
+        Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        "once hashed, the digest is there without waiting"
+    );
+    assert!(manifest.wait_sha256(FileId(2)).is_none(), "unknown id");
+    let stats = manifest.wait_all().expect("all hashed");
     assert_eq!((stats.files, stats.bytes), (2, 3));
     assert!(stats.threads >= 1);
 }
@@ -76,7 +88,7 @@ fn only_added_files_are_read() {
     let manifest = builder.finish().expect("only `used` is hashed");
     assert_eq!(manifest.len(), 1);
     assert_eq!(manifest.entries()[0].relative, "used");
-    assert_eq!(manifest.stats().bytes, 4);
+    assert_eq!(manifest.wait_all().expect("hashed").bytes, 4);
 }
 
 #[test]
@@ -134,11 +146,13 @@ fn parallel_hashing_matches_sequential_hashing() {
     let sequential = build(1);
     let parallel = build(8);
     assert_eq!(sequential.entries(), parallel.entries());
-    assert_eq!(sequential.stats().threads, 1);
-    assert_eq!(parallel.stats().threads, 8);
+    assert_eq!(sequential.wait_all().expect("hashed").threads, 1);
+    assert_eq!(parallel.wait_all().expect("hashed").threads, 8);
     for entry in parallel.entries() {
         let expected = sha256_file(&root.join(&entry.relative)).expect("hash");
-        assert_eq!(entry.sha256, expected, "{}", entry.relative);
+        let parallel_digest = parallel.sha256(entry.id).expect("hashed");
+        assert_eq!(parallel_digest, expected, "{}", entry.relative);
+        assert_eq!(sequential.sha256(entry.id), Some(parallel_digest));
     }
     // Ids follow the order of `add`, whatever order the threads hashed in.
     for (index, entry) in parallel.entries().iter().enumerate() {
@@ -159,7 +173,11 @@ fn lookups_are_by_id_or_hash_only() {
         builder.add(&resolve(&server, source));
     }
     let manifest = builder.finish().expect("hashed");
-    let sha = manifest.entries()[1].sha256.clone();
+    let sha = manifest
+        .wait_sha256(FileId(1))
+        .expect("known id")
+        .expect("hashed")
+        .to_owned();
     // Shared content maps to the lowest id.
     assert_eq!(
         manifest.entry_by_sha256(&sha).map(|entry| entry.id),
@@ -205,9 +223,42 @@ fn a_file_removed_before_hashing_is_reported() {
     );
 }
 
+/// Stat-ing happens in `finish`, hashing after it: a file that changes size in between is
+/// reported for that entry, by whoever waits for its digest, and the other entries are fine.
+#[test]
+fn a_file_that_changes_after_finish_fails_only_its_own_digest() {
+    let (_dir, root) = temp_root();
+    fs::write(root.join("big"), vec![7u8; 8 << 20]).expect("write");
+    fs::write(root.join("small"), "small").expect("write");
+    let server = server(&root);
+    let mut builder = ManifestBuilder::new();
+    let big = builder.add(&resolve(&server, "big"));
+    let small = builder.add(&resolve(&server, "small"));
+    // One thread, largest first: `small` is hashed after `big`, well after this truncation.
+    let manifest = builder.finish_with_threads(1).expect("stat-ed");
+    fs::write(root.join("small"), "smaller now").expect("rewrite");
+    assert!(manifest.wait_sha256(big).expect("known id").is_ok());
+    let error = manifest
+        .wait_sha256(small)
+        .expect("known id")
+        .expect_err("changed size");
+    assert!(
+        matches!(
+            error,
+            ManifestError::ChangedWhileHashing {
+                expected: 5,
+                actual: 11,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(manifest.wait_all().is_err());
+}
+
 #[test]
 fn empty_builder_gives_empty_manifest() {
     let manifest = ManifestBuilder::new().finish().expect("nothing to hash");
     assert!(manifest.is_empty());
-    assert_eq!(manifest.stats().bytes, 0);
+    assert_eq!(manifest.wait_all().expect("nothing to wait for").bytes, 0);
 }

@@ -5,8 +5,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use mop_fileserver::{
-    FileId, FileServer, FileServerConfig, Manifest, ManifestBuilder, RootSpec, StreamError,
-    DEFAULT_CHUNK_SIZE,
+    sha256_hex, FileId, FileServer, FileServerConfig, Manifest, ManifestBuilder, RootSpec,
+    StreamError, DEFAULT_CHUNK_SIZE,
 };
 
 fn content(length: usize) -> Vec<u8> {
@@ -110,9 +110,9 @@ fn a_file_that_changed_size_before_open_is_refused() {
         "{error:?}"
     );
     assert!(error.to_string().starts_with("`data.bin` ("), "{error}");
-    assert!(error.to_string().contains(
-        "changed on disk since it was hashed: it is now 1004 bytes, the manifest says 1000"
-    ));
+    assert!(error
+        .to_string()
+        .contains("changed on disk during the run: it is now 1004 bytes, the manifest says 1000"));
 }
 
 #[test]
@@ -154,38 +154,34 @@ fn a_file_that_shrinks_while_streaming_is_an_error() {
     );
 }
 
+/// A same-size rewrite keeps the size the manifest recorded: the stream delivers it, and the
+/// manifest's sha256 (what the agent checks the stream against) still names the content that
+/// was hashed, so the agent refuses it.
 #[test]
-fn same_size_rewrite_is_caught_by_the_content_check() {
+fn same_size_rewrite_streams_but_no_longer_matches_the_digest() {
     let original = content(5000);
     let (_dir, path, manifest) = manifest_with(&original);
-    let overwrite = |offset: u64| {
-        let mut file = OpenOptions::new().write(true).open(&path).expect("open");
-        file.seek(SeekFrom::Start(offset)).expect("seek");
-        file.write_all(b"XXXX").expect("write");
-    };
-    overwrite(100);
-    let result: Result<Vec<Vec<u8>>, StreamError> =
-        manifest.open(FileId(0)).expect("same size opens").collect();
-    let error = result.expect_err("content changed");
-    assert!(
-        matches!(error, StreamError::ContentChanged { .. }),
-        "{error:?}"
-    );
-    assert!(error.to_string().contains("its sha256 is now "), "{error}");
-
-    // With only the size check, the same change goes through: the hash check is what
-    // catches it.
+    let digest = manifest
+        .wait_sha256(FileId(0))
+        .expect("known id")
+        .expect("hashed")
+        .to_owned();
+    assert_eq!(digest, sha256_hex(&original));
+    let mut file = OpenOptions::new().write(true).open(&path).expect("open");
+    file.seek(SeekFrom::Start(100)).expect("seek");
+    file.write_all(b"XXXX").expect("write");
     let chunks: Vec<Vec<u8>> = manifest
         .open(FileId(0))
-        .expect("open")
-        .without_content_check()
+        .expect("same size opens")
         .collect::<Result<_, _>>()
-        .expect("size-only check passes");
-    assert_eq!(chunks.concat().len(), original.len());
+        .expect("the size check passes");
+    let streamed = chunks.concat();
+    assert_eq!(streamed.len(), original.len());
+    assert_ne!(sha256_hex(&streamed), digest);
 }
 
 #[test]
-fn read_whole_verifies_and_caps_the_size() {
+fn read_whole_checks_and_caps_the_size() {
     let original = content(DEFAULT_CHUNK_SIZE + 5);
     let (_dir, path, manifest) = manifest_with(&original);
     assert_eq!(
@@ -207,11 +203,10 @@ fn read_whole_verifies_and_caps_the_size() {
         ),
         "{error:?}"
     );
-    let mut file = OpenOptions::new().write(true).open(&path).expect("open");
-    file.write_all(b"changed").expect("write");
+    append(&path, b"grown");
     assert!(matches!(
         manifest.read_whole(FileId(0), 1 << 20),
-        Err(StreamError::ContentChanged { .. })
+        Err(StreamError::SizeChanged { .. })
     ));
     assert!(matches!(
         manifest.read_whole(FileId(7), 1 << 20),

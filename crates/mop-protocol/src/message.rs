@@ -20,11 +20,16 @@ pub enum Mode {
 }
 
 /// A file the controller's file server may send for this role, keyed in [`RolePlan::files`] by
-/// the `source` string the policy used. The agent asks for content by `id` only.
+/// the `source` string the policy used. The agent asks for content (and for the sha256, when
+/// the plan does not carry it) by `id` only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub id: u32,
-    pub sha256: String,
+    /// Lowercase hex SHA-256 of the content, when the controller had finished hashing the file
+    /// by the time it sent the plan; otherwise the agent asks with `file_digest_request` (only
+    /// if it needs it: a destination of a different size is replaced without any hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub size: u64,
     /// Permission bits of the file on the controller (informational; the resource's `mode` wins).
     pub mode: u32,
@@ -69,11 +74,14 @@ pub enum ControllerMessage {
     },
     /// Run one role; the agent answers with events, file requests and one `role_done`.
     Role(Box<RolePlan>),
-    /// Start of the content of file `id`; data frames follow, then `file_end`.
+    /// Start of the content of file `id`; data frames follow, then `file_digest` (or
+    /// `file_refused`, when reading or hashing the source failed part way).
     FileBegin { id: u32, size: u64 },
-    /// End of the content of file `id`.
-    FileEnd { id: u32 },
-    /// The controller will not send file `id` (unknown id, or reading it failed).
+    /// The sha256 of file `id`: the answer to `file_digest_request`, and, after `file_begin`
+    /// and the data frames, the end of the file's content (what the received bytes must hash
+    /// to).
+    FileDigest { id: u32, sha256: String },
+    /// The controller will not send file `id` or its digest (unknown id, or reading it failed).
     FileRefused { id: u32, reason: String },
     /// Stop every command this agent started and remove its work directory (the last thing a
     /// run asks of a host's agent); the agent answers `cleaned`. Sent before `shutdown`.
@@ -106,6 +114,9 @@ pub enum AgentMessage {
     Event(Box<ResourceEvent>),
     /// The agent needs the content of file `id` from the role's file list.
     FileRequest { id: u32 },
+    /// The agent needs the sha256 of file `id` (its plan entry had none): the controller
+    /// answers `file_digest` once it has hashed the file, or `file_refused`.
+    FileDigestRequest { id: u32 },
     /// The role finished (successfully or not).
     RoleDone(RoleSummary),
     /// Answer to `cleanup`: `error` says what could not be removed or stopped (the controller

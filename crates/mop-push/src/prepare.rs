@@ -13,7 +13,7 @@ use mop_fileserver::{
 use mop_policy::{FileReference, Policy, PolicyError};
 use mop_protocol::FileEntry;
 
-use crate::session::FileProvider;
+use crate::session::{DigestFuture, FileProvider};
 
 /// Largest template the controller reads (templates travel inside the role plan).
 const MAX_TEMPLATE_BYTES: u64 = 16 * 1024 * 1024;
@@ -144,7 +144,8 @@ pub fn prepare(
                 source,
                 FileEntry {
                     id: id.0,
-                    sha256: entry.sha256.clone(),
+                    // Filled in per host when the plan is sent, if hashing has finished.
+                    sha256: None,
                     size: entry.size,
                     mode: entry.mode,
                 },
@@ -235,21 +236,38 @@ fn reference_error(reference: &FileReference<'_>, is_template: bool, reason: &st
 pub struct ManifestFiles(pub Arc<Manifest>);
 
 impl FileProvider for ManifestFiles {
+    fn known_sha256(&self, id: u32) -> Option<String> {
+        self.0.sha256(FileId(id)).map(str::to_owned)
+    }
+
+    fn sha256(&self, id: u32) -> DigestFuture<'_> {
+        if let Some(sha256) = self.known_sha256(id) {
+            return Box::pin(std::future::ready(Ok(sha256)));
+        }
+        let manifest = Arc::clone(&self.0);
+        Box::pin(async move {
+            // The hashing threads have not got to it yet: wait off the async workers.
+            tokio::task::spawn_blocking(move || match manifest.wait_sha256(FileId(id)) {
+                Some(Ok(sha256)) => Ok(sha256.to_owned()),
+                Some(Err(error)) => Err(error.to_string()),
+                None => Err(format!("file id {id} is not in this run's manifest")),
+            })
+            .await
+            .unwrap_or_else(|error| Err(format!("hashing file id {id} failed: {error}")))
+        })
+    }
+
     fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), String> {
         let size = self
             .0
             .entry_by_id(FileId(id))
             .map(|entry| entry.size)
             .ok_or_else(|| format!("file id {id} is not in this run's manifest"))?;
-        // No second hash pass while streaming: the agent hashes what it receives and refuses
-        // anything that does not match the manifest before its atomic rename, so a source that
-        // changed after hashing still never lands. Re-hashing here cost one full pass over the
-        // file per host (about a second of controller CPU per GiB). The size is still checked.
-        let reader = self
-            .0
-            .open(FileId(id))
-            .map_err(|err| err.to_string())?
-            .without_content_check();
+        // No hash pass while streaming: the agent hashes what it receives and refuses anything
+        // that does not match the manifest's sha256 (sent at the end of the stream) before its
+        // atomic rename, so a source that changed after hashing still never lands. The size
+        // is checked here.
+        let reader = self.0.open(FileId(id)).map_err(|err| err.to_string())?;
         Ok((size, Box::new(ChunkRead { reader })))
     }
 }

@@ -3,7 +3,9 @@
 //! The session is transport-agnostic: it speaks the protocol over whatever stdin/stdout pair the
 //! transport gave it (a local child process or an SSH exec channel).
 
+use std::future::Future;
 use std::io::Read;
+use std::pin::Pin;
 
 use mop_protocol::{
     AgentMessage, CleanupRequest, ControllerMessage, Facts, Frame, ResourceEvent, RolePlan,
@@ -14,10 +16,19 @@ use tokio::sync::mpsc;
 
 use crate::wire::{FrameReader, FrameWriter};
 
-/// Serves file contents for the ids of a role plan's `files`.
+/// The sha256 of a served file, or why there is none; see [`FileProvider::sha256`].
+pub type DigestFuture<'a> = Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+
+/// Serves file contents and digests for the ids of a role plan's `files`.
 pub trait FileProvider: Send + Sync {
     /// Opens the content of manifest entry `id`: its size and a reader, or why it cannot be sent.
     fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), String>;
+
+    /// The sha256 of entry `id` if it is known already (plans carry it when it is).
+    fn known_sha256(&self, id: u32) -> Option<String>;
+
+    /// The sha256 of entry `id`, waiting for it to be computed if need be.
+    fn sha256(&self, id: u32) -> DigestFuture<'_>;
 }
 
 /// A provider for plans without served files: refuses everything.
@@ -26,6 +37,16 @@ pub struct NoFiles;
 impl FileProvider for NoFiles {
     fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), String> {
         Err(format!("file {id} is not served in this run"))
+    }
+
+    fn known_sha256(&self, _id: u32) -> Option<String> {
+        None
+    }
+
+    fn sha256(&self, id: u32) -> DigestFuture<'_> {
+        Box::pin(std::future::ready(Err(format!(
+            "file {id} is not served in this run"
+        ))))
     }
 }
 
@@ -101,31 +122,41 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         }
     }
 
-    /// Runs one role: sends the plan, streams events to `on_event`, serves file requests for
-    /// ids in the plan only, and returns the role's summary.
+    /// Runs one role: sends the plan (with every sha256 the file server already has), streams
+    /// events to `on_event`, serves file and digest requests for ids in the plan only, and
+    /// returns the role's summary.
     pub async fn run_role(
         &mut self,
         plan: &RolePlan,
         files: &dyn FileProvider,
         on_event: &mut (dyn FnMut(ResourceEvent) + Send),
     ) -> Result<RoleOutcome, SessionError> {
+        let mut sent_plan = plan.clone();
+        for entry in sent_plan.files.values_mut() {
+            if entry.sha256.is_none() {
+                entry.sha256 = files.known_sha256(entry.id);
+            }
+        }
         self.writer
-            .send(&ControllerMessage::Role(Box::new(plan.clone())))
+            .send(&ControllerMessage::Role(Box::new(sent_plan)))
             .await?;
         let mut outcome = RoleOutcome::default();
         loop {
             match next_message(&mut self.reader).await? {
                 AgentMessage::Event(event) => on_event(*event),
                 AgentMessage::FileRequest { id } => {
-                    if !plan.files.values().any(|entry| entry.id == id) {
-                        let reason = format!("file id {id} is not part of this role's manifest");
-                        outcome.refused_requests.push(reason.clone());
-                        self.writer
-                            .send(&ControllerMessage::FileRefused { id, reason })
-                            .await?;
-                        continue;
+                    if !self.refuse_unplanned(plan, id, &mut outcome).await? {
+                        outcome.bytes_sent += self.send_file(id, files).await?;
                     }
-                    outcome.bytes_sent += self.send_file(id, files).await?;
+                }
+                AgentMessage::FileDigestRequest { id } => {
+                    if !self.refuse_unplanned(plan, id, &mut outcome).await? {
+                        let answer = match files.sha256(id).await {
+                            Ok(sha256) => ControllerMessage::FileDigest { id, sha256 },
+                            Err(reason) => ControllerMessage::FileRefused { id, reason },
+                        };
+                        self.writer.send(&answer).await?;
+                    }
                 }
                 AgentMessage::RoleDone(summary) => {
                     outcome.summary = summary;
@@ -146,9 +177,30 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         }
     }
 
+    /// Refuses (and records, as a protocol violation) a request for an id that is not in the
+    /// plan; `Ok(true)` when it did.
+    async fn refuse_unplanned(
+        &mut self,
+        plan: &RolePlan,
+        id: u32,
+        outcome: &mut RoleOutcome,
+    ) -> Result<bool, SessionError> {
+        if plan.files.values().any(|entry| entry.id == id) {
+            return Ok(false);
+        }
+        let reason = format!("file id {id} is not part of this role's manifest");
+        outcome.refused_requests.push(reason.clone());
+        self.writer
+            .send(&ControllerMessage::FileRefused { id, reason })
+            .await?;
+        Ok(true)
+    }
+
     /// Streams one file in bounded memory: a reader thread fills chunks into a small channel,
     /// and written chunks go back to it for reuse, so a large file costs a handful of buffers
-    /// (not one fresh, zeroed allocation per chunk).
+    /// (not one fresh, zeroed allocation per chunk). The stream ends with the file's sha256
+    /// (which the file server computes in the background meanwhile), or with `file_refused`
+    /// when reading or hashing the source failed: that fails the resource, not the session.
     async fn send_file(&mut self, id: u32, files: &dyn FileProvider) -> Result<u64, SessionError> {
         const CHUNKS_IN_FLIGHT: usize = 4;
         let (size, mut source) = match files.open(id) {
@@ -181,8 +233,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
             .send(&ControllerMessage::FileBegin { id, size })
             .await?;
         let mut sent = 0u64;
+        let mut read_error = None;
         while let Some(chunk) = receiver.recv().await {
-            let chunk = chunk?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(err) => {
+                    read_error = Some(err.to_string());
+                    break;
+                }
+            };
             if chunk.is_empty() {
                 break;
             }
@@ -195,7 +254,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         reader_thread
             .await
             .map_err(|err| SessionError::Io(std::io::Error::other(err.to_string())))?;
-        self.writer.send(&ControllerMessage::FileEnd { id }).await?;
+        let end = match read_error {
+            Some(reason) => Err(reason),
+            None => files.sha256(id).await,
+        };
+        let end = match end {
+            Ok(sha256) => ControllerMessage::FileDigest { id, sha256 },
+            Err(reason) => ControllerMessage::FileRefused { id, reason },
+        };
+        self.writer.send(&end).await?;
         Ok(sent)
     }
 
@@ -263,8 +330,292 @@ fn message_name(message: &AgentMessage) -> &'static str {
         AgentMessage::Hello { .. } => "hello",
         AgentMessage::Event(_) => "event",
         AgentMessage::FileRequest { .. } => "file_request",
+        AgentMessage::FileDigestRequest { .. } => "file_digest_request",
         AgentMessage::RoleDone(_) => "role_done",
         AgentMessage::Cleaned { .. } => "cleaned",
         AgentMessage::Error { .. } => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use mop_fileserver::{FileServer, FileServerConfig, ManifestBuilder, RootSpec};
+    use mop_protocol::frame::{decode_header, decode_json, encode_header};
+    use mop_protocol::{FileEntry, Mode};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+    use crate::prepare::ManifestFiles;
+
+    /// The agent's end of a session, played by the test.
+    struct FakeAgent {
+        stdin: DuplexStream,
+        stdout: DuplexStream,
+    }
+
+    impl FakeAgent {
+        async fn receive(&mut self) -> Frame<ControllerMessage> {
+            let mut header = [0u8; 5];
+            self.stdin.read_exact(&mut header).await.expect("header");
+            let (is_data, len) = decode_header(header).expect("valid header");
+            let mut body = vec![0u8; len];
+            self.stdin.read_exact(&mut body).await.expect("body");
+            if is_data {
+                Frame::Data(body)
+            } else {
+                Frame::Message(decode_json(&body).expect("a controller message"))
+            }
+        }
+
+        async fn message(&mut self) -> ControllerMessage {
+            match self.receive().await {
+                Frame::Message(message) => message,
+                Frame::Data(data) => panic!("expected a message, got {} data bytes", data.len()),
+            }
+        }
+
+        async fn send(&mut self, message: &AgentMessage) {
+            let body = serde_json::to_vec(message).expect("serializable");
+            let header = encode_header(false, body.len()).expect("small frame");
+            self.stdout.write_all(&header).await.expect("write");
+            self.stdout.write_all(&body).await.expect("write");
+            self.stdout.flush().await.expect("flush");
+        }
+
+        /// Answers the controller's hello.
+        async fn hello(&mut self) {
+            assert!(matches!(
+                self.message().await,
+                ControllerMessage::Hello { .. }
+            ));
+            self.send(&AgentMessage::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                agent_version: "test".into(),
+                facts: Box::default(),
+            })
+            .await;
+        }
+
+        /// Requests file `id` and returns the bytes received and how the stream ended.
+        async fn fetch(&mut self, id: u32) -> (Vec<u8>, ControllerMessage) {
+            self.send(&AgentMessage::FileRequest { id }).await;
+            match self.message().await {
+                ControllerMessage::FileBegin { id: begun, .. } => assert_eq!(begun, id),
+                other => return (Vec::new(), other),
+            }
+            let mut content = Vec::new();
+            loop {
+                match self.receive().await {
+                    Frame::Data(data) => content.extend_from_slice(&data),
+                    Frame::Message(end) => return (content, end),
+                }
+            }
+        }
+    }
+
+    /// A controller session and the fake agent at its other end.
+    fn connected() -> (FakeAgent, DuplexStream, DuplexStream) {
+        let (controller_stdin, agent_stdin) = tokio::io::duplex(1 << 20);
+        let (agent_stdout, controller_stdout) = tokio::io::duplex(1 << 20);
+        let agent = FakeAgent {
+            stdin: agent_stdin,
+            stdout: agent_stdout,
+        };
+        (agent, controller_stdout, controller_stdin)
+    }
+
+    fn plan_with(id: u32, size: u64) -> RolePlan {
+        RolePlan {
+            role: "test".into(),
+            mode: Mode::Apply,
+            diff: false,
+            vars: serde_json::Map::new(),
+            resources: Vec::new(),
+            handlers: Vec::new(),
+            templates: BTreeMap::new(),
+            files: BTreeMap::from([(
+                "files/data".to_string(),
+                FileEntry {
+                    id,
+                    sha256: None,
+                    size,
+                    mode: 0o644,
+                },
+            )]),
+            remote_log: false,
+        }
+    }
+
+    fn manifest_of(content: &[u8]) -> (tempfile::TempDir, ManifestFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        std::fs::write(root.join("data.bin"), content).expect("write");
+        let server = FileServer::new(FileServerConfig {
+            base_dir: root,
+            roots: vec![RootSpec::new(".", "test")],
+            ..FileServerConfig::default()
+        })
+        .expect("valid file server");
+        let mut builder = ManifestBuilder::new();
+        builder.add(&server.resolve("data.bin").expect("served"));
+        let manifest = builder.finish().expect("stat-ed");
+        (dir, ManifestFiles(Arc::new(manifest)))
+    }
+
+    #[tokio::test]
+    async fn digests_and_content_are_served_for_planned_ids_only() {
+        let content: Vec<u8> = (0..700_000u32).map(|index| (index % 249) as u8).collect();
+        let expected = mop_fileserver::sha256_hex(&content);
+        let (_dir, files) = manifest_of(&content);
+        files.0.wait_all().expect("hashed");
+        let plan = plan_with(0, content.len() as u64);
+        let (mut agent, stdout, stdin) = connected();
+
+        let controller = async {
+            let mut session = AgentSession::start(stdout, stdin).await.expect("hello");
+            session
+                .run_role(&plan, &files, &mut |_| {})
+                .await
+                .expect("role")
+        };
+        let fake = async {
+            agent.hello().await;
+            let sent_plan = match agent.message().await {
+                ControllerMessage::Role(plan) => plan,
+                other => panic!("expected the role, got {other:?}"),
+            };
+            agent.send(&AgentMessage::FileDigestRequest { id: 0 }).await;
+            let digest = agent.message().await;
+            agent.send(&AgentMessage::FileDigestRequest { id: 9 }).await;
+            let unplanned_digest = agent.message().await;
+            let (received, end) = agent.fetch(0).await;
+            let (_, unplanned_fetch) = agent.fetch(9).await;
+            agent
+                .send(&AgentMessage::RoleDone(RoleSummary::default()))
+                .await;
+            (
+                sent_plan,
+                digest,
+                unplanned_digest,
+                received,
+                end,
+                unplanned_fetch,
+            )
+        };
+        let (outcome, (sent_plan, digest, unplanned_digest, received, end, unplanned_fetch)) =
+            tokio::join!(controller, fake);
+
+        assert_eq!(
+            sent_plan.files["files/data"].sha256.as_deref(),
+            Some(expected.as_str()),
+            "a digest known when the plan is sent goes with it"
+        );
+        assert_eq!(
+            digest,
+            ControllerMessage::FileDigest {
+                id: 0,
+                sha256: expected.clone()
+            }
+        );
+        assert!(
+            matches!(
+                unplanned_digest,
+                ControllerMessage::FileRefused { id: 9, .. }
+            ),
+            "{unplanned_digest:?}"
+        );
+        assert_eq!(received, content);
+        assert_eq!(
+            end,
+            ControllerMessage::FileDigest {
+                id: 0,
+                sha256: expected
+            },
+            "a stream ends with the digest the agent checks it against"
+        );
+        assert!(matches!(
+            unplanned_fetch,
+            ControllerMessage::FileRefused { id: 9, .. }
+        ));
+        assert_eq!(outcome.bytes_sent, content.len() as u64);
+        assert_eq!(
+            outcome.refused_requests.len(),
+            2,
+            "{:?}",
+            outcome.refused_requests
+        );
+    }
+
+    /// Serves a file whose read fails after the first chunk.
+    struct FailingFiles;
+
+    struct FailingReader {
+        served: bool,
+    }
+
+    impl Read for FailingReader {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.served {
+                return Err(std::io::Error::other("the disk went away"));
+            }
+            self.served = true;
+            buf.fill(7);
+            Ok(buf.len())
+        }
+    }
+
+    impl FileProvider for FailingFiles {
+        fn open(&self, _id: u32) -> Result<(u64, Box<dyn Read + Send>), String> {
+            Ok((10 << 20, Box::new(FailingReader { served: false })))
+        }
+
+        fn known_sha256(&self, _id: u32) -> Option<String> {
+            None
+        }
+
+        fn sha256(&self, _id: u32) -> DigestFuture<'_> {
+            Box::pin(std::future::ready(Ok("0".repeat(64))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_that_fails_part_way_ends_its_stream_not_the_session() {
+        let plan = plan_with(3, 10 << 20);
+        let (mut agent, stdout, stdin) = connected();
+        let controller = async {
+            let mut session = AgentSession::start(stdout, stdin).await.expect("hello");
+            let outcome = session
+                .run_role(&plan, &FailingFiles, &mut |_| {})
+                .await
+                .expect("the role goes on");
+            session.shutdown().await.expect("shutdown");
+            outcome
+        };
+        let fake = async {
+            agent.hello().await;
+            let sent_plan = match agent.message().await {
+                ControllerMessage::Role(plan) => plan,
+                other => panic!("expected the role, got {other:?}"),
+            };
+            let fetched = agent.fetch(3).await;
+            agent
+                .send(&AgentMessage::RoleDone(RoleSummary::default()))
+                .await;
+            (sent_plan, fetched, agent.message().await)
+        };
+        let (outcome, (sent_plan, (received, end), last)) = tokio::join!(controller, fake);
+        assert_eq!(sent_plan.files["files/data"].sha256, None, "not hashed yet");
+        assert_eq!(received.len(), mop_protocol::frame::DATA_CHUNK);
+        match end {
+            ControllerMessage::FileRefused { id: 3, reason } => {
+                assert!(reason.contains("the disk went away"), "{reason}")
+            }
+            other => panic!("expected file_refused, got {other:?}"),
+        }
+        assert_eq!(outcome.bytes_sent, mop_protocol::frame::DATA_CHUNK as u64);
+        assert_eq!(last, ControllerMessage::Shutdown);
     }
 }

@@ -69,7 +69,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.inner.flush().await
     }
 
-    /// Writes one data frame (not flushed: the `file_end` message that follows flushes).
+    /// Writes one data frame (not flushed: the `file_digest` message that ends the file flushes).
     pub async fn send_data(&mut self, data: &[u8]) -> std::io::Result<()> {
         let header = encode_header(true, data.len())?;
         self.inner.write_all(&header).await?;

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
-use std::io::Write;
 use std::path::Path;
 
 use mop_protocol::{FileEntry, FileSpec, Presence};
@@ -157,10 +156,14 @@ fn present(
                 (old != *new, Some(old))
             }
         }
-        Desired::Served { entry, .. } => {
-            let differs = meta.len() != entry.size
-                || fsutil::file_sha256(path).map_err(|err| io_error("cannot read", path, &err))?
-                    != entry.sha256;
+        Desired::Served { source, entry } => {
+            // A different size needs no hash on either side; an equal one compares sha256s,
+            // the controller's from the plan or, when it had not finished hashing, asked for.
+            let differs = meta.len() != entry.size || {
+                let local =
+                    fsutil::file_sha256(path).map_err(|err| io_error("cannot read", path, &err))?;
+                local != served_sha256(source, entry, ctx)?
+            };
             (differs, None)
         }
     };
@@ -193,12 +196,19 @@ fn present(
             if ctx.check {
                 if ctx.diff {
                     let old_hash = fsutil::file_sha256(path).ok();
-                    outcome.diff = Some(hash_diff(old_hash.as_deref(), &entry.sha256));
+                    let new_hash = served_sha256(source, entry, ctx)?;
+                    outcome.diff = Some(hash_diff(old_hash.as_deref(), &new_hash));
                 }
             } else {
-                let temp = receive(path, source, entry, ctx)?;
+                let (temp, sha256) = receive(path, source, entry, ctx)?;
                 if ctx.diff {
-                    outcome.diff = Some(served_diff(&spec.path, Some(path), &temp, entry));
+                    outcome.diff = Some(served_diff(
+                        &spec.path,
+                        Some(path),
+                        &temp,
+                        entry.size,
+                        &sha256,
+                    ));
                 }
                 temp.persist(path, attributes?)?;
             }
@@ -226,7 +236,9 @@ fn create(
         if ctx.diff {
             outcome.diff = match &desired {
                 Desired::Bytes(new) => Some(content_diff(&path.display().to_string(), None, new)),
-                Desired::Served { entry, .. } => Some(hash_diff(None, &entry.sha256)),
+                Desired::Served { source, entry } => {
+                    Some(hash_diff(None, &served_sha256(source, entry, ctx)?))
+                }
                 Desired::Any => None,
             };
         }
@@ -244,9 +256,10 @@ fn create(
             fsutil::write_atomic(path, &new, attributes)?;
         }
         Desired::Served { source, entry } => {
-            let temp = receive(path, source, entry, ctx)?;
+            let (temp, sha256) = receive(path, source, entry, ctx)?;
             if ctx.diff {
-                outcome.diff = Some(served_diff(&path.display().to_string(), None, &temp, entry));
+                let label = path.display().to_string();
+                outcome.diff = Some(served_diff(&label, None, &temp, entry.size, &sha256));
             }
             temp.persist(path, attributes)?;
         }
@@ -261,33 +274,54 @@ fn parent_display(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The sha256 of a served file: the plan's, or asked of the controller when the plan was sent
+/// before the controller had hashed the file.
+fn served_sha256(
+    source: &str,
+    entry: &FileEntry,
+    ctx: &mut ResourceContext<'_>,
+) -> Result<String, ResourceError> {
+    if let Some(sha256) = &entry.sha256 {
+        return Ok(sha256.clone());
+    }
+    ctx.fetcher.digest(entry.id).map_err(|err| {
+        let why = match err {
+            FetchError::Refused(why) | FetchError::Broken(why) => why,
+            FetchError::Sink(err) => err.to_string(),
+        };
+        ResourceError::new(format!(
+            "cannot get the sha256 of `{source}` from the controller: {why}"
+        ))
+    })
+}
+
 /// Streams a served file into a temporary file next to `path`, hashing as it arrives, and
-/// checks size and sha256 against the plan. On any mismatch the temporary file is dropped
-/// (removed) and the destination is untouched.
+/// checks its size against the plan and its sha256 against the one the controller announced
+/// at the end of the stream (and the plan's, if it had one). Returns the file and that sha256.
+/// On any mismatch the temporary file is dropped (removed) and the destination is untouched.
 fn receive(
     path: &Path,
     source: &str,
     entry: &FileEntry,
     ctx: &mut ResourceContext<'_>,
-) -> Result<TempFile, ResourceError> {
+) -> Result<(TempFile, String), ResourceError> {
     let mut temp = TempFile::next_to(path)?;
     let mut hasher = Sha256::new();
     let mut stored = 0u64;
     let result = {
-        let file = temp.file();
         let mut sink = |chunk: &[u8]| -> std::io::Result<()> {
             hasher.update(chunk);
             // Never store more than the plan announced: a runaway stream cannot fill the disk.
             let room = entry.size.saturating_sub(stored);
             let keep = chunk.len().min(usize::try_from(room).unwrap_or(usize::MAX));
             stored += chunk.len() as u64;
-            file.write_all(&chunk[..keep])
+            temp.write_streamed(&chunk[..keep])
         };
         ctx.fetcher
             .fetch(entry.id, &mut sink, &mut ctx.bytes_received)
     };
-    let announced = match result {
-        Ok(announced) => announced,
+    let fetched = match result {
+        Ok(fetched) => fetched,
         Err(FetchError::Refused(reason)) => {
             return Err(ResourceError::new(format!(
                 "the controller refused to send `{source}`: {reason}"
@@ -302,30 +336,37 @@ fn receive(
             )))
         }
     };
-    if announced != entry.size || stored != entry.size {
+    if fetched.size != entry.size || stored != entry.size {
         return Err(ResourceError::new(format!(
-            "size mismatch for `{source}`: the plan says {} bytes, the controller announced {announced} and sent {stored}; `{}` was left untouched",
+            "size mismatch for `{source}`: the plan says {} bytes, the controller announced {} and sent {stored}; `{}` was left untouched",
             entry.size,
+            fetched.size,
             path.display()
         )));
     }
     let received_hash = diff::hex(&hasher.finalize());
-    if received_hash != entry.sha256 {
+    let expected = entry.sha256.as_deref().unwrap_or(&fetched.sha256);
+    if received_hash != fetched.sha256 || received_hash != expected {
         return Err(ResourceError::new(format!(
-            "sha256 mismatch for `{source}`: expected {}, received {received_hash}; `{}` was left untouched\nhint: the file changed on the controller during the run, or the transfer was corrupted; run again",
-            entry.sha256,
+            "sha256 mismatch for `{source}`: expected {expected}, received {received_hash}; `{}` was left untouched\nhint: the file changed on the controller during the run, or the transfer was corrupted; run again",
             path.display()
         )));
     }
-    Ok(temp)
+    Ok((temp, received_hash))
 }
 
-fn served_diff(label: &str, old_path: Option<&Path>, temp: &TempFile, entry: &FileEntry) -> String {
+fn served_diff(
+    label: &str,
+    old_path: Option<&Path>,
+    temp: &TempFile,
+    size: u64,
+    sha256: &str,
+) -> String {
     let old_size = old_path
         .and_then(|old| fs::metadata(old).ok())
         .map(|meta| meta.len())
         .unwrap_or(0);
-    if entry.size <= MAX_SOURCE_DIFF && old_size <= MAX_SOURCE_DIFF {
+    if size <= MAX_SOURCE_DIFF && old_size <= MAX_SOURCE_DIFF {
         if let Ok(new) = fs::read(temp.path()) {
             let old = match old_path {
                 Some(old_path) => fs::read(old_path).ok(),
@@ -335,7 +376,7 @@ fn served_diff(label: &str, old_path: Option<&Path>, temp: &TempFile, entry: &Fi
         }
     }
     let old_hash = old_path.and_then(|old| fsutil::file_sha256(old).ok());
-    hash_diff(old_hash.as_deref(), &entry.sha256)
+    hash_diff(old_hash.as_deref(), sha256)
 }
 
 #[cfg(test)]
@@ -377,12 +418,21 @@ mod tests {
             }
         }
 
+        /// Serves `content` with its sha256 in the plan.
         fn serve(&mut self, source: &str, id: u32, content: &[u8]) {
+            self.serve_unhashed(source, id, content);
+            if let Some(entry) = self.files.get_mut(source) {
+                entry.sha256 = Some(diff::sha256_hex(content));
+            }
+        }
+
+        /// Serves `content` with a plan entry sent before the controller finished hashing it.
+        fn serve_unhashed(&mut self, source: &str, id: u32, content: &[u8]) {
             self.files.insert(
                 source.to_string(),
                 FileEntry {
                     id,
-                    sha256: diff::sha256_hex(content),
+                    sha256: None,
                     size: content.len() as u64,
                     mode: 0o644,
                 },
@@ -579,6 +629,77 @@ mod tests {
             "an identical file was fetched again"
         );
         assert_eq!(harness.bytes_received, 0);
+    }
+
+    #[test]
+    fn without_a_planned_sha256_the_digest_is_asked_only_for_a_same_size_destination() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blob");
+        let mut harness = Harness::new();
+        let content: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        harness.serve_unhashed("files/blob", 3, &content);
+        let file = FileSpec {
+            source: Some("files/blob".into()),
+            ..spec(&path)
+        };
+
+        let outcome = harness.run(&file, false, false).expect("first apply");
+        assert_eq!(outcome.changes, vec!["created".to_string()]);
+        assert_eq!(fs::read(&path).expect("exists"), content);
+        assert_eq!(harness.fetcher.requests, vec![3]);
+        assert!(
+            harness.fetcher.digest_requests.is_empty(),
+            "a missing destination needs no digest"
+        );
+
+        let outcome = harness.run(&file, false, false).expect("second apply");
+        assert!(!outcome.changed);
+        assert_eq!(
+            harness.fetcher.digest_requests,
+            vec![3],
+            "same size: compared"
+        );
+        assert_eq!(
+            harness.fetcher.requests,
+            vec![3],
+            "identical: not fetched again"
+        );
+
+        fs::write(&path, b"shorter").expect("write");
+        let outcome = harness
+            .run(&file, false, false)
+            .expect("apply after a change");
+        assert_eq!(outcome.changes, vec!["content".to_string()]);
+        assert_eq!(
+            harness.fetcher.digest_requests,
+            vec![3],
+            "a different size needs no digest"
+        );
+        assert_eq!(harness.fetcher.requests, vec![3, 3]);
+        assert_eq!(fs::read(&path).expect("exists"), content);
+
+        // A check-mode diff names the new sha256, so it asks for it.
+        fs::write(&path, b"shorter").expect("write");
+        let outcome = harness.run(&file, true, true).expect("check with diff");
+        assert_eq!(
+            outcome.diff.expect("diff"),
+            format!(
+                "sha256 {} -> {}",
+                diff::sha256_hex(b"shorter"),
+                diff::sha256_hex(&content)
+            )
+        );
+        assert_eq!(harness.fetcher.digest_requests, vec![3, 3]);
+
+        // The controller's end-of-stream sha256 still guards the transfer.
+        fs::remove_file(&path).expect("remove");
+        harness.fetcher.corrupt = true;
+        let err = harness.run(&file, false, false).expect_err("corrupted");
+        assert!(
+            err.message.starts_with("sha256 mismatch for `files/blob`"),
+            "{err}"
+        );
+        assert!(!path.exists(), "a corrupted transfer landed");
     }
 
     #[test]

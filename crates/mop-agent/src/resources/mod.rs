@@ -35,16 +35,29 @@ pub enum FetchError {
     Broken(String),
 }
 
-/// Fetches file contents from the controller by id (see `docs/reference/protocol.md`).
+/// What the controller said about a file it streamed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The size announced in `file_begin`.
+    pub size: u64,
+    /// The sha256 that ended the stream (`file_digest`): what the received bytes must hash to.
+    pub sha256: String,
+}
+
+/// Fetches file contents and digests from the controller by id (see
+/// `docs/reference/protocol.md`).
 pub trait FileFetcher {
     /// Requests file `id` and feeds its content to `sink` chunk by chunk, adding every data
-    /// byte received to `received`. Returns the size the controller announced.
+    /// byte received to `received`.
     fn fetch(
         &mut self,
         id: u32,
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
         received: &mut u64,
-    ) -> Result<u64, FetchError>;
+    ) -> Result<Fetched, FetchError>;
+
+    /// Asks for the sha256 of file `id` (for plan entries that do not carry it).
+    fn digest(&mut self, id: u32) -> Result<String, FetchError>;
 }
 
 /// Everything a resource may use besides its spec.
@@ -112,7 +125,7 @@ pub(crate) mod testing {
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
 
-    use super::{FetchError, FileFetcher};
+    use super::{FetchError, Fetched, FileFetcher};
 
     /// Every path under `root` with its mode and its content (or link target).
     pub fn snapshot(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
@@ -156,7 +169,12 @@ pub(crate) mod testing {
     #[derive(Default)]
     pub struct MemoryFetcher {
         pub files: BTreeMap<u32, Vec<u8>>,
+        /// Ids whose content was requested, in order.
         pub requests: Vec<u32>,
+        /// Ids whose digest was requested, in order.
+        pub digest_requests: Vec<u32>,
+        /// Flip the first byte delivered (the announced sha256 stays the true one).
+        pub corrupt: bool,
     }
 
     impl FileFetcher for MemoryFetcher {
@@ -165,17 +183,34 @@ pub(crate) mod testing {
             id: u32,
             sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
             received: &mut u64,
-        ) -> Result<u64, FetchError> {
+        ) -> Result<Fetched, FetchError> {
             self.requests.push(id);
             let content = self
                 .files
                 .get(&id)
                 .ok_or_else(|| FetchError::Refused(format!("unknown file id {id}")))?;
-            for chunk in content.chunks(7) {
+            let mut delivered = content.clone();
+            if self.corrupt {
+                if let Some(first) = delivered.first_mut() {
+                    *first ^= 0xff;
+                }
+            }
+            for chunk in delivered.chunks(7) {
                 *received += chunk.len() as u64;
                 sink(chunk).map_err(FetchError::Sink)?;
             }
-            Ok(content.len() as u64)
+            Ok(Fetched {
+                size: content.len() as u64,
+                sha256: crate::diff::sha256_hex(content),
+            })
+        }
+
+        fn digest(&mut self, id: u32) -> Result<String, FetchError> {
+            self.digest_requests.push(id);
+            self.files
+                .get(&id)
+                .map(|content| crate::diff::sha256_hex(content))
+                .ok_or_else(|| FetchError::Refused(format!("unknown file id {id}")))
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use serde_json::json;
 
 use crate::cli::ValidateArgs;
@@ -15,6 +15,13 @@ pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
         eprintln!("warning: {warning}");
     }
     let policy = &loaded.policy;
+    // Every served file is read and hashed once here, as a push would, so an unreadable
+    // source is reported now rather than by the host that needs it.
+    let stats = loaded
+        .prepared
+        .manifest
+        .wait_all()
+        .map_err(|error| anyhow!("{}: file server: {error}", policy.path.display()))?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let roles: Vec<_> = loaded
@@ -31,7 +38,6 @@ pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
                 })
             })
             .collect();
-        let stats = loaded.prepared.manifest.stats();
         let summary = json!({
             "policy": policy.path,
             "inventory": loaded.inventory_path,
@@ -73,7 +79,6 @@ pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
             writeln!(out, "  hosts ({}): {}", names.len(), names.join(", "))?;
         }
     }
-    let stats = loaded.prepared.manifest.stats();
     writeln!(out, "files served: {} ({} bytes)", stats.files, stats.bytes)?;
     Ok(exit::SUCCESS)
 }
