@@ -129,19 +129,7 @@ pub(crate) struct ClosingStdin {
 
 impl ClosingStdin {
     pub(crate) fn new(inner: openssh::ChildStdin) -> ClosingStdin {
-        enlarge_pipe(&inner);
         ClosingStdin { inner: Some(inner) }
-    }
-}
-
-/// Asks for a 1 MiB buffer on the pipe the ssh master reads the agent's input from (the
-/// default is 64 KiB): a whole 256 KiB data frame then goes in one write, and the writer is
-/// woken a quarter as often while a file streams. Best effort: the system limit
-/// (`/proc/sys/fs/pipe-max-size`) may be lower, and then the pipe keeps its size.
-fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
-    // SAFETY: F_SETPIPE_SZ takes one int and changes only the pipe's buffer size.
-    unsafe {
-        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1024 * 1024);
     }
 }
 
