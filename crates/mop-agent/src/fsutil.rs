@@ -321,10 +321,10 @@ impl TempFile {
     pub fn write_streamed(&mut self, chunk: &[u8]) -> io::Result<()> {
         self.file.write_all(chunk)?;
         self.streamed += chunk.len() as u64;
-        if let (Some(number), true) = (
-            SYS_SYNC_FILE_RANGE,
-            self.streamed - self.flushed >= WRITEBACK_STEP,
-        ) {
+        if self.streamed - self.flushed < WRITEBACK_STEP {
+            return Ok(());
+        }
+        if let Some(number) = SYS_SYNC_FILE_RANGE {
             let (offset, length) = (self.flushed, self.streamed - self.flushed);
             // SAFETY: plain syscall on a descriptor we own; it only starts writeback. Failure
             // (e.g. a filesystem without it) is harmless: `persist` syncs everything anyway.
@@ -337,8 +337,8 @@ impl TempFile {
                     SYNC_FILE_RANGE_WRITE,
                 );
             }
-            self.flushed = self.streamed;
         }
+        self.flushed = self.streamed;
         Ok(())
     }
 
@@ -448,6 +448,32 @@ mod tests {
         assert_eq!(fs::read(&dest).expect("readable"), b"two");
         assert_eq!(fs::metadata(&dest).expect("exists").mode() & 0o7777, 0o640);
         assert_eq!(entries(dir.path()), vec!["conf".to_string()]);
+    }
+
+    #[test]
+    fn a_streamed_file_lands_whole_across_writeback_steps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("blob");
+        let content: Vec<u8> = (0..WRITEBACK_STEP as usize * 2 + 123_457)
+            .map(|index| (index % 251) as u8)
+            .collect();
+        let chunk_size = 256 * 1024 + 3;
+        let mut temp = TempFile::next_to(&dest).expect("temp file");
+        for chunk in content.chunks(chunk_size) {
+            temp.write_streamed(chunk).expect("write");
+        }
+        assert_eq!(temp.streamed, content.len() as u64);
+        // Writeback started twice: at the first chunk boundary past 8 MiB (chunk 32), and at
+        // the first one 8 MiB after that (chunk 64); the rest waits for `persist`'s fsync.
+        assert_eq!(temp.flushed, 64 * chunk_size as u64);
+        let attributes = FinalAttributes {
+            mode: 0o600,
+            uid: None,
+            gid: None,
+        };
+        temp.persist(&dest, attributes).expect("persist");
+        assert_eq!(fs::read(&dest).expect("landed"), content);
+        assert_eq!(entries(dir.path()), vec!["blob".to_string()]);
     }
 
     #[test]
