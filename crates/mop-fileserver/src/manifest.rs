@@ -133,6 +133,13 @@ impl ManifestBuilder {
     /// largest first: SHA-256 of one file is a sequential chain, so a single huge file takes
     /// one core however many there are, while the other threads take the remaining files.
     pub fn finish_with_threads(self, threads: usize) -> Result<Manifest, ManifestError> {
+        let mut manifest = self.stat_all()?;
+        manifest.start_hashing(threads)?;
+        Ok(manifest)
+    }
+
+    /// Stats every added file and lines up the hashing jobs, largest first; starts nothing.
+    fn stat_all(self) -> Result<Manifest, ManifestError> {
         let started = Instant::now();
         let mut entries = Vec::with_capacity(self.files.len());
         let mut paths = Vec::with_capacity(self.files.len());
@@ -149,7 +156,6 @@ impl ManifestBuilder {
         // Largest first, so a big file does not start last and leave the others idle.
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|index| std::cmp::Reverse(entries[*index].size));
-        let threads = threads.max(1).min(entries.len().max(1));
         let hashing = Arc::new(Hashing {
             jobs: order
                 .into_iter()
@@ -172,20 +178,12 @@ impl ManifestBuilder {
         });
         if entries.is_empty() {
             let _ = hashing.hash_time.set(started.elapsed());
-        } else {
-            for _ in 0..threads {
-                let hashing = Arc::clone(&hashing);
-                std::thread::Builder::new()
-                    .name("mop-hash".to_string())
-                    .spawn(move || hashing.work())
-                    .map_err(ManifestError::Threads)?;
-            }
         }
         Ok(Manifest {
             entries,
             paths,
             hashing,
-            threads,
+            threads: 0,
         })
     }
 }
@@ -323,6 +321,22 @@ impl Drop for Manifest {
 }
 
 impl Manifest {
+    /// Starts `threads` hashing threads (at least 1, at most one per file).
+    fn start_hashing(&mut self, threads: usize) -> Result<(), ManifestError> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        self.threads = threads.max(1).min(self.entries.len());
+        for _ in 0..self.threads {
+            let hashing = Arc::clone(&self.hashing);
+            std::thread::Builder::new()
+                .name("mop-hash".to_string())
+                .spawn(move || hashing.work())
+                .map_err(ManifestError::Threads)?;
+        }
+        Ok(())
+    }
+
     /// All entries, ordered by id (`entries()[n].id == FileId(n)`).
     pub fn entries(&self) -> &[Entry] {
         &self.entries
@@ -428,5 +442,66 @@ impl Manifest {
         usize::try_from(id.0)
             .ok()
             .filter(|index| *index < self.entries.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::{FileServer, FileServerConfig, RootSpec};
+
+    /// Stat-ing happens in `finish`, hashing after it: a file that changes size in between is
+    /// reported for that entry, to whoever waits for its digest, and the other entries are
+    /// fine. (Hashing runs on this thread here, so the order is certain.)
+    #[test]
+    fn a_file_that_changes_after_the_stat_fails_only_its_own_digest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = fs::canonicalize(dir.path()).expect("canonical");
+        fs::write(root.join("big"), vec![7u8; 100_000]).expect("write");
+        fs::write(root.join("small"), "small").expect("write");
+        let server = FileServer::new(FileServerConfig {
+            base_dir: root.clone(),
+            roots: vec![RootSpec::new(".", "test")],
+            ..FileServerConfig::default()
+        })
+        .expect("valid file server");
+        let mut builder = ManifestBuilder::new();
+        let big = builder.add(&server.resolve("big").expect("served"));
+        let small = builder.add(&server.resolve("small").expect("served"));
+        let manifest = builder.stat_all().expect("stat-ed");
+        assert_eq!(
+            manifest.sha256(big),
+            None,
+            "nothing is hashed before the threads run"
+        );
+
+        fs::write(root.join("small"), "smaller now").expect("rewrite");
+        manifest.hashing.work();
+
+        assert_eq!(
+            manifest
+                .wait_sha256(big)
+                .expect("known id")
+                .expect("hashed"),
+            crate::sha256_hex(&[7u8; 100_000])
+        );
+        let error = manifest
+            .wait_sha256(small)
+            .expect("known id")
+            .expect_err("changed size");
+        assert!(
+            matches!(
+                error,
+                ManifestError::ChangedWhileHashing {
+                    expected: 5,
+                    actual: 11,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(manifest.wait_all().is_err());
     }
 }
