@@ -138,7 +138,7 @@ impl ManifestBuilder {
         Ok(manifest)
     }
 
-    /// Stats every added file and lines up the hashing jobs, largest first; starts nothing.
+    /// Stats every added file and lines up the hashing order, largest first; starts nothing.
     fn stat_all(self) -> Result<Manifest, ManifestError> {
         let started = Instant::now();
         let mut entries = Vec::with_capacity(self.files.len());
@@ -156,52 +156,37 @@ impl ManifestBuilder {
         // Largest first, so a big file does not start last and leave the others idle.
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|index| std::cmp::Reverse(entries[*index].size));
-        let hashing = Arc::new(Hashing {
-            jobs: order
-                .into_iter()
-                .map(|index| Job {
-                    index,
-                    path: paths[index].clone(),
-                    relative: entries[index].relative.clone(),
-                    size: entries[index].size,
-                })
-                .collect(),
+        let digests = std::iter::repeat_with(OnceLock::new)
+            .take(entries.len())
+            .collect();
+        let empty = entries.is_empty();
+        let shared = Arc::new(Shared {
+            entries,
+            paths,
+            order,
             next: AtomicUsize::new(0),
-            digests: std::iter::repeat_with(OnceLock::new)
-                .take(entries.len())
-                .collect(),
+            digests,
             finished: Mutex::new(0),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
             started,
             hash_time: OnceLock::new(),
         });
-        if entries.is_empty() {
-            let _ = hashing.hash_time.set(started.elapsed());
+        if empty {
+            let _ = shared.hash_time.set(started.elapsed());
         }
-        Ok(Manifest {
-            entries,
-            paths,
-            hashing,
-            threads: 0,
-        })
+        Ok(Manifest { shared, threads: 0 })
     }
 }
 
-/// One file for the hashing threads.
+/// A manifest's files and digests, shared with its hashing threads.
 #[derive(Debug)]
-struct Job {
-    index: usize,
-    path: PathBuf,
-    relative: String,
-    size: u64,
-}
-
-/// State shared by a manifest and its hashing threads.
-#[derive(Debug)]
-struct Hashing {
-    /// Files in hashing order (largest first); `next` is the first one nobody took yet.
-    jobs: Vec<Job>,
+struct Shared {
+    entries: Vec<Entry>,
+    /// Canonical absolute path of each entry, same index; never sent to hosts.
+    paths: Vec<PathBuf>,
+    /// Entry indexes in hashing order (largest first); `next` is the first one nobody took.
+    order: Vec<usize>,
     next: AtomicUsize,
     /// Per entry id: its digest or why it could not be hashed, once known.
     digests: Vec<OnceLock<Result<String, ManifestError>>>,
@@ -215,18 +200,20 @@ struct Hashing {
     hash_time: OnceLock<Duration>,
 }
 
-impl Hashing {
+impl Shared {
+    /// Hashes entries in `order` until none is left (or the manifest is dropped).
     fn work(&self) {
         let mut buffer = vec![0u8; HASH_BUFFER_SIZE];
         while !self.cancelled.load(Ordering::Relaxed) {
-            let Some(job) = self.jobs.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+            let Some(&index) = self.order.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
                 return;
             };
-            let result = hash_one(job, &mut buffer, &self.cancelled);
+            let (entry, path) = (&self.entries[index], &self.paths[index]);
+            let result = hash_one(entry, path, &mut buffer, &self.cancelled);
             if self.cancelled.load(Ordering::Relaxed) {
                 return;
             }
-            let _ = self.digests[job.index].set(result);
+            let _ = self.digests[index].set(result);
             let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
             *finished += 1;
             if *finished == self.digests.len() {
@@ -272,19 +259,24 @@ fn stat_regular(path: &Path, relative: &str) -> Result<(u64, u32), ManifestError
     Ok((metadata.len(), permission_bits(&metadata)))
 }
 
-fn hash_one(job: &Job, buffer: &mut [u8], cancelled: &AtomicBool) -> Result<String, ManifestError> {
+fn hash_one(
+    entry: &Entry,
+    path: &Path,
+    buffer: &mut [u8],
+    cancelled: &AtomicBool,
+) -> Result<String, ManifestError> {
     let read_error = |error| ManifestError::Read {
-        relative: job.relative.clone(),
-        path: job.path.clone(),
+        relative: entry.relative.clone(),
+        path: path.to_path_buf(),
         error,
     };
-    let mut file = File::open(&job.path).map_err(read_error)?;
+    let mut file = File::open(path).map_err(read_error)?;
     let (size, sha256) = hash_reader(&mut file, buffer, cancelled).map_err(read_error)?;
-    if size != job.size {
+    if size != entry.size {
         return Err(ManifestError::ChangedWhileHashing {
-            relative: job.relative.clone(),
-            path: job.path.clone(),
-            expected: job.size,
+            relative: entry.relative.clone(),
+            path: path.to_path_buf(),
+            expected: entry.size,
             actual: size,
         });
     }
@@ -307,28 +299,26 @@ fn permission_bits(_metadata: &std::fs::Metadata) -> u32 {
 /// is not in the manifest.
 #[derive(Debug)]
 pub struct Manifest {
-    entries: Vec<Entry>,
-    /// Canonical absolute path of each entry, same index; never sent to hosts.
-    paths: Vec<PathBuf>,
-    hashing: Arc<Hashing>,
+    shared: Arc<Shared>,
+    /// Hashing threads started.
     threads: usize,
 }
 
 impl Drop for Manifest {
     fn drop(&mut self) {
-        self.hashing.cancelled.store(true, Ordering::Relaxed);
+        self.shared.cancelled.store(true, Ordering::Relaxed);
     }
 }
 
 impl Manifest {
     /// Starts `threads` hashing threads (at least 1, at most one per file).
     fn start_hashing(&mut self, threads: usize) -> Result<(), ManifestError> {
-        if self.entries.is_empty() {
+        if self.shared.entries.is_empty() {
             return Ok(());
         }
-        self.threads = threads.max(1).min(self.entries.len());
+        self.threads = threads.max(1).min(self.shared.entries.len());
         for _ in 0..self.threads {
-            let hashing = Arc::clone(&self.hashing);
+            let hashing = Arc::clone(&self.shared);
             std::thread::Builder::new()
                 .name("mop-hash".to_string())
                 .spawn(move || hashing.work())
@@ -339,17 +329,17 @@ impl Manifest {
 
     /// All entries, ordered by id (`entries()[n].id == FileId(n)`).
     pub fn entries(&self) -> &[Entry] {
-        &self.entries
+        &self.shared.entries
     }
 
     pub fn entry_by_id(&self, id: FileId) -> Option<&Entry> {
-        self.entries.get(usize::try_from(id.0).ok()?)
+        self.shared.entries.get(usize::try_from(id.0).ok()?)
     }
 
     /// The entry's SHA-256 (lowercase hex) if hashing it has already finished, without waiting.
     pub fn sha256(&self, id: FileId) -> Option<&str> {
         let index = self.index(id)?;
-        match self.hashing.digests[index].get() {
+        match self.shared.digests[index].get() {
             Some(Ok(sha256)) => Some(sha256),
             _ => None,
         }
@@ -360,20 +350,20 @@ impl Manifest {
     /// many callers wait. Blocks: async callers use `spawn_blocking`.
     pub fn wait_sha256(&self, id: FileId) -> Option<Result<&str, &ManifestError>> {
         let index = self.index(id)?;
-        Some(self.hashing.wait(index).as_ref().map(String::as_str))
+        Some(self.shared.wait(index).as_ref().map(String::as_str))
     }
 
     /// Waits until every entry is hashed; the first failure (by id) if any did not.
     pub fn wait_all(&self) -> Result<ManifestStats, &ManifestError> {
-        for index in 0..self.entries.len() {
-            if let Err(error) = self.hashing.wait(index) {
+        for index in 0..self.shared.entries.len() {
+            if let Err(error) = self.shared.wait(index) {
                 return Err(error);
             }
         }
         Ok(ManifestStats {
-            files: self.entries.len(),
-            bytes: self.entries.iter().map(|entry| entry.size).sum(),
-            hash_time: self.hashing.hash_time.get().copied().unwrap_or_default(),
+            files: self.shared.entries.len(),
+            bytes: self.shared.entries.iter().map(|entry| entry.size).sum(),
+            hash_time: self.shared.hash_time.get().copied().unwrap_or_default(),
             threads: self.threads,
         })
     }
@@ -385,14 +375,16 @@ impl Manifest {
             return None;
         }
         let hex = hex.to_ascii_lowercase();
-        self.entries
+        self.shared
+            .entries
             .iter()
             .find(|entry| matches!(self.wait_sha256(entry.id), Some(Ok(sha256)) if sha256 == hex))
     }
 
     /// The controller-side path of an entry, for the operator's messages only.
     pub fn source_path(&self, id: FileId) -> Option<&Path> {
-        self.paths
+        self.shared
+            .paths
             .get(usize::try_from(id.0).ok()?)
             .map(PathBuf::as_path)
     }
@@ -431,17 +423,17 @@ impl Manifest {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.shared.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.shared.entries.is_empty()
     }
 
     fn index(&self, id: FileId) -> Option<usize> {
         usize::try_from(id.0)
             .ok()
-            .filter(|index| *index < self.entries.len())
+            .filter(|index| *index < self.shared.entries.len())
     }
 }
 
@@ -478,7 +470,7 @@ mod tests {
         );
 
         fs::write(root.join("small"), "smaller now").expect("rewrite");
-        manifest.hashing.work();
+        manifest.shared.work();
 
         assert_eq!(
             manifest

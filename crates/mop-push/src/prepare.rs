@@ -300,12 +300,12 @@ fn split_hint(text: &str) -> (String, Option<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use mop_fileserver::{FileServerConfig, ManifestBuilder, RootSpec};
 
     /// A one-entry manifest of `bytes`, and the source's path.
-    fn served(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, ManifestFiles) {
+    pub(crate) fn served(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, ManifestFiles) {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
         let path = root.join("data.bin");

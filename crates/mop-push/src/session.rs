@@ -340,15 +340,13 @@ fn message_name(message: &AgentMessage) -> &'static str {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
-    use mop_fileserver::{FileServer, FileServerConfig, ManifestBuilder, RootSpec};
     use mop_protocol::frame::{decode_header, decode_json, encode_header};
     use mop_protocol::{FileEntry, Mode};
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     use super::*;
-    use crate::prepare::ManifestFiles;
+    use crate::prepare::tests::served;
 
     /// The agent's end of a session, played by the test.
     struct FakeAgent {
@@ -449,27 +447,11 @@ mod tests {
         }
     }
 
-    fn manifest_of(content: &[u8]) -> (tempfile::TempDir, ManifestFiles) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = std::fs::canonicalize(dir.path()).expect("canonical");
-        std::fs::write(root.join("data.bin"), content).expect("write");
-        let server = FileServer::new(FileServerConfig {
-            base_dir: root,
-            roots: vec![RootSpec::new(".", "test")],
-            ..FileServerConfig::default()
-        })
-        .expect("valid file server");
-        let mut builder = ManifestBuilder::new();
-        builder.add(&server.resolve("data.bin").expect("served"));
-        let manifest = builder.finish().expect("stat-ed");
-        (dir, ManifestFiles(Arc::new(manifest)))
-    }
-
     #[tokio::test]
     async fn digests_and_content_are_served_for_planned_ids_only() {
         let content: Vec<u8> = (0..700_000u32).map(|index| (index % 249) as u8).collect();
         let expected = mop_fileserver::sha256_hex(&content);
-        let (_dir, files) = manifest_of(&content);
+        let (_dir, _path, files) = served(&content);
         files.0.wait_all().expect("hashed");
         let plan = plan_with(0, content.len() as u64);
         let (mut agent, stdout, stdin) = connected();
