@@ -198,6 +198,7 @@ impl Reporter {
         if event.kind == "echo" && event.status == ResourceStatus::Ok {
             if let Some(message) = &event.message {
                 let label = self.paint("36", "echo");
+                let message = inert_lines(message);
                 let _ = writeln!(self.out, "  {host}  {label}  {message}");
                 let _ = self.out.flush();
                 return;
@@ -215,19 +216,20 @@ impl Reporter {
         let mut line = format!(
             "  {host}  {}  {kind}{}",
             self.paint(code, label),
-            event.resource
+            inert(&event.resource)
         );
         if !event.changes.is_empty() {
-            line.push_str(&format!(" ({})", event.changes.join(", ")));
+            line.push_str(&format!(" ({})", inert(&event.changes.join(", "))));
         }
         if let Some(message) = &event.message {
-            line.push_str(&format!(": {message}"));
+            line.push_str(&format!(": {}", inert_lines(message)));
         }
         let _ = writeln!(self.out, "{line}");
         if event.status == ResourceStatus::Failed {
             if let Some(output) = &event.output {
                 for (stream, text) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
                     for text_line in text.lines().take(20) {
+                        let text_line = inert(text_line);
                         let _ = writeln!(self.out, "      {stream}: {text_line}");
                     }
                 }
@@ -237,6 +239,7 @@ impl Reporter {
         if self.style.diff {
             if let Some(diff) = &event.diff {
                 for diff_line in diff.lines() {
+                    let diff_line = &*inert(diff_line);
                     let painted = match diff_line.chars().next() {
                         Some('+') if !diff_line.starts_with("+++") => self.paint("32", diff_line),
                         Some('-') if !diff_line.starts_with("---") => self.paint("31", diff_line),
@@ -260,6 +263,7 @@ impl Reporter {
             });
             return;
         }
+        let message = inert_lines(message);
         let _ = writeln!(self.out, "  {host}  {message}");
         let _ = self.out.flush();
     }
@@ -276,6 +280,7 @@ impl Reporter {
             return;
         }
         let label = self.paint("31", "FAILED");
+        let message = inert_lines(message);
         let _ = writeln!(self.out, "  {host}  {label}  {message}");
         let _ = self.out.flush();
     }
@@ -353,6 +358,36 @@ impl Reporter {
     }
 }
 
+/// Text that came from a host (messages, command output, diffs, resource names), made safe to
+/// print on the operator's terminal: a hostile or broken host must not be able to send escape
+/// sequences (set the window title, write the clipboard with OSC 52, move the cursor) or forge
+/// lines of mop's own output with a line break. Control characters other than tab, including
+/// C1 controls, are shown as `\u{..}` escapes; everything else is printed as it is.
+pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c != '\t' && (c.is_control() || c == '\u{2028}' || c == '\u{2029}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            shown.push_str(&c.escape_unicode().to_string());
+        } else {
+            shown.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(shown)
+}
+
+/// [`inert`] for text that may span lines (messages, hints): line breaks stay, every other
+/// control character is escaped.
+pub fn inert_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\n') {
+        return inert(text);
+    }
+    std::borrow::Cow::Owned(text.split('\n').map(inert).collect::<Vec<_>>().join("\n"))
+}
+
 fn plural(count: usize) -> &'static str {
     if count == 1 {
         ""
@@ -401,6 +436,49 @@ mod tests {
         assert_eq!(human_bytes(10 * 1024 * 1024), "10.0 MiB");
         assert_eq!(format_duration(Duration::from_millis(410)), "0.41s");
         assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn host_text_cannot_drive_the_terminal_or_forge_lines() {
+        assert_eq!(inert("plain\ttext é"), "plain\ttext é");
+        assert_eq!(inert("\x1b]52;c;aGk=\x07"), "\\u{1b}]52;c;aGk=\\u{7}");
+        assert_eq!(inert("a\n  web2  ok"), "a\\u{a}  web2  ok");
+        assert_eq!(inert("\u{9b}2J\r"), "\\u{9b}2J\\u{d}");
+    }
+
+    #[test]
+    fn a_reporter_prints_host_text_inert() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("not poisoned").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        let style = ReportStyle {
+            diff: true,
+            ..ReportStyle::default()
+        };
+        let mut reporter = Reporter::new(style, Box::new(out.clone()));
+        reporter.note("web1", "r", "hook said \x1b[2J");
+        reporter.host_failed("web1", "r", "boom\r\n  hint: \x1b]0;title\x07");
+        let event: ResourceEvent = serde_json::from_value(serde_json::json!({
+            "index": 0, "type": "file", "resource": "file /x\n  web2  ok", "status": "failed",
+            "message": "m\x1b[1m", "diff": "+a\x1b[2J\n-b", "duration_ms": 1
+        }))
+        .expect("a resource event");
+        reporter.resource("web1", "r", &event);
+        let printed =
+            String::from_utf8(out.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        assert!(!printed.contains('\x1b'), "{printed:?}");
+        assert!(!printed.contains('\r'), "{printed:?}");
+        assert!(printed.contains("file /x\\u{a}  web2  ok"), "{printed:?}");
+        assert_eq!(printed.lines().count(), 6, "{printed:?}");
     }
 
     #[test]
