@@ -399,6 +399,19 @@ pub async fn download_from_hosts(
     futures_util::future::join_all(downloads).await
 }
 
+/// The part of `path` below the remote directory `remote`, when it is a plain relative path
+/// (only normal components: no `..`, `.`, empty or absolute parts). The listing comes from the
+/// host, and a hostile host must not be able to name a local file outside the download
+/// directory.
+fn relative_below(remote: &str, path: &str) -> Option<String> {
+    let relative = path.strip_prefix(remote)?.strip_prefix('/')?;
+    let plain = !relative.is_empty()
+        && relative
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    plain.then(|| relative.to_string())
+}
+
 /// Where a remote file lands locally.
 fn local_target(local_dir: &Path, host: &str, base: &str, relative: &str, suffix: bool) -> PathBuf {
     let host_part = host.replace('/', "_");
@@ -445,14 +458,16 @@ async fn download_one(
         Some("file") => vec![(remote.to_string(), String::new())],
         Some("dir") if options.recursive => lines
             .map(|path| {
-                let relative = path
-                    .strip_prefix(remote)
-                    .unwrap_or(path)
-                    .trim_start_matches('/')
-                    .to_string();
-                (path.to_string(), relative)
+                relative_below(remote, path)
+                    .map(|relative| (path.to_string(), relative))
+                    .ok_or_else(|| {
+                        format!(
+                            "host `{name}` listed `{}` as a file under `{remote}`: refusing a path that would land outside the download directory",
+                            crate::report::inert(path)
+                        )
+                    })
             })
-            .collect(),
+            .collect::<Result<_, _>>()?,
         Some("dir") => {
             return Err(format!(
                 "host `{name}`: `{remote}` is a directory\n  hint: pass --recursive to download it with everything in it"
@@ -626,6 +641,28 @@ async fn transfer_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_listing_cannot_name_a_file_outside_the_download() {
+        assert_eq!(
+            relative_below("/srv", "/srv/a/b.txt"),
+            Some("a/b.txt".into())
+        );
+        assert_eq!(relative_below("", "/etc/x"), Some("etc/x".into()));
+        for hostile in [
+            "/srv/../../home/op/.bashrc",
+            "/srv/a/../../x",
+            "/srv/./x",
+            "/srv//x",
+            "/srvother/x",
+            "/etc/passwd",
+            "/srv",
+            "/srv/",
+            "../x",
+        ] {
+            assert_eq!(relative_below("/srv", hostile), None, "{hostile}");
+        }
+    }
 
     #[test]
     fn download_targets_never_collide() {
