@@ -139,7 +139,14 @@ fn push_check_refuses_the_reproducer_before_connecting() {
 fn run_refuses_the_reproducer_before_connecting() {
     let setup = Setup::new();
     setup.write_reproducer();
-    let output = setup.mop(&["run", "target", "-i", path_arg(&setup.inventory()), "--", "true"]);
+    let output = setup.mop(&[
+        "run",
+        "target",
+        "-i",
+        path_arg(&setup.inventory()),
+        "--",
+        "true",
+    ]);
     setup.assert_refused(&output, &reproducer_error(&setup));
 }
 
@@ -152,9 +159,33 @@ fn extra_vars_carrying_the_payload_are_refused() {
     let extra = format!("mop_host={}", setup.payload());
     let (policy, inventory) = (setup.policy(), setup.inventory());
     let commands: [Vec<&str>; 3] = [
-        vec!["validate", path_arg(&policy), "-i", path_arg(&inventory), "-e", &extra],
-        vec!["push", path_arg(&policy), "--check", "-i", path_arg(&inventory), "-e", &extra],
-        vec!["run", "target", "-i", path_arg(&inventory), "-e", &extra, "--", "true"],
+        vec![
+            "validate",
+            path_arg(&policy),
+            "-i",
+            path_arg(&inventory),
+            "-e",
+            &extra,
+        ],
+        vec![
+            "push",
+            path_arg(&policy),
+            "--check",
+            "-i",
+            path_arg(&inventory),
+            "-e",
+            &extra,
+        ],
+        vec![
+            "run",
+            "target",
+            "-i",
+            path_arg(&inventory),
+            "-e",
+            &extra,
+            "--",
+            "true",
+        ],
     ];
     for args in &commands {
         let output = setup.mop(args);
@@ -202,15 +233,40 @@ fn cli_arguments_carrying_payloads_are_refused() {
             "is invalid: it contains `$`",
         ),
         (
-            vec!["run", "--hosts", "127.0.7.2", "--ssh-key", &key, "--", "true"],
+            vec![
+                "run",
+                "--hosts",
+                "127.0.7.2",
+                "--ssh-key",
+                &key,
+                "--",
+                "true",
+            ],
             "it contains `\"`, which ssh_config cannot hold in a quoted path",
         ),
         (
-            vec!["run", "--hosts", "127.0.7.2", "--known-hosts-file", &known_hosts, "--", "true"],
+            vec![
+                "run",
+                "--hosts",
+                "127.0.7.2",
+                "--known-hosts-file",
+                &known_hosts,
+                "--",
+                "true",
+            ],
             "it contains the control character U+000A",
         ),
         (
-            vec!["run", "--hosts", "127.0.7.2", "--sudo", "--sudo-as", "root;id", "--", "true"],
+            vec![
+                "run",
+                "--hosts",
+                "127.0.7.2",
+                "--sudo",
+                "--sudo-as",
+                "root;id",
+                "--",
+                "true",
+            ],
             "it contains `;`",
         ),
     ];
@@ -238,7 +294,11 @@ fn known_hosts_paths_and_sudo_passwords_are_checked_at_load_time() {
             setup.inventory().display()
         ),
     );
-    assert!(!output.stderr.contains("private key"), "{}", output.describe());
+    assert!(
+        !output.stderr.contains("private key"),
+        "{}",
+        output.describe()
+    );
 
     setup.write_inventory(
         "[groups.g.hosts]\n\"target\" = \"mop_host=127.0.7.2\"\n[hosts.target.vars]\nmop_sudo = true\nmop_sudo_password = \"hunter2-first\\nhunter2-second\"\n",

@@ -217,7 +217,10 @@ mod tests {
         match (grammar(input), expected) {
             (Ok(()), Ok(())) => {}
             (Err(error), Err(part)) => {
-                assert!(error.reason.contains(part), "{input:?}: {error} lacks {part}")
+                assert!(
+                    error.reason.contains(part),
+                    "{input:?}: {error} lacks {part}"
+                )
             }
             (got, expected) => panic!("{input:?}: got {got:?}, expected {expected:?}"),
         }

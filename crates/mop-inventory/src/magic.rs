@@ -250,9 +250,8 @@ fn wrong_with_hint(var: &MagicVariable, found: &Value, hint: String) -> Problem 
 /// wrong (shown as the hint); `Err(None)` leaves it to [`expectation`].
 fn check_string(kind: MagicKind, text: &str) -> Result<(), Option<String>> {
     let no_space_or_control = !text.chars().any(|c| c.is_whitespace() || c.is_control());
-    let grammar_reason = |result: Result<(), grammar::GrammarError>| {
-        result.map_err(|error| Some(error.reason))
-    };
+    let grammar_reason =
+        |result: Result<(), grammar::GrammarError>| result.map_err(|error| Some(error.reason));
     let ok = match kind {
         MagicKind::Address => return grammar_reason(grammar::check_host_address(text)),
         MagicKind::UserName => return grammar_reason(grammar::check_user_name(text)),

@@ -97,8 +97,12 @@ fn a_host_name_used_as_its_address_meets_the_address_grammar() {
     let inventory = crate::tests::inventory(
         "[groups.web.hosts]\n\"web1\" = \"\"\n\"db'$(id)'\" = \"\"\n\"named\" = \"mop_host=10.0.0.5\"\n",
     );
-    assert!(inventory.resolve("web1", &crate::ExtraLayers::none()).is_ok());
-    assert!(inventory.resolve("named", &crate::ExtraLayers::none()).is_ok());
+    assert!(inventory
+        .resolve("web1", &crate::ExtraLayers::none())
+        .is_ok());
+    assert!(inventory
+        .resolve("named", &crate::ExtraLayers::none())
+        .is_ok());
     let message = inventory
         .resolve("db'$(id)'", &crate::ExtraLayers::none())
         .expect_err("the name is not an address")

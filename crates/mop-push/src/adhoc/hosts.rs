@@ -63,7 +63,9 @@ pub fn parse_host_spec(spec: &str) -> Result<AdhocHost, HostSpecError> {
     // The same grammars as `mop_host` and `mop_ssh_username` in an inventory: these values are
     // written into the run's ssh_config.
     if let Err(invalid) = mop_inventory::grammar::check_host_address(address) {
-        return Err(error(&format!("the address `{address}` is invalid: {invalid}")));
+        return Err(error(&format!(
+            "the address `{address}` is invalid: {invalid}"
+        )));
     }
     if let Some(user) = &user {
         if let Err(invalid) = mop_inventory::grammar::check_user_name(user) {
@@ -164,7 +166,10 @@ mod tests {
             "127.0.0.1'$(id)'",
             Err("the address `127.0.0.1'$(id)'` is invalid: it contains `'`"),
         );
-        check("a;b@web1", Err("the user `a;b` is invalid: it contains `;`"));
+        check(
+            "a;b@web1",
+            Err("the user `a;b` is invalid: it contains `;`"),
+        );
         check("-oProxyCommand=x", Err("it starts with `-`"));
     }
 }

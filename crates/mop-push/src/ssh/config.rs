@@ -198,7 +198,8 @@ fn check_grammar(
     value: &str,
     grammar: fn(&str) -> Result<(), GrammarError>,
 ) -> Result<(), SshError> {
-    grammar(value).map_err(|error| invalid(host, format!("the {what} {value:?} is invalid: {error}")))
+    grammar(value)
+        .map_err(|error| invalid(host, format!("the {what} {value:?} is invalid: {error}")))
 }
 
 /// The second line of defence: the inventory already checked these values when it read them,

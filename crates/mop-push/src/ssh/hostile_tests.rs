@@ -26,11 +26,63 @@ use super::{RunAs, SshError};
 
 /// Pieces of hostile input; strategies join a handful of them, mixed with plain text.
 const PIECES: &[&str] = &[
-    "'", "\"", "\\", "\\'", "$(", ")", "$(touch /tmp/x)", "`id`", "`", "%h", "%d", "%%", "%",
-    "${HOME}", "$HOME", "\n", "\r", "\n  ProxyCommand sh -c id", "\t", " ", "\0", "-", "-o",
-    "-oProxyCommand=id", ".", "..", "#", ";", "|", "&", "<", ">", "*", "?", "[", "]", ":", "::1",
-    "@", "=", "~", "/", "a", "Z", "0", "9", "_", "web1", "10.0.0.5", "\u{FF04}", "\u{FF07}",
-    "\u{2019}", "\u{201C}", "\u{00A0}", "\u{200B}", "\u{202E}", "é",
+    "'",
+    "\"",
+    "\\",
+    "\\'",
+    "$(",
+    ")",
+    "$(touch /tmp/x)",
+    "`id`",
+    "`",
+    "%h",
+    "%d",
+    "%%",
+    "%",
+    "${HOME}",
+    "$HOME",
+    "\n",
+    "\r",
+    "\n  ProxyCommand sh -c id",
+    "\t",
+    " ",
+    "\0",
+    "-",
+    "-o",
+    "-oProxyCommand=id",
+    ".",
+    "..",
+    "#",
+    ";",
+    "|",
+    "&",
+    "<",
+    ">",
+    "*",
+    "?",
+    "[",
+    "]",
+    ":",
+    "::1",
+    "@",
+    "=",
+    "~",
+    "/",
+    "a",
+    "Z",
+    "0",
+    "9",
+    "_",
+    "web1",
+    "10.0.0.5",
+    "\u{FF04}",
+    "\u{FF07}",
+    "\u{2019}",
+    "\u{201C}",
+    "\u{00A0}",
+    "\u{200B}",
+    "\u{202E}",
+    "é",
 ];
 
 fn hostile() -> impl Strategy<Value = String> {
@@ -173,15 +225,25 @@ fn render_and_read(
                 KNOWN_OPTIONS.contains(&keyword.as_str()),
                 "block {alias} has an injected option {keyword:?}:\n{text}"
             );
-            assert_eq!(args.len(), 1, "{keyword} of {alias} split into {args:?}:\n{text}");
-            assert!(!args[0].contains("${"), "{keyword} expands a variable:\n{text}");
+            assert_eq!(
+                args.len(),
+                1,
+                "{keyword} of {alias} split into {args:?}:\n{text}"
+            );
+            assert!(
+                !args[0].contains("${"),
+                "{keyword} expands a variable:\n{text}"
+            );
             if keyword == "ProxyJump" {
                 let target = &args[0];
                 let alias_like = target
                     .strip_prefix("mop-h")
                     .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
                 assert!(alias_like, "ProxyJump {target:?} is not a generated alias");
-                assert!(blocks.contains_key(target.as_str()), "no block for {target}");
+                assert!(
+                    blocks.contains_key(target.as_str()),
+                    "no block for {target}"
+                );
             }
         }
     }
@@ -425,7 +487,10 @@ fn same_numeric_address(written: &str, shown: &str) -> bool {
 
 /// The text between the backticks that start with `prefix`, without the prefix.
 fn between_backticks(message: &str, prefix: &str) -> String {
-    let start = message.find(&format!("`{prefix}")).expect("a command in backticks") + 1;
+    let start = message
+        .find(&format!("`{prefix}"))
+        .expect("a command in backticks")
+        + 1;
     let rest = &message[start + prefix.len()..];
     let end = rest.rfind('`').expect("closing backtick");
     rest[..end].to_string()
@@ -447,21 +512,24 @@ fn shell_words(text: &str) -> Vec<String> {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        std::fs::read_dir(dir.path()).expect("read").next().is_none(),
+        std::fs::read_dir(dir.path())
+            .expect("read")
+            .next()
+            .is_none(),
         "{text:?} created a file"
     );
     let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    stdout
-        .split_terminator('\0')
-        .map(str::to_string)
-        .collect()
+    stdout.split_terminator('\0').map(str::to_string).collect()
 }
 
 #[test]
 fn argv_split_reads_like_openssh() {
     let split = |line: &str| argv_split(line).expect("terminated");
     assert_eq!(split("  HostName a.b"), ["HostName", "a.b"]);
-    assert_eq!(split(r#"IdentityFile "/my key" # c"#), ["IdentityFile", "/my key"]);
+    assert_eq!(
+        split(r#"IdentityFile "/my key" # c"#),
+        ["IdentityFile", "/my key"]
+    );
     assert_eq!(split(r"HostName a\'b"), ["HostName", "a'b"]);
     assert_eq!(split(r#"X "it's""#), ["X", "it's"]);
     assert!(argv_split(r#"X "open"#).is_none());
