@@ -522,6 +522,28 @@ fn shell_words(text: &str) -> Vec<String> {
     stdout.split_terminator('\0').map(str::to_string).collect()
 }
 
+/// Quoting by hand (`'{}'` around a value) breaks on a value holding `'`: every shell word of
+/// the transport goes through `shell::quote`, the one helper.
+#[test]
+fn no_hand_made_shell_quoting() {
+    let sources = [
+        ("bootstrap.rs", include_str!("bootstrap.rs")),
+        ("connect.rs", include_str!("connect.rs")),
+        ("error.rs", include_str!("error.rs")),
+        ("pool.rs", include_str!("pool.rs")),
+        ("persist.rs", include_str!("persist.rs")),
+        ("sudo.rs", include_str!("sudo.rs")),
+    ];
+    for (file, text) in sources {
+        for pattern in ["'{}'", "'{", "}'"] {
+            assert!(
+                !text.contains(pattern),
+                "ssh/{file} quotes a value by hand ({pattern}); use shell::quote"
+            );
+        }
+    }
+}
+
 #[test]
 fn argv_split_reads_like_openssh() {
     let split = |line: &str| argv_split(line).expect("terminated");
