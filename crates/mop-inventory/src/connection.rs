@@ -183,8 +183,25 @@ impl Connection {
                 HostKeyPolicy::from_name(&name).ok_or_else(|| internal("mop_check_host_keys"))?
             }
         };
+        let address = match text("mop_host")? {
+            Some(address) => address,
+            None => {
+                // The name stands in for the address, so it must meet the address grammar;
+                // inventory names themselves may hold more (they are only patterns and labels).
+                crate::grammar::check_host_address(host_name).map_err(|error| {
+                    Problem::with_hint(
+                        format!(
+                            "host `{host_name}` has no `mop_host`, so its name is its address, \
+                             but it is not a valid host name or address: {error}"
+                        ),
+                        "set `mop_host` to the host's address in its shorthand or its `vars`",
+                    )
+                })?;
+                host_name.to_string()
+            }
+        };
         Ok(Connection {
-            address: text("mop_host")?.unwrap_or_else(|| host_name.to_string()),
+            address,
             port,
             user: text("mop_ssh_username")?,
             key: text("mop_ssh_key")?.map(PathBuf::from),

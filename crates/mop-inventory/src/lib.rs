@@ -30,6 +30,7 @@
 mod build;
 mod connection;
 mod error;
+pub mod grammar;
 mod inventory;
 mod magic;
 mod parse;

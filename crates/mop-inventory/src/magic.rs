@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use crate::connection::HostKeyPolicy;
 use crate::error::closest;
+use crate::grammar;
 use crate::value::{describe, Problem};
 
 /// The value type of a magic variable, which decides how it is checked.
@@ -13,7 +14,8 @@ pub(crate) enum MagicKind {
     Port,
     UserName,
     Password,
-    KeyPath,
+    /// A file on the controller that mop writes into its ssh_config.
+    ControllerPath,
     Bool,
     HostRef,
     HostKeyPolicy,
@@ -84,14 +86,14 @@ pub const MAGIC_VARIABLES: &[MagicVariable] = &[
     ),
     magic(
         "mop_ssh_key",
-        MagicKind::KeyPath,
+        MagicKind::ControllerPath,
         "string (path on the controller)",
         "unset (SSH's own default)",
         "private key (identity) file",
     ),
     magic(
         "mop_known_hosts_file",
-        MagicKind::KeyPath,
+        MagicKind::ControllerPath,
         "string (path on the controller)",
         "unset (the user's ~/.ssh/known_hosts)",
         "known_hosts file to check this host's key against",
@@ -206,13 +208,20 @@ pub(crate) fn check_reserved(name: &str) -> Result<Option<&'static MagicVariable
     Ok(None)
 }
 
+/// What a kind of magic variable expects, completing "must be ...".
 fn expectation(kind: MagicKind) -> &'static str {
     match kind {
-        MagicKind::Address => "a host name or IP address (no spaces, not starting with `-`)",
+        MagicKind::Address => {
+            "a host name (letters, digits, `-`, `_`, `.`), an IPv4 address or an IPv6 address \
+             without brackets"
+        }
         MagicKind::Port => "an integer between 1 and 65535",
-        MagicKind::UserName => "a user name (no spaces, not starting with `-`)",
-        MagicKind::Password => "a string",
-        MagicKind::KeyPath => "a path to a private key file",
+        MagicKind::UserName => {
+            "a user name (letters, digits, `.`, `_`, `-`, not starting with `-` or `.`, \
+             optionally ending in `$`)"
+        }
+        MagicKind::Password => "a single line of text",
+        MagicKind::ControllerPath => "a path to a file on the controller",
         MagicKind::Bool => "`true` or `false`",
         MagicKind::HostRef => "the name of a host in the inventory",
         MagicKind::HostKeyPolicy => "one of `strict`, `accept-new`, `off`",
@@ -237,19 +246,28 @@ fn wrong_with_hint(var: &MagicVariable, found: &Value, hint: String) -> Problem 
     }
 }
 
-/// Checks the text of a string-typed magic variable.
-fn string_is_valid(kind: MagicKind, text: &str) -> bool {
+/// Checks the text of a string-typed magic variable. `Err(Some(reason))` says what exactly is
+/// wrong (shown as the hint); `Err(None)` leaves it to [`expectation`].
+fn check_string(kind: MagicKind, text: &str) -> Result<(), Option<String>> {
     let no_space_or_control = !text.chars().any(|c| c.is_whitespace() || c.is_control());
-    match kind {
-        MagicKind::Address | MagicKind::UserName => {
-            !text.is_empty() && no_space_or_control && !text.starts_with('-')
-        }
-        MagicKind::Password => true,
-        MagicKind::KeyPath => !text.is_empty() && !text.chars().any(char::is_control),
+    let grammar_reason =
+        |result: Result<(), grammar::GrammarError>| result.map_err(|error| Some(error.reason));
+    let ok = match kind {
+        MagicKind::Address => return grammar_reason(grammar::check_host_address(text)),
+        MagicKind::UserName => return grammar_reason(grammar::check_user_name(text)),
+        MagicKind::Password => return grammar_reason(grammar::check_password_line(text)),
+        MagicKind::ControllerPath => return grammar_reason(grammar::check_config_path(text)),
+        // Only ever compared with inventory host names; the chain check finds unknown ones.
         MagicKind::HostRef => !text.is_empty() && no_space_or_control,
         MagicKind::HostKeyPolicy => HostKeyPolicy::from_name(text).is_some(),
+        // Shell-quoted wherever it is used on the host (`ssh/bootstrap.rs`).
         MagicKind::AbsolutePath => text.starts_with('/') && no_space_or_control,
         MagicKind::Port | MagicKind::Bool | MagicKind::Timeout => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(None)
     }
 }
 
@@ -265,7 +283,10 @@ fn in_range(kind: MagicKind, number: u64) -> bool {
     }
 }
 
-fn string_hint(var: &MagicVariable, text: &str) -> Option<String> {
+fn string_hint(var: &MagicVariable, text: &str, reason: Option<String>) -> Option<String> {
+    if reason.is_some() {
+        return reason;
+    }
     match var.kind {
         MagicKind::HostKeyPolicy => {
             let names = ["strict", "accept-new", "off"];
@@ -280,8 +301,15 @@ fn string_hint(var: &MagicVariable, text: &str) -> Option<String> {
 
 /// Checks a typed value (from a TOML `vars` table or a caller layer) for magic variable `var`.
 pub(crate) fn validate_typed(var: &MagicVariable, value: &Value) -> Result<Value, Problem> {
+    let mut reason = None;
     let ok = match value {
-        Value::String(text) if is_string_kind(var.kind) => string_is_valid(var.kind, text),
+        Value::String(text) if is_string_kind(var.kind) => match check_string(var.kind, text) {
+            Ok(()) => true,
+            Err(why) => {
+                reason = why;
+                false
+            }
+        },
         Value::Number(number) => number.as_u64().is_some_and(|n| in_range(var.kind, n)),
         Value::Bool(_) => var.kind == MagicKind::Bool,
         _ => false,
@@ -309,7 +337,7 @@ pub(crate) fn validate_typed(var: &MagicVariable, value: &Value) -> Result<Value
         (kind, Value::Number(number)) if is_string_kind(kind) && !var.secret => {
             Some(format!("quote it: `{} = \"{number}\"`", var.name))
         }
-        (kind, Value::String(text)) if is_string_kind(kind) => string_hint(var, text),
+        (kind, Value::String(text)) if is_string_kind(kind) => string_hint(var, text, reason),
         _ => None,
     };
     Err(match hint {
@@ -352,11 +380,13 @@ pub(crate) fn coerce_text(
                 ))
             }
         },
-        kind if string_is_valid(kind, text) => Ok(found),
-        _ => Err(match string_hint(var, text) {
-            Some(hint) => wrong_with_hint(var, &found, hint),
-            None => wrong(var, &found),
-        }),
+        kind => match check_string(kind, text) {
+            Ok(()) => Ok(found),
+            Err(reason) => Err(match string_hint(var, text, reason) {
+                Some(hint) => wrong_with_hint(var, &found, hint),
+                None => wrong(var, &found),
+            }),
+        },
     }
 }
 

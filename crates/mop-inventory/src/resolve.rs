@@ -489,10 +489,17 @@ impl Inventory {
         host_name: &str,
         vars: &IndexMap<String, Value>,
     ) -> Result<Connection, InventoryError> {
-        Connection::from_vars(host_name, vars).map_err(|problem| InventoryError::Layer {
-            label: format!("host `{host_name}`"),
-            message: problem.message,
-            hint: problem.hint,
+        Connection::from_vars(host_name, vars).map_err(|problem| match self.hosts.get(host_name) {
+            Some(host) => InventoryError::At {
+                location: host.location().clone(),
+                message: problem.message,
+                hint: problem.hint,
+            },
+            None => InventoryError::Layer {
+                label: format!("host `{host_name}`"),
+                message: problem.message,
+                hint: problem.hint,
+            },
         })
     }
 }

@@ -757,7 +757,7 @@ fn host_keys_are_checked_strictly_unless_asked_otherwise() {
             error.to_string(),
             format!(
                 "host key for changed ({address}) does not match known_hosts\n  hint: if the host was reinstalled, \
-                 remove the old key with `ssh-keygen -R '[{}]:{}' -f '{}'` and connect again; \
+                 remove the old key with `ssh-keygen -R '[{}]:{}' -f {}` and connect again; \
                  otherwise someone may be intercepting the connection",
                 host.addr,
                 host.port,
@@ -774,7 +774,7 @@ fn host_keys_are_checked_strictly_unless_asked_otherwise() {
         );
         assert!(
             error.to_string().contains(&format!(
-                "ssh-keyscan -p {} {} >> '{}'",
+                "ssh-keyscan -p {} {} >> {}",
                 host.port,
                 host.addr,
                 unknown.display()

@@ -67,6 +67,21 @@ fn persist_duration(text: &str) -> Result<std::time::Duration, String> {
     mop_push::ssh::parse_persist_duration(text)
 }
 
+/// A path mop writes into its ssh_config (`--ssh-key`, `--known-hosts-file`): the grammar of
+/// `mop_ssh_key` in an inventory.
+fn ssh_config_path(text: &str) -> Result<std::path::PathBuf, String> {
+    mop_inventory::grammar::check_config_path(text)
+        .map(|()| std::path::PathBuf::from(text))
+        .map_err(|error| error.to_string())
+}
+
+/// A user name (`--sudo-as`): the grammar of `mop_sudo_username` in an inventory.
+fn user_name(text: &str) -> Result<String, String> {
+    mop_inventory::grammar::check_user_name(text)
+        .map(|()| text.to_string())
+        .map_err(|error| error.to_string())
+}
+
 /// Host selection shared by commands that take an inventory.
 #[derive(Debug, Clone, Args)]
 pub struct InventorySelection {
@@ -215,11 +230,11 @@ pub struct AdhocSelection {
     pub hosts: Vec<String>,
 
     /// Private key for the --hosts hosts.
-    #[arg(long, value_name = "FILE", requires = "hosts")]
+    #[arg(long, value_name = "FILE", requires = "hosts", value_parser = ssh_config_path)]
     pub ssh_key: Option<PathBuf>,
 
     /// known_hosts file for the --hosts hosts (default: your own).
-    #[arg(long, value_name = "FILE", requires = "hosts")]
+    #[arg(long, value_name = "FILE", requires = "hosts", value_parser = ssh_config_path)]
     pub known_hosts_file: Option<PathBuf>,
 
     /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
@@ -277,7 +292,7 @@ pub struct RunArgs {
     pub sudo: bool,
 
     /// The user sudo runs the command as (default root).
-    #[arg(long, value_name = "USER", requires = "sudo")]
+    #[arg(long, value_name = "USER", requires = "sudo", value_parser = user_name)]
     pub sudo_as: Option<String>,
 
     /// Kill the remote command (its whole process group) after this many seconds.
@@ -319,7 +334,7 @@ pub struct UploadArgs {
     pub sudo: bool,
 
     /// The user sudo writes as (default root).
-    #[arg(long, value_name = "USER", requires = "sudo")]
+    #[arg(long, value_name = "USER", requires = "sudo", value_parser = user_name)]
     pub sudo_as: Option<String>,
 
     /// One JSON object per host on stdout.

@@ -23,6 +23,16 @@ const BROKEN: &[(&str, &str)] = &[
     ("host key policy as bool", "[groups.all.vars]\nmop_check_host_keys = false\n"),
     ("agent dir not absolute", "[groups.all.vars]\nmop_agent_dir = \"mop\"\n"),
     ("address that looks like an option", "[groups.web.hosts]\n\"web1\" = \"mop_host=-oProxyCommand=evil\"\n"),
+    ("address with a shell command for ProxyJump", "[groups.g.hosts]\n\"jump\" = \"mop_host=127.0.7.1\"\n[hosts.target.vars]\nmop_host = \"127.0.7.2\\\\'$(>/tmp/pwned)\\\\'\"\nmop_via = \"jump\"\n"),
+    ("address with a percent token", "[groups.web.hosts]\n\"web1\" = \"mop_host=%h.example.com\"\n"),
+    ("address with a fullwidth dollar", "[hosts.web1.vars]\nmop_host = \"web\\uFF04(id)\"\n"),
+    ("bracketed ipv6 address", "[hosts.web1.vars]\nmop_host = \"[2001:db8::1]\"\n"),
+    ("user name with a quote", "[hosts.web1.vars]\nmop_ssh_username = \"deploy'\"\n"),
+    ("sudo user name with a command", "[groups.web.hosts]\n\"web1\" = \"mop_sudo_username=$(id)\"\n"),
+    ("known_hosts file with a line break", "[hosts.web1.vars]\nmop_known_hosts_file = \"/kh\\nHost *\"\n"),
+    ("key file with a double quote", "[hosts.web1.vars]\nmop_ssh_key = \"/keys/a\\\"b\"\n"),
+    ("key file with an environment variable", "[hosts.web1.vars]\nmop_ssh_key = \"${HOME}/.ssh/id\"\n"),
+    ("sudo password with a line break is not echoed", "[hosts.web1.vars]\nmop_sudo_password = \"hunter2\\nsecond\"\n"),
     ("password of wrong type is not echoed", "[groups.all.vars]\nmop_ssh_password = 123456\n"),
     ("unknown magic var", "[groups.all.vars]\nmop_sudo_user = \"root\"\n"),
     ("opsmop magic var", "[groups.all.vars]\nopsmop_host = \"192.0.2.1\"\n"),
@@ -73,6 +83,58 @@ fn secrets_never_reach_error_messages() {
         !message.contains("hunter2") && !message.contains("swordfish"),
         "{message}"
     );
+    let message = load_error("[hosts.h.vars]\nmop_sudo_password = \"hunter2\\nsecond\"\n");
+    assert!(
+        !message.contains("hunter2") && !message.contains("second"),
+        "{message}"
+    );
+}
+
+/// A host without `mop_host` is reached at its name, so the name must be an address: the
+/// error points at the host and is raised when resolving (a `-e mop_host` could still fix it).
+#[test]
+fn a_host_name_used_as_its_address_meets_the_address_grammar() {
+    let inventory = crate::tests::inventory(
+        "[groups.web.hosts]\n\"web1\" = \"\"\n\"db'$(id)'\" = \"\"\n\"named\" = \"mop_host=10.0.0.5\"\n",
+    );
+    assert!(inventory
+        .resolve("web1", &crate::ExtraLayers::none())
+        .is_ok());
+    assert!(inventory
+        .resolve("named", &crate::ExtraLayers::none())
+        .is_ok());
+    let message = inventory
+        .resolve("db'$(id)'", &crate::ExtraLayers::none())
+        .expect_err("the name is not an address")
+        .to_string();
+    assert_eq!(
+        message,
+        "test.toml:3:1: host `db'$(id)'` has no `mop_host`, so its name is its address, but it is \
+         not a valid host name or address: it contains `'`; host names are made of letters, \
+         digits, `-`, `_` and `.`\n  hint: set `mop_host` to the host's address in its shorthand \
+         or its `vars`"
+    );
+    let fixed = crate::ExtraLayers::none().with_overrides(
+        "-e",
+        crate::tests::vars(&[("mop_host", serde_json::json!("10.0.0.6"))]),
+    );
+    assert!(inventory.resolve("db'$(id)'", &fixed).is_ok());
+}
+
+/// `-e` values go through the same grammar as inventory values.
+#[test]
+fn extra_vars_meet_the_same_grammar() {
+    let error = crate::parse_extra_var("mop_host=127.0.7.2\\'$(>/tmp/pwned)\\'")
+        .expect_err("rejected")
+        .to_string();
+    assert!(
+        error.starts_with("invalid extra variable `mop_host`: magic variable `mop_host` must be"),
+        "{error}"
+    );
+    assert!(error.contains("hint: it contains `\\`"), "{error}");
+    assert!(crate::parse_extra_var("mop_ssh_username=a;b").is_err());
+    assert!(crate::parse_extra_var("mop_known_hosts_file=/kh\"x").is_err());
+    assert!(crate::parse_extra_var("mop_host=2001:db8::1").is_ok());
 }
 
 #[test]

@@ -60,11 +60,17 @@ pub fn parse_host_spec(spec: &str) -> Result<AdhocHost, HostSpecError> {
     if address.is_empty() {
         return Err(error("the address is empty"));
     }
-    if address
-        .chars()
-        .any(|ch| ch.is_whitespace() || ch == '/' || ch == '%')
-    {
-        return Err(error("the address contains a space, `/` or `%`"));
+    // The same grammars as `mop_host` and `mop_ssh_username` in an inventory: these values are
+    // written into the run's ssh_config.
+    if let Err(invalid) = mop_inventory::grammar::check_host_address(address) {
+        return Err(error(&format!(
+            "the address `{address}` is invalid: {invalid}"
+        )));
+    }
+    if let Some(user) = &user {
+        if let Err(invalid) = mop_inventory::grammar::check_user_name(user) {
+            return Err(error(&format!("the user `{user}` is invalid: {invalid}")));
+        }
     }
     let port = match port {
         None => 22,
@@ -155,5 +161,15 @@ mod tests {
         check("user@:22", Err("the address is empty"));
         check("[::1", Err("without its `]`"));
         check("", Err("the host is empty"));
+        check("[fe80::1%eth0]:22", Ok((None, "fe80::1%eth0", 22)));
+        check(
+            "127.0.0.1'$(id)'",
+            Err("the address `127.0.0.1'$(id)'` is invalid: it contains `'`"),
+        );
+        check(
+            "a;b@web1",
+            Err("the user `a;b` is invalid: it contains `;`"),
+        );
+        check("-oProxyCommand=x", Err("it starts with `-`"));
     }
 }

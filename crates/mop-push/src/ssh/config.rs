@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use mop_inventory::grammar::{self, GrammarError};
 
 use super::SshError;
 
@@ -190,39 +191,30 @@ fn invalid(host: &SshHost, reason: String) -> SshError {
     }
 }
 
-/// ssh_config has no escapes inside double quotes, and a line break would start a new option.
-fn check_config_value(host: &SshHost, what: &str, value: &str) -> Result<(), SshError> {
-    if value.is_empty() {
-        return Err(invalid(host, format!("the {what} is empty")));
-    }
-    if value.chars().any(|c| c == '"' || c.is_control()) {
-        return Err(invalid(
-            host,
-            format!("the {what} contains a double quote or a control character, which ssh_config cannot hold"),
-        ));
-    }
-    Ok(())
+/// Applies one of the inventory's value grammars (`mop_inventory::grammar`) to a setting.
+fn check_grammar(
+    host: &SshHost,
+    what: &str,
+    value: &str,
+    grammar: fn(&str) -> Result<(), GrammarError>,
+) -> Result<(), SshError> {
+    grammar(value)
+        .map_err(|error| invalid(host, format!("the {what} {value:?} is invalid: {error}")))
 }
 
+/// The second line of defence: the inventory already checked these values when it read them,
+/// but hosts also come from `--hosts` and `--ssh-key`, and this is the last stop before the
+/// values are written into ssh_config (see `mop_inventory::grammar` for why each rule exists).
 fn validate_host(host: &SshHost) -> Result<(), SshError> {
     if host.name.is_empty() {
         return Err(invalid(host, "the host name is empty".to_string()));
     }
-    check_config_value(host, "address", &host.address)?;
-    if host.address.chars().any(char::is_whitespace) || host.address.starts_with('-') {
-        return Err(invalid(
-            host,
-            format!("`{}` is not a host name or address", host.address),
-        ));
-    }
+    check_grammar(host, "address", &host.address, grammar::check_host_address)?;
     if host.port == 0 {
         return Err(invalid(host, "port 0 is not a valid ssh port".to_string()));
     }
     if let Some(user) = &host.user {
-        check_config_value(host, "user", user)?;
-        if user.chars().any(char::is_whitespace) || user.starts_with('-') {
-            return Err(invalid(host, format!("`{user}` is not a valid user name")));
-        }
+        check_grammar(host, "user name", user, grammar::check_user_name)?;
     }
     for (what, path) in [
         ("identity file", &host.identity_file),
@@ -232,7 +224,7 @@ fn validate_host(host: &SshHost) -> Result<(), SshError> {
             let text = path
                 .to_str()
                 .ok_or_else(|| invalid(host, format!("the {what} path is not UTF-8")))?;
-            check_config_value(host, what, text)?;
+            check_grammar(host, what, text, grammar::check_config_path)?;
         }
     }
     if host
@@ -244,19 +236,17 @@ fn validate_host(host: &SshHost) -> Result<(), SshError> {
     Ok(())
 }
 
-/// A value for ssh_config: `%` doubled (ssh expands `%` tokens in paths and host names),
-/// double-quoted when it holds whitespace.
-fn config_value(value: &str) -> String {
-    let escaped = value.replace('%', "%%");
-    if escaped.chars().any(char::is_whitespace) {
-        format!("\"{escaped}\"")
-    } else {
-        escaped
-    }
+/// A host name, address or user name for ssh_config. The grammar leaves nothing to quote; `%`
+/// (an IPv6 zone) is doubled because ssh expands `%` tokens in `HostName`.
+fn config_word(value: &str) -> String {
+    value.replace('%', "%%")
 }
 
+/// A path for ssh_config: always double-quoted, `%` doubled (ssh expands `%` tokens in paths).
+/// [`grammar::check_config_path`] has refused everything a quoted string cannot hold; inside
+/// the quotes a `'`, `#` or space is plain text.
 fn path_value(path: &Path) -> String {
-    config_value(&path.to_string_lossy())
+    format!("\"{}\"", path.to_string_lossy().replace('%', "%%"))
 }
 
 /// Connect timeout in whole seconds as ssh wants it (rounded up, at least 1).
@@ -281,10 +271,10 @@ pub(crate) fn render_config(
         let mut line = |option: &str, value: &str| {
             let _ = writeln!(text, "  {option} {value}");
         };
-        line("HostName", &config_value(&spec.address));
+        line("HostName", &config_word(&spec.address));
         line("Port", &spec.port.to_string());
         if let Some(user) = &spec.user {
-            line("User", &config_value(user));
+            line("User", &config_word(user));
         }
         if let Some(identity) = &spec.identity_file {
             line("IdentityFile", &path_value(identity));
@@ -407,21 +397,21 @@ mod tests {
         );
         check(
             &[SshHost::new("a", "-oProxyCommand=x", 22)],
-            "is not a host name or address",
+            "the address \"-oProxyCommand=x\" is invalid: it starts with `-`",
         );
         check(
             &[SshHost {
                 user: Some("a\nHost *".into()),
                 ..host("a", None)
             }],
-            "control character",
+            "the user name \"a\\nHost *\" is invalid: it contains U+000A",
         );
         check(
             &[SshHost {
                 identity_file: Some("/k\"ey".into()),
                 ..host("a", None)
             }],
-            "identity file contains a double quote",
+            "the identity file \"/k\\\"ey\" is invalid: it contains `\"`",
         );
         check(
             &[SshHost {
@@ -457,11 +447,11 @@ Host mop-h1
   User ops
   IdentityFile \"/keys/my key\"
   IdentitiesOnly yes
-  UserKnownHostsFile /kh/100%%
+  UserKnownHostsFile \"/kh/100%%\"
   StrictHostKeyChecking yes
   ConnectTimeout 3
   ControlMaster no
-  ControlPath /tmp/mop-test/mop-h1.sock
+  ControlPath \"/tmp/mop-test/mop-h1.sock\"
   BatchMode yes
   ServerAliveInterval 15
   ServerAliveCountMax 4
@@ -475,15 +465,15 @@ Host mop-h2
   StrictHostKeyChecking no
   ProxyJump mop-h1
   ControlMaster no
-  ControlPath /tmp/mop-test/mop-h2.sock
+  ControlPath \"/tmp/mop-test/mop-h2.sock\"
   BatchMode yes
   ServerAliveInterval 15
   ServerAliveCountMax 4
 
 # the user's and the system's own ssh configuration, matched against the real host names
 Match final
-  Include ~/.ssh/config
-  Include /etc/ssh/ssh_config
+  Include \"~/.ssh/config\"
+  Include \"/etc/ssh/ssh_config\"
 ";
         assert_eq!(text, expected);
     }

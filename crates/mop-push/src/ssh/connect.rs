@@ -18,6 +18,7 @@ use super::config::{timeout_seconds, HostKeyPolicy, PlannedHost};
 use super::persist::{
     master_pid, resume, unix_now, ControlDir, MasterIdentity, PersistedConnection,
 };
+use super::shell::{quote, quote_local_path};
 use super::SshError;
 
 /// How long a login may take when the host sets no connect timeout.
@@ -210,9 +211,10 @@ pub(crate) fn classify_connect_error(host: &PlannedHost, ssh_output: &str) -> Ss
     if ssh_output.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || ssh_output.contains("Host key for") && ssh_output.contains("has changed")
     {
-        let mut remove_command = format!("ssh-keygen -R '{}'", spec.known_hosts_name());
+        // Printed for copy-pasting into a shell: every argument is shell-quoted.
+        let mut remove_command = format!("ssh-keygen -R {}", quote(&spec.known_hosts_name()));
         if let Some(file) = &spec.known_hosts_file {
-            remove_command.push_str(&format!(" -f '{}'", file.display()));
+            remove_command.push_str(&format!(" -f {}", quote_local_path(file)));
         }
         return SshError::HostKeyChanged {
             host: name,
@@ -229,14 +231,14 @@ pub(crate) fn classify_connect_error(host: &PlannedHost, ssh_output: &str) -> Ss
             format!(" -p {}", spec.port)
         };
         let known_hosts = match &spec.known_hosts_file {
-            Some(file) => format!("'{}'", file.display()),
+            Some(file) => quote_local_path(file),
             None => "~/.ssh/known_hosts".to_string(),
         };
         return SshError::HostKeyUnknown {
             host: name,
             address,
             port_flag,
-            bare_address: spec.address.clone(),
+            bare_address: quote(&spec.address),
             known_hosts,
         };
     }
@@ -472,7 +474,7 @@ mod tests {
             classify(spec, output),
             "host key for web1 (127.0.1.1:40123) does not match known_hosts\n  \
              hint: if the host was reinstalled, remove the old key with \
-             `ssh-keygen -R '[127.0.1.1]:40123' -f '/tmp/kh'` and connect again; \
+             `ssh-keygen -R '[127.0.1.1]:40123' -f /tmp/kh` and connect again; \
              otherwise someone may be intercepting the connection"
         );
     }

@@ -58,8 +58,9 @@ pub enum SshError {
         host: String,
         address: String,
         port_flag: String,
+        /// The address, shell-quoted (the hint is a command to copy).
         bare_address: String,
-        /// The file to add it to, as the user would type it.
+        /// The file to add it to, shell-quoted, as the user would type it.
         known_hosts: String,
     },
 

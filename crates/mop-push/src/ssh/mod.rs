@@ -18,13 +18,17 @@
 //! [`SshPool::close_all`] leaves those running; cleanup on the hosts happens all the same.
 //!
 //! Architecture invariant: this module knows nothing of the inventory; the executor maps the
-//! inventory's resolved connection settings onto [`SshHost`].
+//! inventory's resolved connection settings onto [`SshHost`]. The one thing it shares is the
+//! pure value grammars of `mop_inventory::grammar`, which `config.rs` applies again to every
+//! host before writing ssh_config (one implementation of each rule, checked twice).
 
 mod bootstrap;
 mod child;
 mod config;
 mod connect;
 mod error;
+#[cfg(test)]
+mod hostile_tests;
 mod limits;
 mod persist;
 mod pool;

@@ -14,6 +14,16 @@ pub(crate) fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// Quotes a controller path for a command printed in a hint, keeping a leading `~/` outside
+/// the quotes so the user's shell still expands it.
+pub(crate) fn quote_local_path(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    match text.strip_prefix("~/") {
+        Some(rest) if !rest.is_empty() => format!("~/{}", quote(rest)),
+        _ => quote(&text),
+    }
+}
+
 /// Escapes `text` for an extended regular expression (`pkill -f` patterns), so paths match
 /// literally.
 pub(crate) fn regex_escape(text: &str) -> String {
@@ -71,6 +81,18 @@ mod tests {
                 .expect("sh runs");
             assert_eq!(String::from_utf8_lossy(&output.stdout), word);
         }
+    }
+
+    #[test]
+    fn local_paths_keep_their_home_prefix() {
+        let check = |input: &str, expected: &str| {
+            assert_eq!(quote_local_path(std::path::Path::new(input)), expected)
+        };
+        check("/tmp/kh", "/tmp/kh");
+        check("~/kh", "~/kh");
+        check("~/my kh", "~/'my kh'");
+        check("~", "'~'");
+        check("/it's/$(id)", r"'/it'\''s/$(id)'");
     }
 
     #[test]

@@ -108,10 +108,12 @@ impl RunAs {
 /// Refuses passwords sudo could not read as one line.
 pub(crate) fn check_password(host: &str, sudo: Option<&SudoSpec>) -> Result<(), SshError> {
     if let Some(password) = sudo.and_then(|spec| spec.password.as_ref()) {
-        if password.expose().contains(['\n', '\r', '\0']) {
+        // The inventory refuses these at load time with the same grammar; this is for
+        // passwords that reach the transport another way.
+        if let Err(invalid) = mop_inventory::grammar::check_password_line(password.expose()) {
             return Err(SshError::InvalidHost {
                 host: host.to_string(),
-                reason: "the sudo password contains a line break or NUL, which sudo cannot read from stdin".to_string(),
+                reason: format!("the sudo password is invalid: {invalid}"),
             });
         }
     }
