@@ -151,7 +151,8 @@ impl Policy {
             (true, &role.details.handlers),
         ] {
             for (index, detail) in details.iter().enumerate() {
-                let scope = self.host_scope(role, known_inventory_vars, secret_vars, handler, index);
+                let scope =
+                    self.host_scope(role, known_inventory_vars, secret_vars, handler, index);
                 let context = join_context(&context, &detail.label);
                 for site in &detail.sites {
                     errors.extend(templates::undefined_errors(site, &scope, &context));

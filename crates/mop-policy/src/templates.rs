@@ -498,6 +498,27 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_errors_even_when_defined_or_guarded() {
+        for text in [
+            "{{ mop_sudo_password }}",
+            "{{ mop_sudo_password | default('') }}",
+            "{% if mop_sudo_password is defined %}x{% endif %}",
+        ] {
+            assert_eq!(
+                check(SiteKind::Template, text, &["mop_sudo_password"]),
+                vec!["p.toml:3:11: role `r`: field `content`: `mop_sudo_password` is a secret: templates and expressions cannot read it\n  hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)"],
+                "{text}"
+            );
+        }
+        assert!(check(
+            SiteKind::Template,
+            "{{ mop_sudo_username }}",
+            &["mop_sudo_username"]
+        )
+        .is_empty());
+    }
+
+    #[test]
     fn host_and_fact_attributes_are_checked() {
         assert_eq!(
             check(

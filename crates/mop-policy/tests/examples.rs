@@ -88,7 +88,8 @@ fn every_example_policy_validates() {
                     reference.resolved.display()
                 )
             });
-            let errors = policy.check_template_file(&reference, &text, &inventory_vars, &secret_var_names());
+            let errors =
+                policy.check_template_file(&reference, &text, &inventory_vars, &secret_var_names());
             assert!(errors.is_empty(), "{}", render(&errors));
         }
         for reference in policy.source_paths() {

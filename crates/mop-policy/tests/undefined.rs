@@ -142,11 +142,24 @@ msg = "{{ mop_sudo_password }} {{ mop_sudo_username }}"
     );
     let secrets = names(&["mop_ssh_password", "mop_sudo_password"]);
     let errors: Vec<String> = policy
-        .check_undefined(0, &names(&["mop_sudo_password", "mop_sudo_username"]), &secrets)
+        .check_undefined(
+            0,
+            &names(&["mop_sudo_password", "mop_sudo_username"]),
+            &secrets,
+        )
         .iter()
         .map(ToString::to_string)
         .collect();
-    insta::assert_snapshot!(errors.join("\n"), @"");
+    insta::assert_snapshot!(errors.join("\n"), @r#"
+    site.toml:4:10: role `web`: field `before`: `mop_sudo_password` is a secret: templates and expressions cannot read it
+      hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)
+    site.toml:5:9: role `web`: field `after`: `mop_sudo_password` is a secret: templates and expressions cannot read it
+      hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)
+    site.toml:6:16: role `web`: field `contact_when`: `mop_ssh_password` is a secret: templates and expressions cannot read it
+      hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)
+    site.toml:10:7: role `web`: resource #1 (echo {{ mop_sudo_password }} {{ mop_sudo_user...): field `msg`: `mop_sudo_password` is a secret: templates and expressions cannot read it
+      hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)
+    "#);
 }
 
 #[test]
@@ -238,7 +251,12 @@ template = "templates/motd.j2"
         .is_empty());
 
     let undefined_text = "{{ banner }}\n\n  {{ bannr }} on {{ host.name }}\n";
-    let errors = policy.check_template_file(&reference, undefined_text, &BTreeSet::new(), &BTreeSet::new());
+    let errors = policy.check_template_file(
+        &reference,
+        undefined_text,
+        &BTreeSet::new(),
+        &BTreeSet::new(),
+    );
     let prefix = format!("{}/", dir.path().display());
     let rendered: Vec<String> = errors
         .iter()
