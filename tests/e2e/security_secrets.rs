@@ -304,6 +304,7 @@ fn a_push_and_a_run_with_a_sudo_password_leak_it_nowhere() {
         "the before hook's debug() dump is missing: {log}"
     );
 
+    assert_watch_clean(&report, &markers, "mop push");
     for (what, output) in [
         ("stdout of --json -v", &json.stdout),
         ("stderr of --json -v", &json.stderr),
@@ -314,7 +315,6 @@ fn a_push_and_a_run_with_a_sudo_password_leak_it_nowhere() {
     ] {
         assert_not_leaked(TEST_SUDO_PASSWORD, what, output);
     }
-    assert_watch_clean(&report, &markers, "mop push");
     sandbox.assert_hosts_clean();
 
     // `mop run --sudo`: the rendered command is in ssh's argv and the host's `sh -c`; the
@@ -328,6 +328,7 @@ fn a_push_and_a_run_with_a_sudo_password_leak_it_nowhere() {
         &["run", "web", "--sudo", "--json", "--", &command],
     ));
     let report = watch.finish();
+    assert_watch_clean(&report, std::slice::from_ref(&run_marker), "mop run");
     assert_eq!(run.exit, 0, "{}", run.describe());
     assert!(run.stdout.contains("root\\n"), "{}", run.describe());
     assert!(
@@ -337,7 +338,6 @@ fn a_push_and_a_run_with_a_sudo_password_leak_it_nowhere() {
     );
     assert_not_leaked(TEST_SUDO_PASSWORD, "stdout of mop run", &run.stdout);
     assert_not_leaked(TEST_SUDO_PASSWORD, "stderr of mop run", &run.stderr);
-    assert_watch_clean(&report, std::slice::from_ref(&run_marker), "mop run");
 }
 
 fn assert_watch_clean(report: &WatchReport, markers: &[String], what: &str) {
