@@ -82,6 +82,62 @@ mod tests {
 
     use super::*;
 
+    fn rust_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir)
+            .expect("a source directory")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, found);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    /// Every place the controller renders a template or an expression is one of the known
+    /// ones, and each of them renders with [`without_secrets`]: new controller-side rendering
+    /// has to come through here.
+    #[test]
+    fn controller_side_rendering_goes_through_the_secret_walls() {
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        rust_files(&manifest.join("src"), &mut files);
+        rust_files(&manifest.join("../mop/src"), &mut files);
+        let allowed = ["hooks.rs", "command.rs", "secrets.rs"];
+        let mut renderers = Vec::new();
+        for path in files {
+            let text = std::fs::read_to_string(&path).expect("a readable source file");
+            let renders = ["render_str(", "compile_expression(", "template_from_str("]
+                .iter()
+                .any(|call| text.contains(call));
+            if !renders {
+                continue;
+            }
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            assert!(
+                allowed.contains(&name.as_str()),
+                "`{}` renders templates on the controller: give it variables from \
+                 `secrets::without_secrets` and refuse `secrets::secret_read`, then add it here",
+                path.display()
+            );
+            if name != "secrets.rs" {
+                assert!(
+                    text.contains("without_secrets(") && text.contains("secret_read("),
+                    "`{}` renders without the secret walls",
+                    path.display()
+                );
+            }
+            renderers.push(name);
+        }
+        renderers.sort();
+        assert_eq!(renderers, ["command.rs", "hooks.rs", "secrets.rs"]);
+    }
+
     #[test]
     fn secret_names_come_from_the_magic_table() {
         let names = secret_var_names();
