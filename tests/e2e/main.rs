@@ -16,4 +16,5 @@ mod push_files;
 mod push_interrupt;
 mod push_rollout;
 mod push_sudo;
+mod security_secrets;
 mod security_ssh;

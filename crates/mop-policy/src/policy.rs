@@ -122,18 +122,23 @@ impl Policy {
     /// and `failed_when`. `before`, `after` and `contact_when` run on the controller before
     /// facts exist: they see neither `facts` nor registered names.
     ///
+    /// `secret_vars` are names no string may read, on the controller or the host, even when
+    /// the inventory defines them (the caller takes them from the inventory's magic table):
+    /// each read is an error saying the name is a secret.
+    ///
     /// Returns nothing for an out-of-range `role_index`.
     pub fn check_undefined(
         &self,
         role_index: usize,
         known_inventory_vars: &BTreeSet<String>,
+        secret_vars: &BTreeSet<String>,
     ) -> Vec<PolicyError> {
         let Some(role) = self.roles.get(role_index) else {
             return Vec::new();
         };
         let context = format!("role `{}`", role.name);
         let mut errors = Vec::new();
-        let controller_scope = self.base_scope(role, known_inventory_vars);
+        let controller_scope = self.base_scope(role, known_inventory_vars, secret_vars);
         for site in &role.details.hooks {
             errors.extend(templates::undefined_errors(
                 site,
@@ -146,7 +151,8 @@ impl Policy {
             (true, &role.details.handlers),
         ] {
             for (index, detail) in details.iter().enumerate() {
-                let scope = self.host_scope(role, known_inventory_vars, handler, index);
+                let scope =
+                    self.host_scope(role, known_inventory_vars, secret_vars, handler, index);
                 let context = join_context(&context, &detail.label);
                 for site in &detail.sites {
                     errors.extend(templates::undefined_errors(site, &scope, &context));
@@ -164,6 +170,7 @@ impl Policy {
         reference: &FileReference<'_>,
         template_text: &str,
         known_inventory_vars: &BTreeSet<String>,
+        secret_vars: &BTreeSet<String>,
     ) -> Vec<PolicyError> {
         let source = SourceFile::new(&reference.resolved, template_text.to_string());
         let context = format!("template of {}", reference.context());
@@ -198,6 +205,7 @@ impl Policy {
         let scope = self.host_scope(
             role,
             known_inventory_vars,
+            secret_vars,
             reference.handler,
             reference.index,
         );
@@ -219,7 +227,12 @@ impl Policy {
     }
 
     /// Names every string of the role sees on the controller.
-    fn base_scope(&self, role: &Role, known_inventory_vars: &BTreeSet<String>) -> Scope {
+    fn base_scope(
+        &self,
+        role: &Role,
+        known_inventory_vars: &BTreeSet<String>,
+        secret_vars: &BTreeSet<String>,
+    ) -> Scope {
         let mut names: BTreeSet<String> = known_inventory_vars.clone();
         names.extend(self.vars.keys().cloned());
         names.extend(role.vars.keys().cloned());
@@ -228,6 +241,7 @@ impl Policy {
             names,
             facts: false,
             defined_later: Vec::new(),
+            secrets: secret_vars.clone(),
         }
     }
 
@@ -237,10 +251,11 @@ impl Policy {
         &self,
         role: &Role,
         known_inventory_vars: &BTreeSet<String>,
+        secret_vars: &BTreeSet<String>,
         handler: bool,
         index: usize,
     ) -> Scope {
-        let mut scope = self.base_scope(role, known_inventory_vars);
+        let mut scope = self.base_scope(role, known_inventory_vars, secret_vars);
         scope.facts = true;
         for earlier in self
             .roles

@@ -40,6 +40,9 @@ pub(crate) struct Scope {
     /// Names registered or set by later resources, with the resource that defines them, so
     /// the error can say why a name is not there yet.
     pub defined_later: Vec<(String, String)>,
+    /// Names no string may read, wherever it runs: their values never leave the controller's
+    /// memory except to sudo's stdin (the caller takes them from the inventory's magic table).
+    pub secrets: BTreeSet<String>,
 }
 
 /// Attributes of `host` as the executor fills it in.
@@ -156,6 +159,13 @@ pub(crate) fn undefined_uses(kind: SiteKind, text: &str, scope: &Scope) -> Vec<U
         let mut parts = path.split('.');
         let root = parts.next().unwrap_or(&path).to_string();
         let attribute = parts.next();
+        // Before the guard check: `{{ mop_sudo_password | default('') }}` still asks for it.
+        if scope.secrets.contains(&root) {
+            if reported_roots.insert(root.clone()) {
+                uses.push(secret_use(&root));
+            }
+            continue;
+        }
         let known = match root.as_str() {
             "result" => matches!(kind, SiteKind::ResultExpression),
             "facts" => scope.facts,
@@ -209,6 +219,19 @@ pub(crate) fn undefined_uses(kind: SiteKind, text: &str, scope: &Scope) -> Vec<U
         });
     }
     uses
+}
+
+/// The error for a string that reads the secret `name`.
+fn secret_use(name: &str) -> UndefinedUse {
+    UndefinedUse {
+        path: name.to_string(),
+        message: format!("`{name}` is a secret: templates and expressions cannot read it"),
+        hint: Some(
+            "secrets leave the controller only on sudo's stdin; a command that needs a \
+             credential should read it itself (from a file or an agent)"
+                .to_string(),
+        ),
+    }
 }
 
 /// Whether `text` tests `name` before relying on it (`name is defined`, `name is undefined`,
@@ -372,6 +395,7 @@ mod tests {
             names: names.iter().map(|name| name.to_string()).collect(),
             facts: true,
             defined_later: vec![("later".to_string(), "resource #4 (shell x)".to_string())],
+            secrets: ["mop_sudo_password".to_string()].into(),
         }
     }
 
@@ -471,6 +495,27 @@ mod tests {
             .len(),
             1
         );
+    }
+
+    #[test]
+    fn secrets_are_errors_even_when_defined_or_guarded() {
+        for text in [
+            "{{ mop_sudo_password }}",
+            "{{ mop_sudo_password | default('') }}",
+            "{% if mop_sudo_password is defined %}x{% endif %}",
+        ] {
+            assert_eq!(
+                check(SiteKind::Template, text, &["mop_sudo_password"]),
+                vec!["p.toml:3:11: role `r`: field `content`: `mop_sudo_password` is a secret: templates and expressions cannot read it\n  hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)"],
+                "{text}"
+            );
+        }
+        assert!(check(
+            SiteKind::Template,
+            "{{ mop_sudo_username }}",
+            &["mop_sudo_username"]
+        )
+        .is_empty());
     }
 
     #[test]

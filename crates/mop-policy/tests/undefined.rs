@@ -15,7 +15,7 @@ fn names(list: &[&str]) -> BTreeSet<String> {
 
 fn undefined(policy: &Policy, role_index: usize, inventory: &[&str]) -> Vec<String> {
     policy
-        .check_undefined(role_index, &names(inventory))
+        .check_undefined(role_index, &names(inventory), &BTreeSet::new())
         .iter()
         .map(ToString::to_string)
         .collect()
@@ -123,6 +123,45 @@ fn inventory_names_complete_the_scope() {
     );
 }
 
+/// Secret names are errors wherever they are read, defined or not, guarded or not: on the
+/// controller (hooks, `contact_when`) and on the host (where the plan never carries them).
+#[test]
+fn secrets_are_named_wherever_they_are_read() {
+    let policy = load(
+        r#"
+[[roles]]
+name = "web"
+before = "true {{ mop_sudo_password }}"
+after = "echo {{ mop_sudo_password | default('') }} {{ host.name }}"
+contact_when = "mop_ssh_password is defined"
+
+[[roles.resources]]
+type = "echo"
+msg = "{{ mop_sudo_password }} {{ mop_sudo_username }}"
+"#,
+    );
+    let secrets = names(&["mop_ssh_password", "mop_sudo_password"]);
+    let errors: Vec<String> = policy
+        .check_undefined(
+            0,
+            &names(&["mop_sudo_password", "mop_sudo_username"]),
+            &secrets,
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    insta::assert_snapshot!(errors.join("\n"), @r#"
+    site.toml:4:10: role `web`: field `before`: `mop_sudo_password` is a secret: templates and expressions cannot read it
+      hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)
+    site.toml:5:9: role `web`: field `after`: `mop_sudo_password` is a secret: templates and expressions cannot read it
+      hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)
+    site.toml:6:16: role `web`: field `contact_when`: `mop_ssh_password` is a secret: templates and expressions cannot read it
+      hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)
+    site.toml:10:7: role `web`: resource #1 (echo {{ mop_sudo_password }} {{ mop_sudo_user...): field `msg`: `mop_sudo_password` is a secret: templates and expressions cannot read it
+      hint: secrets leave the controller only on sudo's stdin; a command that needs a credential should read it itself (from a file or an agent)
+    "#);
+}
+
 #[test]
 fn earlier_roles_registered_names_and_included_vars_are_visible() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -162,7 +201,7 @@ role_only = true
     .expect("policy");
     let policy = Policy::load(&policy_path).unwrap_or_else(|errors| panic!("{errors}"));
     let errors: Vec<String> = policy
-        .check_undefined(1, &BTreeSet::new())
+        .check_undefined(1, &BTreeSet::new(), &BTreeSet::new())
         .iter()
         .map(ToString::to_string)
         .collect();
@@ -208,11 +247,16 @@ template = "templates/motd.j2"
 
     let good = "{{ banner }}\n{% for group in host.groups %}{{ group }}\n{% endfor %}";
     assert!(policy
-        .check_template_file(&reference, good, &BTreeSet::new())
+        .check_template_file(&reference, good, &BTreeSet::new(), &BTreeSet::new())
         .is_empty());
 
     let undefined_text = "{{ banner }}\n\n  {{ bannr }} on {{ host.name }}\n";
-    let errors = policy.check_template_file(&reference, undefined_text, &BTreeSet::new());
+    let errors = policy.check_template_file(
+        &reference,
+        undefined_text,
+        &BTreeSet::new(),
+        &BTreeSet::new(),
+    );
     let prefix = format!("{}/", dir.path().display());
     let rendered: Vec<String> = errors
         .iter()
@@ -226,7 +270,7 @@ template = "templates/motd.j2"
     );
 
     let broken = "ok\n{% if banner %}\nno end\n";
-    let errors = policy.check_template_file(&reference, broken, &BTreeSet::new());
+    let errors = policy.check_template_file(&reference, broken, &BTreeSet::new(), &BTreeSet::new());
     let rendered: Vec<String> = errors
         .iter()
         .map(|error| error.to_string().replace(&prefix, "<dir>/"))

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod prepare;
 pub mod report;
 pub mod rollout;
+pub mod secrets;
 pub mod session;
 pub mod ssh;
 pub mod transport;

@@ -7,9 +7,6 @@ use serde_json::{json, Map, Value};
 
 use crate::prepare::PreparedRole;
 
-/// Variables that never leave the controller, even to the host they belong to.
-const CONTROLLER_ONLY_VARS: &[&str] = &["mop_ssh_password", "mop_sudo_password"];
-
 /// Options that are the same for every host of a run.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanOptions {
@@ -28,9 +25,11 @@ pub fn role_plan(
     remote_log: bool,
     options: PlanOptions,
 ) -> RolePlan {
+    // Secrets never leave the controller, even to the host they belong to: sudo's password
+    // reaches the host on sudo's stdin only.
     let mut plan_vars: Map<String, Value> = vars
         .into_iter()
-        .filter(|(name, _)| !CONTROLLER_ONLY_VARS.contains(&name.as_str()))
+        .filter(|(name, _)| !mop_inventory::is_secret_var(name))
         .collect();
     plan_vars.insert(
         "host".to_string(),
@@ -84,6 +83,7 @@ mod tests {
         .remove(0);
         let vars = vec![
             ("mop_sudo_password".to_string(), json!("secret")),
+            ("mop_ssh_password".to_string(), json!("secret")),
             ("app".to_string(), json!("x")),
         ];
         let plan = role_plan(
@@ -99,6 +99,7 @@ mod tests {
             },
         );
         assert!(!plan.vars.contains_key("mop_sudo_password"));
+        assert!(!plan.vars.contains_key("mop_ssh_password"));
         assert_eq!(plan.vars["host"]["name"], json!("web1"));
         assert_eq!(plan.vars["app"], json!("x"));
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::secrets::{secret_read, secret_read_message, without_secrets, TemplateKind};
 use crate::ssh::{quote, RunAs, SudoSpec};
 
 /// Grace between the timeout's SIGTERM to the remote process group and its SIGKILL.
@@ -17,10 +18,16 @@ pub enum CommandError {
     Template { host: String, detail: String },
     #[error("invalid --env `{entry}`: {reason}\n  hint: write `--env NAME=VALUE`, NAME made of letters, digits and `_`")]
     Env { entry: String, reason: String },
+    /// The command names a secret: it would land in ssh's argv, the host's `sh -c` and the
+    /// output. `message` is [`secret_read_message`]'s.
+    #[error("the command `{command}`: {message}")]
+    Secret { command: String, message: String },
 }
 
 /// Renders `template` with the host's variables (and `host.name`, `host.groups` unless a
-/// variable is called `host`). Undefined variables are errors, not empty strings.
+/// variable is called `host`). Undefined variables are errors, not empty strings. Secrets are
+/// never rendered: a template naming one is an error, and they are not in the variables the
+/// template sees (see [`crate::secrets`]).
 pub fn render_command(
     template: &str,
     host_name: &str,
@@ -30,9 +37,15 @@ pub fn render_command(
     if !template.contains("{{") && !template.contains("{%") && !template.contains("{#") {
         return Ok(template.to_string());
     }
+    if let Some(name) = secret_read(TemplateKind::Template, template) {
+        return Err(CommandError::Secret {
+            command: template.to_string(),
+            message: secret_read_message(&name),
+        });
+    }
     let mut environment = minijinja::Environment::new();
     environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    let mut context = vars.clone();
+    let mut context = without_secrets(vars);
     context
         .entry("host".to_string())
         .or_insert_with(|| serde_json::json!({ "name": host_name, "groups": groups }));
@@ -156,6 +169,29 @@ mod tests {
             render_command("f() { echo $1; }; f x", "web1", &[], &host_vars),
             Ok("f() { echo $1; }; f x".to_string())
         );
+    }
+
+    #[test]
+    fn secrets_are_never_rendered() {
+        let host_vars = vars(&[
+            ("mop_sudo_password", Value::from("hunter2")),
+            ("app_port", Value::from(8080)),
+        ]);
+        let refused = render_command("echo '{{ mop_sudo_password }}'", "web1", &[], &host_vars)
+            .expect_err("a secret");
+        let text = refused.to_string();
+        assert!(
+            text.starts_with(
+                "the command `echo '{{ mop_sudo_password }}'`: `mop_sudo_password` is a secret"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        // What no static check sees finds no secret in the variables either.
+        let dumped =
+            render_command("echo {{ debug() }}", "web1", &[], &host_vars).expect("renders");
+        assert!(dumped.contains("app_port"), "{dumped}");
+        assert!(!dumped.contains("hunter2"), "{dumped}");
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub fn load_run(
     let overrides = common::extra_vars(extra_vars)?;
     let limit = common::limit_selection(selection)?;
 
+    // No template may read a secret: the policy check names each read (see mop_push::secrets).
+    let secret_vars = mop_push::secrets::secret_var_names();
     let mut errors: Vec<String> = Vec::new();
     let mut warnings = Vec::new();
     let mut roles = Vec::new();
@@ -88,7 +90,12 @@ pub fn load_run(
                 Err(err) => errors.push(format!("role `{}`: host `{}`: {err}", role.name, host.name())),
             }
         }
-        errors.extend(undefined_variable_errors(&policy, role_index, &hosts));
+        errors.extend(undefined_variable_errors(
+            &policy,
+            role_index,
+            &hosts,
+            &secret_vars,
+        ));
         roles.push(RoleHosts { role_index, hosts });
     }
     if roles.iter().all(|role| role.hosts.is_empty()) && errors.is_empty() {
@@ -112,7 +119,7 @@ pub fn load_run(
         }
     };
     if let Some(prepared) = &prepared {
-        errors.extend(template_errors(&policy, prepared, &roles));
+        errors.extend(template_errors(&policy, prepared, &roles, &secret_vars));
     }
     match prepared {
         Some(prepared) if errors.is_empty() => Ok(LoadedRun {
@@ -170,6 +177,7 @@ fn undefined_variable_errors(
     policy: &Policy,
     role_index: usize,
     hosts: &[ResolvedHost],
+    secret_vars: &BTreeSet<String>,
 ) -> Vec<String> {
     let mut by_names: BTreeMap<BTreeSet<String>, Vec<&str>> = BTreeMap::new();
     for host in hosts {
@@ -180,7 +188,7 @@ fn undefined_variable_errors(
     }
     let mut found: Vec<(String, Vec<&str>)> = Vec::new();
     for (names, host_names) in &by_names {
-        for error in policy.check_undefined(role_index, names) {
+        for error in policy.check_undefined(role_index, names, secret_vars) {
             let text = error.to_string();
             match found.iter_mut().find(|(existing, _)| *existing == text) {
                 Some((_, hosts_with_error)) => hosts_with_error.extend(host_names),
@@ -200,7 +208,12 @@ fn undefined_variable_errors(
         .collect()
 }
 
-fn template_errors(policy: &Policy, prepared: &PreparedRun, roles: &[RoleHosts]) -> Vec<String> {
+fn template_errors(
+    policy: &Policy,
+    prepared: &PreparedRun,
+    roles: &[RoleHosts],
+    secret_vars: &BTreeSet<String>,
+) -> Vec<String> {
     let mut errors: Vec<PolicyError> = Vec::new();
     for reference in policy.template_paths() {
         let Some(text) = prepared.roles[reference.role_index]
@@ -219,7 +232,7 @@ fn template_errors(policy: &Policy, prepared: &PreparedRun, roles: &[RoleHosts])
         for host in &role_hosts.hosts {
             let names: BTreeSet<String> = host.vars.keys().cloned().collect();
             if seen.insert(names.clone()) {
-                for error in policy.check_template_file(&reference, text, &names) {
+                for error in policy.check_template_file(&reference, text, &names, secret_vars) {
                     if !errors.contains(&error) {
                         errors.push(error);
                     }
