@@ -28,6 +28,8 @@ fn environment() -> Environment<'static> {
 
 /// Evaluates `contact_when` for one host.
 pub fn contact_when(expression: &str, context: &Map<String, Value>) -> Result<bool, String> {
+    mop_policy::limits::check_expression(expression)
+        .map_err(|err| format!("contact_when: {err}"))?;
     let env = environment();
     let compiled = env
         .compile_expression(expression)
@@ -40,6 +42,7 @@ pub fn contact_when(expression: &str, context: &Map<String, Value>) -> Result<bo
 
 /// Renders a hook command for one host.
 pub fn render_hook(command: &str, context: &Map<String, Value>) -> Result<String, String> {
+    mop_policy::limits::check_template(command).map_err(|err| format!("hook: {err}"))?;
     environment()
         .render_str(command, context)
         .map_err(|err| format!("hook `{command}`: {err}"))

@@ -15,6 +15,8 @@ pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
 pub enum CommandError {
     #[error("host `{host}`: cannot render the command: {detail}\n  hint: `mop inventory --host {host}` shows the variables a command can use")]
     Template { host: String, detail: String },
+    #[error("the command template is over a limit: {0}")]
+    Limit(#[from] mop_policy::limits::LimitError),
     #[error("invalid --env `{entry}`: {reason}\n  hint: write `--env NAME=VALUE`, NAME made of letters, digits and `_`")]
     Env { entry: String, reason: String },
 }
@@ -30,6 +32,8 @@ pub fn render_command(
     if !template.contains("{{") && !template.contains("{%") && !template.contains("{#") {
         return Ok(template.to_string());
     }
+    // Checked before minijinja parses it: a deeply nested command would overflow its stack.
+    mop_policy::limits::check_template(template)?;
     let mut environment = minijinja::Environment::new();
     environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let mut context = vars.clone();
@@ -155,6 +159,20 @@ mod tests {
         assert_eq!(
             render_command("f() { echo $1; }; f x", "web1", &[], &host_vars),
             Ok("f() { echo $1; }; f x".to_string())
+        );
+    }
+
+    #[test]
+    fn deeply_nested_command_templates_are_errors_not_crashes() {
+        let deep = format!("echo {{{{ {}1 }}}}", "- ".repeat(30_000));
+        assert!(
+            matches!(
+                render_command(&deep, "web1", &[], &Map::new()),
+                Err(CommandError::Limit(
+                    mop_policy::limits::LimitError::TooDeep { line: 1, .. }
+                ))
+            ),
+            "a deep command template renders"
         );
     }
 

@@ -1,0 +1,162 @@
+//! Bounded inputs: templates and expressions nested tens of thousands deep, which used to
+//! overflow minijinja's stack and abort `mop validate` (exit 134, no file named), are rejected
+//! with exit 2 and an error naming the file, the line and the limit, wherever they are written.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{mop, run, Output};
+
+/// How deep the hostile inputs nest: far beyond what crashed the parser.
+const DEPTH: usize = 30_000;
+
+/// Every shape that recursed in minijinja's parser or in what walks its tree.
+fn deep_expressions() -> Vec<(&'static str, String)> {
+    vec![
+        ("not", format!("{}true", "not ".repeat(DEPTH))),
+        ("negation", format!("{}1", "- ".repeat(DEPTH))),
+        ("attributes", format!("host{}", ".a".repeat(DEPTH))),
+        ("filters", format!("host.name{}", "|lower".repeat(DEPTH))),
+        ("addition", format!("1{}", " + 1".repeat(DEPTH))),
+        ("conditionals", format!("1{}", " if 1 else 1".repeat(DEPTH))),
+        ("calls", format!("range{}", "(1)".repeat(DEPTH))),
+        ("subscripts", format!("host{}", "[0]".repeat(DEPTH))),
+        (
+            "parentheses",
+            format!("{}1{}", "(".repeat(DEPTH), ")".repeat(DEPTH)),
+        ),
+        (
+            "lists",
+            format!("{}1{}", "[".repeat(DEPTH), "]".repeat(DEPTH)),
+        ),
+    ]
+}
+
+fn validate(policy: &Path) -> Output {
+    run(mop()
+        .arg("validate")
+        .arg(policy)
+        .args(["-i", "inventory/example.toml"]))
+}
+
+/// A policy whose only resource renders the template file `deep.j2` (template files are
+/// checked once the policy itself is valid).
+fn write_file_policy(dir: &Path, template: &str) -> PathBuf {
+    std::fs::write(dir.join("deep.j2"), template).expect("write the template");
+    let policy = dir.join("deep-file.toml");
+    let text = r#"[[roles]]
+name = "deep"
+groups = ["all"]
+
+[[roles.resources]]
+type = "file"
+path = "/tmp/deep-file"
+template = "deep.j2"
+"#;
+    std::fs::write(&policy, text).expect("write the policy");
+    policy
+}
+
+/// A policy with `expression` in every place of a policy file a template or expression is
+/// compiled on the controller: an inline resource field, a `when`, `contact_when` and a hook.
+fn write_policy(dir: &Path, expression: &str) -> PathBuf {
+    let policy = dir.join("deep.toml");
+    let text = format!(
+        r#"[[roles]]
+name = "deep"
+groups = ["all"]
+before = "echo {{{{ {expression} }}}}"
+after = "true"
+contact_when = "{expression}"
+
+[[roles.resources]]
+type = "file"
+path = "/tmp/deep-inline"
+content = "{{{{ {expression} }}}}"
+
+[[roles.resources]]
+type = "shell"
+cmd = "true"
+when = "{expression}"
+"#
+    );
+    std::fs::write(&policy, text).expect("write the policy");
+    policy
+}
+
+#[test]
+fn deep_templates_and_expressions_are_errors_naming_file_line_and_limit() {
+    for (shape, expression) in deep_expressions() {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let policy = write_policy(dir.path(), &expression);
+        let output = validate(&policy);
+        let context = format!("shape `{shape}`\n{}", output.describe());
+        assert_eq!(output.exit, 2, "{context}");
+        let shown = policy.display().to_string();
+        let template = dir.path().join("deep.j2").display().to_string();
+        for expected in [
+            format!("{shown}:4:10: role `deep`: field `before`: template line 1: expression nested deeper than the limit of 256 levels"),
+            format!("{shown}:6:16: role `deep`: field `contact_when`: invalid expression: expression nested deeper than the limit of 256 levels"),
+            format!("{shown}:11:11: role `deep`: resource #1 (file /tmp/deep-inline): field `content`: template line 1: expression nested deeper than the limit of 256 levels"),
+            format!("{shown}:16:8: role `deep`: resource #2 (shell true): field `when`: invalid expression: expression nested deeper than the limit of 256 levels"),
+        ] {
+            assert!(
+                output.stderr.contains(&expected),
+                "missing `{expected}`\n{context}"
+            );
+        }
+        assert!(!output.stderr.contains("overflow"), "{context}");
+
+        let policy = write_file_policy(
+            dir.path(),
+            &format!("line one\nline two\n{{{{ {expression} }}}}\n"),
+        );
+        let output = validate(&policy);
+        let context = format!("shape `{shape}` in a template file\n{}", output.describe());
+        assert_eq!(output.exit, 2, "{context}");
+        let expected = format!("{template}:3:1: template of role `deep`: resource #1 (file /tmp/deep-file): expression nested deeper than the limit of 256 levels");
+        assert!(
+            output.stderr.contains(&expected),
+            "missing `{expected}`\n{context}"
+        );
+    }
+}
+
+#[test]
+fn oversized_templates_are_errors() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let policy = write_file_policy(dir.path(), &"x".repeat(2 * 1024 * 1024));
+    let output = validate(&policy);
+    assert_eq!(output.exit, 2, "{}", output.describe());
+    let template = dir.path().join("deep.j2").display().to_string();
+    let expected = format!(
+        "{template}:1:1: template of role `deep`: resource #1 (file /tmp/deep-file): template or expression too large: 2097152 bytes, the limit is 1048576 bytes"
+    );
+    assert!(
+        output.stderr.contains(&expected),
+        "missing `{expected}`\n{}",
+        output.describe()
+    );
+}
+
+#[test]
+fn a_realistic_deep_but_legal_policy_passes() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let condition = (0..40)
+        .map(|index| format!("(host.name ~ '{index}') | length > {index}"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let expression = format!(
+        "host.name | upper | lower | replace('a', 'b') ~ '-' ~ (host.groups | join(',')) if {condition} else 'none'"
+    );
+    let policy = write_policy(dir.path(), &expression);
+    let output = validate(&policy);
+    assert_eq!(output.exit, 0, "{}", output.describe());
+    let policy = write_file_policy(
+        dir.path(),
+        &format!(
+            "# managed\n{{% for group in host.groups | sort %}}\n{{% if group and ({condition}) %}}\n{{{{ group ~ ': ' ~ ([1, 2, 3] | map('string') | join(' ')) }}}}\n{{% endif %}}\n{{% endfor %}}\n"
+        ),
+    );
+    let output = validate(&policy);
+    assert_eq!(output.exit, 0, "{}", output.describe());
+}
