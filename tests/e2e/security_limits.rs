@@ -10,23 +10,23 @@ use crate::support::{mop, run, Output};
 const DEPTH: usize = 30_000;
 
 /// Every shape that recursed in minijinja's parser or in what walks its tree.
-fn deep_expressions() -> Vec<(&'static str, String)> {
+fn deep_expressions(depth: usize) -> Vec<(&'static str, String)> {
     vec![
-        ("not", format!("{}true", "not ".repeat(DEPTH))),
-        ("negation", format!("{}1", "- ".repeat(DEPTH))),
-        ("attributes", format!("host{}", ".a".repeat(DEPTH))),
-        ("filters", format!("host.name{}", "|lower".repeat(DEPTH))),
-        ("addition", format!("1{}", " + 1".repeat(DEPTH))),
-        ("conditionals", format!("1{}", " if 1 else 1".repeat(DEPTH))),
-        ("calls", format!("range{}", "(1)".repeat(DEPTH))),
-        ("subscripts", format!("host{}", "[0]".repeat(DEPTH))),
+        ("not", format!("{}true", "not ".repeat(depth))),
+        ("negation", format!("{}1", "- ".repeat(depth))),
+        ("attributes", format!("host{}", ".a".repeat(depth))),
+        ("filters", format!("host.name{}", "|lower".repeat(depth))),
+        ("addition", format!("1{}", " + 1".repeat(depth))),
+        ("conditionals", format!("1{}", " if 1 else 1".repeat(depth))),
+        ("calls", format!("range{}", "(1)".repeat(depth))),
+        ("subscripts", format!("host{}", "[0]".repeat(depth))),
         (
             "parentheses",
-            format!("{}1{}", "(".repeat(DEPTH), ")".repeat(DEPTH)),
+            format!("{}1{}", "(".repeat(depth), ")".repeat(depth)),
         ),
         (
             "lists",
-            format!("{}1{}", "[".repeat(DEPTH), "]".repeat(DEPTH)),
+            format!("{}1{}", "[".repeat(depth), "]".repeat(depth)),
         ),
     ]
 }
@@ -85,7 +85,7 @@ when = "{expression}"
 
 #[test]
 fn deep_templates_and_expressions_are_errors_naming_file_line_and_limit() {
-    for (shape, expression) in deep_expressions() {
+    for (shape, expression) in deep_expressions(DEPTH) {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let policy = write_policy(dir.path(), &expression);
         let output = validate(&policy);
@@ -159,4 +159,23 @@ fn a_realistic_deep_but_legal_policy_passes() {
     );
     let output = validate(&policy);
     assert_eq!(output.exit, 0, "{}", output.describe());
+}
+
+#[test]
+fn deep_ad_hoc_command_templates_are_errors() {
+    // One argument may not exceed 128 KiB (Linux's MAX_ARG_STRLEN): a third of the depth,
+    // still far beyond what crashed.
+    for (shape, expression) in deep_expressions(DEPTH / 3) {
+        let output = run(mop()
+            .args(["run", "--local", "--", "echo"])
+            .arg(format!("{{{{ {expression} }}}}")));
+        let context = format!("shape `{shape}`\n{}", output.describe());
+        assert_eq!(output.exit, 2, "{context}");
+        assert!(
+            output.stderr.starts_with(
+                "error: the command template: expression nested deeper than the limit of 256 levels"
+            ),
+            "{context}"
+        );
+    }
 }

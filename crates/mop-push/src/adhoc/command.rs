@@ -15,8 +15,8 @@ pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
 pub enum CommandError {
     #[error("host `{host}`: cannot render the command: {detail}\n  hint: `mop inventory --host {host}` shows the variables a command can use")]
     Template { host: String, detail: String },
-    #[error("the command template is over a limit: {0}")]
-    Limit(#[from] mop_policy::limits::LimitError),
+    #[error("the command template: {0}")]
+    Limit(mop_policy::limits::LimitError),
     #[error("invalid --env `{entry}`: {reason}\n  hint: write `--env NAME=VALUE`, NAME made of letters, digits and `_`")]
     Env { entry: String, reason: String },
 }
@@ -33,7 +33,7 @@ pub fn render_command(
         return Ok(template.to_string());
     }
     // Checked before minijinja parses it: a deeply nested command would overflow its stack.
-    mop_policy::limits::check_template(template)?;
+    mop_policy::limits::check_template(template).map_err(CommandError::Limit)?;
     let mut environment = minijinja::Environment::new();
     environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let mut context = vars.clone();
