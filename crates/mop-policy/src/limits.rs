@@ -175,12 +175,10 @@ fn scan_code(bytes: &[u8], start: usize, sentinel: Option<&[u8]>) -> Result<usiz
                 level += 1;
                 deeper = true;
             }
-            b'!' => {
-                if bytes.get(cursor + 1) == Some(&b'=') {
-                    cursor += 1;
-                    level += 1;
-                    deeper = true;
-                }
+            b'!' if bytes.get(cursor + 1) == Some(&b'=') => {
+                cursor += 1;
+                level += 1;
+                deeper = true;
             }
             byte if byte == b'_' || byte.is_ascii_alphabetic() || !byte.is_ascii() => {
                 let end = skip_word(bytes, cursor);
