@@ -11,7 +11,8 @@
 //! - a trailing `/` restricts a pattern to directories (`cache/` never matches a file named
 //!   `cache`);
 //! - `*` and `?` never cross `/`; `**` as a whole component crosses directories;
-//! - matching is case-sensitive and `*` matches a leading dot (no special case for dotfiles).
+//! - matching is case-sensitive and `*` matches a leading dot (no special case for dotfiles);
+//!   the built-in denies alone match case-insensitively.
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -327,6 +328,8 @@ const VCS: &str = "is a version-control directory";
 const EDITOR: &str = "looks like an editor swap or backup file";
 const SSH_KEY: &str = "looks like a private SSH key";
 const KEY_FILE: &str = "may hold a private key";
+const ENV_FILE: &str = "is an environment file, which usually holds secrets";
+const CREDENTIALS: &str = "holds passwords";
 
 const fn builtin(
     pattern: &'static str,
@@ -342,7 +345,9 @@ const fn builtin(
     }
 }
 
-/// The built-in denies, in the order they are reported.
+/// The built-in denies, in the order they are reported. They match case-insensitively
+/// (`ID_RSA`, `Server.PEM` and `.ENV` are as secret as their lowercase forms, and
+/// case-insensitive filesystems serve them under either name); the user's patterns do not.
 const BUILTIN_DENIES: &[BuiltinDeny] = &[
     builtin(".git", None, Scope::AnyComponent, VCS),
     builtin(".hg", None, Scope::AnyComponent, VCS),
@@ -353,6 +358,12 @@ const BUILTIN_DENIES: &[BuiltinDeny] = &[
     builtin("id_*", Some("id_*.pub"), Scope::FileName, SSH_KEY),
     builtin("*.pem", None, Scope::FileName, KEY_FILE),
     builtin("*.key", None, Scope::FileName, KEY_FILE),
+    builtin("*.p12", None, Scope::FileName, KEY_FILE),
+    builtin("*.pfx", None, Scope::FileName, KEY_FILE),
+    builtin(".env", None, Scope::FileName, ENV_FILE),
+    builtin(".env.*", None, Scope::FileName, ENV_FILE),
+    builtin(".netrc", None, Scope::FileName, CREDENTIALS),
+    builtin(".pgpass", None, Scope::FileName, CREDENTIALS),
 ];
 
 /// The built-in deny patterns with the reason each gives, for documentation and `--help`.
@@ -385,6 +396,7 @@ impl CompiledBuiltin {
 fn compile_builtin_glob(pattern: &str) -> GlobMatcher {
     GlobBuilder::new(pattern)
         .literal_separator(true)
+        .case_insensitive(true)
         .build()
         .expect("built-in file server patterns are valid globs")
         .compile_matcher()
@@ -535,6 +547,23 @@ mod tests {
     }
 
     #[test]
+    fn builtin_denies_ignore_case() {
+        check(&[], &[], "ID_RSA", "default:id_*");
+        check(&[], &[], "keys/Id_Ed25519", "default:id_*");
+        check(&[], &[], "keys/ID_RSA.PUB", "ok");
+        check(&[], &[], "SERVER.PEM", "default:*.pem");
+        check(&[], &[], "tls/Server.Key", "default:*.key");
+        check(&[], &[], ".ENV", "default:.env");
+        check(&[], &[], "app/.Env.Local", "default:.env.*");
+        check(&[], &[], ".GIT/config", "default:.git");
+        check(&[], &[], "X.SWP", "default:*.swp");
+        // An allow naming the file lifts it, as for lowercase names.
+        check(&["deploy/ID_DEPLOY"], &[], "deploy/ID_DEPLOY", "ok");
+        // The user's own patterns stay case-sensitive.
+        check(&[], &["secrets"], "SECRETS/db.yml", "ok");
+    }
+
+    #[test]
     fn builtin_denies() {
         check(&[], &[], ".git/config", "default:.git");
         check(&[], &[], "a/.git/HEAD", "default:.git");
@@ -550,6 +579,17 @@ mod tests {
         check(&[], &[], "keys/id_ed25519.pub", "ok");
         check(&[], &[], "server.pem", "default:*.pem");
         check(&[], &[], "tls/server.key", "default:*.key");
+        check(&[], &[], "tls/bundle.p12", "default:*.p12");
+        check(&[], &[], "tls/bundle.pfx", "default:*.pfx");
+        check(&[], &[], ".env", "default:.env");
+        check(&[], &[], "app/.env", "default:.env");
+        check(&[], &[], "app/.env.production", "default:.env.*");
+        check(&[], &[], "home/.netrc", "default:.netrc");
+        check(&[], &[], ".pgpass", "default:.pgpass");
+        check(&[], &[], "app/env", "ok");
+        check(&[], &[], "app/x.env", "ok");
+        check(&[], &[], "app/.envrc", "ok");
+        check(&[".env"], &[], "app/.env", "ok");
         // File-name denies do not look at directories.
         check(&[], &[], "id_files/readme", "ok");
         check(&[], &[], "old.bak/readme", "ok");

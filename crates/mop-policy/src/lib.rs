@@ -15,6 +15,7 @@
 mod error;
 mod fields;
 mod host_names;
+pub mod limits;
 mod load;
 mod model;
 mod node;

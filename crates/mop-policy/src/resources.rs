@@ -395,6 +395,41 @@ fn value_span<'t>(table: &'t Table, keys: &[&str]) -> Option<&'t Range<usize>> {
         .find_map(|key| table.get(key).map(|entry| &entry.value.span))
 }
 
+/// Rejects a `mode` written as a decimal (or hexadecimal, binary) TOML integer. TOML reads
+/// `mode = 644` as six hundred forty-four, which is `0o1204` (`--w----r-T`): operators mean
+/// `0o644`, and once parsed the two cannot be told apart, so this looks at the source text.
+fn check_mode_literal(reader: &mut Reader<'_>, table: &Table, context: &str) {
+    let Some(entry) = table.get("mode") else {
+        return;
+    };
+    let Value::Integer(number) = entry.value.value else {
+        return;
+    };
+    let written = reader
+        .source
+        .text
+        .get(entry.value.span.clone())
+        .unwrap_or_default()
+        .trim();
+    if written.trim_start_matches('+').starts_with("0o") {
+        return;
+    }
+    let digits = written.trim_start_matches('+').replace('_', "");
+    let hint = if !digits.is_empty() && digits.chars().all(|digit| ('0'..='7').contains(&digit)) {
+        format!("write the mode as a string, `mode = \"{digits:0>4}\"`, or as a TOML octal integer, `mode = 0o{digits}`")
+    } else {
+        "write the mode as a string of octal digits such as `mode = \"0644\"`, or as a TOML octal integer such as `mode = 0o644`".to_string()
+    };
+    reader.error(
+        entry.value.span.start,
+        context,
+        format!(
+            "field `mode` is the integer `{written}`, which TOML reads as {number} (octal {number:o}), not as octal"
+        ),
+        Some(hint),
+    );
+}
+
 /// Checks serde cannot: combinations, required-when-present fields, names.
 fn check_semantics(
     reader: &mut Reader<'_>,
@@ -434,6 +469,8 @@ fn check_semantics(
             );
         }
     }
+
+    check_mode_literal(reader, table, context);
 
     match &resource.spec {
         ResourceSpec::File(file) => {

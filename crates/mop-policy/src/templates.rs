@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use minijinja::Environment;
 
 use crate::error::{Origin, PolicyError};
+use crate::limits;
 use crate::suggest;
 
 /// How a string is used, which decides how it is compiled and which names it sees.
@@ -54,8 +55,16 @@ pub(crate) const RESERVED_NAMES: &[&str] = &["host", "facts", "result"];
 /// Checks syntax. Returns the error message (without position) when the string does not
 /// compile.
 pub(crate) fn syntax_error(kind: SiteKind, text: &str) -> Option<String> {
-    let environment = Environment::new();
     let text = expression_text(kind, text);
+    if let Err(error) = check_limits(kind, text) {
+        return Some(match kind {
+            SiteKind::Template => format!("template line {}: {error}", error.line()),
+            SiteKind::Expression | SiteKind::ResultExpression => {
+                format!("invalid expression: {error}")
+            }
+        });
+    }
+    let environment = Environment::new();
     let result = match kind {
         SiteKind::Template => environment.template_from_str(text).map(|_| ()),
         SiteKind::Expression | SiteKind::ResultExpression => {
@@ -79,8 +88,11 @@ pub(crate) fn syntax_error(kind: SiteKind, text: &str) -> Option<String> {
 /// The variables a string reads, as dotted paths (`host.name`, `motd_banner`), sorted.
 /// Strings that do not compile read nothing (their syntax error is reported separately).
 pub(crate) fn undeclared_variables(kind: SiteKind, text: &str) -> Vec<String> {
-    let environment = Environment::new();
     let text = expression_text(kind, text);
+    if check_limits(kind, text).is_err() {
+        return Vec::new();
+    }
+    let environment = Environment::new();
     let names = match kind {
         SiteKind::Template => match environment.template_from_str(text) {
             Ok(template) => template.undeclared_variables(true),
@@ -100,6 +112,15 @@ pub(crate) fn undeclared_variables(kind: SiteKind, text: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Text over the size or nesting limits never reaches minijinja (its parser can overflow the
+/// stack on it).
+fn check_limits(kind: SiteKind, text: &str) -> Result<(), limits::LimitError> {
+    match kind {
+        SiteKind::Template => limits::check_template(text),
+        SiteKind::Expression | SiteKind::ResultExpression => limits::check_expression(text),
+    }
 }
 
 /// Expressions written as `{{ expr }}` out of habit are evaluated as `expr` by the agent;

@@ -528,3 +528,39 @@ content = "{{ settings | items | list | length }} {{ 'a | dictsort' }}"
 "#,
     );
 }
+
+#[test]
+fn decimal_modes_are_rejected_where_written() {
+    check(
+        "decimal_modes",
+        r#"
+[[roles]]
+name = "web"
+
+[[roles.resources]]
+type = "file"
+path = "/etc/motd"
+mode = 644
+
+[[roles.resources]]
+type = "directory"
+path = "/srv/app"
+mode = 999
+
+[[roles.resources]]
+type = "directory"
+path = "/srv/hex"
+mode = 0x1ed
+
+[[roles.resources]]
+type = "file"
+path = "/etc/fine-octal"
+mode = 0o644
+
+[[roles.resources]]
+type = "file"
+path = "/etc/fine-string"
+mode = "0644"
+"#,
+    );
+}

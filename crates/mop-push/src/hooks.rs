@@ -31,6 +31,8 @@ fn environment() -> Environment<'static> {
 
 /// Evaluates `contact_when` for one host.
 pub fn contact_when(expression: &str, context: &Map<String, Value>) -> Result<bool, String> {
+    mop_policy::limits::check_expression(expression)
+        .map_err(|err| format!("contact_when: {err}"))?;
     if let Some(name) = secret_read(TemplateKind::Expression, expression) {
         return Err(format!(
             "contact_when `{expression}`: {}",
@@ -49,6 +51,7 @@ pub fn contact_when(expression: &str, context: &Map<String, Value>) -> Result<bo
 
 /// Renders a hook command for one host.
 pub fn render_hook(command: &str, context: &Map<String, Value>) -> Result<String, String> {
+    mop_policy::limits::check_template(command).map_err(|err| format!("hook: {err}"))?;
     if let Some(name) = secret_read(TemplateKind::Template, command) {
         return Err(format!("hook `{command}`: {}", secret_read_message(&name)));
     }

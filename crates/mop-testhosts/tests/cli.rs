@@ -131,13 +131,50 @@ fn sigterm_tears_down_cleanly() {
     assert!(common::processes_mentioning(&dir.path().to_string_lossy()).is_empty());
 }
 
+/// The copy-then-run pattern above, under the condition that made it flaky: other threads
+/// spawning processes all the time (as the test harness does). With an in-process copy
+/// (`std::fs::copy`) some of these runs fail with "Text file busy".
+#[test]
+fn copied_executables_run_while_other_threads_spawn() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawners: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = Command::new("true").status();
+                }
+            })
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let true_binary = std::path::Path::new("/bin/true");
+    let mut failures = Vec::new();
+    for index in 0..200 {
+        let copy = dir.path().join(format!("true-{index}"));
+        common::copy_executable(true_binary, &copy);
+        if let Err(error) = Command::new(&copy).status() {
+            failures.push(error.to_string());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for spawner in spawners {
+        spawner.join().expect("spawner thread");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} runs failed: {failures:?}",
+        failures.len()
+    );
+}
+
 #[test]
 fn refuses_to_run_without_root_and_says_why() {
     // Run a copy of the binary as the unprivileged test user.
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let copy = dir.path().join("mop-testhosts");
-    std::fs::copy(BINARY, &copy).expect("copy binary");
+    common::copy_executable(std::path::Path::new(BINARY), &copy);
     mop_testhosts::ensure_test_users().unwrap_or_else(|error| panic!("{error}"));
     let mut command = Command::new("runuser");
     command.args(["-u", TEST_USER, "--"]).arg(&copy).args([

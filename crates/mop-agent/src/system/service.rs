@@ -950,13 +950,19 @@ esac
 "#,
                 pidfile = pidfile.display()
             );
-            std::fs::write(&script, text).expect("write init script");
-            let chmod = Command::new("chmod")
-                .arg("755")
+            // Written by `install`, not by this process: a write descriptor held here could be
+            // inherited by a process another test thread forks, and `service` executing the
+            // script in that window would fail with "Text file busy". The staging copy written
+            // here is never executed.
+            let staging = tempfile::NamedTempFile::new().expect("staging file");
+            std::fs::write(staging.path(), text).expect("write init script");
+            let install = Command::new("install")
+                .args(["-m", "0755"])
+                .arg(staging.path())
                 .arg(&script)
                 .status()
-                .expect("chmod");
-            assert!(chmod.success());
+                .expect("install");
+            assert!(install.success());
             ThrowawayInitScript {
                 name,
                 script,

@@ -16,6 +16,8 @@ pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
 pub enum CommandError {
     #[error("host `{host}`: cannot render the command: {detail}\n  hint: `mop inventory --host {host}` shows the variables a command can use")]
     Template { host: String, detail: String },
+    #[error("the command template: {0}")]
+    Limit(mop_policy::limits::LimitError),
     #[error("invalid --env `{entry}`: {reason}\n  hint: write `--env NAME=VALUE`, NAME made of letters, digits and `_`")]
     Env { entry: String, reason: String },
     /// The command names a secret: it would land in ssh's argv, the host's `sh -c` and the
@@ -37,6 +39,8 @@ pub fn render_command(
     if !template.contains("{{") && !template.contains("{%") && !template.contains("{#") {
         return Ok(template.to_string());
     }
+    // Checked before minijinja parses it: a deeply nested command would overflow its stack.
+    mop_policy::limits::check_template(template).map_err(CommandError::Limit)?;
     if let Some(name) = secret_read(TemplateKind::Template, template) {
         return Err(CommandError::Secret {
             command: template.to_string(),
@@ -192,6 +196,20 @@ mod tests {
             render_command("echo {{ debug() }}", "web1", &[], &host_vars).expect("renders");
         assert!(dumped.contains("app_port"), "{dumped}");
         assert!(!dumped.contains("hunter2"), "{dumped}");
+    }
+
+    #[test]
+    fn deeply_nested_command_templates_are_errors_not_crashes() {
+        let deep = format!("echo {{{{ {}1 }}}}", "- ".repeat(30_000));
+        assert!(
+            matches!(
+                render_command(&deep, "web1", &[], &Map::new()),
+                Err(CommandError::Limit(
+                    mop_policy::limits::LimitError::TooDeep { line: 1, .. }
+                ))
+            ),
+            "a deep command template renders"
+        );
     }
 
     #[test]

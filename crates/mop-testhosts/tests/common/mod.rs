@@ -58,3 +58,27 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
 /// Upper bound for things that normally take well under a second; generous because CI
 /// machines and parallel test binaries can be very slow (seen: 5 s for a two-hop login).
 pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Copies the executable `from` to `to` (mode 0755) so that running `to` right away cannot
+/// fail with "Text file busy".
+///
+/// The copy is written by a child process (`install`), never by this one. Writing it here,
+/// even through a close-on-exec descriptor, races with every other test thread that spawns a
+/// process: `fork` (and `posix_spawn`, which clones without `CLONE_FILES`) duplicates the whole
+/// descriptor table, close-on-exec descriptors included, and the child keeps its copy of the
+/// write descriptor until its own `exec`. If this thread closes its descriptor and executes the
+/// file inside that window, the kernel still sees a writer and `execve` fails with `ETXTBSY`.
+/// A descriptor that only ever lived in `install`, which has exited when this returns, cannot
+/// leak that way.
+pub fn copy_executable(from: &std::path::Path, to: &std::path::Path) {
+    let mut install = Command::new("install");
+    install.args(["-m", "0755"]).arg(from).arg(to);
+    let result = output(install);
+    assert!(
+        result.status.success(),
+        "cannot copy {} to {}: {}",
+        from.display(),
+        to.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
