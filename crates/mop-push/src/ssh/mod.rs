@@ -25,6 +25,7 @@ mod child;
 mod config;
 mod connect;
 mod error;
+mod lifetime;
 mod limits;
 mod persist;
 mod pool;
