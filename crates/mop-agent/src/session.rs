@@ -131,10 +131,16 @@ fn run<R: Read, W: Write>(
                 channel.send(&AgentMessage::RoleDone(summary))?;
             }
             Some(Frame::Message(ControllerMessage::Cleanup(request))) => {
+                crate::lifetime::ENDED_BY_CONTROLLER
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 let error = crate::cleanup::run(&request).err();
                 channel.send(&AgentMessage::Cleaned { error })?;
             }
-            Some(Frame::Message(ControllerMessage::Shutdown)) => return Ok(()),
+            Some(Frame::Message(ControllerMessage::Shutdown)) => {
+                crate::lifetime::ENDED_BY_CONTROLLER
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return Ok(());
+            }
             Some(Frame::Message(other)) => {
                 return Err(SessionError::Protocol(format!(
                     "unexpected `{}` between roles (expected `role` or `shutdown`)",
