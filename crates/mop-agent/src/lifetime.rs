@@ -165,7 +165,7 @@ fn wait_for_hangup(fd: c_int, timeout_ms: c_int) -> bool {
         if ready > 0 && entry.revents & (POLLERR | POLLHUP) != 0 {
             return true;
         }
-        if ready == 0 || ready > 0 {
+        if ready >= 0 {
             // Timed out, or some other condition (an invalid fd reports POLLNVAL): give up.
             return false;
         }
