@@ -17,6 +17,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::io::Write as _;
 use std::os::fd::AsRawFd;
 use std::os::raw::{c_int, c_short};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -50,7 +51,7 @@ struct PollFd {
 pub static ENDED_BY_CONTROLLER: AtomicBool = AtomicBool::new(false);
 
 /// How long the sshd of the connection may take to exit after the channel broke.
-const SSHD_EXIT_WAIT: Duration = Duration::from_secs(3);
+const SSHD_EXIT_WAIT: Duration = Duration::from_secs(10);
 
 /// The agent's work directory, locked, and the sshd process of its connection.
 pub struct WorkDirGuard {
@@ -130,7 +131,11 @@ impl WorkDirGuard {
             std::thread::sleep(Duration::from_millis(50));
         }
         if let Err(error) = crate::cleanup::run(&self.request) {
-            eprintln!("mop-agent: the controller's connection is gone; {error}");
+            // Not eprintln!: it panics when stderr is gone, as it is here.
+            let _ = writeln!(
+                std::io::stderr(),
+                "mop-agent: the controller's connection is gone; {error}"
+            );
         }
         std::process::exit(exit_code::INTERNAL);
     }
