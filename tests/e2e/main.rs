@@ -16,6 +16,7 @@ mod push_files;
 mod push_interrupt;
 mod push_rollout;
 mod push_sudo;
+mod security_lifetime;
 mod security_limits;
 mod security_secrets;
 mod security_ssh;

@@ -31,7 +31,9 @@ pub fn run(request: &CleanupRequest) -> Result<(), String> {
         Err(err) => return Err(format!("cannot remove `{}`: {err}", work.display())),
     }
     // Not empty (a cached agent, another run's work directory) is the normal case: keep it.
-    let _ = std::fs::remove_dir(&request.agent_dir);
+    if std::fs::remove_dir(&request.agent_dir).is_err() {
+        restore_private_mode(Path::new(&request.agent_dir));
+    }
     if leftovers.is_empty() {
         Ok(())
     } else {
@@ -46,8 +48,35 @@ pub fn run(request: &CleanupRequest) -> Result<(), String> {
     }
 }
 
+/// Puts the agent directory back to 0700 when the probe made it 0711 for a third user and no
+/// shared work directory (0711) is left in it; any other mode is the operator's choice.
+fn restore_private_mode(agent_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .map(|metadata| metadata.permissions().mode() & 0o7777)
+            .ok()
+    };
+    if mode(agent_dir) != Some(0o711) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(agent_dir) else {
+        return;
+    };
+    let shared_left = entries.flatten().any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with("w-"))
+            && mode(&entry.path()).is_some_and(|mode| mode & 0o001 != 0)
+    });
+    if !shared_left {
+        let _ = std::fs::set_permissions(agent_dir, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
 /// Only this run's work directory may go: `<agent_dir>/w-<token>`, both absolute.
-fn check_request(request: &CleanupRequest) -> Result<(), String> {
+pub(crate) fn check_request(request: &CleanupRequest) -> Result<(), String> {
     let work = Path::new(&request.work_dir);
     let well_formed = work.is_absolute()
         && work.parent() == Some(Path::new(&request.agent_dir))

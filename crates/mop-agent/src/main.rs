@@ -15,6 +15,7 @@ mod cleanup;
 mod diff;
 mod facts;
 mod fsutil;
+mod lifetime;
 mod outcome;
 mod remote_log;
 mod resources;
@@ -56,7 +57,13 @@ fn main() {
     let code = match args.first().map(String::as_str) {
         None => {
             resources::process::become_session_leader();
-            session::serve_stdio(&session::SessionConfig::from_env())
+            let argv0 = std::env::args_os().next().unwrap_or_default();
+            let guard = lifetime::WorkDirGuard::start(&argv0);
+            let code = session::serve_stdio(&session::SessionConfig::from_env());
+            if let Some(guard) = guard {
+                guard.finish();
+            }
+            code
         }
         Some("--version" | "-V") if args.len() == 1 => {
             println!(

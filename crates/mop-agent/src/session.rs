@@ -78,7 +78,9 @@ pub fn serve<R: Read, W: Write>(
     match run(&mut channel, gather_facts) {
         Ok(()) => exit_code::OK,
         Err(err) => {
-            eprintln!("mop-agent: {err}");
+            // Not eprintln!, which panics when stderr is gone (the connection dropped): the
+            // agent must live on to clean up (`lifetime.rs`).
+            let _ = writeln!(std::io::stderr(), "mop-agent: {err}");
             // Tell the controller if the channel still works; if it does not, stderr is all.
             let _ = channel.send(&AgentMessage::Error {
                 message: err.to_string(),
@@ -131,10 +133,16 @@ fn run<R: Read, W: Write>(
                 channel.send(&AgentMessage::RoleDone(summary))?;
             }
             Some(Frame::Message(ControllerMessage::Cleanup(request))) => {
+                crate::lifetime::ENDED_BY_CONTROLLER
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 let error = crate::cleanup::run(&request).err();
                 channel.send(&AgentMessage::Cleaned { error })?;
             }
-            Some(Frame::Message(ControllerMessage::Shutdown)) => return Ok(()),
+            Some(Frame::Message(ControllerMessage::Shutdown)) => {
+                crate::lifetime::ENDED_BY_CONTROLLER
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return Ok(());
+            }
             Some(Frame::Message(other)) => {
                 return Err(SessionError::Protocol(format!(
                     "unexpected `{}` between roles (expected `role` or `shutdown`)",

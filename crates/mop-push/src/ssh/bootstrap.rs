@@ -212,11 +212,20 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
         r#"case "$1" in d????-??-*) ;; *) echo "error=the agent directory $dir is writable by other users (mode $1)"; exit 0;; esac"#.to_string(),
         r#"if [ "$3" != "$(id -u)" ]; then echo "error=the agent directory $dir belongs to uid $3, not to $(id -un)"; exit 0; fi"#.to_string(),
     ];
+    script.push(format!(r#"work="$dir"/w-{}"#, request.token));
+    script.push(format!(r#"mkdir -m {dir_mode} "$work" || exit 1"#));
+    // The agent holds this lock while it runs (see [`stale_work_dir_reaper`]).
+    let lock_mode = if request.shared { "644" } else { "600" };
+    script.push(format!(
+        r#"(: > "$work"/lock && chmod {lock_mode} "$work"/lock) || exit 1"#
+    ));
+    // A third user must traverse the agent directory; made so only once a shared work
+    // directory exists in it, so a concurrent cleanup that restores 0700 when no shared work
+    // directory is left cannot slip in between.
     if request.shared {
         script.push(r#"chmod 711 "$dir" || exit 1"#.to_string());
     }
-    script.push(format!(r#"work="$dir"/w-{}"#, request.token));
-    script.push(format!(r#"mkdir -m {dir_mode} "$work" || exit 1"#));
+    script.push(stale_work_dir_reaper());
     script.push(r#"printf 'dir=%s\nwork=%s\n' "$dir" "$work""#.to_string());
     // `command -v` is a shell builtin: no process for this.
     script.push("if command -v gzip >/dev/null 2>&1; then echo gzip=yes; fi".to_string());
@@ -240,6 +249,33 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
     }
     script.push("echo done=yes".to_string());
     script.join("; ")
+}
+
+/// How long a work directory's lock must have been left untouched before a dead agent's work
+/// directory is removed: it covers the time between the probe and the agent's start (upload,
+/// sudo check) and between two agents of one run, when no agent holds the lock.
+pub(crate) const STALE_WORK_DIR_GRACE_MINUTES: u32 = 5;
+
+/// Part of the probe: removes other runs' work directories whose agent is dead. Every live
+/// agent holds a shared flock on `<work dir>/lock` (and touches it when it starts and stops),
+/// so a directory is removed only when its `lock` is a regular file, was not touched for
+/// [`STALE_WORK_DIR_GRACE_MINUTES`], and `flock -n` can take it exclusively; the removal runs
+/// while holding that lock. Symbolic links are skipped (`w-*` and their `lock`), `rm -rf` does
+/// not follow any inside, and only `w-*` entries of the agent directory are candidates. A
+/// directory without a lock (another mop version's) is left alone; so is everything when the
+/// host has no `flock` or `find`.
+pub(crate) fn stale_work_dir_reaper() -> String {
+    format!(
+        concat!(
+            r#"if command -v flock >/dev/null 2>&1 && command -v find >/dev/null 2>&1; then "#,
+            r#"for old in "$dir"/w-*; do "#,
+            r#"if [ "$old" != "$work" ] && [ -d "$old" ] && [ ! -L "$old" ] && [ -f "$old"/lock ] && [ ! -L "$old"/lock ] "#,
+            r#"&& [ -n "$(find "$old"/lock -prune -mmin +{grace} 2>/dev/null)" ]; then "#,
+            r#"flock -x -n "$old"/lock rm -rf -- "$old" 2>/dev/null; "#,
+            r#"fi; done; fi"#
+        ),
+        grace = STALE_WORK_DIR_GRACE_MINUTES
+    )
 }
 
 /// Checks that sudo works and that the identity it switches to can reach `$work` (a third user
@@ -460,12 +496,28 @@ pub(crate) fn cleanup_script(kill_prefixes: &[String], work: &str, dir: &str) ->
     }
     let _ = write!(
         script,
-        "rm -rf {}; rmdir {} 2>/dev/null; ",
+        "rm -rf {}; rmdir {} 2>/dev/null || {}; ",
         quote(work),
-        quote(dir)
+        quote(dir),
+        restore_private_mode(dir)
     );
     let _ = write!(script, "if [ -e {} ]; then echo left=yes; fi", quote(work));
     script
+}
+
+/// Shell that puts the agent directory back to 0700 when the probe made it 0711 for a third
+/// user and no shared work directory (0711) is left in it; other modes are the operator's.
+fn restore_private_mode(dir: &str) -> String {
+    let dir = quote(dir);
+    format!(
+        concat!(
+            r#"{{ set -- $(ls -ldn {dir} 2>/dev/null); case "$1" in drwx--x--x*) shared=; "#,
+            r#"for d in {dir}/w-*; do [ -d "$d" ] || continue; set -- $(ls -ldn "$d"); "#,
+            r#"case "$1" in d????????x*) shared=yes;; esac; done; "#,
+            r#"[ -n "$shared" ] || chmod 700 {dir};; esac; }}"#
+        ),
+        dir = dir
+    )
 }
 
 /// The same, as killer command for one agent (used by `AgentChild::kill`).
@@ -723,12 +775,132 @@ mod tests {
         }
     }
 
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    fn set_age(path: &Path, minutes: u64) {
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(minutes * 60);
+        std::fs::File::open(path)
+            .and_then(|file| file.set_modified(when))
+            .expect("set mtime");
+    }
+
+    /// The probe's reaper removes exactly the work directories whose agent is dead: lock free
+    /// and untouched for the grace. A lock held by a live agent (an flock here, as the agent
+    /// takes it), a fresh lock, no lock, a symlink, or the probe's own directory are kept.
+    #[test]
+    fn probe_removes_only_dead_agents_work_dirs() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let dir = home.path().join(".mop");
+        let platform = platform();
+        let work_dir = |token: &str, age: Option<u64>| {
+            let work = dir.join(format!("w-{token}"));
+            std::fs::create_dir_all(work.join("sub")).expect("mkdir");
+            std::fs::write(work.join("mop-agent"), b"agent").expect("write");
+            if let Some(minutes) = age {
+                std::fs::write(work.join("lock"), b"").expect("write");
+                set_age(&work.join("lock"), minutes);
+            }
+            work
+        };
+        let dead = work_dir("dead01", Some(10));
+        let live = work_dir("live01", Some(10));
+        let live_lock = std::fs::File::open(live.join("lock")).expect("open");
+        // SAFETY: flock(2) on a descriptor the test owns.
+        assert_eq!(
+            unsafe {
+                libc::flock(
+                    std::os::fd::AsRawFd::as_raw_fd(&live_lock),
+                    libc::LOCK_SH | libc::LOCK_NB,
+                )
+            },
+            0
+        );
+        let fresh = work_dir("fresh1", Some(1));
+        let lockless = work_dir("nolock", None);
+        set_age(&lockless, 60 * 24);
+        let outside = home.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        std::fs::write(outside.join("lock"), b"").expect("write");
+        set_age(&outside.join("lock"), 10);
+        std::os::unix::fs::symlink(&outside, dir.join("w-link01")).expect("symlink");
+
+        let report = run_probe(&request(&platform), home.path());
+        assert!(report.done, "{report:?}");
+        assert!(!dead.exists(), "a dead agent's work directory is removed");
+        for kept in [&live, &fresh, &lockless, &outside] {
+            assert!(
+                kept.join("mop-agent").exists() || kept == &outside,
+                "{kept:?}"
+            );
+            assert!(kept.exists(), "{kept:?} is kept");
+        }
+        assert!(outside.join("lock").exists(), "a symlink is not followed");
+        let own = dir.join("w-abc123");
+        assert_eq!(mode(&own.join("lock")), 0o600);
+        // Once the live agent is gone, its directory goes at the next contact.
+        drop(live_lock);
+        let again = ProbeRequest {
+            token: "def456",
+            ..request(&platform)
+        };
+        run_probe(&again, home.path());
+        assert!(!live.exists());
+        assert!(fresh.exists() && own.exists(), "their locks are fresh");
+    }
+
+    /// For a third user the probe opens the agent directory to 0711; cleaning up the last
+    /// shared work directory closes it again even when a cached agent keeps it non-empty.
+    #[test]
+    fn cleanup_restores_a_private_agent_dir() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let platform = platform();
+        let shared = ProbeRequest {
+            shared: true,
+            ..request(&platform)
+        };
+        let report = run_probe(&shared, home.path());
+        let dir = home.path().join(".mop");
+        let work = report.work.expect("work dir");
+        assert_eq!(mode(&dir), 0o711);
+        assert_eq!(mode(Path::new(&work)), 0o711);
+        assert_eq!(mode(&Path::new(&work).join("lock")), 0o644);
+        std::fs::write(dir.join("agent-f00d"), b"cached").expect("write");
+        let second = run_probe(
+            &ProbeRequest {
+                token: "def456",
+                ..shared.clone()
+            },
+            home.path(),
+        );
+        let cleanup = |work: &str| {
+            let script = cleanup_script(&[], work, &dir.to_string_lossy());
+            let output = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .expect("sh runs");
+            assert!(output.status.success(), "{output:?}");
+        };
+        cleanup(&work);
+        assert_eq!(mode(&dir), 0o711, "another shared work directory is left");
+        cleanup(&second.work.expect("work dir"));
+        assert_eq!(mode(&dir), 0o700);
+        assert!(dir.join("agent-f00d").exists());
+    }
+
     #[test]
     fn cleanup_kills_by_anchored_path_then_removes() {
         let script = cleanup_script(&["sudo -n -- ".to_string()], "/h/.mop/w-1", "/h/.mop");
         assert_eq!(
             script,
-            r#"LC_ALL=C; export LC_ALL; sudo -n -- sh -c 'for p in $(pgrep -f '\''^/h/\.mop/w-1/mop-agent( |$)'\''); do pkill -KILL -s "$p"; done; pkill -KILL -f '\''^/h/\.mop/w-1/mop-agent( |$)'\'''; rm -rf /h/.mop/w-1; rmdir /h/.mop 2>/dev/null; if [ -e /h/.mop/w-1 ]; then echo left=yes; fi"#
+            r#"LC_ALL=C; export LC_ALL; sudo -n -- sh -c 'for p in $(pgrep -f '\''^/h/\.mop/w-1/mop-agent( |$)'\''); do pkill -KILL -s "$p"; done; pkill -KILL -f '\''^/h/\.mop/w-1/mop-agent( |$)'\'''; rm -rf /h/.mop/w-1; rmdir /h/.mop 2>/dev/null || { set -- $(ls -ldn /h/.mop 2>/dev/null); case "$1" in drwx--x--x*) shared=; for d in /h/.mop/w-*; do [ -d "$d" ] || continue; set -- $(ls -ldn "$d"); case "$1" in d????????x*) shared=yes;; esac; done; [ -n "$shared" ] || chmod 700 /h/.mop;; esac; }; if [ -e /h/.mop/w-1 ]; then echo left=yes; fi"#
         );
     }
 }

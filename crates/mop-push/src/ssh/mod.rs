@@ -29,6 +29,7 @@ mod connect;
 mod error;
 #[cfg(test)]
 mod hostile_tests;
+mod lifetime;
 mod limits;
 mod persist;
 mod pool;

@@ -24,6 +24,7 @@ use super::connect::{
     close_session, force_exit_master, link_control_path, open_persistent_session, open_session,
     reap_run_processes,
 };
+use super::lifetime::RunGuard;
 use super::persist::{
     control_dir_location, identities, open_control_dir, ControlDir, MasterIdentity,
 };
@@ -90,6 +91,8 @@ pub struct SshPool {
     /// The directory of persisted masters, when it exists (or `--persist` created it).
     control: Option<ControlDir>,
     persist: Option<std::time::Duration>,
+    /// The run directory's lock and the watchdog that reaps it if mop dies (`lifetime.rs`).
+    guard: RunGuard,
 }
 
 struct HostSlot {
@@ -198,6 +201,10 @@ impl SshPool {
             Some(_) => open_control_dir(&control_path, true)?,
             None => open_control_dir(&control_path, false).ok().flatten(),
         };
+        let guard = RunGuard::start(run_dir.path()).map_err(|error| SshError::RunDir {
+            path: run_dir.path().to_path_buf(),
+            detail: format!("cannot lock it: {error}"),
+        })?;
         let mut identities = identities(&planned);
         let hosts = planned
             .into_iter()
@@ -228,6 +235,7 @@ impl SshPool {
             has_agent,
             control,
             persist: options.persist,
+            guard,
         })
     }
 
@@ -763,7 +771,12 @@ impl SshPool {
     /// processes of this run that outlived their session, and removes the run directory.
     /// Returns the failures by host, in inventory order (an empty name for the run directory).
     pub async fn close_all(self) -> Vec<(String, SshError)> {
-        let SshPool { hosts, run_dir, .. } = self;
+        let SshPool {
+            hosts,
+            run_dir,
+            guard,
+            ..
+        } = self;
         let order: Vec<String> = hosts.keys().cloned().collect();
         let mut by_depth: BTreeMap<usize, Vec<(String, Arc<Session>)>> = BTreeMap::new();
         for (name, slot) in hosts {
@@ -805,14 +818,16 @@ impl SshPool {
         // Only abandoned logins (already reported as that host's failure) outlive the grace.
         reap_run_processes(run_dir.path(), STRAY_GRACE).await;
         let run_dir_path = run_dir.path().to_path_buf();
-        if let Err(error) = run_dir.close() {
-            errors.push((
+        match run_dir.close() {
+            Ok(()) => guard.finish(),
+            // The guard drops with this function: its watchdog gets end of file and reaps it.
+            Err(error) => errors.push((
                 String::new(),
                 SshError::RunDir {
                     path: run_dir_path,
                     detail: format!("cannot remove it: {error}"),
                 },
-            ));
+            )),
         }
         errors.sort_by_key(|(name, _)| {
             order
