@@ -289,4 +289,31 @@ mod tests {
             );
         }
     }
+
+    /// The features of a workspace dependency line in the root Cargo.toml.
+    fn features_of(manifest: &str, dependency: &str) -> BTreeSet<String> {
+        let line = manifest
+            .lines()
+            .find(|line| line.starts_with(&format!("{dependency} = ")))
+            .unwrap_or_else(|| panic!("{dependency} in the root Cargo.toml"));
+        let list = &line[line.find("features = [").expect("features") + 12..];
+        list[..list.find(']').expect("end of features")]
+            .split(',')
+            .map(|feature| feature.trim().trim_matches('"').to_string())
+            .filter(|feature| !feature.is_empty())
+            .collect()
+    }
+
+    /// Cargo unifies features within one build, so tests of the workspace see one minijinja;
+    /// the release agent is built alone, with only `minijinja-agent`'s features. Every feature
+    /// that adds syntax or a name must therefore be in the agent's list, and the controller
+    /// may add only `debug` (error spans).
+    #[test]
+    fn the_controller_has_no_language_feature_the_hosts_lack() {
+        let manifest = include_str!("../../../Cargo.toml");
+        let hosts = features_of(manifest, "minijinja-agent");
+        let controller = features_of(manifest, "minijinja");
+        let extra: Vec<&String> = controller.difference(&hosts).collect();
+        assert_eq!(extra, vec!["debug"], "controller-only minijinja features");
+    }
 }

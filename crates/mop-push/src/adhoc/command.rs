@@ -30,7 +30,8 @@ pub fn render_command(
     if !template.contains("{{") && !template.contains("{%") && !template.contains("{#") {
         return Ok(template.to_string());
     }
-    let mut environment = minijinja::Environment::new();
+    // The hosts' template language, so `mop run` commands read like resource fields.
+    let mut environment = mop_template::environment();
     environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let mut context = vars.clone();
     context
