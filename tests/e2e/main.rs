@@ -16,3 +16,4 @@ mod push_files;
 mod push_interrupt;
 mod push_rollout;
 mod push_sudo;
+mod templates;
