@@ -302,9 +302,18 @@ mod tests {
             assert_ne!(kind, Some(ErrorKind::UnknownMethod), "method {name}");
         }
         // And nothing more.
-        assert_eq!(kind_of("{{ 'a' | to_yaml }}"), Some(ErrorKind::UnknownFilter));
-        assert_eq!(kind_of("{{ 1 is version('1') }}"), Some(ErrorKind::UnknownTest));
-        assert_eq!(kind_of("{{ lookup('env') }}"), Some(ErrorKind::UnknownFunction));
+        assert_eq!(
+            kind_of("{{ 'a' | to_yaml }}"),
+            Some(ErrorKind::UnknownFilter)
+        );
+        assert_eq!(
+            kind_of("{{ 1 is version('1') }}"),
+            Some(ErrorKind::UnknownTest)
+        );
+        assert_eq!(
+            kind_of("{{ lookup('env') }}"),
+            Some(ErrorKind::UnknownFunction)
+        );
         assert_eq!(kind_of("{{ s.zfill(3) }}"), Some(ErrorKind::UnknownMethod));
     }
 

@@ -54,5 +54,8 @@ fn the_release_agent_fits_the_budget() {
         "the release agent compresses to {compressed} bytes, over the 1.5 MiB budget"
     );
     // The script printed the same raw size it checked.
-    assert!(stdout.contains(&format!("size: {} bytes", bytes.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("size: {} bytes", bytes.len())),
+        "{stdout}"
+    );
 }

@@ -343,6 +343,10 @@ mod tests {
             "did you mean `regex_replace`? see the list in docs/reference/policy.md, \"Templates and expressions\""
         );
         let found = &unavailable_names("{{ x.startwith('a') }}", true)[0];
-        assert!(found.hint().starts_with("did you mean `startswith`?"), "{}", found.hint());
+        assert!(
+            found.hint().starts_with("did you mean `startswith`?"),
+            "{}",
+            found.hint()
+        );
     }
 }

@@ -138,12 +138,9 @@ pub fn b64encode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let word = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |word, (index, &byte)| {
-                word | (u32::from(byte) << (16 - 8 * index))
-            });
+        let word = chunk.iter().enumerate().fold(0u32, |word, (index, &byte)| {
+            word | (u32::from(byte) << (16 - 8 * index))
+        });
         for index in 0..4 {
             if index <= chunk.len() {
                 let sextet = (word >> (18 - 6 * index)) & 0x3f;
@@ -421,6 +418,9 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         let error = hash("abc", Some("crc32")).expect_err("unknown");
-        assert!(error.to_string().contains("unknown algorithm `crc32`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown algorithm `crc32`"),
+            "{error}"
+        );
     }
 }

@@ -168,9 +168,12 @@ mod tests {
     /// The error kind of rendering `source` in [`crate::environment`], `None` when it renders.
     fn kind_of(source: &str) -> Option<ErrorKind> {
         let env = crate::environment();
-        env.render_str(source, context! { s => "web1", m => context!{a => 1}, l => vec![1] })
-            .err()
-            .map(|error| error.kind())
+        env.render_str(
+            source,
+            context! { s => "web1", m => context!{a => 1}, l => vec![1] },
+        )
+        .err()
+        .map(|error| error.kind())
     }
 
     #[test]
@@ -200,8 +203,14 @@ mod tests {
             let kind = kind_of(&format!("{{{{ 'a' | {name} }}}}"));
             assert_eq!(kind, Some(ErrorKind::UnknownFilter), "filter {name}");
         }
-        assert_eq!(kind_of("{{ 1 is version('1', '>') }}"), Some(ErrorKind::UnknownTest));
-        assert_eq!(kind_of("{{ lookup('env', 'HOME') }}"), Some(ErrorKind::UnknownFunction));
+        assert_eq!(
+            kind_of("{{ 1 is version('1', '>') }}"),
+            Some(ErrorKind::UnknownTest)
+        );
+        assert_eq!(
+            kind_of("{{ lookup('env', 'HOME') }}"),
+            Some(ErrorKind::UnknownFunction)
+        );
         assert_eq!(kind_of("{{ s.zfill(3) }}"), Some(ErrorKind::UnknownMethod));
         assert_eq!(kind_of("{{ l.append(3) }}"), Some(ErrorKind::UnknownMethod));
     }
@@ -213,7 +222,11 @@ mod tests {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .expect("cargo metadata runs");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let metadata: serde_json::Value =
             serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
         let manifest = metadata["packages"]
@@ -231,7 +244,9 @@ mod tests {
 
     /// The quoted names a regex finds in `function`'s body within `source`.
     fn quoted_names(source: &str, function: &str, pattern: &str) -> BTreeSet<String> {
-        let start = source.find(function).unwrap_or_else(|| panic!("{function}"));
+        let start = source
+            .find(function)
+            .unwrap_or_else(|| panic!("{function}"));
         let body = &source[start..];
         let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
         let regex = regex_lite::Regex::new(pattern).expect("pattern");
@@ -254,21 +269,40 @@ mod tests {
         let minijinja = std::fs::read_to_string(package_dir("minijinja").join("src/defaults.rs"))
             .expect("minijinja's defaults.rs");
         let ours = include_str!("lib.rs");
-        let mut filters = quoted_names(&minijinja, "fn build_builtin_filters", r#""([^"]+)"\.into\(\)"#);
-        filters.extend(quoted_names(ours, "pub fn add_to", r#"add_filter\("([^"]+)""#));
+        let mut filters = quoted_names(
+            &minijinja,
+            "fn build_builtin_filters",
+            r#""([^"]+)"\.into\(\)"#,
+        );
+        filters.extend(quoted_names(
+            ours,
+            "pub fn add_to",
+            r#"add_filter\("([^"]+)""#,
+        ));
         assert_eq!(filters, set(FILTERS), "filters");
-        let tests = quoted_names(&minijinja, "fn build_builtin_tests", r#""([^"]+)"\.into\(\)"#);
+        let tests = quoted_names(
+            &minijinja,
+            "fn build_builtin_tests",
+            r#""([^"]+)"\.into\(\)"#,
+        );
         assert_eq!(tests, set(TESTS), "tests");
         let functions = quoted_names(&minijinja, "fn build_globals", r#""([^"]+)"\.into\(\)"#);
         assert_eq!(functions, set(FUNCTIONS), "functions");
-        let contrib = std::fs::read_to_string(
-            package_dir("minijinja-contrib").join("src/pycompat.rs"),
-        )
-        .expect("contrib's pycompat.rs");
+        let contrib =
+            std::fs::read_to_string(package_dir("minijinja-contrib").join("src/pycompat.rs"))
+                .expect("contrib's pycompat.rs");
         let mut methods = BTreeSet::new();
         for function in ["fn string_methods", "fn map_methods", "fn seq_methods"] {
-            methods.extend(quoted_names(&contrib, function, r#"\n\s+"([a-z_]+)"(?: \| "[a-z]+")? =>"#));
-            methods.extend(quoted_names(&contrib, function, r#"\n\s+"[a-z]+" \| "([a-z_]+)" =>"#));
+            methods.extend(quoted_names(
+                &contrib,
+                function,
+                r#"\n\s+"([a-z_]+)"(?: \| "[a-z]+")? =>"#,
+            ));
+            methods.extend(quoted_names(
+                &contrib,
+                function,
+                r#"\n\s+"[a-z]+" \| "([a-z_]+)" =>"#,
+            ));
         }
         assert_eq!(methods, set(METHODS), "methods");
     }
@@ -281,7 +315,9 @@ mod tests {
             .find("### Filters, tests, functions and methods")
             .expect("the section");
         let section = &doc[start..];
-        let section = &section[..section[4..].find("\n### ").map_or(section.len(), |end| end + 4)];
+        let section = &section[..section[4..]
+            .find("\n### ")
+            .map_or(section.len(), |end| end + 4)];
         for name in FILTERS.iter().chain(TESTS).chain(FUNCTIONS).chain(METHODS) {
             assert!(
                 section.contains(&format!("`{name}`")),
