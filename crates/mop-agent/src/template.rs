@@ -1,4 +1,5 @@
-//! Templates and expressions: minijinja with strict undefined variables, and the variable scope
+//! Templates and expressions: mop's template language (`mop_template`, the same as the
+//! controller's) with strict undefined variables, and the variable scope
 //! (plan vars, `facts`, registered results, `set` variables) they are evaluated against.
 
 use std::collections::BTreeMap;
@@ -18,7 +19,8 @@ impl Default for Engine {
 }
 
 impl Engine {
-    /// Strict undefined variables (a typo fails the resource instead of rendering an empty
+    /// `mop_template::environment()` (every name `mop validate` accepts, and no other) with
+    /// strict undefined variables (a typo fails the resource instead of rendering an empty
     /// string), no HTML auto-escaping whatever the template's extension, `trim_blocks` and a
     /// kept trailing newline, as configuration file templates expect.
     pub fn new() -> Engine {
