@@ -361,6 +361,11 @@ type = "file"
 path = "/tmp/x"
 content = "{{ host.name.zfill(3) }} {{ host.name | regex_replce('a', 'b') }}"
 when = "host.name is version('1')"
+
+[[roles.resources]]
+type = "file"
+path = "/tmp/y"
+content = "{% include 'other.j2' %}"
 "#,
     )
     .expect("write the policy");
@@ -376,6 +381,9 @@ when = "host.name is version('1')"
         format!("{shown}:8:11: role `web`: resource #1 (file /tmp/x): field `content`: filter `regex_replce` is not available on the hosts"),
         "hint: did you mean `regex_replace`?".to_string(),
         format!("{shown}:9:8: role `web`: resource #1 (file /tmp/x): field `when`: test `version` is not available on the hosts"),
+        // The hosts have no template files to load: the controller's minijinja has no loader
+        // statements either.
+        format!("{shown}:14:11: role `web`: resource #2 (file /tmp/y): field `content`: template line 1: syntax error: unknown statement include"),
     ] {
         assert!(
             output.stderr.contains(&expected),
