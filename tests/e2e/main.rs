@@ -20,3 +20,4 @@ mod security_lifetime;
 mod security_limits;
 mod security_secrets;
 mod security_ssh;
+mod templates;

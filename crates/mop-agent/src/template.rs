@@ -1,4 +1,5 @@
-//! Templates and expressions: minijinja with strict undefined variables, and the variable scope
+//! Templates and expressions: mop's template language (`mop_template`, the same as the
+//! controller's) with strict undefined variables, and the variable scope
 //! (plan vars, `facts`, registered results, `set` variables) they are evaluated against.
 
 use std::collections::BTreeMap;
@@ -18,16 +19,16 @@ impl Default for Engine {
 }
 
 impl Engine {
-    /// Strict undefined variables (a typo fails the resource instead of rendering an empty
+    /// `mop_template::environment()` (every name `mop validate` accepts, and no other) with
+    /// strict undefined variables (a typo fails the resource instead of rendering an empty
     /// string), no HTML auto-escaping whatever the template's extension, `trim_blocks` and a
     /// kept trailing newline, as configuration file templates expect.
     pub fn new() -> Engine {
-        let mut env = Environment::empty();
+        let mut env = mop_template::environment();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_keep_trailing_newline(true);
         env.set_trim_blocks(true);
-        register_builtins(&mut env);
         Engine { env }
     }
 
@@ -98,101 +99,6 @@ impl Engine {
             other => Ok(other.clone()),
         }
     }
-}
-
-/// Registers the filters, tests and functions templates may use: the commonly used part of
-/// minijinja's builtins, plus compact `sort` and `unique`. `Environment::new()` would register
-/// every builtin, which costs the static agent about 180 KiB of its 2 MiB budget; the ones left
-/// out (`dictsort`, `min`, `max`, `sum`, `abs`, `round`, `float`, `attr`,
-/// `format`, `groupby`, `batch`, `slice`, `zip`, `chain`, `pprint`, `escape`, `dict()`,
-/// `debug()`) are rare in configuration templates. Maps iterate in key order, so `items` does
-/// what `dictsort` would.
-fn register_builtins(env: &mut Environment<'static>) {
-    use minijinja::{filters, functions, tests};
-    env.add_filter("bool", filters::bool);
-    env.add_filter("capitalize", filters::capitalize);
-    env.add_filter("title", filters::title);
-    env.add_filter("count", filters::length);
-    env.add_filter("d", filters::default);
-    env.add_filter("default", filters::default);
-    env.add_filter("first", filters::first);
-    env.add_filter("indent", filters::indent);
-    env.add_filter("int", filters::int);
-    env.add_filter("items", filters::items);
-    env.add_filter("join", filters::join);
-    env.add_filter("last", filters::last);
-    env.add_filter("length", filters::length);
-    env.add_filter("lines", filters::lines);
-    env.add_filter("list", filters::list);
-    env.add_filter("lower", filters::lower);
-    env.add_filter("map", filters::map);
-    env.add_filter("reject", filters::reject);
-    env.add_filter("rejectattr", filters::rejectattr);
-    env.add_filter("replace", filters::replace);
-    env.add_filter("reverse", filters::reverse);
-    env.add_filter("select", filters::select);
-    env.add_filter("selectattr", filters::selectattr);
-    env.add_filter("sort", sort_filter as ListFilter);
-    env.add_filter("split", filters::split);
-    env.add_filter("string", filters::string);
-    env.add_filter("tojson", filters::tojson);
-    env.add_filter("trim", filters::trim);
-    env.add_filter("unique", unique_filter as ListFilter);
-    env.add_filter("upper", filters::upper);
-    env.add_test("boolean", tests::is_boolean);
-    env.add_test("defined", tests::is_defined);
-    env.add_test("divisibleby", tests::is_divisibleby);
-    env.add_test("endingwith", tests::is_endingwith);
-    env.add_test("eq", tests::is_eq);
-    env.add_test("even", tests::is_even);
-    env.add_test("false", tests::is_false);
-    env.add_test("float", tests::is_float);
-    env.add_test("ge", tests::is_ge);
-    env.add_test("gt", tests::is_gt);
-    env.add_test("in", tests::is_in);
-    env.add_test("integer", tests::is_integer);
-    env.add_test("iterable", tests::is_iterable);
-    env.add_test("le", tests::is_le);
-    env.add_test("lt", tests::is_lt);
-    env.add_test("mapping", tests::is_mapping);
-    env.add_test("ne", tests::is_ne);
-    env.add_test("none", tests::is_none);
-    env.add_test("number", tests::is_number);
-    env.add_test("odd", tests::is_odd);
-    env.add_test("sequence", tests::is_sequence);
-    env.add_test("startingwith", tests::is_startingwith);
-    env.add_test("string", tests::is_string);
-    env.add_test("true", tests::is_true);
-    env.add_test("undefined", tests::is_undefined);
-    env.add_function("namespace", functions::namespace);
-    env.add_function("range", functions::range);
-}
-
-/// The shape of the agent's own list filters: one function-pointer type, so minijinja's
-/// argument glue is instantiated once for all of them.
-type ListFilter = fn(Value) -> Result<Value, minijinja::Error>;
-
-fn list_items(value: &Value) -> Result<Vec<Value>, minijinja::Error> {
-    Ok(value.try_iter()?.collect())
-}
-
-/// `sort`: the items in ascending order (minijinja's value order: numbers before strings,
-/// strings by code point). A smaller stand-in for minijinja's `sort`, without its arguments.
-fn sort_filter(value: Value) -> Result<Value, minijinja::Error> {
-    let mut items = list_items(&value)?;
-    items.sort();
-    Ok(Value::from(items))
-}
-
-/// `unique`: the items without repeats, first occurrence kept.
-fn unique_filter(value: Value) -> Result<Value, minijinja::Error> {
-    let mut unique: Vec<Value> = Vec::new();
-    for item in list_items(&value)? {
-        if !unique.contains(&item) {
-            unique.push(item);
-        }
-    }
-    Ok(Value::from(unique))
 }
 
 /// Whether `text` contains any minijinja delimiter; plain strings skip the engine entirely.
@@ -362,76 +268,55 @@ impl Scope {
 mod tests {
     use super::*;
 
-    /// `mop validate` checks templates against the lists in `mop_protocol::template_names`;
-    /// they must say exactly what this engine has.
+    /// `mop validate` checks templates against `mop_template::names`; the agent's engine must
+    /// have exactly those names (the agent builds minijinja with its own feature set, so this is
+    /// checked here too, not only in mop-template).
     #[test]
-    fn the_shared_name_lists_match_the_registered_builtins() {
-        use mop_protocol::template_names::{
-            OMITTED_FUNCTIONS, TEMPLATE_FILTERS, TEMPLATE_FUNCTIONS, TEMPLATE_TESTS,
-        };
+    fn the_engine_has_exactly_the_listed_names() {
+        use mop_template::names::{FILTERS, FUNCTIONS, METHODS, TESTS};
         let engine = Engine::new();
-        let kind_of = |source: &str| match engine.env.render_str(source, minijinja::context! {}) {
-            Ok(_) => None,
-            Err(error) => Some(error.kind()),
+        let kind_of = |source: &str| {
+            let context = minijinja::context! { s => "web1", m => minijinja::context! { a => 1 } };
+            match engine.env.render_str(source, context) {
+                Ok(_) => None,
+                Err(error) => Some(error.kind()),
+            }
         };
         // A name is registered when using it fails for any reason but "unknown".
-        for name in TEMPLATE_FILTERS {
-            let kind = kind_of(&format!("{{{{ [1] | {name} }}}}"));
+        for name in FILTERS {
+            let kind = kind_of(&format!("{{{{ 'a/b' | {name} }}}}"));
             assert_ne!(kind, Some(ErrorKind::UnknownFilter), "filter {name}");
         }
-        for name in TEMPLATE_TESTS {
+        for name in TESTS {
             let kind = kind_of(&format!("{{{{ 1 is {name} }}}}"));
             assert_ne!(kind, Some(ErrorKind::UnknownTest), "test {name}");
         }
-        for name in TEMPLATE_FUNCTIONS {
-            let kind = kind_of(&format!("{{{{ {name}(1) }}}}"));
+        for name in FUNCTIONS {
+            let kind = kind_of(&format!("{{{{ {name}() }}}}"));
             assert_ne!(kind, Some(ErrorKind::UnknownFunction), "function {name}");
         }
-        for name in OMITTED_FUNCTIONS {
-            let kind = kind_of(&format!("{{{{ {name}() }}}}"));
-            assert_eq!(kind, Some(ErrorKind::UnknownFunction), "function {name}");
+        for name in METHODS {
+            let on = match *name {
+                "get" | "items" | "keys" | "values" => "m",
+                _ => "s",
+            };
+            let kind = kind_of(&format!("{{{{ {on}.{name}('a') }}}}"));
+            assert_ne!(kind, Some(ErrorKind::UnknownMethod), "method {name}");
         }
-        // And nothing more: builtins left out are unknown here.
-        for name in [
-            "dictsort", "min", "max", "sum", "round", "abs", "batch", "format",
-        ] {
-            assert!(!TEMPLATE_FILTERS.contains(&name));
-            let kind = kind_of(&format!("{{{{ [1] | {name} }}}}"));
-            assert_eq!(kind, Some(ErrorKind::UnknownFilter), "filter {name}");
-        }
-        for name in ["lower", "upper", "filter", "test"] {
-            if TEMPLATE_TESTS.contains(&name) {
-                continue;
-            }
-            let kind = kind_of(&format!("{{{{ 1 is {name} }}}}"));
-            assert_eq!(kind, Some(ErrorKind::UnknownTest), "test {name}");
-        }
-        let registered_filters = source_names("add_filter");
-        let registered_tests = source_names("add_test");
-        let registered_functions = source_names("add_function");
-        assert_eq!(registered_filters, TEMPLATE_FILTERS, "filters");
-        assert_eq!(registered_tests, TEMPLATE_TESTS, "tests");
-        assert_eq!(registered_functions, TEMPLATE_FUNCTIONS, "functions");
-    }
-
-    /// The names `register_builtins` passes to `env.<method>("name", ...)`, sorted.
-    fn source_names(method: &str) -> Vec<&'static str> {
-        let source = include_str!("template.rs");
-        let start = source
-            .find("fn register_builtins")
-            .expect("register_builtins");
-        let body = &source[start..];
-        let body = &body[..body.find("\n}\n").expect("end of register_builtins")];
-        let needle = format!("env.{method}(\"");
-        let mut names: Vec<&'static str> = body
-            .match_indices(&needle)
-            .map(|(at, _)| {
-                let rest = &body[at + needle.len()..];
-                &rest[..rest.find('"').expect("closing quote")]
-            })
-            .collect();
-        names.sort_unstable();
-        names
+        // And nothing more.
+        assert_eq!(
+            kind_of("{{ 'a' | to_yaml }}"),
+            Some(ErrorKind::UnknownFilter)
+        );
+        assert_eq!(
+            kind_of("{{ 1 is version('1') }}"),
+            Some(ErrorKind::UnknownTest)
+        );
+        assert_eq!(
+            kind_of("{{ lookup('env') }}"),
+            Some(ErrorKind::UnknownFunction)
+        );
+        assert_eq!(kind_of("{{ s.zfill(3) }}"), Some(ErrorKind::UnknownMethod));
     }
 
     fn scope_with(vars: serde_json::Value) -> Scope {

@@ -1,21 +1,24 @@
-//! Which filters, tests and functions a host-side template uses that the agent does not have.
+//! Which filters, tests, functions and methods a template uses that mop's template language
+//! does not have.
 //!
-//! The agent's template engine registers a subset of minijinja's builtins (see
-//! `mop_protocol::template_names`); the controller's minijinja has them all, so a template using
-//! `dictsort` would compile here and fail on every host. minijinja only looks filters up when it
-//! renders, so this is a small lexical scan of the template's `{{ }}` and `{% %}` blocks (string
-//! literals and comments skipped): `| name` is a filter, `is [not] name` a test, `{% filter name
-//! %}` a filter block, and a call of a builtin function the agent lacks (unless the template
-//! defines a macro of that name) is reported too.
+//! The hosts and the controller render with the same environment (`mop_template`), whose names
+//! are `mop_template::names`. minijinja only looks filters, tests and methods up when it
+//! renders, so a misspelt or foreign name (`to_yaml`, `is version`, `.zfill()`) would compile
+//! here and fail on every host: this is a small lexical scan of the template's `{{ }}` and
+//! `{% %}` blocks (string literals and comments skipped): `| name` is a filter, `is [not] name`
+//! a test, `{% filter name %}` a filter block, `.name(` a method call, and a call of a global
+//! name that is neither a builtin function nor a macro or variable the template defines is a
+//! function the hosts lack (unless a variable of that name is in scope, which the
+//! undefined-variable check decides).
 
-use mop_protocol::template_names::{
-    OMITTED_FUNCTIONS, TEMPLATE_FILTERS, TEMPLATE_FUNCTIONS, TEMPLATE_TESTS,
-};
+use mop_template::names::{FILTERS, FUNCTIONS, METHODS, OBJECT_METHODS, TESTS};
 
-/// One name the hosts cannot resolve.
+use crate::suggest;
+
+/// One name the template language does not have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unavailable {
-    /// `filter`, `test` or `function`.
+    /// `filter`, `test` or `method`.
     pub what: &'static str,
     pub name: String,
     /// Byte offset of the name in the scanned text.
@@ -25,30 +28,27 @@ pub(crate) struct Unavailable {
 impl Unavailable {
     pub(crate) fn message(&self) -> String {
         format!(
-            "{} `{}` is not available on the hosts (the agent's template engine does not have it)",
+            "{} `{}` is not available on the hosts (mop's template language does not have it)",
             self.what, self.name
         )
     }
 
     pub(crate) fn hint(&self) -> String {
-        let available = match self.what {
-            "filter" => TEMPLATE_FILTERS,
-            "test" => TEMPLATE_TESTS,
-            _ => TEMPLATE_FUNCTIONS,
+        let available: Vec<&str> = match self.what {
+            "filter" => FILTERS.to_vec(),
+            "test" => TESTS.to_vec(),
+            "method" => METHODS.iter().chain(OBJECT_METHODS).copied().collect(),
+            _ => FUNCTIONS.to_vec(),
         };
-        let extra = match self.name.as_str() {
-            "dictsort" => " (`items` iterates a map in key order, as `dictsort` would)",
-            _ => "",
-        };
-        format!(
-            "the hosts have the {}s {}{extra}; see docs/reference/policy.md, \"Templates\"",
-            self.what,
-            available.join(", ")
-        )
+        let list = "see the list in docs/reference/policy.md, \"Templates and expressions\"";
+        match suggest::did_you_mean(&self.name, available) {
+            Some(suggestion) => format!("{suggestion} {list}"),
+            None => list.to_string(),
+        }
     }
 }
 
-/// The names `text` uses that the agent lacks, in order of appearance, each once.
+/// The names `text` uses that the template language lacks, in order of appearance, each once.
 /// `template` says whether `text` is a template (blocks inside text) or a bare expression.
 pub(crate) fn unavailable_names(text: &str, template: bool) -> Vec<Unavailable> {
     let regions = if template {
@@ -59,17 +59,6 @@ pub(crate) fn unavailable_names(text: &str, template: bool) -> Vec<Unavailable> 
     let tokens: Vec<Vec<Token>> = regions
         .iter()
         .map(|&(start, end)| tokenize(&text[start..end], start))
-        .collect();
-    let macros: Vec<&str> = tokens
-        .iter()
-        .filter_map(|region| match region.as_slice() {
-            [Token::Ident { name, .. }, Token::Ident { name: defined, .. }, ..]
-                if *name == "macro" || *name == "set" =>
-            {
-                Some(*defined)
-            }
-            _ => None,
-        })
         .collect();
     let mut found: Vec<Unavailable> = Vec::new();
     let mut report = |what: &'static str, name: &str, offset: usize| {
@@ -91,7 +80,7 @@ pub(crate) fn unavailable_names(text: &str, template: bool) -> Vec<Unavailable> 
         };
         if let Some(("filter", _)) = ident(0) {
             if let Some((name, offset)) = ident(1) {
-                if !TEMPLATE_FILTERS.contains(&name) {
+                if !FILTERS.contains(&name) {
                     report("filter", name, offset);
                 }
             }
@@ -100,7 +89,7 @@ pub(crate) fn unavailable_names(text: &str, template: bool) -> Vec<Unavailable> 
             match token {
                 Token::Punct('|') => {
                     if let Some((name, offset)) = ident(index + 1) {
-                        if !TEMPLATE_FILTERS.contains(&name) {
+                        if !FILTERS.contains(&name) {
                             report("filter", name, offset);
                         }
                     }
@@ -115,20 +104,20 @@ pub(crate) fn unavailable_names(text: &str, template: bool) -> Vec<Unavailable> 
                         _ => index + 1,
                     };
                     if let Some((name, offset)) = ident(next) {
-                        if !TEMPLATE_TESTS.contains(&name) {
+                        if !TESTS.contains(&name) {
                             report("test", name, offset);
                         }
                     }
                 }
                 Token::Ident {
                     name,
-                    after_dot: false,
+                    after_dot: true,
                     offset,
-                } if OMITTED_FUNCTIONS.contains(name)
-                    && !macros.contains(name)
-                    && region.get(index + 1) == Some(&Token::Punct('(')) =>
+                } if region.get(index + 1) == Some(&Token::Punct('('))
+                    && !METHODS.contains(name)
+                    && !OBJECT_METHODS.contains(name) =>
                 {
-                    report("function", name, *offset);
+                    report("method", name, *offset);
                 }
                 _ => {}
             }
@@ -277,29 +266,31 @@ mod tests {
     }
 
     #[test]
-    fn finds_what_the_agent_lacks_and_nothing_else() {
+    fn finds_what_the_language_lacks_and_nothing_else() {
         let cases: &[(&str, bool, &[&str])] = &[
             ("plain text | not a filter {x}", true, &[]),
             ("{{ name | upper }}", true, &[]),
-            ("{{ ports | dictsort }}", true, &["filter dictsort"]),
+            ("{{ ports | dictsort }}", true, &[]),
+            ("{{ ports | to_yaml }}", true, &["filter to_yaml"]),
             (
-                "{{ a|min }} and {{ b | max(1) }}",
+                "{{ a|min }} and {{ b | mx(1) }} {{ c | regex_replace('a', 'b') }}",
                 true,
-                &["filter min", "filter max"],
+                &["filter mx"],
             ),
-            ("{{ a | join(', ') | round }}", true, &["filter round"]),
-            ("{{ 'x | dictsort' ~ \"| round\" }}", true, &[]),
-            ("{# {{ x | dictsort }} #}{{ x }}", true, &[]),
+            ("{{ a | join(', ') | rund }}", true, &["filter rund"]),
+            ("{{ 'x | to_yaml' ~ \"| rund\" }}", true, &[]),
+            ("{# {{ x | to_yaml }} #}{{ x }}", true, &[]),
             (
-                "{% raw %}{{ x | dictsort }}{% endraw %}{{ y | sum }}",
+                "{% raw %}{{ x | to_yaml }}{% endraw %}{{ y | to_nice_yaml }}",
                 true,
-                &["filter sum"],
+                &["filter to_nice_yaml"],
             ),
             ("{% if x is divisibleby(3) %}{% endif %}", true, &[]),
+            ("{% if x is not sameas(y) %}{% endif %}", true, &[]),
             (
-                "{% if x is not sameas(y) %}{% endif %}",
+                "{% if x is not version('1.2', '>') %}{% endif %}",
                 true,
-                &["test sameas"],
+                &["test version"],
             ),
             ("{% filter upper %}a{% endfilter %}", true, &[]),
             (
@@ -307,16 +298,21 @@ mod tests {
                 true,
                 &["filter wordwrap"],
             ),
-            ("{{ dict(a=1) }}", true, &["function dict"]),
-            ("{% macro dict() %}x{% endmacro %}{{ dict() }}", true, &[]),
-            ("{{ obj.dict() }} {{ range(3) | list }}", true, &[]),
+            ("{{ dict(a=1) }} {{ debug() }}", true, &[]),
             (
-                "{{ x | dictsort }}{{ y | dictsort }}",
+                "{{ host.name.startswith('web') }} {{ m.items() }} {% for x in l %}{{ loop.cycle('a', 'b') }}{% endfor %}",
                 true,
-                &["filter dictsort"],
+                &[],
+            ),
+            ("{{ name.zfill(3) }} {{ l.append(1) }}", true, &["method zfill", "method append"]),
+            ("{{ name.zfill }}", true, &[]),
+            (
+                "{{ x | to_yaml }}{{ y | to_yaml }}",
+                true,
+                &["filter to_yaml"],
             ),
             ("x is defined and y | length > 2", false, &[]),
-            ("x | abs > 2", false, &["filter abs"]),
+            ("x | absolute > 2", false, &["filter absolute"]),
             (
                 "{{- x | trim -}}{%- if y is odd -%}{%- endif -%}",
                 true,
@@ -330,19 +326,27 @@ mod tests {
 
     #[test]
     fn offsets_point_at_the_name() {
-        let text = "line one\n{{ ports | dictsort }}";
+        let text = "line one\n{{ ports | to_yaml }}";
         let found = unavailable_names(text, true);
-        assert_eq!(&text[found[0].offset..found[0].offset + 8], "dictsort");
+        assert_eq!(&text[found[0].offset..found[0].offset + 7], "to_yaml");
     }
 
     #[test]
-    fn the_hint_lists_what_is_available() {
-        let found = &unavailable_names("{{ x | dictsort }}", true)[0];
+    fn the_hint_suggests_a_close_name() {
+        let found = &unavailable_names("{{ x | regex_replce('a') }}", true)[0];
         assert_eq!(
             found.message(),
-            "filter `dictsort` is not available on the hosts (the agent's template engine does not have it)"
+            "filter `regex_replce` is not available on the hosts (mop's template language does not have it)"
         );
-        assert!(found.hint().contains("items"), "{}", found.hint());
-        assert!(found.hint().contains("upper"), "{}", found.hint());
+        assert_eq!(
+            found.hint(),
+            "did you mean `regex_replace`? see the list in docs/reference/policy.md, \"Templates and expressions\""
+        );
+        let found = &unavailable_names("{{ x.startwith('a') }}", true)[0];
+        assert!(
+            found.hint().starts_with("did you mean `startswith`?"),
+            "{}",
+            found.hint()
+        );
     }
 }

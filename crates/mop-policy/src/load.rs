@@ -284,6 +284,17 @@ impl Loader {
                     format!("field `{key}`: {message}"),
                     None,
                 );
+            } else {
+                // Rendered by the controller, in the same template language as the hosts.
+                let template = kind == SiteKind::Template;
+                for missing in crate::host_names::unavailable_names(&text, template) {
+                    reader.error(
+                        span.start,
+                        &context,
+                        format!("field `{key}`: {}", missing.message()),
+                        Some(missing.hint()),
+                    );
+                }
             }
             hooks.push(site);
             Some(text)

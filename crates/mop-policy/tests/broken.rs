@@ -518,13 +518,14 @@ name = "web"
 [[roles.resources]]
 type = "file"
 path = "/etc/app.conf"
-content = "{% for k, v in settings | dictsort %}{{ k }}={{ v | round }}\n{% endfor %}"
-when = "port is sameas(80)"
+content = "{% for k, v in settings | dictsort %}{{ k }}={{ v | to_yaml }}\n{% endfor %}{{ host.name.zfill(3) }}"
+when = "port is version(80)"
 
 [[roles.resources]]
 type = "file"
 path = "/etc/fine.conf"
-content = "{{ settings | items | list | length }} {{ 'a | dictsort' }}"
+content = "{{ settings | dictsort | list | length }} {{ 'a | to_yaml' }} {{ host.name.startswith('web') }} {{ host.name | regex_replace('[0-9]+$', '') }}"
+when = "port is sameas(80)"
 "#,
     );
 }

@@ -13,7 +13,6 @@ pub mod facts;
 pub mod frame;
 pub mod message;
 pub mod resource;
-pub mod template_names;
 
 pub use event::{CommandOutput, ResourceEvent, ResourceStatus, RoleSummary};
 pub use facts::{Facts, OsInfo};

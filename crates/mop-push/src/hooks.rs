@@ -23,8 +23,9 @@ pub fn hook_context(
     context
 }
 
+/// mop's template language (the hosts' own), with strict undefined variables.
 fn environment() -> Environment<'static> {
-    let mut env = Environment::new();
+    let mut env = mop_template::environment();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env
 }

@@ -47,7 +47,8 @@ pub fn render_command(
             message: secret_read_message(&name),
         });
     }
-    let mut environment = minijinja::Environment::new();
+    // The hosts' template language, so `mop run` commands read like resource fields.
+    let mut environment = mop_template::environment();
     environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let mut context = without_secrets(vars);
     context
