@@ -35,11 +35,17 @@ pub struct EmbeddedAgent {
 /// Where an agent came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentOrigin {
-    BuiltIn { target: String },
+    BuiltIn {
+        target: String,
+    },
     /// `MOP_AGENT_BIN`.
-    Override { path: PathBuf },
+    Override {
+        path: PathBuf,
+    },
     /// `mop-agent` beside a `mop` that carries no agent (a dev build).
-    BesideMop { path: PathBuf },
+    BesideMop {
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Display for AgentOrigin {
@@ -47,7 +53,11 @@ impl std::fmt::Display for AgentOrigin {
         match self {
             AgentOrigin::BuiltIn { target } => write!(formatter, "the built-in agent ({target})"),
             AgentOrigin::Override { path } => {
-                write!(formatter, "the agent `{}` ({AGENT_BIN_ENV})", path.display())
+                write!(
+                    formatter,
+                    "the agent `{}` ({AGENT_BIN_ENV})",
+                    path.display()
+                )
             }
             AgentOrigin::BesideMop { path } => {
                 write!(formatter, "the agent `{}` (beside mop)", path.display())
@@ -181,7 +191,12 @@ impl AgentSet {
     pub fn warnings(&self) -> Vec<String> {
         self.agents
             .iter()
-            .filter(|binary| binary.linkage.as_ref().is_none_or(|linkage| !linkage.is_static()))
+            .filter(|binary| {
+                binary
+                    .linkage
+                    .as_ref()
+                    .is_none_or(|linkage| !linkage.is_static())
+            })
             .map(|binary| {
                 format!(
                     "{} is {}; it fails on hosts without them (an older glibc, musl/Alpine)\n  \
@@ -202,7 +217,11 @@ impl AgentSet {
         let binary = self
             .agents
             .iter()
-            .find(|binary| local.as_ref().is_none_or(|local| binary.agent.platform == *local))
+            .find(|binary| {
+                local
+                    .as_ref()
+                    .is_none_or(|local| binary.agent.platform == *local)
+            })
             .ok_or_else(|| AgentError::NoLocalAgent {
                 carried: self.platforms(),
                 local: local
@@ -348,8 +367,13 @@ mod tests {
         }])
         .expect("an ELF executable");
         let local = set.local_executable().expect("this machine's platform");
-        let mode = std::fs::metadata(&local.path).expect("written").permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
+        let mode = std::fs::metadata(&local.path)
+            .expect("written")
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
         let status = std::process::Command::new(&local.path)
             .arg("--help")
             .output()
@@ -357,14 +381,23 @@ mod tests {
         assert!(status.status.success(), "{status:?}");
         let path = local.path.clone();
         drop(local);
-        assert!(!path.exists(), "the private copy is removed with its handle");
+        assert!(
+            !path.exists(),
+            "the private copy is removed with its handle"
+        );
     }
 
     #[test]
     fn hints_name_the_rust_target_of_common_machines() {
-        assert_eq!(rust_target_for("aarch64"), Some("aarch64-unknown-linux-gnu"));
+        assert_eq!(
+            rust_target_for("aarch64"),
+            Some("aarch64-unknown-linux-gnu")
+        );
         assert_eq!(rust_target_for("arm64"), Some("aarch64-unknown-linux-gnu"));
-        assert_eq!(rust_target_for("armv7l"), Some("armv7-unknown-linux-gnueabihf"));
+        assert_eq!(
+            rust_target_for("armv7l"),
+            Some("armv7-unknown-linux-gnueabihf")
+        );
         assert_eq!(rust_target_for("i686"), Some("i686-unknown-linux-gnu"));
         assert_eq!(rust_target_for("mips"), None);
     }

@@ -58,7 +58,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], env!("CARGO_PKG_VERSION"));
         assert!(lines[1].starts_with("commit "), "{text}");
-        assert_eq!(lines[2], format!("protocol {}", mop_protocol::PROTOCOL_VERSION));
+        assert_eq!(
+            lines[2],
+            format!("protocol {}", mop_protocol::PROTOCOL_VERSION)
+        );
         assert_eq!(lines.len(), 3 + EMBEDDED_AGENTS.len().max(1), "{text}");
     }
 }

@@ -212,7 +212,11 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
                 .iter()
                 .map(|machine| format!("{}/{machine}", agent.platform.os))
                 .collect();
-            format!("{}) agent={index}; sha={};;", patterns.join("|"), agent.sha256)
+            format!(
+                "{}) agent={index}; sha={};;",
+                patterns.join("|"),
+                agent.sha256
+            )
         })
         .collect();
     let dir_mode = if request.shared { "711" } else { "700" };
@@ -605,12 +609,18 @@ mod tests {
         }
     }
 
-    fn request<'a>(platform: &'a AgentPlatform) -> ProbeRequest<'a> {
-        ProbeRequest {
+    fn probe_agent(platform: &AgentPlatform) -> ProbeAgent<'_> {
+        ProbeAgent {
             platform,
+            sha256: "f00d",
+        }
+    }
+
+    fn request<'a>(agents: &'a [ProbeAgent<'a>]) -> ProbeRequest<'a> {
+        ProbeRequest {
+            agents,
             agent_dir: r#""$HOME"/.mop"#,
             token: "abc123",
-            sha256: "f00d",
             cache: false,
             shared: false,
             sudo_prefix: None,
@@ -638,7 +648,8 @@ mod tests {
     fn probe_creates_a_private_work_dir() {
         let home = tempfile::tempdir().expect("temp dir");
         let platform = platform();
-        let report = run_probe(&request(&platform), home.path());
+        let agents = [probe_agent(&platform)];
+        let report = run_probe(&request(&agents), home.path());
         let dir = home.path().join(".mop");
         let work = dir.join("w-abc123");
         assert_eq!(report.os, "Linux");
@@ -667,9 +678,10 @@ mod tests {
     fn probe_links_a_cached_agent_and_refuses_unsafe_dirs() {
         let home = tempfile::tempdir().expect("temp dir");
         let platform = platform();
+        let agents = [probe_agent(&platform)];
         let cached = ProbeRequest {
             cache: true,
-            ..request(&platform)
+            ..request(&agents)
         };
         assert_eq!(run_probe(&cached, home.path()).cached, Some(false));
         std::fs::write(home.path().join(".mop/agent-f00d"), b"agent").expect("write");
@@ -692,7 +704,7 @@ mod tests {
             .expect("chmod");
         let unsafe_dir = ProbeRequest {
             agent_dir: r#""$HOME"/shared"#,
-            ..request(&platform)
+            ..request(&agents)
         };
         let report = run_probe(&unsafe_dir, home.path());
         assert!(
@@ -713,10 +725,80 @@ mod tests {
             machines: &["s390x"],
             description: "Linux s390x".into(),
         };
-        let report = run_probe(&request(&other), home.path());
+        let agents = [probe_agent(&other)];
+        let report = run_probe(&request(&agents), home.path());
         assert!(!report.arch.is_empty());
+        assert_eq!(report.agent, None);
         assert!(!report.done);
         assert!(!home.path().join(".mop").exists());
+        // What the operator reads: this machine's real architecture, and what mop carries.
+        let error = unsupported_platform("web1", &report.os, &report.arch, "Linux s390x");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "web1 runs Linux {}, and this mop carries agents for Linux s390x only\n  hint: ",
+                report.arch
+            )),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn probe_picks_the_agent_of_the_hosts_architecture() {
+        // Two agents carried; the host's own `uname` picks the second one, and the cache link
+        // names that agent's digest.
+        let home = tempfile::tempdir().expect("temp dir");
+        let other = AgentPlatform {
+            os: "Linux",
+            machines: &["s390x"],
+            description: "Linux s390x".into(),
+        };
+        let this = elf_platform(
+            &std::fs::read(std::env::current_exe().expect("current exe")).expect("readable"),
+        )
+        .expect("this test is an ELF binary");
+        let agents = [
+            ProbeAgent {
+                platform: &other,
+                sha256: "0ther",
+            },
+            ProbeAgent {
+                platform: &this,
+                sha256: "7415",
+            },
+        ];
+        let cached = ProbeRequest {
+            cache: true,
+            ..request(&agents)
+        };
+        let report = run_probe(&cached, home.path());
+        assert_eq!(report.agent, Some(1), "{report:?}");
+        assert!(report.done, "{report:?}");
+        assert_eq!(
+            std::fs::read_link(home.path().join(".mop/w-abc123/mop-agent")).expect("symlink"),
+            Path::new("../agent-7415")
+        );
+    }
+
+    #[test]
+    fn another_architecture_is_refused_naming_it_and_how_to_build_for_it() {
+        let error = unsupported_platform("pi4", "Linux", "aarch64", "Linux x86_64");
+        assert_eq!(
+            error.to_string(),
+            "pi4 runs Linux aarch64, and this mop carries agents for Linux x86_64 only\n  \
+             hint: build mop with an agent for aarch64: `rustup target add \
+             aarch64-unknown-linux-gnu`, add a `[target.aarch64-unknown-linux-gnu]` table to \
+             crates/mop-agent/targets.toml and reinstall mop (docs/guide.md, \"Hosts of other \
+             architectures\"); or point MOP_AGENT_BIN at an agent built for it"
+        );
+        assert_eq!(error.host(), Some("pi4"));
+        // A machine mop has no target for, and a host answering with terminal escapes.
+        let odd = unsupported_platform("box", "Linux", "mips\u{1b}[2J", "Linux x86_64");
+        assert_eq!(
+            odd.to_string(),
+            "box runs Linux \"mips\\u{1b}[2J\", and this mop carries agents for Linux x86_64 only\n  \
+             hint: mop knows no Rust target for that machine; MOP_AGENT_BIN can point at an \
+             agent built for it"
+        );
     }
 
     #[test]

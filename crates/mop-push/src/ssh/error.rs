@@ -77,7 +77,9 @@ pub enum SshError {
         detail: String,
     },
 
-    #[error("{host} runs {remote}, and this mop carries agents for {carried} only\n  hint: {hint}")]
+    #[error(
+        "{host} runs {remote}, and this mop carries agents for {carried} only\n  hint: {hint}"
+    )]
     UnsupportedArch {
         host: String,
         /// `uname -s` and `uname -m` as the host reported them (escaped if odd).

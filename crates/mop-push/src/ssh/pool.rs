@@ -313,7 +313,9 @@ impl SshPool {
     /// sha256 of the pool's first agent (its only one when made from a file), as used in
     /// cached agents' names (`agent-<sha256>`).
     pub fn agent_sha256(&self) -> &str {
-        self.agents.first().map_or("", |agent| agent.sha256.as_str())
+        self.agents
+            .first()
+            .map_or("", |agent| agent.sha256.as_str())
     }
 
     /// How many agent uploads this run made.

@@ -2,11 +2,11 @@
 
 use anyhow::{anyhow, Result};
 use mop_protocol::Mode;
+use mop_push::agents::AgentSet;
 use mop_push::local::{run_local, LocalOptions};
 use mop_push::plan::PlanOptions;
 use mop_push::prepare::prepare;
 use mop_push::report::{ReportStyle, Reporter};
-use mop_push::agents::AgentSet;
 
 use crate::cli::LocalArgs;
 use crate::commands::load::{load_policy, LoadErrors};

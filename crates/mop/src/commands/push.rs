@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mop_protocol::Mode;
+use mop_push::agents::AgentSet;
 use mop_push::plan::PlanOptions;
 use mop_push::report::{ReportStyle, Reporter, RunSummary};
 use mop_push::rollout::{run_push, PushHost, PushOptions, PushRole};
-use mop_push::agents::AgentSet;
 
 use crate::cli::PushArgs;
 use crate::commands::load::load_run;
