@@ -222,3 +222,48 @@ content = "pushed by an installed mop to {{ host.name }}\n"
     let linkage = mop_push::elf::linkage(&uploaded[0]).expect("an ELF executable");
     assert!(linkage.is_static(), "{linkage:?}");
 }
+
+#[test]
+fn a_host_of_another_architecture_is_refused_naming_it() {
+    // sshd runs under `setarch i686`: the kernel tells every session it is an i686 machine,
+    // and this mop carries only an x86_64 agent (the dev agent here).
+    let sandbox = Sandbox::start(
+        "arch",
+        TestHostsBuilder::new().hosts(1).group("web").linux32(true),
+    );
+    let uname = sandbox
+        .host("host1")
+        .ssh_command("uname -m")
+        .output()
+        .expect("ssh runs");
+    assert_eq!(
+        String::from_utf8_lossy(&uname.stdout),
+        "i686\n",
+        "{uname:?}"
+    );
+    let policy = sandbox.policy(
+        "arch",
+        r#"
+[[roles]]
+name = "motd"
+groups = ["web"]
+
+[[roles.resources]]
+type = "file"
+path = "@OUT@/{{ host.name }}.motd"
+content = "never written\n"
+"#,
+    );
+    let output = sandbox.push_text(&policy, &["--apply"]);
+    assert_eq!(output.exit, 1, "{}", output.describe());
+    let all = format!("{}{}", output.stdout, output.stderr);
+    assert!(
+        all.contains("host1 runs Linux i686, and this mop carries agents for Linux x86_64 only")
+            && all.contains("rustup target add i686-unknown-linux-gnu"),
+        "{}",
+        output.describe()
+    );
+    assert!(!sandbox.out.join("host1.motd").exists());
+    // Refused before anything was created or uploaded on the host.
+    sandbox.assert_hosts_clean();
+}
