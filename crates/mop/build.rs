@@ -70,18 +70,27 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("cargo sets {name} for build scripts"))
 }
 
-/// The targets listed in `targets.toml`, in file order.
+/// The targets listed in `targets.toml` (its `[target.<triple>]` headers), in file order.
+/// Read line by line rather than with a TOML parser: a build dependency is compiled again,
+/// unoptimised, for every dev build, and cargo itself parses the file for real.
 fn agent_targets(targets_file: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(targets_file)
         .unwrap_or_else(|error| panic!("cannot read `{}`: {error}", targets_file.display()));
-    let table: toml::Table = text
-        .parse()
-        .unwrap_or_else(|error| panic!("`{}` is not valid TOML: {error}", targets_file.display()));
-    let targets: Vec<String> = table
-        .get("target")
-        .and_then(toml::Value::as_table)
-        .map(|targets| targets.keys().cloned().collect())
-        .unwrap_or_default();
+    let targets: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("[target.")?.strip_suffix(']'))
+        .map(|triple| {
+            assert!(
+                !triple.is_empty()
+                    && triple
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')),
+                "`{}`: write target tables as `[target.<triple>]`, unquoted, not `[target.{triple}]`",
+                targets_file.display()
+            );
+            triple.to_string()
+        })
+        .collect();
     assert!(
         !targets.is_empty(),
         "`{}` lists no [target.<triple>] table: a release mop must carry at least one agent",
