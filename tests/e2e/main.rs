@@ -8,6 +8,7 @@ mod support;
 
 mod adhoc;
 mod cli;
+mod install;
 mod local;
 mod persist;
 mod push_connect;

@@ -8,6 +8,8 @@
 //! spawns ssh or the agent.
 
 pub mod adhoc;
+pub mod agents;
+pub mod elf;
 pub mod hooks;
 pub mod local;
 pub mod plan;

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroUsize;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -158,7 +157,7 @@ pub async fn run_push(
     policy: &Policy,
     prepared: &PreparedRun,
     roles: &[PushRole],
-    agent: &Path,
+    agents: crate::agents::AgentSet,
     options: &PushOptions,
     reporter: Reporter,
 ) -> Result<(RunSummary, Reporter, bool), PushError> {
@@ -167,9 +166,9 @@ pub async fn run_push(
         eprintln!("warning: could not raise the open-files limit: {err}");
     }
     let hosts = ssh_hosts(roles);
-    let pool = SshPool::with_options(
+    let pool = SshPool::with_agents(
         &hosts,
-        agent,
+        agents,
         &ssh::SshPoolOptions {
             forks: options.forks,
             persist: options.persist,

@@ -47,29 +47,11 @@ impl AgentChild {
 /// Why the agent could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("agent binary `{path}` not found\n  hint: build it with `cargo build -p mop-agent`, or point MOP_AGENT_BIN at it")]
-    AgentMissing { path: PathBuf },
     #[error("could not start the agent `{path}`: {source}")]
     Spawn {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// Where the agent binary is: `$MOP_AGENT_BIN`, else `mop-agent` beside the running `mop`.
-pub fn agent_binary() -> Result<PathBuf, TransportError> {
-    let path = match std::env::var_os("MOP_AGENT_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join("mop-agent")))
-            .unwrap_or_else(|| PathBuf::from("mop-agent")),
-    };
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(TransportError::AgentMissing { path })
-    }
 }
 
 /// Runs the agent as a child process of `mop` on this machine.

@@ -42,6 +42,7 @@ pub struct TestHostsBuilder {
     host_prefix: String,
     bastion: Option<BastionLayout>,
     password_authentication: bool,
+    linux32: bool,
     base_dir: Option<PathBuf>,
     startup_timeout: Duration,
 }
@@ -54,6 +55,7 @@ impl Default for TestHostsBuilder {
             host_prefix: "host".to_owned(),
             bastion: None,
             password_authentication: false,
+            linux32: false,
             base_dir: None,
             startup_timeout: Duration::from_secs(20),
         }
@@ -93,6 +95,14 @@ impl TestHostsBuilder {
     /// Lets sshd accept passwords too (only [`crate::TEST_SUDO_PASSWORD_USER`] has one).
     pub fn password_authentication(mut self, enabled: bool) -> Self {
         self.password_authentication = enabled;
+        self
+    }
+
+    /// Runs the directly reachable sshds under `setarch i686`: the kernel then answers `uname -m`
+    /// with `i686` in every session (a real 32-bit personality, inherited by everything sshd
+    /// starts), so tests get a host of another architecture than this machine's.
+    pub fn linux32(mut self, enabled: bool) -> Self {
+        self.linux32 = enabled;
         self
     }
 
@@ -174,6 +184,7 @@ impl TestHostsBuilder {
                 host_dir,
                 authorized_keys: authorized_keys.clone(),
                 password_authentication: self.password_authentication,
+                linux32: self.linux32,
             };
             reservations.push(listener);
             keys.push((spec.host_key(), format!("mop-testhosts-{}", host.name)));

@@ -175,6 +175,8 @@ pub(crate) struct SshdSpec {
     pub(crate) host_dir: PathBuf,
     pub(crate) authorized_keys: PathBuf,
     pub(crate) password_authentication: bool,
+    /// Start sshd under `setarch i686` (see [`crate::TestHostsBuilder::linux32`]).
+    pub(crate) linux32: bool,
 }
 
 impl SshdSpec {
@@ -209,6 +211,12 @@ impl SshdSpec {
             .map_err(|error| Error::io("write", &config_path, error))?;
         let mut command = match (self.in_namespace(), namespace) {
             (true, Some(namespace)) => namespace.command(&tools.sshd),
+            _ if self.linux32 => {
+                // setarch execs sshd in place: the pid stays the one this harness manages.
+                let mut command = Command::new("setarch");
+                command.arg("i686").arg(&tools.sshd);
+                command
+            }
             _ => Command::new(&tools.sshd),
         };
         command.arg("-D").arg("-e").arg("-f").arg(&config_path);

@@ -14,7 +14,13 @@ Docs: docs/guide.md, docs/reference/";
 
 /// mop: agentless, push-mode configuration over SSH.
 #[derive(Debug, Parser)]
-#[command(name = "mop", version, about, after_help = AFTER_HELP, propagate_version = true)]
+#[command(
+    name = "mop",
+    version = crate::build_info::SHORT_VERSION,
+    about,
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
 pub struct Cli {
     /// When to use colours: auto (a terminal without NO_COLOR), always, never.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
@@ -60,6 +66,24 @@ pub enum Command {
     /// List or close the SSH connections kept open by `--persist`.
     #[command(after_help = CONNECTIONS_AFTER_HELP)]
     Connections(ConnectionsArgs),
+    /// Print a shell completion script: `mop completions bash > /etc/bash_completion.d/mop`.
+    Completions(CompletionsArgs),
+    /// Write man pages generated from this command line into DIR (used by `scripts/man`).
+    #[command(hide = true)]
+    ManPages(ManPagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManPagesArgs {
+    /// Where to write `mop.1` and one `mop-<command>.1` per command (created if missing).
+    pub dir: PathBuf,
 }
 
 /// The `--persist` value parser (`90s`, `10m`, `1h`, `1h30m`).

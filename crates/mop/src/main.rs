@@ -1,13 +1,14 @@
 //! `mop`: the command-line entry point. Thin by design: it parses arguments, calls the library
 //! crates, prints, and maps outcomes to the documented exit codes.
 
+mod build_info;
 mod cli;
 mod commands;
 mod common;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 
@@ -22,7 +23,14 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The long version names the built-in agents' digests, known only once `build_info` is
+    // compiled, so it is set here rather than in the derive attributes.
+    let long_version: &'static str = Box::leak(build_info::long_version().into_boxed_str());
+    let matches = Cli::command().long_version(long_version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let color = common::use_color(cli.color);
     let result = match cli.command {
         Command::Inventory(args) => commands::inventory::run(args),
@@ -34,6 +42,8 @@ fn main() -> ExitCode {
         Command::Download(args) => commands::download::run(args),
         Command::Transfer(args) => commands::transfer::run(args),
         Command::Connections(args) => commands::connections::run(args),
+        Command::Completions(args) => commands::docs::completions(args),
+        Command::ManPages(args) => commands::docs::man_pages(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -21,10 +21,9 @@ use tokio::io::AsyncWriteExt;
 use super::shell::{agent_pattern, quote};
 use super::SshError;
 
-/// The agent binary on this machine, read once per run.
+/// One agent binary on this machine, read once per run (a run may carry one per platform).
 #[derive(Debug)]
 pub(crate) struct LocalAgent {
-    pub(crate) path: std::path::PathBuf,
     pub(crate) bytes: Arc<[u8]>,
     pub(crate) sha256: String,
     pub(crate) platform: AgentPlatform,
@@ -44,30 +43,20 @@ pub(crate) struct AgentPlatform {
 }
 
 impl LocalAgent {
-    /// The stand-in of a pool that never installs an agent.
-    pub(crate) fn none() -> LocalAgent {
-        LocalAgent {
-            path: std::path::PathBuf::new(),
-            bytes: Arc::from(Vec::new()),
-            sha256: String::new(),
-            platform: AgentPlatform {
-                os: "",
-                machines: &[],
-                description: "no agent".to_string(),
-            },
-            compressed: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    /// Reads and hashes the agent; its bytes are uploaded as read here, so the content-addressed
-    /// name always matches what lands on the host.
+    /// Reads and hashes the agent file at `path`.
     pub(crate) fn load(path: &Path) -> Result<LocalAgent, SshError> {
         let failure = |detail: String| SshError::AgentBinary {
             path: path.to_path_buf(),
             detail,
         };
         let bytes = std::fs::read(path).map_err(|error| failure(error.to_string()))?;
-        let platform = elf_platform(&bytes).map_err(failure)?;
+        LocalAgent::from_bytes(bytes.into()).map_err(failure)
+    }
+
+    /// Hashes the agent; its bytes are uploaded as given here, so the content-addressed name
+    /// always matches what lands on the host.
+    pub(crate) fn from_bytes(bytes: Arc<[u8]>) -> Result<LocalAgent, String> {
+        let platform = elf_platform(&bytes)?;
         let sha256 = Sha256::digest(&bytes)
             .iter()
             .fold(String::new(), |mut hex, byte| {
@@ -75,8 +64,7 @@ impl LocalAgent {
                 hex
             });
         Ok(LocalAgent {
-            path: path.to_path_buf(),
-            bytes: bytes.into(),
+            bytes,
             sha256,
             platform,
             compressed: tokio::sync::OnceCell::new(),
@@ -176,13 +164,29 @@ fn quote_if_any(text: &str) -> String {
     }
 }
 
+/// One agent the probe may pick: the first whose platform matches the host's `uname`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProbeAgent<'a> {
+    pub(crate) platform: &'a AgentPlatform,
+    pub(crate) sha256: &'a str,
+}
+
+impl<'a> ProbeAgent<'a> {
+    pub(crate) fn of(agent: &'a LocalAgent) -> ProbeAgent<'a> {
+        ProbeAgent {
+            platform: &agent.platform,
+            sha256: &agent.sha256,
+        }
+    }
+}
+
 /// What the probe needs to know.
 #[derive(Debug, Clone)]
 pub(crate) struct ProbeRequest<'a> {
-    pub(crate) platform: &'a AgentPlatform,
+    /// The agents mop carries; the probe reports which one fits (`agent=<index>`) or stops.
+    pub(crate) agents: &'a [ProbeAgent<'a>],
     pub(crate) agent_dir: &'a str,
     pub(crate) token: &'a str,
-    pub(crate) sha256: &'a str,
     pub(crate) cache: bool,
     /// The agent will run as a third user: directories 0711, binary 0755.
     pub(crate) shared: bool,
@@ -194,17 +198,33 @@ pub(crate) struct ProbeRequest<'a> {
 
 /// The probe as one line of POSIX sh, to be run with `sh -c`.
 pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
-    let platforms: Vec<String> = request
-        .platform
-        .machines
+    // One `case` arm per carried agent: the host's own `uname` picks the agent (index and
+    // sha256, for the cache), so a mixed fleet costs no extra round trip. The patterns and the
+    // hex digest come from mop's own tables, never from input.
+    let arms: Vec<String> = request
+        .agents
         .iter()
-        .map(|machine| format!("{}/{machine}", request.platform.os))
+        .enumerate()
+        .map(|(index, agent)| {
+            let patterns: Vec<String> = agent
+                .platform
+                .machines
+                .iter()
+                .map(|machine| format!("{}/{machine}", agent.platform.os))
+                .collect();
+            format!(
+                "{}) agent={index}; sha={};;",
+                patterns.join("|"),
+                agent.sha256
+            )
+        })
         .collect();
     let dir_mode = if request.shared { "711" } else { "700" };
     let mut script = vec![
         "LC_ALL=C; export LC_ALL".to_string(),
         r#"printf 'os=%s\narch=%s\nhome=%s\nuser=%s\n' "$(uname -s)" "$(uname -m)" "$HOME" "$(id -un)""#.to_string(),
-        format!(r#"case "$(uname -s)/$(uname -m)" in {}) ;; *) exit 0;; esac"#, platforms.join("|")),
+        format!(r#"case "$(uname -s)/$(uname -m)" in {} *) exit 0;; esac"#, arms.join(" ")),
+        r#"echo agent=$agent"#.to_string(),
         "umask 077".to_string(),
         format!("dir={}", request.agent_dir),
         r#"if [ ! -d "$dir" ]; then mkdir -p "$dir" || exit 1; fi"#.to_string(),
@@ -230,7 +250,7 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
     // `command -v` is a shell builtin: no process for this.
     script.push("if command -v gzip >/dev/null 2>&1; then echo gzip=yes; fi".to_string());
     if request.cache {
-        let cached = format!("agent-{}", request.sha256);
+        let cached = "agent-$sha";
         let share = if request.shared {
             format!(r#"chmod 755 "$dir"/{cached}; "#)
         } else {
@@ -314,6 +334,8 @@ pub(crate) struct ProbeReport {
     pub(crate) arch: String,
     pub(crate) home: String,
     pub(crate) user: String,
+    /// Which of the request's agents fits the host (`None`: none does).
+    pub(crate) agent: Option<usize>,
     pub(crate) dir: Option<String>,
     pub(crate) work: Option<String>,
     pub(crate) cached: Option<bool>,
@@ -343,6 +365,7 @@ pub(crate) fn parse_probe(output: &str) -> ProbeReport {
             "arch" => report.arch = value.to_string(),
             "home" => report.home = value.to_string(),
             "user" => report.user = value.to_string(),
+            "agent" => report.agent = value.parse().ok(),
             "dir" => report.dir = Some(value.to_string()),
             "work" => report.work = Some(value.to_string()),
             "cached" => report.cached = Some(value == "yes"),
@@ -360,6 +383,43 @@ pub(crate) fn parse_probe(output: &str) -> ProbeReport {
         }
     }
     report
+}
+
+/// The refusal for a host none of the carried agents fits (the probe stopped after `uname`).
+/// `os` and `arch` come from the host: shown as they are only when they look like a `uname`
+/// answer, else escaped, so a hostile host cannot write into the operator's terminal.
+pub(crate) fn unsupported_platform(host: &str, os: &str, arch: &str, carried: &str) -> SshError {
+    let plain = |text: &str| {
+        !text.is_empty()
+            && text.len() <= 64
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let shown = |text: &str| {
+        if plain(text) {
+            text.to_string()
+        } else {
+            format!("{text:?}")
+        }
+    };
+    let hint = match crate::agents::rust_target_for(arch) {
+        Some(target) if plain(arch) => format!(
+            "build mop with an agent for {arch}: `rustup target add {target}`, add a \
+             `[target.{target}]` table to crates/mop-agent/targets.toml and reinstall mop \
+             (docs/guide.md, \"Hosts of other architectures\"); or point MOP_AGENT_BIN at an \
+             agent built for it"
+        ),
+        _ => "mop knows no Rust target for that machine; MOP_AGENT_BIN can point at an agent \
+              built for it"
+            .to_string(),
+    };
+    SshError::UnsupportedArch {
+        host: host.to_string(),
+        remote: format!("{} {}", shown(os), shown(arch)),
+        carried: carried.to_string(),
+        hint,
+    }
 }
 
 /// Where the agent goes and how it is installed.
@@ -601,12 +661,18 @@ mod tests {
         }
     }
 
-    fn request<'a>(platform: &'a AgentPlatform) -> ProbeRequest<'a> {
-        ProbeRequest {
+    fn probe_agent(platform: &AgentPlatform) -> ProbeAgent<'_> {
+        ProbeAgent {
             platform,
+            sha256: "f00d",
+        }
+    }
+
+    fn request<'a>(agents: &'a [ProbeAgent<'a>]) -> ProbeRequest<'a> {
+        ProbeRequest {
+            agents,
             agent_dir: r#""$HOME"/.mop"#,
             token: "abc123",
-            sha256: "f00d",
             cache: false,
             shared: false,
             sudo_prefix: None,
@@ -634,7 +700,8 @@ mod tests {
     fn probe_creates_a_private_work_dir() {
         let home = tempfile::tempdir().expect("temp dir");
         let platform = platform();
-        let report = run_probe(&request(&platform), home.path());
+        let agents = [probe_agent(&platform)];
+        let report = run_probe(&request(&agents), home.path());
         let dir = home.path().join(".mop");
         let work = dir.join("w-abc123");
         assert_eq!(report.os, "Linux");
@@ -663,9 +730,10 @@ mod tests {
     fn probe_links_a_cached_agent_and_refuses_unsafe_dirs() {
         let home = tempfile::tempdir().expect("temp dir");
         let platform = platform();
+        let agents = [probe_agent(&platform)];
         let cached = ProbeRequest {
             cache: true,
-            ..request(&platform)
+            ..request(&agents)
         };
         assert_eq!(run_probe(&cached, home.path()).cached, Some(false));
         std::fs::write(home.path().join(".mop/agent-f00d"), b"agent").expect("write");
@@ -688,7 +756,7 @@ mod tests {
             .expect("chmod");
         let unsafe_dir = ProbeRequest {
             agent_dir: r#""$HOME"/shared"#,
-            ..request(&platform)
+            ..request(&agents)
         };
         let report = run_probe(&unsafe_dir, home.path());
         assert!(
@@ -709,10 +777,80 @@ mod tests {
             machines: &["s390x"],
             description: "Linux s390x".into(),
         };
-        let report = run_probe(&request(&other), home.path());
+        let agents = [probe_agent(&other)];
+        let report = run_probe(&request(&agents), home.path());
         assert!(!report.arch.is_empty());
+        assert_eq!(report.agent, None);
         assert!(!report.done);
         assert!(!home.path().join(".mop").exists());
+        // What the operator reads: this machine's real architecture, and what mop carries.
+        let error = unsupported_platform("web1", &report.os, &report.arch, "Linux s390x");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "web1 runs Linux {}, and this mop carries agents for Linux s390x only\n  hint: ",
+                report.arch
+            )),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn probe_picks_the_agent_of_the_hosts_architecture() {
+        // Two agents carried; the host's own `uname` picks the second one, and the cache link
+        // names that agent's digest.
+        let home = tempfile::tempdir().expect("temp dir");
+        let other = AgentPlatform {
+            os: "Linux",
+            machines: &["s390x"],
+            description: "Linux s390x".into(),
+        };
+        let this = elf_platform(
+            &std::fs::read(std::env::current_exe().expect("current exe")).expect("readable"),
+        )
+        .expect("this test is an ELF binary");
+        let agents = [
+            ProbeAgent {
+                platform: &other,
+                sha256: "0ther",
+            },
+            ProbeAgent {
+                platform: &this,
+                sha256: "7415",
+            },
+        ];
+        let cached = ProbeRequest {
+            cache: true,
+            ..request(&agents)
+        };
+        let report = run_probe(&cached, home.path());
+        assert_eq!(report.agent, Some(1), "{report:?}");
+        assert!(report.done, "{report:?}");
+        assert_eq!(
+            std::fs::read_link(home.path().join(".mop/w-abc123/mop-agent")).expect("symlink"),
+            Path::new("../agent-7415")
+        );
+    }
+
+    #[test]
+    fn another_architecture_is_refused_naming_it_and_how_to_build_for_it() {
+        let error = unsupported_platform("pi4", "Linux", "aarch64", "Linux x86_64");
+        assert_eq!(
+            error.to_string(),
+            "pi4 runs Linux aarch64, and this mop carries agents for Linux x86_64 only\n  \
+             hint: build mop with an agent for aarch64: `rustup target add \
+             aarch64-unknown-linux-gnu`, add a `[target.aarch64-unknown-linux-gnu]` table to \
+             crates/mop-agent/targets.toml and reinstall mop (docs/guide.md, \"Hosts of other \
+             architectures\"); or point MOP_AGENT_BIN at an agent built for it"
+        );
+        assert_eq!(error.host(), Some("pi4"));
+        // A machine mop has no target for, and a host answering with terminal escapes.
+        let odd = unsupported_platform("box", "Linux", "mips\u{1b}[2J", "Linux x86_64");
+        assert_eq!(
+            odd.to_string(),
+            "box runs Linux \"mips\\u{1b}[2J\", and this mop carries agents for Linux x86_64 only\n  \
+             hint: mop knows no Rust target for that machine; MOP_AGENT_BIN can point at an \
+             agent built for it"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub enum SshError {
     #[error("ssh rejects the run's configuration `{path}`: {detail}\n  hint: mop needs an OpenSSH client that knows `Match final` (tested with 9.2); check that `ssh -G somehost` works with your own ~/.ssh/config")]
     SshConfig { path: PathBuf, detail: String },
 
-    #[error("cannot use the agent binary `{path}`: {detail}\n  hint: build it with `cargo build -p mop-agent` (a static build for remote hosts: `--profile release-agent --target x86_64-unknown-linux-musl`)")]
+    #[error("cannot use the agent binary `{path}`: {detail}\n  hint: build the static agent with `scripts/build-agent` (or the dev agent with `cargo build -p mop-agent`)")]
     AgentBinary { path: PathBuf, detail: String },
 
     #[error("{host} ({address}) is unreachable: {detail}")]
@@ -78,12 +78,16 @@ pub enum SshError {
         detail: String,
     },
 
-    #[error("{host} runs {remote} but the agent `{agent}` was built for {built_for}\n  hint: build the agent for that platform and point mop at it (MOP_AGENT_BIN)")]
+    #[error(
+        "{host} runs {remote}, and this mop carries agents for {carried} only\n  hint: {hint}"
+    )]
     UnsupportedArch {
         host: String,
+        /// `uname -s` and `uname -m` as the host reported them (escaped if odd).
         remote: String,
-        agent: PathBuf,
-        built_for: String,
+        /// The platforms of the agents mop carries, e.g. `Linux x86_64`.
+        carried: String,
+        hint: String,
     },
 
     #[error("sudo on {host} needs a password for user {login_user}\n  hint: set the host's sudo password (mop_sudo_password), or allow the commands without a password (NOPASSWD) in sudoers")]

@@ -36,6 +36,7 @@ mod pool;
 mod shell;
 mod sudo;
 
+pub(crate) use bootstrap::{elf_platform, AgentPlatform, LocalAgent};
 pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
 pub use error::SshError;

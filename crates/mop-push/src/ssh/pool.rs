@@ -16,7 +16,8 @@ use tokio::sync::{Mutex, OnceCell, Semaphore};
 
 use super::bootstrap::{
     agent_command, agent_dir_expression, cleanup_script, kill_command, parse_probe, probe_script,
-    sh_command, sudo_check_script, upload, upload_plan, LocalAgent, ProbeRequest, SudoCheck,
+    sh_command, sudo_check_script, unsupported_platform, upload, upload_plan, LocalAgent,
+    ProbeAgent, ProbeRequest, SudoCheck,
 };
 use super::child::{ClosingStdin, SshAgentChild};
 use super::config::{plan_hosts, render_config, ConfigIncludes, PlannedHost, SshHost};
@@ -83,7 +84,9 @@ pub struct SshPool {
     run_dir: tempfile::TempDir,
     config_path: PathBuf,
     forks: Semaphore,
-    agent: LocalAgent,
+    /// The agents this run may install, at most one per platform; each host gets the one its
+    /// probe picks.
+    agents: Vec<LocalAgent>,
     uploads: AtomicUsize,
     tokens: AtomicU64,
     /// False for pools made by [`SshPool::without_agent`] (ad hoc commands and copies).
@@ -111,6 +114,8 @@ struct Install {
     login_user: String,
     dir: String,
     work: String,
+    /// Which of the pool's agents fits this host.
+    agent: usize,
     agent_ready: bool,
     /// The host has `gzip`: upload the agent compressed.
     gzip: bool,
@@ -157,18 +162,28 @@ impl SshPool {
         options: &SshPoolOptions,
     ) -> Result<SshPool, SshError> {
         let agent = LocalAgent::load(agent)?;
-        SshPool::build(hosts, agent, true, options)
+        SshPool::build(hosts, vec![agent], true, options)
+    }
+
+    /// A pool that installs, on each host, the agent of that host's platform among `agents`
+    /// (what `mop push` uses: the agents built into mop, or `MOP_AGENT_BIN`).
+    pub fn with_agents(
+        hosts: &[SshHost],
+        agents: crate::agents::AgentSet,
+        options: &SshPoolOptions,
+    ) -> Result<SshPool, SshError> {
+        SshPool::build(hosts, agents.into_local_agents(), true, options)
     }
 
     /// A pool that only connects (no agent to install): for `mop run`, `mop upload` and
     /// friends. [`SshPool::start_agent`] on it fails.
     pub fn without_agent(hosts: &[SshHost], options: &SshPoolOptions) -> Result<SshPool, SshError> {
-        SshPool::build(hosts, LocalAgent::none(), false, options)
+        SshPool::build(hosts, Vec::new(), false, options)
     }
 
     fn build(
         hosts: &[SshHost],
-        agent: LocalAgent,
+        agents: Vec<LocalAgent>,
         has_agent: bool,
         options: &SshPoolOptions,
     ) -> Result<SshPool, SshError> {
@@ -229,7 +244,7 @@ impl SshPool {
             run_dir,
             config_path,
             forks: Semaphore::new(options.forks.max(1)),
-            agent,
+            agents,
             uploads: AtomicUsize::new(0),
             tokens: AtomicU64::new(0),
             has_agent,
@@ -303,9 +318,12 @@ impl SshPool {
         self.run_dir.path()
     }
 
-    /// sha256 of the local agent, as used in cached agents' names (`agent-<sha256>`).
+    /// sha256 of the pool's first agent (its only one when made from a file), as used in
+    /// cached agents' names (`agent-<sha256>`).
     pub fn agent_sha256(&self) -> &str {
-        &self.agent.sha256
+        self.agents
+            .first()
+            .map_or("", |agent| agent.sha256.as_str())
     }
 
     /// How many agent uploads this run made.
@@ -374,7 +392,7 @@ impl SshPool {
         options: &AgentOptions,
     ) -> Result<AgentProcess, SshError> {
         check_password(host, options.sudo.as_ref())?;
-        if !self.has_agent {
+        if !self.has_agent || self.agents.is_empty() {
             return Err(SshError::AgentBinary {
                 path: PathBuf::new(),
                 detail: "this connection pool was opened without an agent".to_string(),
@@ -418,22 +436,23 @@ impl SshPool {
         };
         let mut fresh_upload = None;
         if !install.agent_ready {
+            let agent = &self.agents[install.agent];
             let mut plan = upload_plan(
                 &install.dir,
                 &install.work,
-                &self.agent.sha256,
+                &agent.sha256,
                 install.key.cache,
                 install.key.shared,
             );
             self.uploads.fetch_add(1, Ordering::Relaxed);
             // Compressed when the host can unpack it; a failure to compress just sends it plain.
             let compressed = if install.gzip {
-                self.agent.compressed().await.ok()
+                agent.compressed().await.ok()
             } else {
                 None
             };
             plan.compressed = compressed.is_some();
-            let bytes = compressed.unwrap_or_else(|| self.agent.bytes.clone());
+            let bytes = compressed.unwrap_or_else(|| agent.bytes.clone());
             if let Err(detail) = upload(session.clone(), &bytes, &plan).await {
                 let error = SshError::UploadFailed {
                     host: host.to_string(),
@@ -536,11 +555,11 @@ impl SshPool {
         } else {
             (None, None)
         };
+        let agents: Vec<ProbeAgent<'_>> = self.agents.iter().map(ProbeAgent::of).collect();
         let request = ProbeRequest {
-            platform: &self.agent.platform,
+            agents: &agents,
             agent_dir: &key.agent_dir,
             token: &token,
-            sha256: &self.agent.sha256,
             cache: key.cache,
             shared: key.shared,
             sudo_prefix,
@@ -560,17 +579,31 @@ impl SshPool {
                     detail: format!("{error}\n  hint: set the host's agent directory (mop_agent_dir) to a directory its login user owns and only it can write"),
                 });
             }
-            if !report.arch.is_empty() && output.code == Some(0) {
-                return Err(SshError::UnsupportedArch {
-                    host: host.to_string(),
-                    remote: format!("{} {}", report.os, report.arch),
-                    agent: self.agent.path.clone(),
-                    built_for: self.agent.platform.description.clone(),
-                });
+            if !report.arch.is_empty() && report.agent.is_none() && output.code == Some(0) {
+                let carried: Vec<&str> = self
+                    .agents
+                    .iter()
+                    .map(|agent| agent.platform.description.as_str())
+                    .collect();
+                return Err(unsupported_platform(
+                    host,
+                    &report.os,
+                    &report.arch,
+                    &carried.join(", "),
+                ));
             }
             return Err(SshError::Bootstrap {
                 host: host.to_string(),
                 detail: exec_failure(&output, sudo),
+            });
+        };
+        let Some(agent) = report.agent.filter(|index| *index < self.agents.len()) else {
+            return Err(SshError::Bootstrap {
+                host: host.to_string(),
+                detail: format!(
+                    "the probe did not say which agent fits the host\n{}",
+                    exec_failure(&output, sudo)
+                ),
             });
         };
         let mut install = Install {
@@ -578,6 +611,7 @@ impl SshPool {
             login_user: report.user.clone(),
             dir: report.dir.clone().unwrap_or_default(),
             work,
+            agent,
             agent_ready: report.cached == Some(true),
             gzip: report.gzip,
             failure: None,

@@ -2,11 +2,11 @@
 
 use anyhow::{anyhow, Result};
 use mop_protocol::Mode;
+use mop_push::agents::AgentSet;
 use mop_push::local::{run_local, LocalOptions};
 use mop_push::plan::PlanOptions;
 use mop_push::prepare::prepare;
 use mop_push::report::{ReportStyle, Reporter};
-use mop_push::transport::agent_binary;
 
 use crate::cli::LocalArgs;
 use crate::commands::load::{load_policy, LoadErrors};
@@ -19,7 +19,8 @@ pub fn run(args: LocalArgs, color: bool) -> Result<u8> {
     let all_roles: Vec<usize> = (0..policy.roles.len()).collect();
     let prepared = prepare(&policy, &all_roles, std::slice::from_ref(&args.policy))
         .map_err(|errors| anyhow!(LoadErrors(errors.iter().map(ToString::to_string).collect())))?;
-    let agent = agent_binary()?;
+    // The agent runs here, not on a host: a dynamically linked dev agent is fine.
+    let agent = AgentSet::resolve(crate::build_info::EMBEDDED_AGENTS)?.local_executable()?;
     let options = LocalOptions {
         plan: PlanOptions {
             mode: if args.mode.apply {
@@ -44,7 +45,7 @@ pub fn run(args: LocalArgs, color: bool) -> Result<u8> {
     let summary = runtime.block_on(run_local(
         &policy,
         &prepared,
-        &agent,
+        &agent.path,
         &options,
         &mut reporter,
     ))?;

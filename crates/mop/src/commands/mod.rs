@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod connections;
+pub mod docs;
 pub mod download;
 pub mod inventory;
 pub mod load;

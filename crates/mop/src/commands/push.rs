@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mop_protocol::Mode;
+use mop_push::agents::AgentSet;
 use mop_push::plan::PlanOptions;
 use mop_push::report::{ReportStyle, Reporter, RunSummary};
 use mop_push::rollout::{run_push, PushHost, PushOptions, PushRole};
-use mop_push::transport::agent_binary;
 
 use crate::cli::PushArgs;
 use crate::commands::load::load_run;
@@ -18,7 +18,10 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
-    let agent = agent_binary()?;
+    let agents = AgentSet::resolve(crate::build_info::EMBEDDED_AGENTS)?;
+    for warning in agents.warnings() {
+        eprintln!("warning: {warning}");
+    }
     let roles: Vec<PushRole> = loaded
         .roles
         .iter()
@@ -68,7 +71,7 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
         &loaded.policy,
         &loaded.prepared,
         &roles,
-        &agent,
+        agents,
         &options,
         Reporter::stdout(style),
     ))?;
