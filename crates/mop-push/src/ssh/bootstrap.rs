@@ -937,6 +937,7 @@ mod tests {
         let home = tempfile::tempdir().expect("temp dir");
         let dir = home.path().join(".mop");
         let platform = platform();
+        let agents = [probe_agent(&platform)];
         let work_dir = |token: &str, age: Option<u64>| {
             let work = dir.join(format!("w-{token}"));
             std::fs::create_dir_all(work.join("sub")).expect("mkdir");
@@ -969,7 +970,7 @@ mod tests {
         set_age(&outside.join("lock"), 10);
         std::os::unix::fs::symlink(&outside, dir.join("w-link01")).expect("symlink");
 
-        let report = run_probe(&request(&platform), home.path());
+        let report = run_probe(&request(&agents), home.path());
         assert!(report.done, "{report:?}");
         assert!(!dead.exists(), "a dead agent's work directory is removed");
         for kept in [&live, &fresh, &lockless, &outside] {
@@ -986,7 +987,7 @@ mod tests {
         drop(live_lock);
         let again = ProbeRequest {
             token: "def456",
-            ..request(&platform)
+            ..request(&agents)
         };
         run_probe(&again, home.path());
         assert!(!live.exists());
@@ -999,9 +1000,10 @@ mod tests {
     fn cleanup_restores_a_private_agent_dir() {
         let home = tempfile::tempdir().expect("temp dir");
         let platform = platform();
+        let agents = [probe_agent(&platform)];
         let shared = ProbeRequest {
             shared: true,
-            ..request(&platform)
+            ..request(&agents)
         };
         let report = run_probe(&shared, home.path());
         let dir = home.path().join(".mop");
