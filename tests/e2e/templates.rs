@@ -80,6 +80,7 @@ const CASES: &[(&str, &str, &str)] = &[
     ("b64decode", "{{ 'dXNlcjpwdw==' | b64decode }}", "user:pw"),
     ("basename", "{{ path | basename }}", "nginx.conf"),
     ("dirname", "{{ path | dirname }}", "/etc/nginx"),
+    ("quote", "{{ \"it's $HOME\" | quote }}", "'it'\"'\"'s $HOME'"),
     (
         "combine",
         "{{ {'a': 1, 'b': {'x': 1}} | combine({'b': {'y': 2}}, recursive=true) | to_json }}",

@@ -1,6 +1,6 @@
 //! The filters Ansible roles use most, with Ansible's names and arguments, so that templates
 //! ported from a role render the same: `regex_replace`, `regex_search`, `b64encode`,
-//! `b64decode`, `to_json`, `from_json`, `combine`, `basename`, `dirname` and `hash`
+//! `b64decode`, `to_json`, `from_json`, `combine`, `basename`, `dirname`, `hash` and `quote`
 //! (`unique` is minijinja's own).
 //!
 //! Regular expressions are regex-lite's dialect (Rust `regex` syntax without Unicode classes:
@@ -304,6 +304,21 @@ fn merge(left: &Value, right: &Value, recursive: bool) -> Result<Value, Error> {
     Ok(Value::from_iter(entries))
 }
 
+/// `quote`: the value as one word of a POSIX shell command (Python's `shlex.quote`, which
+/// Ansible's filter is): unchanged when it holds only characters no shell treats specially,
+/// otherwise wrapped in single quotes, each `'` written `'"'"'`. `''` for an empty value.
+pub fn quote(value: &Value) -> String {
+    let text = match value.as_str() {
+        Some(text) => text.to_string(),
+        None => value.to_string(),
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text;
+    }
+    format!("'{}'", text.replace('\'', "'\"'\"'"))
+}
+
 /// `basename`: what follows the last `/` (Python's `os.path.basename`: `/a/b/` gives ``).
 pub fn basename(value: &str) -> String {
     match value.rfind('/') {
@@ -401,6 +416,30 @@ mod tests {
             assert_eq!(basename(path), base, "basename {path}");
             assert_eq!(dirname(path), dir, "dirname {path}");
         }
+    }
+
+    #[test]
+    fn quote_gives_one_inert_shell_word() {
+        for (value, quoted) in [
+            ("plain/path-1.conf", "plain/path-1.conf"),
+            ("", "''"),
+            ("a b", "'a b'"),
+            ("it's", "'it'\"'\"'s'"),
+            (
+                "$(touch x)`id`;|&<>*?~#!\\\n",
+                "'$(touch x)`id`;|&<>*?~#!\\\n'",
+            ),
+        ] {
+            assert_eq!(quote(&Value::from(value)), quoted, "{value:?}");
+            // A real shell reads the quoted word back as exactly the value.
+            let echoed = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {quoted}"))
+                .output()
+                .expect("sh runs");
+            assert_eq!(String::from_utf8_lossy(&echoed.stdout), value);
+        }
+        assert_eq!(quote(&Value::from(8080)), "8080");
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn add_to(env: &mut Environment<'_>) {
     env.add_filter("dirname", ansible::dirname);
     env.add_filter("from_json", ansible::from_json);
     env.add_filter("hash", ansible::hash);
+    env.add_filter("quote", ansible::quote);
     env.add_filter("regex_replace", ansible::regex_replace);
     env.add_filter("regex_search", ansible::regex_search);
     env.add_filter("to_json", ansible::to_json);

@@ -41,6 +41,7 @@ pub const FILTERS: &[&str] = &[
     "max",
     "min",
     "pprint",
+    "quote",
     "regex_replace",
     "regex_search",
     "reject",
