@@ -289,8 +289,7 @@ fn string_hint(var: &MagicVariable, text: &str, reason: Option<String>) -> Optio
     }
     match var.kind {
         MagicKind::HostKeyPolicy => {
-            let names = ["strict", "accept-new", "off"];
-            closest(text, names).map(|suggestion| format!("did you mean `{suggestion}`?"))
+            closest(text, HostKeyPolicy::NAMES.iter().copied()).map(|suggestion| format!("did you mean `{suggestion}`?"))
         }
         MagicKind::AbsolutePath if !text.starts_with('/') => {
             Some("give the full path, e.g. `/var/lib/mop`".into())
