@@ -289,7 +289,7 @@ impl ResourceSpec {
     /// The description of this spec's type. Exhaustive on purpose: a new variant does not
     /// compile until it has an entry in [`RESOURCE_KINDS`].
     pub fn kind(&self) -> &'static ResourceKind {
-        let kind = match self {
+        match self {
             ResourceSpec::File(_) => &FILE,
             ResourceSpec::Directory(_) => &DIRECTORY,
             ResourceSpec::Link(_) => &LINK,
@@ -304,8 +304,7 @@ impl ResourceSpec {
             ResourceSpec::Set(_) => &SET,
             ResourceSpec::Assert(_) => &ASSERT,
             ResourceSpec::Fail(_) => &FAIL,
-        };
-        kind
+        }
     }
 
     /// The `type` name.
