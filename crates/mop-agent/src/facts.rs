@@ -289,6 +289,13 @@ fn detect_service_manager(sources: &FactSources) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A detected manager is one a policy may also name (`mop_protocol::PACKAGE_MANAGERS`).
+    #[test]
+    fn detected_package_managers_are_the_protocol_names() {
+        let detected: Vec<&str> = PACKAGE_MANAGERS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(detected, mop_protocol::PACKAGE_MANAGERS);
+    }
+
     #[test]
     fn os_release_quotes_and_family() {
         let info = parse_os_release(

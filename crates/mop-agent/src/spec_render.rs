@@ -5,6 +5,8 @@
 //!
 //! The fields are visited one by one rather than through a serde round trip: that keeps the
 //! field names for error messages and saves the agent a second copy of every spec's serde code.
+//! Which fields are rendered is decided by `mop_protocol::RESOURCE_KINDS` (the policy checks
+//! the same fields); `visitor_renders_exactly_the_described_fields` holds this visitor to it.
 
 use minijinja::Value;
 use mop_protocol::ResourceSpec;
@@ -148,6 +150,32 @@ mod tests {
         assert_eq!(rendered.owner.as_deref(), Some("www"));
         assert_eq!(rendered.source.as_deref(), Some("files/{{ literal }}"));
         assert_eq!(rendered.template.as_deref(), Some("t/{{ literal }}.j2"));
+    }
+
+    /// The rendered fields of every type are exactly those the protocol's description marks
+    /// as rendered before the run.
+    #[test]
+    fn visitor_renders_exactly_the_described_fields() {
+        for kind in mop_protocol::RESOURCE_KINDS {
+            let resource: mop_protocol::Resource =
+                serde_json::from_value(mop_protocol::sample_resource_json(kind))
+                    .expect("the sample deserializes");
+            let mut spec = resource.spec;
+            let mut visited = std::collections::BTreeSet::new();
+            visit_template_fields(&mut spec, &mut |field: &str, _: &mut String| {
+                let name = field.split(['[', '.']).next().unwrap_or(field);
+                visited.insert(name.to_string());
+                Ok(())
+            })
+            .expect("recording never fails");
+            let described: std::collections::BTreeSet<String> = kind
+                .fields
+                .iter()
+                .filter(|field| field.kind.is_rendered_before_run())
+                .map(|field| field.name.to_string())
+                .collect();
+            assert_eq!(visited, described, "rendered fields of `{}`", kind.name);
+        }
     }
 
     #[test]

@@ -46,44 +46,8 @@ impl Serialize for Secret {
     }
 }
 
-/// `mop_check_host_keys`: how the SSH host key of a host is checked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyPolicy {
-    /// The key must already be in `known_hosts` (OpenSSH `StrictHostKeyChecking=yes`).
-    #[default]
-    Strict,
-    /// Unknown hosts are trusted and recorded; changed keys are refused (`accept-new`).
-    AcceptNew,
-    /// No checking at all (`StrictHostKeyChecking=no` with no `known_hosts`).
-    Off,
-}
-
-impl HostKeyPolicy {
-    /// The inventory spelling: `strict`, `accept-new` or `off`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostKeyPolicy::Strict => "strict",
-            HostKeyPolicy::AcceptNew => "accept-new",
-            HostKeyPolicy::Off => "off",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "strict" => Some(HostKeyPolicy::Strict),
-            "accept-new" => Some(HostKeyPolicy::AcceptNew),
-            "off" => Some(HostKeyPolicy::Off),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for HostKeyPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// `mop_check_host_keys`: spelled once, in `mop-protocol`, for inventories and policies.
+pub use mop_protocol::HostKeyPolicy;
 
 /// Everything needed to open an SSH session to one host (or one hop on the way to it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -288,10 +288,8 @@ fn string_hint(var: &MagicVariable, text: &str, reason: Option<String>) -> Optio
         return reason;
     }
     match var.kind {
-        MagicKind::HostKeyPolicy => {
-            let names = ["strict", "accept-new", "off"];
-            closest(text, names).map(|suggestion| format!("did you mean `{suggestion}`?"))
-        }
+        MagicKind::HostKeyPolicy => closest(text, HostKeyPolicy::NAMES.iter().copied())
+            .map(|suggestion| format!("did you mean `{suggestion}`?")),
         MagicKind::AbsolutePath if !text.starts_with('/') => {
             Some("give the full path, e.g. `/var/lib/mop`".into())
         }

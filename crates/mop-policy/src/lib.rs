@@ -26,7 +26,7 @@ mod templates;
 
 pub use error::{Origin, PolicyError, PolicyErrors, Position};
 pub use model::{
-    FileReference, FileServerSettings, HostKeyCheck, MaxFail, PathSpec, PatternSpec, Policy, Role,
+    FileReference, FileServerSettings, HostKeyPolicy, MaxFail, PathSpec, PatternSpec, Policy, Role,
 };
 pub use mop_protocol::{Resource, ResourceSpec};
 
@@ -36,5 +36,3 @@ pub const POLICY_KEYS: &[&str] = load::POLICY_KEYS;
 pub const ROLE_KEYS: &[&str] = load::ROLE_KEYS;
 /// Every key a roles file accepts.
 pub const ROLES_FILE_KEYS: &[&str] = load::ROLES_FILE_KEYS;
-/// Fields every resource type accepts besides its own.
-pub const COMMON_RESOURCE_FIELDS: &[&str] = resources::COMMON_FIELDS;

@@ -12,7 +12,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use crate::error::{Origin, PolicyError, PolicyErrors, SourceFile};
 use crate::fields::Reader;
 use crate::model::{
-    parent_dir, resolve, FileServerSettings, HostKeyCheck, HostSelector, MaxFail, PathSpec,
+    parent_dir, resolve, FileServerSettings, HostKeyPolicy, HostSelector, MaxFail, PathSpec,
     PatternSpec, Policy, Role, RoleDetails,
 };
 use crate::node::{self, Node, Table, Value};
@@ -252,10 +252,10 @@ impl Loader {
         let check_host_keys =
             reader
                 .string(table, "check_host_keys", &context)
-                .and_then(|(value, span)| match HostKeyCheck::from_name(&value) {
+                .and_then(|(value, span)| match HostKeyPolicy::from_name(&value) {
                     Some(check) => Some(check),
                     None => {
-                        let names = HostKeyCheck::NAMES.iter().copied();
+                        let names = HostKeyPolicy::NAMES.iter().copied();
                         reader.error(
                             span.start,
                             &context,

@@ -5,6 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use globset::GlobSet;
+pub use mop_protocol::HostKeyPolicy;
 use mop_protocol::Resource;
 
 use crate::error::Origin;
@@ -92,47 +93,6 @@ impl fmt::Display for MaxFail {
     }
 }
 
-/// `check_host_keys`: how the SSH client treats unknown or changed host keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostKeyCheck {
-    /// Refuse unknown and changed keys (`StrictHostKeyChecking=yes`).
-    Strict,
-    /// Record unknown keys, refuse changed ones (`StrictHostKeyChecking=accept-new`).
-    AcceptNew,
-    /// Accept any key (`StrictHostKeyChecking=no`). For throwaway test hosts only.
-    Off,
-}
-
-impl HostKeyCheck {
-    /// Every accepted spelling, in documentation order.
-    pub const NAMES: &'static [&'static str] = &["strict", "accept-new", "off"];
-
-    /// The name as written in a policy.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostKeyCheck::Strict => "strict",
-            HostKeyCheck::AcceptNew => "accept-new",
-            HostKeyCheck::Off => "off",
-        }
-    }
-
-    /// Parses a name as written in a policy.
-    pub fn from_name(name: &str) -> Option<HostKeyCheck> {
-        match name {
-            "strict" => Some(HostKeyCheck::Strict),
-            "accept-new" => Some(HostKeyCheck::AcceptNew),
-            "off" => Some(HostKeyCheck::Off),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for HostKeyCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// One role: which hosts, how to reach them, and what to converge.
 #[derive(Debug, Clone)]
 pub struct Role {
@@ -149,7 +109,7 @@ pub struct Role {
     pub sudo: Option<bool>,
     pub sudo_as: Option<String>,
     /// `None` when the role does not say; a setting in the inventory wins over the role's.
-    pub check_host_keys: Option<HostKeyCheck>,
+    pub check_host_keys: Option<HostKeyPolicy>,
     /// Controller-side command run before the role on each host (a template).
     pub before: Option<String>,
     /// Controller-side command run after the role on each host (a template).
@@ -313,15 +273,6 @@ mod tests {
         assert_eq!(MaxFail::Percent(10).allowed(9), 0);
         assert_eq!(MaxFail::Percent(100).allowed(7), 7);
         assert_eq!(MaxFail::Percent(25).to_string(), "25%");
-    }
-
-    #[test]
-    fn host_key_names_round_trip() {
-        for name in HostKeyCheck::NAMES {
-            let parsed = HostKeyCheck::from_name(name).expect("known name");
-            assert_eq!(parsed.as_str(), *name);
-        }
-        assert_eq!(HostKeyCheck::from_name("yes"), None);
     }
 
     #[test]

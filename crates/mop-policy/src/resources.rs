@@ -4,7 +4,10 @@
 
 use std::ops::Range;
 
-use mop_protocol::{Presence, Resource, ResourceSpec, RESOURCE_TYPES};
+use mop_protocol::{
+    resource_kind, resource_type_names, FieldKind, Presence, Resource, ResourceKind, ResourceSpec,
+    RESOURCE_KINDS,
+};
 
 use crate::error::Origin;
 use crate::fields::Reader;
@@ -13,39 +16,13 @@ use crate::node::{Node, Table, Value};
 use crate::suggest;
 use crate::templates::{self, SiteKind, TemplateSite, RESERVED_NAMES};
 
-/// Fields every resource type accepts.
-pub(crate) const COMMON_FIELDS: &[&str] = &[
-    "name",
-    "when",
-    "notify",
-    "register",
-    "ignore_errors",
-    "changed_when",
-    "failed_when",
-    "tags",
-];
-
-/// Package managers the agent knows (`package.manager`).
-pub(crate) const PACKAGE_MANAGERS: &[&str] = &["apt", "dnf", "yum", "apk", "pacman", "zypper"];
-
-/// Service managers the agent knows (`service.manager`).
-pub(crate) const SERVICE_MANAGERS: &[&str] = &["systemd", "openrc", "sysvinit"];
-
-/// Keys whose string values are literal, not templates. The agent renders every other
-/// string field; `template` and `source` are keys into the role plan's file lists, so they
-/// must be known before any host is contacted.
-const LITERAL_KEYS: &[&str] = &[
-    "type",
-    "name",
-    "notify",
-    "register",
-    "ignore_errors",
-    "tags",
-    "mode",
-    "state",
-    "template",
-    "source",
-];
+/// Fields every resource type accepts (`type` aside), for hints.
+pub(crate) fn common_field_names() -> impl Iterator<Item = &'static str> + Clone {
+    mop_protocol::COMMON_FIELDS
+        .iter()
+        .map(|field| field.name)
+        .filter(|name| *name != "type")
+}
 
 /// Whether the table is a resource or a handler (only the wording and numbering differ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,11 +161,16 @@ fn provisional_label(table: &Table, kind: ListKind, index: usize) -> String {
     }
     let what = string("name").or_else(|| {
         let kind = string("type")?;
-        let argument = [
-            "path", "cmd", "packages", "package", "service", "user", "group", "msg",
-        ]
-        .iter()
-        .find_map(|key| string(key));
+        // A mistyped `type` still gets the main argument any type would show.
+        let described: Vec<&ResourceKind> = match resource_kind(&kind) {
+            Some(described) => vec![described],
+            None => RESOURCE_KINDS.iter().collect(),
+        };
+        let argument = described
+            .iter()
+            .filter_map(|described| described.field(described.main_field))
+            .flat_map(|field| field.spellings())
+            .find_map(string);
         Some(match argument {
             Some(argument) => format!("{kind} {argument}"),
             None => kind,
@@ -221,7 +203,7 @@ fn numbered(kind: ListKind, index: usize, what: Option<String>) -> String {
 /// Checks `type` first: serde's own message for a bad tag names neither the field nor the
 /// choices helpfully.
 fn check_type(reader: &mut Reader<'_>, node: &Node, table: &Table, context: &str) -> bool {
-    let types = RESOURCE_TYPES.iter().copied();
+    let types = resource_type_names();
     let Some(entry) = table.get("type") else {
         reader.error(
             node.span.start,
@@ -246,7 +228,7 @@ fn check_type(reader: &mut Reader<'_>, node: &Node, table: &Table, context: &str
         );
         return false;
     };
-    if RESOURCE_TYPES.contains(&type_name.as_str()) {
+    if resource_kind(type_name).is_some() {
         return true;
     }
     let hint = suggest::did_you_mean(type_name, types.clone()).or_else(|| {
@@ -290,14 +272,12 @@ fn deserialize_reporting_all(
                 .get(&field)
                 .map_or(node.span.start, |entry| entry.key_span.start);
             let listed = listed_fields(&message);
-            let candidates = listed
-                .iter()
-                .map(String::as_str)
-                .chain(COMMON_FIELDS.iter().copied());
-            let hint = suggest::did_you_mean(&field, candidates).or_else(|| {
+            let mut candidates: Vec<&str> = listed.iter().map(String::as_str).collect();
+            candidates.extend(common_field_names().map(|name| -> &str { name }));
+            let hint = suggest::did_you_mean(&field, candidates.iter().copied()).or_else(|| {
                 Some(format!(
                     "every resource also accepts {}",
-                    suggest::quoted_list(COMMON_FIELDS.iter().copied())
+                    suggest::quoted_list(common_field_names())
                 ))
             });
             reader.error(span, context, message, hint);
@@ -596,7 +576,7 @@ fn check_semantics(
                 );
             }
         }
-        ResourceSpec::Package(package) => {
+        ResourceSpec::Package(_) => {
             let names = resource.spec.main_argument();
             if names.split(',').any(|name| name.trim().is_empty()) {
                 reader.error(
@@ -604,16 +584,6 @@ fn check_semantics(
                     context,
                     "package names must not be empty",
                     None,
-                );
-            }
-            if let Some(manager) = &package.manager {
-                check_choice(
-                    reader,
-                    "manager",
-                    manager,
-                    PACKAGE_MANAGERS,
-                    at(&["manager"]),
-                    context,
                 );
             }
         }
@@ -624,16 +594,6 @@ fn check_semantics(
                     context,
                     "a service needs `state`, `enabled` or both",
                     Some("for example `state = \"started\"` and `enabled = true`".to_string()),
-                );
-            }
-            if let Some(manager) = &service.manager {
-                check_choice(
-                    reader,
-                    "manager",
-                    manager,
-                    SERVICE_MANAGERS,
-                    at(&["manager"]),
-                    context,
                 );
             }
         }
@@ -684,6 +644,19 @@ fn check_semantics(
             }
         }
         ResourceSpec::Echo(_) | ResourceSpec::Fail(_) => {}
+    }
+
+    // Literal choices serde cannot check because the agent renders the field first.
+    let kind = resource.spec.kind();
+    for field in kind.fields {
+        let FieldKind::TemplateChoice(choices) = field.kind else {
+            continue;
+        };
+        for key in field.spellings() {
+            if let Some(Value::String(value)) = table.get(key).map(|entry| &entry.value.value) {
+                check_choice(reader, key, value, choices, at(&[key]), context);
+            }
+        }
     }
 }
 
@@ -787,19 +760,30 @@ pub(crate) fn variable_name_problem(name: &str) -> Option<String> {
     None
 }
 
-/// Every templated string of the table, with its position and how it is compiled.
+/// Every templated string of the table, with its position and how it is compiled, as the
+/// resource type's description says.
 fn collect_sites(reader: &Reader<'_>, table: &Table) -> Vec<TemplateSite> {
     let mut sites = Vec::new();
-    let is_assert = matches!(table.get("type").map(|entry| &entry.value.value), Some(Value::String(kind)) if kind == "assert");
+    let kind = match table.get("type").map(|entry| &entry.value.value) {
+        Some(Value::String(name)) => resource_kind(name),
+        _ => None,
+    };
     for (key, entry) in &table.entries {
-        let kind = match key.as_str() {
-            "when" => SiteKind::Expression,
-            "changed_when" | "failed_when" => SiteKind::ResultExpression,
-            "that" if is_assert => SiteKind::Expression,
-            key if LITERAL_KEYS.contains(&key) => continue,
-            _ => SiteKind::Template,
+        let described = mop_protocol::COMMON_FIELDS
+            .iter()
+            .find(|field| field.name == key.as_str())
+            .or_else(|| kind.and_then(|kind| kind.field(key)));
+        // Only tables that deserialized get here, so every key is described.
+        let Some(described) = described else { continue };
+        let site_kind = match described.kind {
+            FieldKind::Expression => SiteKind::Expression,
+            FieldKind::ResultExpression => SiteKind::ResultExpression,
+            FieldKind::Template | FieldKind::TemplateChoice(_) | FieldKind::RenderedByResource => {
+                SiteKind::Template
+            }
+            FieldKind::Literal | FieldKind::Choice(_) | FieldKind::Scalar => continue,
         };
-        walk_strings(reader, &entry.value, key.clone(), kind, &mut sites);
+        walk_strings(reader, &entry.value, key.clone(), site_kind, &mut sites);
     }
     sites
 }

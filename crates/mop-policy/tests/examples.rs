@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use mop_policy::{Policy, Resource, ResourceSpec};
-use mop_protocol::RESOURCE_TYPES;
+use mop_protocol::resource_type_names;
 
 fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
@@ -131,9 +131,8 @@ fn site_shows_every_resource_type_and_feature() {
     let used: BTreeSet<&str> = all_resources(&policy)
         .map(|resource| resource.spec.type_name())
         .collect();
-    let missing: Vec<&&str> = RESOURCE_TYPES
-        .iter()
-        .filter(|kind| !used.contains(**kind))
+    let missing: Vec<&str> = resource_type_names()
+        .filter(|kind| !used.contains(kind))
         .collect();
     assert!(missing.is_empty(), "site.toml does not use {missing:?}");
 

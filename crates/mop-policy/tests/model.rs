@@ -4,7 +4,7 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use mop_policy::{HostKeyCheck, MaxFail, Policy, ResourceSpec};
+use mop_policy::{HostKeyPolicy, MaxFail, Policy, ResourceSpec};
 
 const POLICY: &str = r#"
 inventory = "../inventory/example.toml"
@@ -127,7 +127,7 @@ fn role_settings_and_defaults() {
     assert_eq!(web.ssh_as.as_deref(), Some("deploy"));
     assert_eq!(web.sudo, Some(true));
     assert_eq!(web.sudo_as.as_deref(), Some("root"));
-    assert_eq!(web.check_host_keys, Some(HostKeyCheck::AcceptNew));
+    assert_eq!(web.check_host_keys, Some(HostKeyPolicy::AcceptNew));
     assert_eq!(web.before.as_deref(), Some("lb drain {{ host.name }}"));
     assert_eq!(web.contact_when.as_deref(), Some("host.name != 'web3'"));
     assert_eq!(web.tags, ["web", "front"]);

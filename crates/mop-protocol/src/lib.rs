@@ -3,7 +3,9 @@
 //! Everything that crosses the controller <-> agent channel is defined here and nowhere else:
 //! the frame format ([`frame`]), the messages in each direction ([`message`]), the resource model
 //! that a role plan carries ([`resource`]), the facts an agent reports ([`facts`]) and the
-//! events it streams back ([`event`]).
+//! events it streams back ([`event`]). [`kinds`] describes each resource type once, for the
+//! policy validator, the agent's renderer and the docs; [`host_keys`] is the one spelling of
+//! the host key policy that inventories and policies share.
 //!
 //! Architecture invariant: this crate depends on serde and serde_json only. The agent links it,
 //! and the agent must stay small.
@@ -11,12 +13,16 @@
 pub mod event;
 pub mod facts;
 pub mod frame;
+pub mod host_keys;
+pub mod kinds;
 pub mod message;
 pub mod resource;
 
 pub use event::{CommandOutput, ResourceEvent, ResourceStatus, RoleSummary};
 pub use facts::{Facts, OsInfo};
 pub use frame::{read_frame, write_data_frame, write_json_frame, Frame, FrameError};
+pub use host_keys::HostKeyPolicy;
+pub use kinds::*;
 pub use message::{AgentMessage, CleanupRequest, ControllerMessage, FileEntry, Mode, RolePlan};
 pub use resource::*;
 

@@ -69,46 +69,9 @@ pub enum ResourceSpec {
     Fail(FailSpec),
 }
 
-/// Every resource type name, in documentation order.
-pub const RESOURCE_TYPES: &[&str] = &[
-    "file",
-    "directory",
-    "link",
-    "line",
-    "shell",
-    "command",
-    "package",
-    "service",
-    "user",
-    "group",
-    "echo",
-    "set",
-    "assert",
-    "fail",
-];
-
 impl ResourceSpec {
-    /// The `type` name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ResourceSpec::File(_) => "file",
-            ResourceSpec::Directory(_) => "directory",
-            ResourceSpec::Link(_) => "link",
-            ResourceSpec::Line(_) => "line",
-            ResourceSpec::Shell(_) => "shell",
-            ResourceSpec::Command(_) => "command",
-            ResourceSpec::Package(_) => "package",
-            ResourceSpec::Service(_) => "service",
-            ResourceSpec::User(_) => "user",
-            ResourceSpec::Group(_) => "group",
-            ResourceSpec::Echo(_) => "echo",
-            ResourceSpec::Set(_) => "set",
-            ResourceSpec::Assert(_) => "assert",
-            ResourceSpec::Fail(_) => "fail",
-        }
-    }
-
-    /// The main argument, used in display names (`file /etc/motd`).
+    /// The main argument, used in display names (`file /etc/motd`): the value of the field
+    /// its [`crate::ResourceKind::main_field`] names.
     pub fn main_argument(&self) -> String {
         match self {
             ResourceSpec::File(spec) => spec.path.clone(),

@@ -15,8 +15,6 @@ use super::{append_output, check_argument_name, run_change, run_change_with, run
 use super::{display_command, SystemContext};
 use crate::outcome::{Outcome, ResourceError, Runner};
 
-const MANAGERS: &str = "apt, dnf, yum, apk, pacman, zypper";
-
 /// Options that keep `apt-get` from asking anything, keep the host's changed config files, and
 /// wait for a dpkg lock held by e.g. unattended-upgrades on a freshly booted host.
 const APT_INSTALL: &[&str] = &[
@@ -34,6 +32,11 @@ const APT_INSTALL: &[&str] = &[
     "-o",
     "Dpkg::Options::=--force-confold",
 ];
+
+/// The manager names a policy may write, as the hint lists them.
+fn managers() -> String {
+    mop_protocol::PACKAGE_MANAGERS.join(", ")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Manager {
@@ -66,16 +69,19 @@ impl Manager {
         match (spec_manager, detected) {
             (Some(name), _) => Manager::from_name(name).ok_or_else(|| {
                 ResourceError::new(format!(
-                    "unknown package manager `{name}`\nhint: `manager` must be one of {MANAGERS}"
+                    "unknown package manager `{name}`\nhint: `manager` must be one of {}",
+                    managers()
                 ))
             }),
             (None, Some(name)) => Manager::from_name(name).ok_or_else(|| {
                 ResourceError::new(format!(
-                    "the detected package manager `{name}` is not supported\nhint: set `manager` to one of {MANAGERS}"
+                    "the detected package manager `{name}` is not supported\nhint: set `manager` to one of {}",
+                    managers()
                 ))
             }),
             (None, None) => Err(ResourceError::new(format!(
-                "no package manager was detected on this host\nhint: set `manager` to one of {MANAGERS}"
+                "no package manager was detected on this host\nhint: set `manager` to one of {}",
+                    managers()
             ))),
         }
     }
@@ -826,6 +832,14 @@ mod tests {
 
     const DPKG_QUERY_FORMAT: &str = "-f=${Status} ${Version}\\n";
     const RPM_FORMAT: &str = "%{VERSION}-%{RELEASE}\\n";
+
+    /// The policy accepts exactly `mop_protocol::PACKAGE_MANAGERS`: each must work here.
+    #[test]
+    fn every_manager_a_policy_may_name_is_known() {
+        for name in mop_protocol::PACKAGE_MANAGERS {
+            assert!(Manager::from_name(name).is_some(), "`{name}`");
+        }
+    }
 
     #[test]
     fn manager_comes_from_spec_then_facts() {

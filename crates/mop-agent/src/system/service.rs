@@ -10,10 +10,13 @@ use mop_protocol::{ServiceSpec, ServiceState};
 use super::{append_output, check_argument_name, run_change, run_query, SystemContext};
 use crate::outcome::{Outcome, ResourceError, Runner};
 
-const MANAGERS: &str = "systemd, openrc, sysvinit";
-
 /// sysvinit runlevels in which an enabled service has a start link.
 const SYSV_RUNLEVEL_DIRS: &[&str] = &["/etc/rc2.d", "/etc/rc3.d", "/etc/rc4.d", "/etc/rc5.d"];
+
+/// The manager names a policy may write, as the hint lists them.
+fn managers() -> String {
+    mop_protocol::SERVICE_MANAGERS.join(", ")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Manager {
@@ -36,16 +39,19 @@ impl Manager {
         match (spec_manager, detected) {
             (Some(name), _) => parse(name).ok_or_else(|| {
                 ResourceError::new(format!(
-                    "unknown service manager `{name}`\nhint: `manager` must be one of {MANAGERS}"
+                    "unknown service manager `{name}`\nhint: `manager` must be one of {}",
+                    managers()
                 ))
             }),
             (None, Some(name)) => parse(name).ok_or_else(|| {
                 ResourceError::new(format!(
-                    "the detected service manager `{name}` is not supported\nhint: set `manager` to one of {MANAGERS}"
+                    "the detected service manager `{name}` is not supported\nhint: set `manager` to one of {}",
+                    managers()
                 ))
             }),
             (None, None) => Err(ResourceError::new(format!(
-                "no service manager was detected on this host\nhint: set `manager` to one of {MANAGERS}"
+                "no service manager was detected on this host\nhint: set `manager` to one of {}",
+                    managers()
             ))),
         }
     }
@@ -516,6 +522,14 @@ mod tests {
             },
             runner,
         )
+    }
+
+    /// The policy accepts exactly `mop_protocol::SERVICE_MANAGERS`: each must work here.
+    #[test]
+    fn every_manager_a_policy_may_name_is_known() {
+        for name in mop_protocol::SERVICE_MANAGERS {
+            assert!(Manager::resolve(Some(name), None).is_ok(), "`{name}`");
+        }
     }
 
     #[test]
