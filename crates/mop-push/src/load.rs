@@ -337,3 +337,6 @@ pub fn protected_files(policy_path: &Path, inventory_path: &Path) -> Vec<PathBuf
     }
     files
 }
+
+#[cfg(test)]
+mod tests;
