@@ -7,6 +7,7 @@
 mod support;
 
 mod adhoc;
+mod adhoc_interrupt;
 mod cli;
 mod install;
 mod local;
