@@ -6,9 +6,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
 Exit status:
-  0  success: every selected host converged (or, with --check, was checked)
-  1  some host failed or was unreachable
-  2  invalid input or usage: nothing was contacted
+  0    success: every selected host converged (or, with --check, was checked)
+  1    some host failed or was unreachable
+  2    invalid input or usage: nothing was contacted
+  130  interrupted (Ctrl-C): work on hosts stopped, connections closed
 
 Docs: docs/guide.md, docs/reference/";
 
@@ -117,7 +118,7 @@ pub struct ExtraVars {
 /// `--json`, the same flag on every command that has machine output.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct JsonOutput {
-    /// Print JSON on stdout instead of text (docs/reference/ describes each command's objects).
+    /// Print JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -140,7 +141,7 @@ pub struct ReportArgs {
 /// `--forks`: one meaning for every command that reaches hosts.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct Forks {
-    /// Hosts worked on at once: logins, commands, copies and agents in progress (at least 1).
+    /// Hosts worked on at once (logins, commands, copies, agents).
     #[arg(long, value_name = "N", default_value_t = mop_push::DEFAULT_FORKS)]
     pub forks: std::num::NonZeroUsize,
 }
@@ -315,9 +316,10 @@ TARGET is an inventory pattern expression: comma-separated globs, each matching 
 (all hosts of a matching group) or host names, e.g. `web`, `web,db*`, `host[12]`.
 
 Exit status:
-  0  every host succeeded (for `mop run`: every command exited 0)
-  1  some host failed, was unreachable, timed out or exited non-zero
-  2  invalid input or usage (bad pattern, unknown host, TARGET matches nothing): nothing was contacted
+  0    every host succeeded (for `mop run`: every command exited 0)
+  1    some host failed, was unreachable, timed out or exited non-zero
+  2    invalid input or usage (bad pattern, unknown host, TARGET matches nothing): nothing was contacted
+  130  interrupted (Ctrl-C): remote commands stopped, connections closed
 
 Docs: docs/reference/adhoc.md";
 
