@@ -163,6 +163,11 @@ fn stop_script(run_id: &str) -> String {
 /// Stops what an interrupted run left on `host`, as the same user (sudo included), over the
 /// host's master connection. Best effort, bounded in time: the pool is closed right after.
 async fn stop_remote(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: Option<SudoSpec>) {
+    // Bounded as a whole: a host interrupted while still logging in may never answer.
+    let _ = tokio::time::timeout(STOP_TIMEOUT, stop_remote_now(pool, host, run_id, sudo)).await;
+}
+
+async fn stop_remote_now(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: Option<SudoSpec>) {
     let Ok(session) = pool.open(&host.name).await else {
         return;
     };
@@ -179,17 +184,14 @@ async fn stop_remote(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: Optio
         })
         .stdout(openssh::Stdio::null())
         .stderr(openssh::Stdio::null());
-    let stop = async {
-        let Ok(mut child) = remote.spawn().await else {
-            return;
-        };
-        if let (Some(mut pipe), Some(bytes)) = (child.stdin().take(), stdin_bytes) {
-            let _ = pipe.write_all(&bytes).await;
-            let _ = pipe.shutdown().await;
-        }
-        let _ = child.wait().await;
+    let Ok(mut child) = remote.spawn().await else {
+        return;
     };
-    let _ = tokio::time::timeout(STOP_TIMEOUT, stop).await;
+    if let (Some(mut pipe), Some(bytes)) = (child.stdin().take(), stdin_bytes) {
+        let _ = pipe.write_all(&bytes).await;
+        let _ = pipe.shutdown().await;
+    }
+    let _ = child.wait().await;
 }
 
 /// The longest an interrupted run waits for one host's processes to be stopped.
