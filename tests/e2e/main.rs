@@ -15,6 +15,7 @@ mod persist;
 mod push_connect;
 mod push_converge;
 mod push_files;
+mod push_forks;
 mod push_interrupt;
 mod push_rollout;
 mod push_sudo;
