@@ -465,7 +465,8 @@ fn pty_runs_get_a_terminal_and_help_documents_exit_codes() {
         "--hosts <HOSTS>",
         "--serial",
         "Exit status:",
-        "2  invalid input",
+        "2    invalid input",
+        "130  interrupted (Ctrl-C)",
     ] {
         assert!(
             help.stdout.contains(needle),

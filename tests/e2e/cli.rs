@@ -24,9 +24,10 @@ const PUSH_FLAGS: &[&str] = &[
 
 const EXIT_CODES: &[&str] = &[
     "Exit status:",
-    "  0  success",
-    "  1  some host failed or was unreachable",
-    "  2  invalid input or usage",
+    "  0    success",
+    "  1    some host failed or was unreachable",
+    "  2    invalid input or usage",
+    "  130  interrupted (Ctrl-C)",
 ];
 
 fn help(args: &[&str]) -> Output {

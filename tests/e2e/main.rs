@@ -7,6 +7,7 @@
 mod support;
 
 mod adhoc;
+mod adhoc_interrupt;
 mod cli;
 mod install;
 mod local;
@@ -14,6 +15,7 @@ mod persist;
 mod push_connect;
 mod push_converge;
 mod push_files;
+mod push_forks;
 mod push_interrupt;
 mod push_rollout;
 mod push_sudo;

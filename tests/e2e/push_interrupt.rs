@@ -72,8 +72,8 @@ path = "@OUT@/{{ host.name }}-after-sleep"
     );
     assert_eq!(
         output.exit,
-        1,
-        "an interrupted push exits 1\n{}",
+        130,
+        "an interrupted push exits 130, as every command that reaches hosts\n{}",
         output.describe()
     );
     assert!(

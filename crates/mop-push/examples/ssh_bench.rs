@@ -5,6 +5,7 @@
 //! Run it with `cargo run -p mop-push --example ssh_bench` (needs root
 //! and `cargo build -p mop-agent`).
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,7 +79,14 @@ async fn transport_run(
     options: &AgentOptions,
 ) -> (Duration, usize) {
     let started = Instant::now();
-    let pool = Arc::new(SshPool::new(&ssh_hosts(hosts), agent, 50).expect("pool"));
+    let pool = Arc::new(
+        SshPool::new(
+            &ssh_hosts(hosts),
+            agent,
+            NonZeroUsize::new(50).expect("50 is not zero"),
+        )
+        .expect("pool"),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for host in hosts.hosts() {
         let (pool, name, options) = (pool.clone(), host.name.clone(), options.clone());

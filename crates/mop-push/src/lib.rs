@@ -11,6 +11,7 @@ pub mod adhoc;
 pub mod agents;
 pub mod elf;
 pub mod hooks;
+pub mod load;
 pub mod local;
 pub mod plan;
 pub mod prepare;
@@ -21,3 +22,10 @@ pub mod session;
 pub mod ssh;
 pub mod transport;
 mod wire;
+
+/// `--forks` when none is given: how many hosts every command works on at once (logins,
+/// agents, commands, copies).
+pub const DEFAULT_FORKS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(64) {
+    Some(forks) => forks,
+    None => panic!("64 is not zero"),
+};

@@ -47,8 +47,8 @@ pub struct PushRole {
 #[derive(Debug, Clone)]
 pub struct PushOptions {
     pub plan: PlanOptions,
-    /// Concurrent logins.
-    pub forks: usize,
+    /// Hosts worked on at once (`--forks`): logins, agents and roles in progress.
+    pub forks: NonZeroUsize,
     /// Overrides every role's `serial`.
     pub serial: Option<NonZeroUsize>,
     /// Longest a host may take for one role (connection included) before it is failed.
@@ -99,6 +99,8 @@ struct RunState<'a> {
     reporter: Mutex<Reporter>,
     summary: Mutex<RunSummary>,
     agents: Mutex<HashMap<String, HostAgent>>,
+    /// One permit per host in progress (`--forks`).
+    forks: tokio::sync::Semaphore,
 }
 
 /// Maps the inventory's view of a host (and its jump hosts) onto the SSH transport's.
@@ -191,6 +193,7 @@ pub async fn run_push(
         reporter: Mutex::new(reporter),
         summary: Mutex::new(summary),
         agents: Mutex::new(HashMap::new()),
+        forks: tokio::sync::Semaphore::new(options.forks.get()),
     };
 
     let interrupted = tokio::select! {
@@ -343,6 +346,12 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
                     if already_failed {
                         return HostOutcome::NotContacted;
                     }
+                    // `--forks` bounds the hosts in progress, not only the logins.
+                    let _permit = state
+                        .forks
+                        .acquire()
+                        .await
+                        .expect("the forks semaphore is never closed");
                     run_host_role(state, push_role.role_index, role, host).await
                 }
             }))

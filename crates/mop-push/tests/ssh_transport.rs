@@ -5,6 +5,7 @@
 //! Needs root (mop-testhosts creates users and starts sshd) and the agent binary: build it
 //! first with `cargo build -p mop-agent`.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -246,7 +247,14 @@ fn three_hosts_bootstrap_say_hello_and_leave_nothing_behind() {
     let hosts = start_hosts(TestHostsBuilder::new().hosts(3));
     let options = agent_options("three");
     run("three", async {
-        let pool = Arc::new(SshPool::new(&all_ssh_hosts(&hosts), &agent_path(), 10).expect("pool"));
+        let pool = Arc::new(
+            SshPool::new(
+                &all_ssh_hosts(&hosts),
+                &agent_path(),
+                NonZeroUsize::new(10).expect("10 is not zero"),
+            )
+            .expect("pool"),
+        );
         use std::os::unix::fs::PermissionsExt;
         let run_dir_mode = std::fs::metadata(pool.run_dir())
             .expect("run dir")
@@ -319,7 +327,12 @@ fn cached_agent_is_reused_by_the_next_run() {
     };
     let dir = agent_dir_of(TEST_USER, &options);
     run("cache", async {
-        let first = SshPool::new(&all_ssh_hosts(&hosts), &agent_path(), 10).expect("pool");
+        let first = SshPool::new(
+            &all_ssh_hosts(&hosts),
+            &agent_path(),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         assert!(hello(&first, "host1", &options).await.is_ok());
         assert_eq!(first.uploads(), 1);
         first.cleanup("host1").await.expect("cleanup");
@@ -337,7 +350,12 @@ fn cached_agent_is_reused_by_the_next_run() {
         assert_eq!(left, [cached], "only the cached agent stays");
         close(first).await;
 
-        let second = SshPool::new(&all_ssh_hosts(&hosts), &agent_path(), 10).expect("pool");
+        let second = SshPool::new(
+            &all_ssh_hosts(&hosts),
+            &agent_path(),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         assert!(hello(&second, "host1", &options).await.is_ok());
         assert_eq!(second.uploads(), 0, "the second run found the cached agent");
         second.cleanup("host1").await.expect("cleanup");
@@ -358,7 +376,12 @@ fn the_channel_carries_bytes_unchanged_even_after_a_sudo_password() {
         },
     ];
     run("cat", async {
-        let pool = SshPool::new(&ssh_hosts, Path::new("/bin/cat"), 10).expect("pool");
+        let pool = SshPool::new(
+            &ssh_hosts,
+            Path::new("/bin/cat"),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         let payload: Vec<u8> = (0..200_000u32).map(|n| (n % 251) as u8).collect();
         let plain = agent_options("cat");
         let sudo = AgentOptions {
@@ -396,7 +419,12 @@ fn the_channel_carries_bytes_unchanged_even_after_a_sudo_password() {
 fn sudo_without_password_runs_the_agent_as_root_or_another_user() {
     let hosts = start_hosts(TestHostsBuilder::new().hosts(1));
     run("sudo", async {
-        let pool = SshPool::new(&all_ssh_hosts(&hosts), &agent_path(), 10).expect("pool");
+        let pool = SshPool::new(
+            &all_ssh_hosts(&hosts),
+            &agent_path(),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         let root = AgentOptions {
             sudo: Some(SudoSpec {
                 user: None,
@@ -441,7 +469,12 @@ fn sudo_password_works_and_never_shows() {
         ..agent_options("sudopw")
     };
     run("sudopw", async {
-        let pool = SshPool::new(&[password_user_host(&hosts)], &agent_path(), 10).expect("pool");
+        let pool = SshPool::new(
+            &[password_user_host(&hosts)],
+            &agent_path(),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         let mut agent = pool
             .start_agent("host1", &options)
             .await
@@ -507,7 +540,12 @@ fn sudo_failures_are_clear_and_never_print_the_password() {
     let hosts = start_hosts(TestHostsBuilder::new().hosts(1));
     let wrong_password = "not-the-password-42";
     run("sudofail", async {
-        let pool = SshPool::new(&[password_user_host(&hosts)], &agent_path(), 10).expect("pool");
+        let pool = SshPool::new(
+            &[password_user_host(&hosts)],
+            &agent_path(),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         let wrong = AgentOptions {
             sudo: Some(SudoSpec {
                 user: None,
@@ -604,7 +642,14 @@ fn a_two_hop_chain_works_and_shares_the_bastion_connection() {
     }
     let options = agent_options("chain");
     run("chain", async {
-        let pool = Arc::new(SshPool::new(&all_ssh_hosts(&hosts), &agent_path(), 10).expect("pool"));
+        let pool = Arc::new(
+            SshPool::new(
+                &all_ssh_hosts(&hosts),
+                &agent_path(),
+                NonZeroUsize::new(10).expect("10 is not zero"),
+            )
+            .expect("pool"),
+        );
         let mut tasks = tokio::task::JoinSet::new();
         for host in &rack_hosts {
             let (pool, name, options) = (pool.clone(), host.name.clone(), options.clone());
@@ -642,7 +687,12 @@ fn a_two_hop_chain_works_and_shares_the_bastion_connection() {
             connect_timeout: Some(Duration::from_secs(3)),
             ..ssh_host(&hosts, rack_hosts[0])
         };
-        let pool = SshPool::new(&[direct], &agent_path(), 10).expect("pool");
+        let pool = SshPool::new(
+            &[direct],
+            &agent_path(),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         let error = pool
             .connect(&rack_hosts[0].name)
             .await
@@ -678,7 +728,12 @@ fn a_jump_host_failure_names_the_jump_host() {
         })
         .collect();
     run("jump", async {
-        let pool = SshPool::new(&ssh_hosts, &agent_path(), 10).expect("pool");
+        let pool = SshPool::new(
+            &ssh_hosts,
+            &agent_path(),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         let error = pool
             .connect("rack1-101")
             .await
@@ -747,7 +802,12 @@ fn host_keys_are_checked_strictly_unless_asked_otherwise() {
         },
     ];
     run("hostkeys", async {
-        let pool = SshPool::new(&ssh_hosts, &agent_path(), 10).expect("pool");
+        let pool = SshPool::new(
+            &ssh_hosts,
+            &agent_path(),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         let error = pool
             .connect("changed")
             .await
@@ -824,7 +884,14 @@ fn an_unreachable_host_fails_within_its_timeout_while_others_succeed() {
     });
     let options = agent_options("down");
     run("down", async {
-        let pool = Arc::new(SshPool::new(&ssh_hosts, &agent_path(), 10).expect("pool"));
+        let pool = Arc::new(
+            SshPool::new(
+                &ssh_hosts,
+                &agent_path(),
+                NonZeroUsize::new(10).expect("10 is not zero"),
+            )
+            .expect("pool"),
+        );
         let mut tasks = tokio::task::JoinSet::new();
         for host in ["host1", "host2", "down"] {
             let (pool, options) = (pool.clone(), options.clone());
@@ -872,7 +939,12 @@ fn cleanup_kills_a_stuck_agent_and_kill_works_on_its_own() {
     let dir = agent_dir_of(TEST_USER, &options);
     run("stuck", async {
         // `cat` with its stdin left open never exits by itself.
-        let pool = SshPool::new(&all_ssh_hosts(&hosts), Path::new("/bin/cat"), 10).expect("pool");
+        let pool = SshPool::new(
+            &all_ssh_hosts(&hosts),
+            Path::new("/bin/cat"),
+            NonZeroUsize::new(10).expect("10 is not zero"),
+        )
+        .expect("pool");
         let mut first = pool.start_agent("host1", &options).await.expect("start");
         wait_for_agents(&dir, 1).await;
         first.child.kill().await.expect("kill");
@@ -932,7 +1004,7 @@ fn a_silent_host_times_out_and_an_abandoned_login_leaves_no_process() {
         let pool = SshPool::new(
             &[silent("silent", 1), silent("patient", 60)],
             &agent_path(),
-            10,
+            NonZeroUsize::new(10).expect("10 is not zero"),
         )
         .expect("pool");
         let started = Instant::now();

@@ -6,9 +6,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
 Exit status:
-  0  success: every selected host converged (or, with --check, was checked)
-  1  some host failed or was unreachable
-  2  invalid input or usage: nothing was contacted
+  0    success: every selected host converged (or, with --check, was checked)
+  1    some host failed or was unreachable
+  2    invalid input or usage: nothing was contacted
+  130  interrupted (Ctrl-C): work on hosts stopped, connections closed
 
 Docs: docs/guide.md, docs/reference/";
 
@@ -106,6 +107,45 @@ fn user_name(text: &str) -> Result<String, String> {
         .map_err(|error| error.to_string())
 }
 
+/// `-e KEY=VALUE`, shared by every command that resolves variables.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExtraVars {
+    /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
+    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
+    pub extra_vars: Vec<String>,
+}
+
+/// `--json`, the same flag on every command that has machine output.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct JsonOutput {
+    /// Print JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `mop push` and `mop local` report resources.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ReportArgs {
+    /// Show unified diffs of content changes.
+    #[arg(long)]
+    pub diff: bool,
+
+    #[command(flatten)]
+    pub output: JsonOutput,
+
+    /// Also print unchanged and skipped resources.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// `--forks`: one meaning for every command that reaches hosts.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Forks {
+    /// Hosts worked on at once (logins, commands, copies, agents).
+    #[arg(long, value_name = "N", default_value_t = mop_push::DEFAULT_FORKS)]
+    pub forks: std::num::NonZeroUsize,
+}
+
 /// Host selection shared by commands that take an inventory.
 #[derive(Debug, Clone, Args)]
 pub struct InventorySelection {
@@ -131,13 +171,11 @@ pub struct InventoryArgs {
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
 
-    /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
-    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
-    pub extra_vars: Vec<String>,
+    #[command(flatten)]
+    pub extra_vars: ExtraVars,
 
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutput,
 }
 
 #[derive(Debug, Args)]
@@ -148,13 +186,11 @@ pub struct ValidateArgs {
     #[command(flatten)]
     pub selection: InventorySelection,
 
-    /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
-    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
-    pub extra_vars: Vec<String>,
+    #[command(flatten)]
+    pub extra_vars: ExtraVars,
 
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutput,
 }
 
 /// `--apply` or `--check`: exactly one is required.
@@ -185,9 +221,8 @@ pub struct PushArgs {
     #[arg(long, value_name = "N")]
     pub serial: Option<std::num::NonZeroUsize>,
 
-    /// Maximum concurrent connection attempts.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub forks: usize,
+    #[command(flatten)]
+    pub forks: Forks,
 
     /// Keep each host's SSH connection open for DURATION of idle time afterwards (`90s`, `10m`,
     /// `1h`), so the next mop command to it skips the login (the agent is still removed from
@@ -199,21 +234,11 @@ pub struct PushArgs {
     #[arg(long, value_name = "SECS")]
     pub host_timeout: Option<u64>,
 
-    /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
-    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
-    pub extra_vars: Vec<String>,
+    #[command(flatten)]
+    pub extra_vars: ExtraVars,
 
-    /// Show unified diffs of content changes.
-    #[arg(long)]
-    pub diff: bool,
-
-    /// Print events as JSON lines and a final summary object.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Also print unchanged and skipped resources.
-    #[arg(short, long)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 #[derive(Debug, Args)]
@@ -224,21 +249,11 @@ pub struct LocalArgs {
     #[command(flatten)]
     pub mode: RunMode,
 
-    /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
-    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
-    pub extra_vars: Vec<String>,
+    #[command(flatten)]
+    pub extra_vars: ExtraVars,
 
-    /// Show unified diffs of content changes.
-    #[arg(long)]
-    pub diff: bool,
-
-    /// Print events as JSON lines and a final summary object.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Also print unchanged and skipped resources.
-    #[arg(short, long)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 /// Which hosts an ad hoc command (`mop run`, `mop upload`, `mop download`) acts on, besides
@@ -261,13 +276,11 @@ pub struct AdhocSelection {
     #[arg(long, value_name = "FILE", requires = "hosts", value_parser = ssh_config_path)]
     pub known_hosts_file: Option<PathBuf>,
 
-    /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
-    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
-    pub extra_vars: Vec<String>,
+    #[command(flatten)]
+    pub extra_vars: ExtraVars,
 
-    /// Hosts worked on at once (connections, commands, copies).
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub forks: usize,
+    #[command(flatten)]
+    pub forks: Forks,
 
     /// Keep each host's SSH connection open for DURATION of idle time afterwards (`90s`, `10m`,
     /// `1h`), so the next mop command to it skips the login. See `mop connections`.
@@ -275,14 +288,38 @@ pub struct AdhocSelection {
     pub persist: Option<std::time::Duration>,
 }
 
+impl InventorySelection {
+    pub fn limits(&self) -> mop_push::load::Limits {
+        mop_push::load::Limits {
+            groups: self.limit_groups.clone(),
+            hosts: self.limit_hosts.clone(),
+        }
+    }
+}
+
+impl AdhocSelection {
+    /// The library's view of these flags, with TARGET.
+    pub fn request<'a>(&'a self, target: Option<&'a str>) -> mop_push::load::TargetRequest<'a> {
+        mop_push::load::TargetRequest {
+            target,
+            inventory: self.inventory.as_deref(),
+            hosts: &self.hosts,
+            ssh_key: self.ssh_key.as_deref(),
+            known_hosts_file: self.known_hosts_file.as_deref(),
+            extra_vars: &self.extra_vars.extra_vars,
+        }
+    }
+}
+
 pub const ADHOC_AFTER_HELP: &str = "\
 TARGET is an inventory pattern expression: comma-separated globs, each matching group names
 (all hosts of a matching group) or host names, e.g. `web`, `web,db*`, `host[12]`.
 
 Exit status:
-  0  every host succeeded (for `mop run`: every command exited 0)
-  1  some host failed, was unreachable, timed out or exited non-zero
-  2  invalid input or usage (bad pattern, unknown host, TARGET matches nothing): nothing was contacted
+  0    every host succeeded (for `mop run`: every command exited 0)
+  1    some host failed, was unreachable, timed out or exited non-zero
+  2    invalid input or usage (bad pattern, unknown host, TARGET matches nothing): nothing was contacted
+  130  interrupted (Ctrl-C): remote commands stopped, connections closed
 
 Docs: docs/reference/adhoc.md";
 
@@ -307,9 +344,8 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "json")]
     pub stream: bool,
 
-    /// One JSON object per host on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutput,
 
     /// Run the command under sudo (the host's `mop_sudo_password` is fed to sudo, never shown).
     #[arg(long)]
@@ -361,9 +397,8 @@ pub struct UploadArgs {
     #[arg(long, value_name = "USER", requires = "sudo", value_parser = user_name)]
     pub sudo_as: Option<String>,
 
-    /// One JSON object per host on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutput,
 }
 
 #[derive(Debug, Args)]
@@ -383,9 +418,8 @@ pub struct DownloadArgs {
     #[arg(long)]
     pub suffix: bool,
 
-    /// One JSON object per host on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutput,
 }
 
 #[derive(Debug, Args)]
@@ -407,9 +441,8 @@ pub struct TransferArgs {
     #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
     pub persist: Option<std::time::Duration>,
 
-    /// One JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutput,
 }
 
 pub const CONNECTIONS_AFTER_HELP: &str = "\

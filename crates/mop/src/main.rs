@@ -20,6 +20,8 @@ pub mod exit {
     pub const HOST_FAILED: u8 = 1;
     /// Invalid input or usage; no host was contacted.
     pub const INVALID_INPUT: u8 = 2;
+    /// Interrupted by Ctrl-C (SIGINT): remote work was stopped and connections closed.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 fn main() -> ExitCode {

@@ -7,6 +7,7 @@
 //! the file next to its destination and renames it there.
 
 use std::fmt::Write as _;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,23 +41,25 @@ pub struct CopyOutcome {
 }
 
 /// `mop upload` settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct UploadOptions {
     pub recursive: bool,
     /// Mode of the uploaded files; default: the local file's permission bits.
     pub mode: Option<u32>,
     pub sudo: bool,
     pub sudo_as: Option<String>,
-    pub forks: usize,
+    /// Hosts worked on at once.
+    pub forks: NonZeroUsize,
 }
 
 /// `mop download` settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DownloadOptions {
     pub recursive: bool,
     /// `LOCAL_DIR/<name>_<host>` instead of `LOCAL_DIR/<host>/<name>`.
     pub suffix: bool,
-    pub forks: usize,
+    /// Hosts worked on at once.
+    pub forks: NonZeroUsize,
 }
 
 /// One local file to upload and where it goes.
@@ -186,7 +189,7 @@ pub async fn upload_to_hosts(
     options: &UploadOptions,
 ) -> Result<Vec<CopyOutcome>, String> {
     let files = Arc::new(local_files(local, remote, options)?);
-    let limit = Semaphore::new(options.forks.max(1));
+    let limit = Semaphore::new(options.forks.get());
     let uploads = hosts.iter().map(|host| {
         let files = files.clone();
         let limit = &limit;
@@ -375,7 +378,7 @@ pub async fn download_from_hosts(
     local_dir: &Path,
     options: &DownloadOptions,
 ) -> Vec<CopyOutcome> {
-    let limit = Semaphore::new(options.forks.max(1));
+    let limit = Semaphore::new(options.forks.get());
     let downloads = hosts.iter().map(|host| {
         let limit = &limit;
         async move {

@@ -96,7 +96,7 @@ pub fn parse_host_spec(spec: &str) -> Result<AdhocHost, HostSpecError> {
 /// live persisted masters are reused either way).
 pub fn pool_for(
     hosts: &[AdhocHost],
-    forks: usize,
+    forks: std::num::NonZeroUsize,
     persist: Option<std::time::Duration>,
 ) -> Result<SshPool, SshError> {
     let role = PushRole {
@@ -118,7 +118,7 @@ pub fn pool_for(
     SshPool::without_agent(
         &ssh_hosts(&[role]),
         &SshPoolOptions {
-            forks: forks.max(1),
+            forks,
             persist,
             ..SshPoolOptions::default()
         },

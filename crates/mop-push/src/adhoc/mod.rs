@@ -19,3 +19,20 @@ pub use hosts::{parse_host_spec, pool_for, AdhocHost, HostSpecError};
 pub use run::{run_local, run_on_hosts, HostRun, OutputLine, RunOptions, StreamKind};
 
 use crate::ssh::SshPool;
+
+/// Ctrl-C arrived while an ad hoc command was working on hosts: its work was abandoned (and,
+/// for `mop run`, its remote processes stopped); the caller closes the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// Runs `work` to its end, or until Ctrl-C: then `work` is dropped, which closes its channels
+/// (SFTP sessions, exec channels, `ssh -tt` clients).
+pub async fn until_interrupted<T>(
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Interrupted> {
+    tokio::select! {
+        value = work => Ok(value),
+        _ = tokio::signal::ctrl_c() => Err(Interrupted),
+    }
+}

@@ -1,19 +1,21 @@
 //! `mop run`: one command on many hosts (or on this machine), each host's exit code, stdout,
 //! stderr and elapsed time kept apart; lines can be streamed as they arrive.
 
+use std::num::NonZeroUsize;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::Semaphore;
 
 use super::command::{is_timeout_status, remote_line, KILL_GRACE};
+use super::{until_interrupted, Interrupted};
 use super::{AdhocHost, SshPool};
-use crate::ssh::{check_password, password_line, redact, SudoSpec};
+use crate::ssh::{check_password, password_line, quote, redact, RunAs, SudoSpec};
 
 /// How `mop run` runs its command.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Run the command under sudo (`mop_sudo_password` of the host is fed to it).
     pub sudo: bool,
@@ -23,8 +25,8 @@ pub struct RunOptions {
     /// Allocate a remote terminal (stdout and stderr then arrive merged on stdout).
     pub pty: bool,
     pub env: Vec<(String, String)>,
-    /// Hosts at once (connections and commands).
-    pub forks: usize,
+    /// Hosts worked on at once (connections and commands).
+    pub forks: NonZeroUsize,
     /// One host after another.
     pub serial: bool,
 }
@@ -80,30 +82,120 @@ type LineSink<'a> = &'a (dyn Fn(OutputLine<'_>) + Sync);
 
 /// Runs `commands[i]` on `hosts[i]` through `pool`; results in host order. One host's failure
 /// never stops or hides another's.
+///
+/// On Ctrl-C the commands are abandoned and every process they started on a host is stopped
+/// (see [`stop_remote`]) before this returns [`Interrupted`]; the caller then closes the pool.
 pub async fn run_on_hosts(
     pool: &SshPool,
     hosts: &[AdhocHost],
     commands: &[String],
     options: &RunOptions,
     on_line: LineSink<'_>,
-) -> Vec<HostRun> {
+) -> Result<Vec<HostRun>, Interrupted> {
     let limit = Arc::new(Semaphore::new(if options.serial {
         1
     } else {
-        options.forks.max(1)
+        options.forks.get()
     }));
+    let run_id = run_id();
+    // Every remote process of this run inherits `MOP_RUN_ID`: that is how an interrupted run
+    // finds them again, children included, without a pid file on the host.
+    let mut tagged = options.clone();
+    tagged
+        .env
+        .push((RUN_ID_VARIABLE.to_string(), run_id.clone()));
+    let started_hosts: Mutex<Vec<&AdhocHost>> = Mutex::new(Vec::new());
     let runs = hosts.iter().zip(commands).map(|(host, command)| {
         let limit = limit.clone();
+        let tagged = &tagged;
+        let started_hosts = &started_hosts;
         async move {
             let _permit = limit
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            run_one(pool, host, command, options, on_line).await
+            started_hosts
+                .lock()
+                .expect("started hosts lock is never poisoned")
+                .push(host);
+            run_one(pool, host, command, tagged, on_line).await
         }
     });
-    futures_util::future::join_all(runs).await
+    let interrupted = match until_interrupted(futures_util::future::join_all(runs)).await {
+        Ok(results) => return Ok(results),
+        Err(interrupted) => interrupted,
+    };
+    let started_hosts = started_hosts
+        .into_inner()
+        .expect("started hosts lock is never poisoned");
+    futures_util::future::join_all(
+        started_hosts
+            .into_iter()
+            .map(|host| stop_remote(pool, host, &run_id, sudo_spec(host, options))),
+    )
+    .await;
+    Err(interrupted)
 }
+
+/// The environment variable that marks the processes of one `mop run` on a host.
+const RUN_ID_VARIABLE: &str = "MOP_RUN_ID";
+
+/// Unique enough per controller: this process and the time.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// The shell script that ends every process carrying `MOP_RUN_ID=<run_id>`: TERM, a second of
+/// grace, then KILL. `run_id` is digits and `-` only, so it needs no quoting inside the
+/// script; the script itself is quoted for the remote shell by the caller.
+fn stop_script(run_id: &str) -> String {
+    let pass = |signal: &str| {
+        format!(
+            "for dir in /proc/[0-9]*; do grep -qs '{RUN_ID_VARIABLE}={run_id}' \"$dir/environ\" && kill -{signal} \"${{dir#/proc/}}\" 2>/dev/null; done"
+        )
+    };
+    format!("{}; sleep 1; {}; exit 0", pass("TERM"), pass("KILL"))
+}
+
+/// Stops what an interrupted run left on `host`, as the same user (sudo included), over the
+/// host's master connection. Best effort, bounded in time: the pool is closed right after.
+async fn stop_remote(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: Option<SudoSpec>) {
+    // Bounded as a whole: a host interrupted while still logging in may never answer.
+    let _ = tokio::time::timeout(STOP_TIMEOUT, stop_remote_now(pool, host, run_id, sudo)).await;
+}
+
+async fn stop_remote_now(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: Option<SudoSpec>) {
+    let Ok(session) = pool.open(&host.name).await else {
+        return;
+    };
+    let mut line = RunAs::from_spec(sudo.as_ref()).command_prefix();
+    line.push_str("sh -c ");
+    line.push_str(&quote(&stop_script(run_id)));
+    let stdin_bytes = password_line(sudo.as_ref());
+    let mut remote = session.clone().arc_raw_command(&line);
+    remote
+        .stdin(if stdin_bytes.is_some() {
+            openssh::Stdio::piped()
+        } else {
+            openssh::Stdio::null()
+        })
+        .stdout(openssh::Stdio::null())
+        .stderr(openssh::Stdio::null());
+    let Ok(mut child) = remote.spawn().await else {
+        return;
+    };
+    if let (Some(mut pipe), Some(bytes)) = (child.stdin().take(), stdin_bytes) {
+        let _ = pipe.write_all(&bytes).await;
+        let _ = pipe.shutdown().await;
+    }
+    let _ = child.wait().await;
+}
+
+/// The longest an interrupted run waits for one host's processes to be stopped.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn sudo_spec(host: &AdhocHost, options: &RunOptions) -> Option<SudoSpec> {
     options.sudo.then(|| SudoSpec {

@@ -2,6 +2,7 @@
 //! explicitly; and the agent installs made through them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -52,8 +53,8 @@ pub struct AgentOptions {
 /// Settings of the pool itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshPoolOptions {
-    /// How many logins may be in progress at once (`forks`).
-    pub forks: usize,
+    /// How many logins may be in progress at once (`--forks`, hosts worked on at once).
+    pub forks: NonZeroUsize,
     /// Which ssh configuration the run's config includes after the inventory's settings.
     pub includes: ConfigIncludes,
     /// Where the private run directory is created; short, because control socket paths are
@@ -69,7 +70,7 @@ pub struct SshPoolOptions {
 impl Default for SshPoolOptions {
     fn default() -> Self {
         SshPoolOptions {
-            forks: 50,
+            forks: crate::DEFAULT_FORKS,
             includes: ConfigIncludes::default(),
             run_dir_parent: PathBuf::from("/tmp"),
             persist: None,
@@ -144,7 +145,7 @@ pub(crate) struct ExecOutput {
 
 impl SshPool {
     /// Prepares a run over `hosts` with the agent at `agent` and at most `forks` logins at once.
-    pub fn new(hosts: &[SshHost], agent: &Path, forks: usize) -> Result<SshPool, SshError> {
+    pub fn new(hosts: &[SshHost], agent: &Path, forks: NonZeroUsize) -> Result<SshPool, SshError> {
         SshPool::with_options(
             hosts,
             agent,
@@ -243,7 +244,7 @@ impl SshPool {
             hosts,
             run_dir,
             config_path,
-            forks: Semaphore::new(options.forks.max(1)),
+            forks: Semaphore::new(options.forks.get()),
             agents,
             uploads: AtomicUsize::new(0),
             tokens: AtomicU64::new(0),

@@ -3,10 +3,11 @@
 use std::path::Path;
 
 use anyhow::Result;
-use mop_push::adhoc::{download_from_hosts, pool_for, DownloadOptions};
+use mop_push::adhoc::{download_from_hosts, pool_for, until_interrupted, DownloadOptions};
+use mop_push::load::resolve_targets;
 
 use crate::cli::DownloadArgs;
-use crate::commands::run::{close_pool, resolve_targets, runtime};
+use crate::commands::run::{close_pool, report_interrupted, runtime};
 use crate::commands::upload::{print_outcomes, split_args};
 
 pub fn run(args: DownloadArgs) -> Result<u8> {
@@ -15,18 +16,27 @@ pub fn run(args: DownloadArgs) -> Result<u8> {
         !args.selection.hosts.is_empty(),
         "REMOTE LOCAL_DIR",
     )?;
-    let hosts = resolve_targets(target.as_deref(), &args.selection)?;
+    let hosts = resolve_targets(&args.selection.request(target.as_deref()))?;
     let options = DownloadOptions {
         recursive: args.recursive,
         suffix: args.suffix,
-        forks: args.selection.forks.max(1),
+        forks: args.selection.forks.forks,
     };
     let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
     let outcomes = runtime()?.block_on(async {
-        let outcomes =
-            download_from_hosts(&pool, &hosts, &remote, Path::new(&local_dir), &options).await;
+        let outcomes = until_interrupted(download_from_hosts(
+            &pool,
+            &hosts,
+            &remote,
+            Path::new(&local_dir),
+            &options,
+        ))
+        .await;
         close_pool(pool).await;
         outcomes
     });
-    Ok(print_outcomes(&outcomes, args.json, "downloaded"))
+    match outcomes {
+        Ok(outcomes) => Ok(print_outcomes(&outcomes, args.output.json, "downloaded")),
+        Err(interrupted) => Ok(report_interrupted(interrupted)),
+    }
 }

@@ -4,23 +4,24 @@ use std::io::Write;
 
 use anyhow::{anyhow, bail, Result};
 use mop_inventory::{ExtraLayers, Inventory, ResolvedHost};
+use mop_push::load;
 use serde_json::json;
 
 use crate::cli::InventoryArgs;
-use crate::common;
 use crate::exit;
 
 pub fn run(args: InventoryArgs) -> Result<u8> {
-    let path = common::inventory_path(args.selection.inventory.as_deref(), None)?;
-    let inventory = common::load_inventory(&path)?;
-    let layers = ExtraLayers::none().with_overrides("-e", common::extra_vars(&args.extra_vars)?);
+    let path = load::inventory_path(args.selection.inventory.as_deref(), None)?;
+    let inventory = load::load_inventory(&path)?;
+    let layers =
+        ExtraLayers::none().with_overrides("-e", load::extra_vars(&args.extra_vars.extra_vars)?);
     let mut out = std::io::stdout().lock();
 
     if let Some(name) = &args.host {
         let resolved = inventory
             .resolve(name, &layers)
             .map_err(|err| anyhow!("{err}"))?;
-        if args.json {
+        if args.output.json {
             writeln!(out, "{}", serde_json::to_string_pretty(&resolved)?)?;
         } else {
             print_host_detail(&mut out, &resolved)?;
@@ -28,7 +29,7 @@ pub fn run(args: InventoryArgs) -> Result<u8> {
         return Ok(exit::SUCCESS);
     }
 
-    let selection = common::limit_selection(&args.selection)?;
+    let selection = load::limit_selection(&args.selection.limits())?;
     let selected = inventory.select(&selection);
     for unmatched in &selected.unmatched {
         eprintln!("warning: {unmatched}");
@@ -44,7 +45,7 @@ pub fn run(args: InventoryArgs) -> Result<u8> {
                 .map_err(|err| anyhow!("{err}"))?,
         );
     }
-    if args.json {
+    if args.output.json {
         let hosts: Vec<_> = resolved_hosts
             .iter()
             .map(|host| {

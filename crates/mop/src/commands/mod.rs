@@ -4,7 +4,6 @@ pub mod connections;
 pub mod docs;
 pub mod download;
 pub mod inventory;
-pub mod load;
 pub mod local;
 pub mod push;
 pub mod run;

@@ -5,16 +5,21 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use mop_protocol::Mode;
 use mop_push::agents::AgentSet;
+use mop_push::load::{load_run, RunRequest};
 use mop_push::plan::PlanOptions;
 use mop_push::report::{ReportStyle, Reporter, RunSummary};
 use mop_push::rollout::{run_push, PushHost, PushOptions, PushRole};
 
 use crate::cli::PushArgs;
-use crate::commands::load::load_run;
 use crate::exit;
 
 pub fn run(args: PushArgs, color: bool) -> Result<u8> {
-    let loaded = load_run(&args.policy, &args.selection, &args.extra_vars)?;
+    let loaded = load_run(&RunRequest {
+        policy: &args.policy,
+        inventory: args.selection.inventory.as_deref(),
+        limits: &args.selection.limits(),
+        extra_vars: &args.extra_vars.extra_vars,
+    })?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
@@ -51,18 +56,18 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
             } else {
                 Mode::Check
             },
-            diff: args.diff,
+            diff: args.report.diff,
         },
-        forks: args.forks.max(1),
+        forks: args.forks.forks,
         serial: args.serial,
         host_timeout: args.host_timeout.map(std::time::Duration::from_secs),
         persist: args.persist,
     };
     let style = ReportStyle {
-        json: args.json,
-        color: color && !args.json,
-        diff: args.diff,
-        verbose: args.verbose,
+        json: args.report.output.json,
+        color: color && !args.report.output.json,
+        diff: args.report.diff,
+        verbose: args.report.verbose,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,7 +83,7 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
     reporter.finish(&summary);
     write_retry_file(&args.policy, &summary)?;
     if interrupted {
-        return Ok(exit::HOST_FAILED);
+        return Ok(exit::INTERRUPTED);
     }
     Ok(if summary.success() {
         exit::SUCCESS

@@ -1,107 +1,33 @@
-//! `mop run`: one command on many hosts; also the target resolution (`TARGET` patterns or
-//! `--hosts`) shared by `mop upload` and `mop download`.
+//! `mop run`: one command on many hosts; also the runtime, pool closing and Ctrl-C handling
+//! shared by `mop upload`, `mop download` and `mop transfer`.
 
-use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
-use mop_inventory::{ExtraLayers, Selection};
+use anyhow::{bail, Result};
 use mop_push::adhoc::{
-    parse_env, parse_host_spec, pool_for, render_command, run_local, run_on_hosts, AdhocHost,
-    HostRun, OutputLine, RunOptions, StreamKind,
+    parse_env, pool_for, render_command, run_local, run_on_hosts, HostRun, Interrupted, OutputLine,
+    RunOptions, StreamKind,
 };
+use mop_push::load::{extra_vars, resolve_targets};
 use mop_push::ssh::SshPool;
 use serde_json::{json, Map, Value};
 
-use crate::cli::{AdhocSelection, RunArgs};
-use crate::common;
+use crate::cli::RunArgs;
 use crate::exit;
-
-/// The hosts `target` (or `--hosts`) names, in inventory order, with their variables.
-pub fn resolve_targets(target: Option<&str>, selection: &AdhocSelection) -> Result<Vec<AdhocHost>> {
-    let overrides = common::extra_vars(&selection.extra_vars)?;
-    if !selection.hosts.is_empty() {
-        if let Some(target) = target {
-            bail!("both a TARGET (`{target}`) and --hosts are given\n  hint: use an inventory pattern or --hosts, not both");
-        }
-        let mut hosts = Vec::new();
-        let mut seen = BTreeSet::new();
-        for spec in &selection.hosts {
-            let mut host = parse_host_spec(spec)?;
-            if !seen.insert(host.name.clone()) {
-                continue;
-            }
-            host.connection.key = selection.ssh_key.clone();
-            host.connection.known_hosts_file = selection.known_hosts_file.clone();
-            host.vars = overrides
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect();
-            hosts.push(host);
-        }
-        return Ok(hosts);
-    }
-    let Some(target) = target else {
-        bail!("no hosts given\n  hint: name an inventory pattern (e.g. `web` or `web,db*`) or pass --hosts");
-    };
-    let inventory_path = common::inventory_path(selection.inventory.as_deref(), None)?;
-    let inventory = common::load_inventory(&inventory_path)?;
-    let mut names = BTreeSet::new();
-    for pattern in target.split(',').map(str::trim) {
-        if pattern.is_empty() {
-            bail!("the target `{target}` has an empty pattern\n  hint: separate globs with single commas, e.g. `web,db*`");
-        }
-        let by_group = Selection::new(&[pattern], &[])
-            .map_err(|err| anyhow!("invalid target pattern `{pattern}`: {err}"))?;
-        let by_host = Selection::new(&[], &[pattern])
-            .map_err(|err| anyhow!("invalid target pattern `{pattern}`: {err}"))?;
-        let mut matched = false;
-        for selection in [by_group, by_host] {
-            let selected = inventory.select(&selection);
-            if selected.unmatched.is_empty() {
-                matched |= !selected.hosts.is_empty();
-                names.extend(selected.hosts.iter().map(|host| host.name().to_string()));
-            }
-        }
-        if !matched {
-            bail!(
-                "target pattern `{pattern}` matches no group or host in `{}`\n  hint: `mop inventory -i {}` lists the groups and hosts",
-                inventory_path.display(),
-                inventory_path.display()
-            );
-        }
-    }
-    let layers = ExtraLayers::none().with_overrides("-e", overrides);
-    let mut hosts = Vec::new();
-    let mut errors = Vec::new();
-    for host in inventory.hosts().filter(|host| names.contains(host.name())) {
-        match inventory.resolve(host.name(), &layers) {
-            Ok(resolved) if resolved.connection.password.is_some() => errors.push(format!(
-                "host `{}`: `mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key for the user (ssh-copy-id) and set `mop_ssh_key`, or load it into ssh-agent",
-                host.name()
-            )),
-            Ok(resolved) => hosts.push(AdhocHost {
-                name: resolved.name,
-                groups: resolved.groups,
-                vars: resolved.vars.into_iter().collect::<Map<String, Value>>(),
-                connection: resolved.connection,
-                via: resolved.via,
-            }),
-            Err(err) => errors.push(format!("host `{}`: {err}", host.name())),
-        }
-    }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("\n"));
-    }
-    Ok(hosts)
-}
 
 /// A multi-threaded runtime for one command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// What an ad hoc command tells the operator after Ctrl-C, once its remote work is stopped
+/// and its connections are closed; the exit code is [`exit::INTERRUPTED`].
+pub fn report_interrupted(Interrupted: Interrupted) -> u8 {
+    eprintln!("interrupted: remote work stopped and connections closed");
+    exit::INTERRUPTED
 }
 
 /// Closes the pool's connections, warning about what did not close cleanly.
@@ -131,7 +57,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         timeout,
         pty: args.pty,
         env,
-        forks: args.selection.forks.max(1),
+        forks: args.selection.forks.forks,
         serial: args.serial,
     };
     let stream = args.stream;
@@ -148,24 +74,28 @@ pub fn run(args: RunArgs) -> Result<u8> {
         if !args.selection.hosts.is_empty() {
             bail!("--local runs on this machine: it takes no --hosts");
         }
-        let vars: Map<String, Value> = common::extra_vars(&args.selection.extra_vars)?
+        let vars: Map<String, Value> = extra_vars(&args.selection.extra_vars.extra_vars)?
             .into_iter()
             .collect();
         let rendered = render_command(&command, "localhost", &[], &vars)?;
         vec![runtime.block_on(run_local(&rendered, &options, &on_line))]
     } else {
-        let hosts = resolve_targets(args.target.as_deref(), &args.selection)?;
+        let hosts = resolve_targets(&args.selection.request(args.target.as_deref()))?;
         // Every template renders before any host is contacted.
         let commands = hosts
             .iter()
             .map(|host| render_command(&command, &host.name, &host.groups, &host.vars))
             .collect::<Result<Vec<_>, _>>()?;
         let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
-        runtime.block_on(async {
+        let results = runtime.block_on(async {
             let results = run_on_hosts(&pool, &hosts, &commands, &options, &on_line).await;
             close_pool(pool).await;
             results
-        })
+        });
+        match results {
+            Ok(results) => results,
+            Err(interrupted) => return Ok(report_interrupted(interrupted)),
+        }
     };
     print_results(&results, &args);
     Ok(if results.iter().all(HostRun::succeeded) {
@@ -200,7 +130,7 @@ fn print_results(results: &[HostRun], args: &RunArgs) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for result in results {
-        if args.json {
+        if args.output.json {
             let _ = writeln!(out, "{}", host_json(result));
         } else if args.stream {
             eprintln!("{}: {}", result.host, status_text(result));

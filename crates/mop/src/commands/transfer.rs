@@ -2,11 +2,17 @@
 //! machine, with no temporary file on local disk.
 
 use anyhow::{anyhow, bail, Result};
-use mop_push::adhoc::{pool_for, transfer};
+use mop_push::adhoc::{pool_for, transfer, until_interrupted};
+use mop_push::load::{resolve_targets, TargetRequest};
 
-use crate::cli::{AdhocSelection, TransferArgs};
-use crate::commands::run::{close_pool, resolve_targets, runtime};
+use crate::cli::TransferArgs;
+use crate::commands::run::{close_pool, report_interrupted, runtime};
 use crate::commands::upload::print_outcomes;
+
+const TRANSFER_FORKS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(2) {
+    Some(forks) => forks,
+    None => panic!("2 is not zero"),
+};
 
 fn split_endpoint(text: &str) -> Result<(String, String)> {
     match text.split_once(':') {
@@ -27,33 +33,33 @@ pub fn run(args: TransferArgs) -> Result<u8> {
             bail!("`{name}` is a pattern; transfer copies between two named hosts");
         }
     }
-    let selection = AdhocSelection {
-        inventory: args.inventory.clone(),
-        hosts: Vec::new(),
-        ssh_key: None,
-        known_hosts_file: None,
-        extra_vars: Vec::new(),
-        forks: 2,
-        persist: args.persist,
-    };
-    let hosts = resolve_targets(Some(&format!("{source_host},{target_host}")), &selection)?;
+    let target = format!("{source_host},{target_host}");
+    let hosts = resolve_targets(&TargetRequest {
+        target: Some(&target),
+        inventory: args.inventory.as_deref(),
+        ..TargetRequest::default()
+    })?;
     for name in [&source_host, &target_host] {
         if !hosts.iter().any(|host| &host.name == name) {
             bail!("`{name}` is not a host of the inventory (it names a group)\n  hint: name one host on each side");
         }
     }
-    let pool = pool_for(&hosts, 2, args.persist)?;
+    // Two hosts, both at once.
+    let pool = pool_for(&hosts, TRANSFER_FORKS, args.persist)?;
     let outcome = runtime()?.block_on(async {
-        let outcome = transfer(
+        let outcome = until_interrupted(transfer(
             &pool,
             &source_host,
             &source_path,
             &target_host,
             &target_path,
-        )
+        ))
         .await;
         close_pool(pool).await;
         outcome
     });
-    Ok(print_outcomes(&[outcome], args.json, "transferred"))
+    match outcome {
+        Ok(outcome) => Ok(print_outcomes(&[outcome], args.output.json, "transferred")),
+        Err(interrupted) => Ok(report_interrupted(interrupted)),
+    }
 }

@@ -3,11 +3,12 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use mop_push::adhoc::{pool_for, upload_to_hosts, CopyOutcome, UploadOptions};
+use mop_push::adhoc::{pool_for, until_interrupted, upload_to_hosts, CopyOutcome, UploadOptions};
+use mop_push::load::resolve_targets;
 use serde_json::json;
 
 use crate::cli::UploadArgs;
-use crate::commands::run::{close_pool, plural, resolve_targets, runtime};
+use crate::commands::run::{close_pool, plural, report_interrupted, runtime};
 use crate::exit;
 
 pub fn run(args: UploadArgs) -> Result<u8> {
@@ -26,22 +27,32 @@ pub fn run(args: UploadArgs) -> Result<u8> {
                 })?,
         ),
     };
-    let hosts = resolve_targets(target.as_deref(), &args.selection)?;
+    let hosts = resolve_targets(&args.selection.request(target.as_deref()))?;
     let options = UploadOptions {
         recursive: args.recursive,
         mode,
         sudo: args.sudo,
         sudo_as: args.sudo_as.clone(),
-        forks: args.selection.forks.max(1),
+        forks: args.selection.forks.forks,
     };
     let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
     let outcomes = runtime()?.block_on(async {
-        let outcomes = upload_to_hosts(&pool, &hosts, Path::new(&local), &remote, &options).await;
+        let outcomes = until_interrupted(upload_to_hosts(
+            &pool,
+            &hosts,
+            Path::new(&local),
+            &remote,
+            &options,
+        ))
+        .await;
         close_pool(pool).await;
         outcomes
     });
-    let outcomes = outcomes.map_err(|detail| anyhow!("{detail}"))?;
-    Ok(print_outcomes(&outcomes, args.json, "uploaded"))
+    let outcomes = match outcomes {
+        Ok(outcomes) => outcomes.map_err(|detail| anyhow!("{detail}"))?,
+        Err(interrupted) => return Ok(report_interrupted(interrupted)),
+    };
+    Ok(print_outcomes(&outcomes, args.output.json, "uploaded"))
 }
 
 /// `[TARGET] A B`: TARGET is absent exactly when --hosts is given.

@@ -3,14 +3,19 @@
 use std::io::Write;
 
 use anyhow::{anyhow, Result};
+use mop_push::load::{load_run, RunRequest};
 use serde_json::json;
 
 use crate::cli::ValidateArgs;
-use crate::commands::load::load_run;
 use crate::exit;
 
 pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
-    let loaded = load_run(&args.policy, &args.selection, &args.extra_vars)?;
+    let loaded = load_run(&RunRequest {
+        policy: &args.policy,
+        inventory: args.selection.inventory.as_deref(),
+        limits: &args.selection.limits(),
+        extra_vars: &args.extra_vars.extra_vars,
+    })?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
@@ -23,7 +28,7 @@ pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
         .wait_all()
         .map_err(|error| anyhow!("{}: file server: {error}", policy.path.display()))?;
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.output.json {
         let roles: Vec<_> = loaded
             .roles
             .iter()

@@ -1,21 +1,98 @@
 //! Loading and validating everything a run needs, before any host is contacted: the policy,
-//! the inventory, each role's hosts with their resolved variables, the file server's manifest
-//! and the templates. Every problem is collected, not just the first.
+//! the inventory, `-e` variables, `--limit-*` selections, each role's hosts with their resolved
+//! variables, the file server's manifest and the templates ([`load_run`]); the same for
+//! `mop local` ([`load_local_run`]); and what an ad hoc TARGET means ([`resolve_targets`]).
+//! Every problem is collected, not just the first.
+//!
+//! The `mop` binary maps its arguments onto one call here and the error onto an exit code;
+//! the decisions (role selection, variable layers, protected files) live here so they are
+//! unit-tested against real files.
+
+mod inputs;
+mod targets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
 use indexmap::IndexMap;
-use mop_inventory::{ExtraLayers, ResolvedHost, Selection};
+use mop_inventory::{ExtraLayers, InventoryError, ResolvedHost, Selection};
 use mop_policy::{Policy, PolicyError, Role};
-use mop_push::prepare::{prepare, PreparedRun};
 use serde_json::{Map, Value};
 
-use crate::cli::InventorySelection;
-use crate::common;
+use crate::adhoc::HostSpecError;
+use crate::prepare::{prepare, PreparedRun};
+
+pub use inputs::{extra_vars, inventory_path, limit_selection, load_inventory, Limits};
+pub use targets::{resolve_targets, TargetRequest};
+
+/// Why a run could not be loaded. The texts are what the operator reads (`error: ...`).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no inventory given\n  hint: pass `-i FILE`, set `inventory = \"...\"` in the policy, or create `inventory/` here")]
+    NoInventory,
+    /// An inventory, `-e` or pattern error; its text names the file and place.
+    #[error("{0}")]
+    Inventory(InventoryError),
+    #[error("cannot read the host list `{file}` given to --limit-hosts")]
+    HostListUnreadable {
+        file: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("the host list `{file}` given to --limit-hosts names no host")]
+    HostListEmpty { file: String },
+    #[error("no role selects any host{}\n  hint: check the roles' `groups`/`hosts` patterns against `mop inventory`", if *.limited { " within the given limits" } else { "" })]
+    NoHostSelected { limited: bool },
+    /// Every problem found in the policy, the hosts' variables and the templates, in order.
+    #[error("{}", invalid_text(.0))]
+    Invalid(Vec<String>),
+    #[error("both a TARGET (`{target}`) and --hosts are given\n  hint: use an inventory pattern or --hosts, not both")]
+    TargetAndHosts { target: String },
+    #[error("{0}")]
+    HostSpec(HostSpecError),
+    #[error("no hosts given\n  hint: name an inventory pattern (e.g. `web` or `web,db*`) or pass --hosts")]
+    NoTarget,
+    #[error("the target `{target}` has an empty pattern\n  hint: separate globs with single commas, e.g. `web,db*`")]
+    EmptyPattern { target: String },
+    #[error("invalid target pattern `{pattern}`: {detail}")]
+    InvalidPattern {
+        pattern: String,
+        detail: InventoryError,
+    },
+    #[error("target pattern `{pattern}` matches no group or host in `{}`\n  hint: `mop inventory -i {}` lists the groups and hosts", .inventory.display(), .inventory.display())]
+    TargetMatchesNothing { pattern: String, inventory: PathBuf },
+    /// Every ad hoc host whose variables do not resolve, one per line.
+    #[error("{}", .0.join("\n"))]
+    Hosts(Vec<String>),
+}
+
+fn invalid_text(errors: &[String]) -> String {
+    let mut text = errors.join("\n");
+    if errors.len() > 1 {
+        text.push_str(&format!("\n{} errors", errors.len()));
+    }
+    text
+}
+
+impl From<InventoryError> for LoadError {
+    fn from(error: InventoryError) -> Self {
+        LoadError::Inventory(error)
+    }
+}
+
+/// What `mop push` and `mop validate` load.
+#[derive(Debug, Clone, Copy)]
+pub struct RunRequest<'a> {
+    pub policy: &'a Path,
+    /// `-i`; else the policy's `inventory`, else `inventory/` here.
+    pub inventory: Option<&'a Path>,
+    pub limits: &'a Limits,
+    /// `-e KEY=VALUE` arguments, later ones winning.
+    pub extra_vars: &'a [String],
+}
 
 /// One role and the hosts it will touch, in inventory order.
+#[derive(Debug)]
 pub struct RoleHosts {
     pub role_index: usize,
     pub hosts: Vec<ResolvedHost>,
@@ -31,48 +108,47 @@ pub struct LoadedRun {
     pub warnings: Vec<String>,
 }
 
-/// Every error found while loading, printed one after another.
-#[derive(Debug)]
-pub struct LoadErrors(pub Vec<String>);
-
-impl std::fmt::Display for LoadErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0.join("\n"))?;
-        if self.0.len() > 1 {
-            write!(f, "\n{} errors", self.0.len())?;
-        }
-        Ok(())
-    }
+/// A validated `mop local` run: every role, no inventory.
+pub struct LoadedLocalRun {
+    pub policy: Policy,
+    pub prepared: PreparedRun,
+    pub extra_vars: Map<String, Value>,
 }
 
-impl std::error::Error for LoadErrors {}
-
-pub fn load_policy(path: &Path) -> Result<Policy> {
+pub fn load_policy(path: &Path) -> Result<Policy, LoadError> {
     Policy::load(path)
-        .map_err(|errors| anyhow!(LoadErrors(errors.iter().map(ToString::to_string).collect())))
+        .map_err(|errors| LoadError::Invalid(errors.iter().map(ToString::to_string).collect()))
+}
+
+/// `mop local`: the policy with every role, `-e` on top; only the policy file is protected.
+pub fn load_local_run(policy_path: &Path, extra: &[String]) -> Result<LoadedLocalRun, LoadError> {
+    let policy = load_policy(policy_path)?;
+    let extra_vars = extra_vars(extra)?.into_iter().collect();
+    let all_roles: Vec<usize> = (0..policy.roles.len()).collect();
+    let prepared = prepare(&policy, &all_roles, &[policy_path.to_path_buf()])
+        .map_err(|errors| LoadError::Invalid(errors.iter().map(ToString::to_string).collect()))?;
+    Ok(LoadedLocalRun {
+        policy,
+        prepared,
+        extra_vars,
+    })
 }
 
 /// Loads the policy and inventory, resolves each role's hosts, and prepares the file server.
-pub fn load_run(
-    policy_path: &Path,
-    selection: &InventorySelection,
-    extra_vars: &[String],
-) -> Result<LoadedRun> {
-    let policy = load_policy(policy_path)?;
-    let inventory_path =
-        common::inventory_path(selection.inventory.as_deref(), policy.inventory.as_deref())?;
-    let inventory = common::load_inventory(&inventory_path)?;
-    let overrides = common::extra_vars(extra_vars)?;
-    let limit = common::limit_selection(selection)?;
+pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
+    let policy = load_policy(request.policy)?;
+    let inventory_path = inventory_path(request.inventory, policy.inventory.as_deref())?;
+    let inventory = load_inventory(&inventory_path)?;
+    let overrides = extra_vars(request.extra_vars)?;
+    let limit = limit_selection(request.limits)?;
 
-    // No template may read a secret: the policy check names each read (see mop_push::secrets).
-    let secret_vars = mop_push::secrets::secret_var_names();
+    // No template may read a secret: the policy check names each read (see crate::secrets).
+    let secret_vars = crate::secrets::secret_var_names();
     let mut errors: Vec<String> = Vec::new();
     let mut warnings = Vec::new();
     let mut roles = Vec::new();
     for (role_index, role) in policy.roles.iter().enumerate() {
-        let role_selection =
-            Selection::new(&role.groups, &role.hosts).map_err(|err| anyhow!("{err}"))?;
+        let role_selection = Selection::new(&role.groups, &role.hosts)?;
         let selected = inventory.select(&role_selection.and(limit.clone()));
         for unmatched in &selected.unmatched {
             warnings.push(format!("role `{}`: {unmatched}", role.name));
@@ -82,12 +158,16 @@ pub fn load_run(
         for host in &selected.hosts {
             match inventory.resolve(host.name(), &layers) {
                 Ok(resolved) if resolved.connection.password.is_some() => errors.push(format!(
-                    "role `{}`: host `{}`: `mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key for the user (ssh-copy-id) and set `mop_ssh_key`, or load it into ssh-agent",
+                    "role `{}`: host `{}`: {PASSWORD_REFUSED}",
                     role.name,
                     host.name()
                 )),
                 Ok(resolved) => hosts.push(resolved),
-                Err(err) => errors.push(format!("role `{}`: host `{}`: {err}", role.name, host.name())),
+                Err(err) => errors.push(format!(
+                    "role `{}`: host `{}`: {err}",
+                    role.name,
+                    host.name()
+                )),
             }
         }
         errors.extend(undefined_variable_errors(
@@ -99,10 +179,9 @@ pub fn load_run(
         roles.push(RoleHosts { role_index, hosts });
     }
     if roles.iter().all(|role| role.hosts.is_empty()) && errors.is_empty() {
-        bail!(
-            "no role selects any host{}\n  hint: check the roles' `groups`/`hosts` patterns against `mop inventory`",
-            if limit.is_all() { "" } else { " within the given limits" }
-        );
+        return Err(LoadError::NoHostSelected {
+            limited: !limit.is_all(),
+        });
     }
 
     let selected_roles: Vec<usize> = roles
@@ -110,7 +189,7 @@ pub fn load_run(
         .filter(|role| !role.hosts.is_empty())
         .map(|role| role.role_index)
         .collect();
-    let protected = protected_files(policy_path, &inventory_path);
+    let protected = protected_files(request.policy, &inventory_path);
     let prepared = match prepare(&policy, &selected_roles, &protected) {
         Ok(prepared) => Some(prepared),
         Err(policy_errors) => {
@@ -129,9 +208,12 @@ pub fn load_run(
             prepared,
             warnings,
         }),
-        _ => Err(anyhow!(LoadErrors(errors))),
+        _ => Err(LoadError::Invalid(errors)),
     }
 }
+
+/// Why a host with `mop_ssh_password` is refused (after `host `NAME`: `).
+pub(crate) const PASSWORD_REFUSED: &str = "`mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key for the user (ssh-copy-id) and set `mop_ssh_key`, or load it into ssh-agent";
 
 /// Policy and role settings apply only where the inventory is silent; `-e` beats everything.
 pub fn role_layers(
@@ -255,3 +337,6 @@ pub fn protected_files(policy_path: &Path, inventory_path: &Path) -> Vec<PathBuf
     }
     files
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! The inputs every command shares: where the inventory is, loading it, `-e` variables and
+//! the `--limit-*` selection (including `@FILE` retry files).
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use mop_inventory::{Inventory, Selection};
+
+use super::LoadError;
+
+/// `--limit-groups` and `--limit-hosts` patterns (`@FILE` in the hosts reads a retry file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub groups: Vec<String>,
+    pub hosts: Vec<String>,
+}
+
+/// The inventory path: `-i`, else the policy's `inventory`, else `inventory/` here.
+pub fn inventory_path(
+    explicit: Option<&Path>,
+    from_policy: Option<&Path>,
+) -> Result<PathBuf, LoadError> {
+    if let Some(path) = explicit.or(from_policy) {
+        return Ok(path.to_path_buf());
+    }
+    let default = PathBuf::from("inventory");
+    if default.exists() {
+        Ok(default)
+    } else {
+        Err(LoadError::NoInventory)
+    }
+}
+
+pub fn load_inventory(path: &Path) -> Result<Inventory, LoadError> {
+    Ok(Inventory::load(path)?)
+}
+
+/// Parses `-e KEY=VALUE` arguments, later ones winning.
+pub fn extra_vars(args: &[String]) -> Result<IndexMap<String, serde_json::Value>, LoadError> {
+    let mut vars = IndexMap::new();
+    for arg in args {
+        let (key, value) = mop_inventory::parse_extra_var(arg)?;
+        vars.insert(key, value);
+    }
+    Ok(vars)
+}
+
+/// The `--limit-groups`/`--limit-hosts` selection; `@FILE` in the hosts list reads host names
+/// (one per line, `#` comments) from a retry file.
+pub fn limit_selection(limits: &Limits) -> Result<Selection, LoadError> {
+    let mut hosts = Vec::new();
+    for pattern in &limits.hosts {
+        match pattern.strip_prefix('@') {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|error| {
+                    LoadError::HostListUnreadable {
+                        file: file.to_string(),
+                        error,
+                    }
+                })?;
+                let names: Vec<String> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                    .map(glob_escape)
+                    .collect();
+                if names.is_empty() {
+                    return Err(LoadError::HostListEmpty {
+                        file: file.to_string(),
+                    });
+                }
+                hosts.extend(names);
+            }
+            None => hosts.push(pattern.clone()),
+        }
+    }
+    Ok(Selection::new(&limits.groups, &hosts)?)
+}
+
+/// Host names from a retry file are names, not patterns.
+fn glob_escape(name: &str) -> String {
+    let mut escaped = String::with_capacity(name.len());
+    for ch in name.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '{' | '}') {
+            escaped.push('[');
+            escaped.push(ch);
+            escaped.push(']');
+        } else {
+            escaped.push(ch);
+        }
+    }
+    escaped
+}

@@ -1,0 +1,113 @@
+//! What an ad hoc TARGET means (`mop run`, `upload`, `download`, `transfer`): comma-separated
+//! globs, each matching group names (all their hosts) or host names; or `--hosts` entries
+//! outside any inventory.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use mop_inventory::{ExtraLayers, Selection};
+use serde_json::{Map, Value};
+
+use super::{extra_vars, inventory_path, load_inventory, LoadError, PASSWORD_REFUSED};
+use crate::adhoc::{parse_host_spec, AdhocHost};
+
+/// Which hosts an ad hoc command acts on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TargetRequest<'a> {
+    /// The TARGET pattern expression.
+    pub target: Option<&'a str>,
+    /// `-i`; else `inventory/` here.
+    pub inventory: Option<&'a Path>,
+    /// `--hosts` entries (`[user@]host[:port]`), instead of TARGET.
+    pub hosts: &'a [String],
+    /// `--ssh-key` and `--known-hosts-file`, for the `--hosts` hosts.
+    pub ssh_key: Option<&'a Path>,
+    pub known_hosts_file: Option<&'a Path>,
+    /// `-e KEY=VALUE` arguments.
+    pub extra_vars: &'a [String],
+}
+
+/// The hosts the request names, in inventory order (in `--hosts` order, duplicates dropped),
+/// with their variables.
+pub fn resolve_targets(request: &TargetRequest<'_>) -> Result<Vec<AdhocHost>, LoadError> {
+    let overrides = extra_vars(request.extra_vars)?;
+    if !request.hosts.is_empty() {
+        if let Some(target) = request.target {
+            return Err(LoadError::TargetAndHosts {
+                target: target.to_string(),
+            });
+        }
+        let mut hosts = Vec::new();
+        let mut seen = BTreeSet::new();
+        for spec in request.hosts {
+            let mut host = parse_host_spec(spec).map_err(LoadError::HostSpec)?;
+            if !seen.insert(host.name.clone()) {
+                continue;
+            }
+            host.connection.key = request.ssh_key.map(Path::to_path_buf);
+            host.connection.known_hosts_file = request.known_hosts_file.map(PathBuf::from);
+            host.vars = overrides
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            hosts.push(host);
+        }
+        return Ok(hosts);
+    }
+    let Some(target) = request.target else {
+        return Err(LoadError::NoTarget);
+    };
+    let inventory_path = inventory_path(request.inventory, None)?;
+    let inventory = load_inventory(&inventory_path)?;
+    let mut names = BTreeSet::new();
+    for pattern in target.split(',').map(str::trim) {
+        if pattern.is_empty() {
+            return Err(LoadError::EmptyPattern {
+                target: target.to_string(),
+            });
+        }
+        let invalid = |detail| LoadError::InvalidPattern {
+            pattern: pattern.to_string(),
+            detail,
+        };
+        let by_group = Selection::new(&[pattern], &[]).map_err(invalid)?;
+        let by_host = Selection::new(&[], &[pattern]).map_err(invalid)?;
+        let mut matched = false;
+        for selection in [by_group, by_host] {
+            let selected = inventory.select(&selection);
+            // A pattern that matches no group is fine if it matches hosts, and the reverse.
+            if selected.unmatched.is_empty() {
+                matched |= !selected.hosts.is_empty();
+                names.extend(selected.hosts.iter().map(|host| host.name().to_string()));
+            }
+        }
+        if !matched {
+            return Err(LoadError::TargetMatchesNothing {
+                pattern: pattern.to_string(),
+                inventory: inventory_path,
+            });
+        }
+    }
+    let layers = ExtraLayers::none().with_overrides("-e", overrides);
+    let mut hosts = Vec::new();
+    let mut errors = Vec::new();
+    for host in inventory.hosts().filter(|host| names.contains(host.name())) {
+        match inventory.resolve(host.name(), &layers) {
+            Ok(resolved) if resolved.connection.password.is_some() => {
+                errors.push(format!("host `{}`: {PASSWORD_REFUSED}", host.name()));
+            }
+            Ok(resolved) => hosts.push(AdhocHost {
+                name: resolved.name,
+                groups: resolved.groups,
+                vars: resolved.vars.into_iter().collect::<Map<String, Value>>(),
+                connection: resolved.connection,
+                via: resolved.via,
+            }),
+            Err(err) => errors.push(format!("host `{}`: {err}", host.name())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadError::Hosts(errors));
+    }
+    Ok(hosts)
+}

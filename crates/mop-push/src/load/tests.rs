@@ -1,0 +1,364 @@
+//! Loading runs from real files in temporary directories: which hosts each role gets, which
+//! value each variable layer gives, what an ad hoc TARGET means, and the exact error texts.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// A policy (`site.toml`) and an inventory (`inventory.toml`) written to a fresh directory.
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new(policy: &str, inventory: &str) -> Files {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("site.toml"), policy).expect("write the policy");
+        std::fs::write(dir.path().join("inventory.toml"), inventory).expect("write the inventory");
+        Files { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Loads with `-i inventory.toml` and the given limits and `-e` arguments, and describes
+    /// the outcome: `role NAME: host (var=value, ...)` lines, or the error text.
+    fn load(&self, limits: &Limits, extra: &[&str], show_vars: &[&str]) -> String {
+        let extra: Vec<String> = extra.iter().map(ToString::to_string).collect();
+        let inventory = self.path("inventory.toml");
+        let loaded = load_run(&RunRequest {
+            policy: &self.path("site.toml"),
+            inventory: Some(&inventory),
+            limits,
+            extra_vars: &extra,
+        });
+        match loaded {
+            Err(error) => format!("error: {}", self.relative(&error.to_string())),
+            Ok(run) => run
+                .roles
+                .iter()
+                .map(|role_hosts| {
+                    let hosts: Vec<String> = role_hosts
+                        .hosts
+                        .iter()
+                        .map(|host| {
+                            let vars: Vec<String> = show_vars
+                                .iter()
+                                .map(|name| {
+                                    format!(
+                                        "{name}={}",
+                                        host.vars
+                                            .get(*name)
+                                            .map_or("-".to_string(), |value| { value.to_string() })
+                                    )
+                                })
+                                .collect();
+                            if vars.is_empty() {
+                                host.name.clone()
+                            } else {
+                                format!("{} ({})", host.name, vars.join(" "))
+                            }
+                        })
+                        .collect();
+                    format!(
+                        "role {}: {}",
+                        run.policy.roles[role_hosts.role_index].name,
+                        hosts.join(", ")
+                    )
+                })
+                .chain(
+                    run.warnings
+                        .iter()
+                        .map(|warning| format!("warning: {warning}")),
+                )
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    fn relative(&self, text: &str) -> String {
+        text.replace(&format!("{}/", self.dir.path().display()), "")
+    }
+}
+
+const INVENTORY: &str = r#"
+[groups.web.hosts]
+web1 = "mop_host=192.0.2.1 tier=front"
+web2 = "mop_host=192.0.2.2"
+
+[groups.db.hosts]
+db1 = "mop_host=192.0.2.3"
+
+[groups.web.vars]
+color = "green"
+"#;
+
+fn policy(roles: &str) -> String {
+    format!(
+        r#"
+[vars]
+color = "policy"
+tier = "policy"
+size = "policy"
+
+{roles}
+"#
+    )
+}
+
+const WEB_AND_DB: &str = r#"
+[[roles]]
+name = "web"
+groups = ["web"]
+
+[roles.vars]
+size = "role"
+tier = "role"
+
+[[roles.resources]]
+type = "echo"
+msg = "{{ color }} {{ tier }} {{ size }}"
+
+[[roles]]
+name = "db"
+groups = ["db"]
+
+[[roles.resources]]
+type = "echo"
+msg = "db"
+"#;
+
+fn limits(groups: &[&str], hosts: &[&str]) -> Limits {
+    Limits {
+        groups: groups.iter().map(ToString::to_string).collect(),
+        hosts: hosts.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn roles_select_hosts_within_the_limits() {
+    let files = Files::new(&policy(WEB_AND_DB), INVENTORY);
+    let check = |limits: Limits, expected: &str| {
+        assert_eq!(files.load(&limits, &[], &[]), expected, "{limits:?}");
+    };
+    check(limits(&[], &[]), "role web: web1, web2\nrole db: db1");
+    check(limits(&["web"], &[]), "role web: web1, web2\nrole db: ");
+    check(
+        limits(&[], &["web2", "db*"]),
+        "role web: web2\nrole db: db1",
+    );
+    check(
+        limits(&["nosuch"], &[]),
+        "error: no role selects any host within the given limits\n  hint: check the roles' `groups`/`hosts` patterns against `mop inventory`",
+    );
+}
+
+#[test]
+fn variable_layers_policy_then_role_then_inventory_then_extra_vars() {
+    let files = Files::new(&policy(WEB_AND_DB), INVENTORY);
+    let check = |extra: &[&str], expected: &str| {
+        let loaded = files.load(&limits(&["web"], &[]), extra, &["color", "tier", "size"]);
+        let web = loaded.lines().next().unwrap_or_default();
+        assert_eq!(web, expected, "{extra:?}");
+    };
+    // Inventory beats role beats policy; the role's own vars beat the policy's.
+    check(
+        &[],
+        r#"role web: web1 (color="green" tier="front" size="role"), web2 (color="green" tier="role" size="role")"#,
+    );
+    // `-e` beats everything, later ones winning.
+    check(
+        &["tier=cli", "color=first", "color=last"],
+        r#"role web: web1 (color="last" tier="cli" size="role"), web2 (color="last" tier="cli" size="role")"#,
+    );
+}
+
+#[test]
+fn role_connection_settings_apply_only_where_the_inventory_is_silent() {
+    let roles = r#"
+[[roles]]
+name = "web"
+groups = ["web"]
+ssh_as = "deploy"
+sudo = true
+
+[[roles.resources]]
+type = "echo"
+msg = "hi"
+"#;
+    let inventory = r#"
+[groups.web.hosts]
+web1 = "mop_host=192.0.2.1 mop_ssh_username=admin"
+web2 = "mop_host=192.0.2.2"
+"#;
+    let files = Files::new(&policy(roles), inventory);
+    assert_eq!(
+        files.load(&Limits::default(), &[], &["mop_ssh_username", "mop_sudo"]),
+        r#"role web: web1 (mop_ssh_username="admin" mop_sudo=true), web2 (mop_ssh_username="deploy" mop_sudo=true)"#
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let roles = r#"
+[[roles]]
+name = "web"
+groups = ["web"]
+
+[[roles.resources]]
+type = "echo"
+msg = "{{ nosuch }}"
+"#;
+    let inventory = r#"
+[groups.web.hosts]
+web1 = "mop_host=192.0.2.1"
+web2 = "mop_host=192.0.2.2 mop_ssh_password=hunter2"
+web3 = "mop_host=192.0.2.3 nosuch=1"
+"#;
+    let files = Files::new(&policy(roles), inventory);
+    let loaded = files.load(&Limits::default(), &[], &[]);
+    assert!(
+        loaded.starts_with("error: role `web`: host `web2`: `mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key"),
+        "{loaded}"
+    );
+    assert!(loaded.contains("`nosuch`"), "{loaded}");
+    assert!(loaded.contains("(on hosts: web1)"), "{loaded}");
+    assert!(loaded.ends_with("\n2 errors"), "{loaded}");
+    assert!(!loaded.contains("hunter2"), "{loaded}");
+}
+
+#[test]
+fn retry_files_name_hosts_not_patterns() {
+    let files = Files::new(&policy(WEB_AND_DB), INVENTORY);
+    let retry = files.path("site.retry");
+    let check = |retry_text: Option<&str>, expected: &str| {
+        match retry_text {
+            Some(text) => std::fs::write(&retry, text).expect("write the retry file"),
+            None => {
+                let _ = std::fs::remove_file(&retry);
+            }
+        }
+        let at_file = format!("@{}", retry.display());
+        assert_eq!(
+            files.load(&limits(&[], &[&at_file]), &[], &[]),
+            expected,
+            "{retry_text:?}"
+        );
+    };
+    check(
+        Some("# failed\nweb2\n\ndb1\n"),
+        "role web: web2\nrole db: db1",
+    );
+    check(
+        Some("# nothing\n"),
+        "error: the host list `site.retry` given to --limit-hosts names no host",
+    );
+    check(
+        None,
+        "error: cannot read the host list `site.retry` given to --limit-hosts",
+    );
+}
+
+#[test]
+fn the_policy_and_inventory_are_never_served() {
+    let files = Files::new(&policy(WEB_AND_DB), INVENTORY);
+    std::fs::create_dir(files.path("inventory")).expect("mkdir");
+    std::fs::write(files.path("inventory/a.toml"), "").expect("write");
+    let check = |inventory: &Path, expected: &[&str]| {
+        let mut protected: Vec<String> = protected_files(&files.path("site.toml"), inventory)
+            .iter()
+            .map(|path| files.relative(&path.display().to_string()))
+            .collect();
+        protected.sort();
+        assert_eq!(protected, expected, "{}", inventory.display());
+    };
+    check(
+        &files.path("inventory.toml"),
+        &["inventory.toml", "site.toml"],
+    );
+    check(&files.path("inventory"), &["inventory/a.toml", "site.toml"]);
+}
+
+/// Resolves an ad hoc TARGET against `INVENTORY`: host names, or the error text.
+fn targets(files: &Files, target: Option<&str>, hosts: &[&str], extra: &[&str]) -> String {
+    let inventory = files.path("inventory.toml");
+    let hosts: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+    let extra: Vec<String> = extra.iter().map(ToString::to_string).collect();
+    match resolve_targets(&TargetRequest {
+        target,
+        inventory: Some(&inventory),
+        hosts: &hosts,
+        extra_vars: &extra,
+        ..TargetRequest::default()
+    }) {
+        Ok(resolved) => resolved
+            .iter()
+            .map(|host| match host.vars.get("color") {
+                Some(color) => format!("{} {color}", host.name),
+                None => host.name.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(error) => format!("error: {}", files.relative(&error.to_string())),
+    }
+}
+
+#[test]
+fn an_adhoc_target_names_groups_or_hosts_in_inventory_order() {
+    let files = Files::new(&policy(WEB_AND_DB), INVENTORY);
+    let check = |target: Option<&str>, hosts: &[&str], expected: &str| {
+        assert_eq!(
+            targets(&files, target, hosts, &[]),
+            expected,
+            "{target:?} {hosts:?}"
+        );
+    };
+    check(Some("web"), &[], r#"web1 "green", web2 "green""#);
+    check(Some("db1,web2"), &[], r#"web2 "green", db1"#);
+    check(Some("web*"), &[], r#"web1 "green", web2 "green""#);
+    check(Some("all"), &[], r#"web1 "green", web2 "green", db1"#);
+    check(
+        Some("web,,db"),
+        &[],
+        "error: the target `web,,db` has an empty pattern\n  hint: separate globs with single commas, e.g. `web,db*`",
+    );
+    check(
+        Some("web,nosuch*"),
+        &[],
+        "error: target pattern `nosuch*` matches no group or host in `inventory.toml`\n  hint: `mop inventory -i inventory.toml` lists the groups and hosts",
+    );
+    check(
+        None,
+        &[],
+        "error: no hosts given\n  hint: name an inventory pattern (e.g. `web` or `web,db*`) or pass --hosts",
+    );
+    check(
+        Some("web"),
+        &["192.0.2.9"],
+        "error: both a TARGET (`web`) and --hosts are given\n  hint: use an inventory pattern or --hosts, not both",
+    );
+    // --hosts: outside the inventory, in the given order, duplicates dropped.
+    check(
+        None,
+        &[
+            "deploy@192.0.2.9:2222",
+            "192.0.2.8",
+            "deploy@192.0.2.9:2222",
+        ],
+        "deploy@192.0.2.9:2222, 192.0.2.8",
+    );
+}
+
+#[test]
+fn extra_vars_reach_adhoc_hosts() {
+    let files = Files::new(&policy(WEB_AND_DB), INVENTORY);
+    assert_eq!(
+        targets(&files, Some("web1,db1"), &[], &["color=blue"]),
+        r#"web1 "blue", db1 "blue""#
+    );
+    assert_eq!(
+        targets(&files, None, &["192.0.2.9"], &["color=blue"]),
+        r#"192.0.2.9 "blue""#
+    );
+}
