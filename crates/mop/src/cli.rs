@@ -199,6 +199,11 @@ pub struct PushArgs {
     #[arg(long, value_name = "SECS")]
     pub host_timeout: Option<u64>,
 
+    /// Leave nothing on the hosts: upload the agent for this run only instead of caching it
+    /// (same as `mop_agent_cache = false`).
+    #[arg(long)]
+    pub no_agent_cache: bool,
+
     /// Set or override a variable (highest precedence); VALUE is TOML if it parses, else a string.
     #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
     pub extra_vars: Vec<String>,
