@@ -66,6 +66,9 @@ pub enum Command {
     /// List or close the SSH connections kept open by `--persist`.
     #[command(after_help = CONNECTIONS_AFTER_HELP)]
     Connections(ConnectionsArgs),
+    /// Remove the cached agents and dead agents' work directories mop left on hosts.
+    #[command(after_help = ADHOC_AFTER_HELP)]
+    Clean(CleanArgs),
     /// Print a shell completion script: `mop completions bash > /etc/bash_completion.d/mop`.
     Completions(CompletionsArgs),
     /// Write man pages generated from this command line into DIR (used by `scripts/man`).
@@ -290,6 +293,20 @@ Exit status:
   2  invalid input or usage (bad pattern, unknown host, TARGET matches nothing): nothing was contacted
 
 Docs: docs/reference/adhoc.md";
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Inventory pattern expression (groups/hosts globs); omit with --hosts.
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+
+    #[command(flatten)]
+    pub selection: AdhocSelection,
+
+    /// One JSON object per host on stdout: `dir`, `removed`, `kept`, `removed_dir`, `error`.
+    #[arg(long)]
+    pub json: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

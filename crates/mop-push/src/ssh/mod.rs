@@ -36,7 +36,9 @@ mod pool;
 mod shell;
 mod sudo;
 
-pub(crate) use bootstrap::{elf_platform, AgentPlatform, LocalAgent};
+pub(crate) use bootstrap::{
+    agent_dir_expression, elf_platform, AgentPlatform, LocalAgent, STALE_WORK_DIR_GRACE_MINUTES,
+};
 pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
 pub use error::SshError;
