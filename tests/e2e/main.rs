@@ -7,6 +7,7 @@
 mod support;
 
 mod adhoc;
+mod agent_cache;
 mod cli;
 mod install;
 mod local;

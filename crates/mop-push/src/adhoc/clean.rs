@@ -111,7 +111,11 @@ mod tests {
     #[test]
     fn clean_removes_cached_agents_and_only_dead_work_dirs() {
         let home = tempfile::tempdir().expect("temp dir");
-        assert_eq!(run(home.path()).dir, None, "no agent directory: nothing to do");
+        assert_eq!(
+            run(home.path()).dir,
+            None,
+            "no agent directory: nothing to do"
+        );
         let dir = home.path().join(".mop");
         std::fs::create_dir(&dir).expect("mkdir");
         std::fs::write(dir.join("agent-aa"), b"agent").expect("write");

@@ -1099,7 +1099,7 @@ mod tests {
         assert!(dir.join("agent-f00d").exists());
     }
 
-/// The probe keeps the most recently used cached agents (the one it uses counts as just
+    /// The probe keeps the most recently used cached agents (the one it uses counts as just
     /// used) and removes the others; work directories and other files are not touched.
     #[test]
     fn probe_prunes_old_cached_agents() {
@@ -1114,7 +1114,12 @@ mod tests {
         }];
         std::fs::write(dir.join(format!("agent-{digest}")), b"current").expect("write");
         set_age(&dir.join(format!("agent-{digest}")), 60 * 24 * 30);
-        for (name, days) in [("agent-a1", 1), ("agent-b2", 2), ("agent-c3", 3), ("agent-d4", 4)] {
+        for (name, days) in [
+            ("agent-a1", 1),
+            ("agent-b2", 2),
+            ("agent-c3", 3),
+            ("agent-d4", 4),
+        ] {
             std::fs::write(dir.join(name), b"old").expect("write");
             set_age(&dir.join(name), 60 * 24 * days);
         }
@@ -1130,7 +1135,13 @@ mod tests {
         assert_eq!(report.cached, Some(true), "{report:?}");
         let mut left: Vec<String> = std::fs::read_dir(&dir)
             .expect("list")
-            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         left.sort();
         let mut expected = vec![

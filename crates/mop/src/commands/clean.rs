@@ -101,7 +101,12 @@ fn failure(result: &HostRun, report: &CleanReport) -> Option<String> {
     })
 }
 
-fn print_host(out: &mut impl std::io::Write, host: &str, report: &CleanReport, error: Option<&str>) {
+fn print_host(
+    out: &mut impl std::io::Write,
+    host: &str,
+    report: &CleanReport,
+    error: Option<&str>,
+) {
     if let Some(error) = error {
         let _ = writeln!(out, "{host}: FAILED: {}", inert(error));
         return;
