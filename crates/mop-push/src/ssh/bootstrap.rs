@@ -559,9 +559,11 @@ pub(crate) fn agent_command(
             };
             // The cache is written through a temporary name and renamed, so a concurrent run
             // never copies a half-written file (it would fail the check and upload anyway).
+            // Private (0700) even when the run's copy is 0755 for a third user: only the login
+            // user ever reads the cache.
             let cache = match &plan.cache_path {
                 Some(path) => format!(
-                    "{{ cp {final_path} {cache}.$$ && mv -f {cache}.$$ {cache}; }} 2>/dev/null || rm -f {cache}.$$; ",
+                    "{{ (umask 077 && cp {final_path} {cache}.$$) && chmod 700 {cache}.$$ && mv -f {cache}.$$ {cache}; }} 2>/dev/null || rm -f {cache}.$$; ",
                     final_path = quote(&plan.final_path),
                     cache = quote(path)
                 ),
