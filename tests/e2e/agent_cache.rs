@@ -289,6 +289,23 @@ fn mop_clean_removes_what_the_default_left() {
     );
     assert_eq!(tree_snapshot(&parent), before, "nothing of mop's is left");
 
+    // A bad pattern is invalid input, before any host is contacted.
+    let bad = clean(&sandbox, &["--hosts", "127.0.0.1"]);
+    assert_eq!(bad.exit, 2, "{}", bad.describe());
+    let help = run_mop(["clean", "--help"]);
+    for needle in [
+        "--json",
+        "--hosts <HOSTS>",
+        "Exit status:",
+        "2  invalid input",
+    ] {
+        assert!(
+            help.stdout.contains(needle),
+            "{needle}\n{}",
+            help.describe()
+        );
+    }
+
     // Nothing left: a clean run that removes nothing still succeeds.
     let again = clean(&sandbox, &["--json"]);
     assert_eq!(again.exit, 0, "{}", again.describe());
