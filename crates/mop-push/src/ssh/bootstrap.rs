@@ -284,7 +284,8 @@ fn cached_agent_lines(shared: bool) -> String {
             r#"cached="$dir"/agent-$sha; "#,
             r#"if [ -f "$cached" ] && [ ! -L "$cached" ] && command -v sha256sum >/dev/null 2>&1 "#,
             r#"&& cp "$cached" "$work"/mop-agent 2>/dev/null && chmod {mode} "$work"/mop-agent "#,
-            r#"&& set -- $(sha256sum "$work"/mop-agent) && [ "$1" = "$sha" ]; then "#,
+            // From stdin: GNU sha256sum escapes the digest of a file name with `\` or a newline.
+            r#"&& set -- $(sha256sum < "$work"/mop-agent) && [ "$1" = "$sha" ]; then "#,
             r#"touch "$cached" 2>/dev/null; echo cached=yes; "#,
             r#"else rm -f "$work"/mop-agent; echo cached=no; fi; "#,
             // `ls -t` lists newest first; names are `agent-<hex>`, mop's own.
@@ -806,6 +807,16 @@ mod tests {
         };
         assert_eq!(run_probe(&corrupted, home.path()).cached, Some(false));
         assert!(!home.path().join(".mop/w-0bad01/mop-agent").exists());
+        // An agent directory whose name sha256sum would escape (`\`) is checked all the same.
+        let odd_dir = home.path().join("odd\\dir");
+        std::fs::create_dir(&odd_dir).expect("mkdir");
+        std::fs::write(odd_dir.join(format!("agent-{digest}")), b"agent").expect("write");
+        let odd = ProbeRequest {
+            agent_dir: r#""$HOME"/'odd\dir'"#,
+            token: "0dd001",
+            ..cached.clone()
+        };
+        assert_eq!(run_probe(&odd, home.path()).cached, Some(true));
 
         use std::os::unix::fs::PermissionsExt;
         let shared_tmp = home.path().join("shared");
