@@ -723,7 +723,7 @@ pub fn cached_agents(dir: &Path) -> Vec<String> {
     };
     let mut names: Vec<String> = entries
         .flatten()
-        .filter(|entry| is_cached_agent(entry))
+        .filter(is_cached_agent)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
