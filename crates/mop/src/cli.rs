@@ -193,8 +193,8 @@ pub struct PushArgs {
     pub forks: usize,
 
     /// Keep each host's SSH connection open for DURATION of idle time afterwards (`90s`, `10m`,
-    /// `1h`), so the next mop command to it skips the login (the agent is still removed from
-    /// the hosts). See `mop connections`.
+    /// `1h`), so the next mop command to it skips the login (the agents still stop and their
+    /// work directories are removed). See `mop connections`.
     #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
     pub persist: Option<std::time::Duration>,
 
