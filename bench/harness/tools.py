@@ -43,8 +43,8 @@ def _environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 class Mop:
-    """mop as installed (the agent uploaded on every run, nothing left on the hosts), or with
-    `cache`, as `mop-cache`: the agent kept on the hosts between runs (`mop_agent_cache`)."""
+    """mop as installed (since issue 14 that caches the agent on the hosts), or with `cache`, as
+    `mop-cache`: `-e mop_agent_cache=true` spelled out, the same setting as the default now."""
 
     def __init__(self, binary: Path | None, agent: Path | None, problem: str | None, cache: bool = False) -> None:
         self.name = "mop-cache" if cache else "mop"

@@ -14,6 +14,7 @@ const PUSH_FLAGS: &[&str] = &[
     "--serial <N>",
     "--forks <N>",
     "--host-timeout <SECS>",
+    "--no-agent-cache",
     "-e, --extra-var <KEY=VALUE>",
     "--diff",
     "--json",
@@ -45,6 +46,7 @@ fn top_level_help_lists_commands_and_exit_codes() {
         "validate",
         "push",
         "local",
+        "clean",
         "--color <COLOR>",
         "--version",
     ]

@@ -165,9 +165,9 @@ fn the_installed_mop_carries_a_static_agent_and_converges_a_host() {
         .expect("agent <target> sha256:<hex> (<n> bytes)")
         .to_string();
 
-    // A real host; the agent is kept in the cache so the test can look at what was uploaded.
+    // A real host, with the defaults: the agent stays in the cache, so the test can look at
+    // what was uploaded, and the second push sends none of it.
     let sandbox = Sandbox::start("install", TestHostsBuilder::new().hosts(1).group("web"));
-    sandbox.set_inventory_extra("mop_agent_cache = true", "");
     let policy = sandbox.policy(
         "installed",
         r#"
@@ -207,6 +207,17 @@ content = "pushed by an installed mop to {{ host.name }}\n"
     let second = push(&["--apply"]);
     second.assert_exit(0);
     assert_eq!(second.total("host1", "changed"), 0, "{}", second.describe());
+    assert!(
+        first.total("host1", "agent_bytes") > 0,
+        "{}",
+        first.describe()
+    );
+    assert_eq!(
+        second.total("host1", "agent_bytes"),
+        0,
+        "the second push uploads nothing\n{}",
+        second.describe()
+    );
 
     // What reached the host is the built-in agent, and it is a static executable.
     let uploaded: Vec<Vec<u8>> = files_under(Path::new(&sandbox.agent_dir))

@@ -8,6 +8,7 @@ mod support;
 
 mod adhoc;
 mod adhoc_interrupt;
+mod agent_cache;
 mod cli;
 mod install;
 mod local;

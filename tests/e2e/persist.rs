@@ -13,7 +13,9 @@ use std::time::Duration;
 use mop_testhosts::{BastionLayout, TestHostsBuilder, TEST_SUDO_PASSWORD_USER, TEST_USER};
 use serde_json::Value;
 
-use crate::support::{chmod, mop, parse_json_run, run, wait_until, Output, Sandbox};
+use crate::support::{
+    agent_dir_leftovers, chmod, mop, parse_json_run, run, wait_until, Output, Sandbox,
+};
 
 /// A private socket directory for one test; dropping it closes every master in it.
 struct Masters {
@@ -175,9 +177,10 @@ fn a_persisted_master_is_reused_by_the_next_run_and_push() {
     assert_eq!(accepted(&sandbox, "host1"), 1, "push logged in again");
     assert_eq!(accepted(&sandbox, "host2"), 1, "push logged in again");
     assert_eq!(masters.pid_of("host1"), pid1);
-    assert!(
-        !Path::new(&sandbox.agent_dir).exists(),
-        "the push left its agent directory `{}` on the host",
+    assert_eq!(
+        agent_dir_leftovers(Path::new(&sandbox.agent_dir)),
+        Vec::<String>::new(),
+        "the push left more than its cached agent in `{}` on the host",
         sandbox.agent_dir
     );
 
@@ -457,9 +460,10 @@ fn push_with_persist_keeps_the_masters_and_still_removes_the_agent() {
         .env("MOP_CONTROL_DIR", masters.dir())
         .args(sandbox.push_args(&policy, &["--apply", "--json", "--persist", "2m"]))));
     push.assert_exit(0);
-    assert!(
-        !Path::new(&sandbox.agent_dir).exists(),
-        "the push left its agent directory `{}` on the host",
+    assert_eq!(
+        agent_dir_leftovers(Path::new(&sandbox.agent_dir)),
+        Vec::<String>::new(),
+        "the push left more than its cached agent in `{}` on the host",
         sandbox.agent_dir
     );
     let list = masters.list();

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use mop_testhosts::TestHostsBuilder;
 
 use crate::support::{
-    mop, parse_json_run, processes_matching, send_signal, wait_until, Running, Sandbox,
+    agent_dir_leftovers, mop, parse_json_run, processes_matching, send_signal, wait_until, Running,
+    Sandbox,
 };
 
 /// Agents run as `<agent dir>/w-<token>/mop-agent` (see the push engine's bootstrap).
@@ -98,15 +99,8 @@ path = "@OUT@/{{ host.name }}-after-sleep"
         agents.is_empty(),
         "agents still running after Ctrl-C: {agents:?}"
     );
-    let dir = std::path::Path::new(&sandbox.agent_dir);
-    let left: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    // Only the cached agent (the default) may stay.
+    let left = agent_dir_leftovers(std::path::Path::new(&sandbox.agent_dir));
     assert!(
         left.is_empty(),
         "work directories left in `{}`: {left:?}",

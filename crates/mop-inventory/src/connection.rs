@@ -76,7 +76,7 @@ pub struct Connection {
     pub connect_timeout: Option<u32>,
     /// `mop_agent_dir`; `None` leaves it to the push engine.
     pub agent_dir: Option<String>,
-    /// `mop_agent_cache`, default false.
+    /// `mop_agent_cache`, default true: the agent stays on the host, content-addressed.
     pub agent_cache: bool,
     /// `mop_remote_log`, default false.
     pub remote_log: bool,
@@ -98,7 +98,7 @@ impl Connection {
             check_host_keys: HostKeyPolicy::Strict,
             connect_timeout: None,
             agent_dir: None,
-            agent_cache: false,
+            agent_cache: true,
             remote_log: false,
         }
     }
@@ -118,13 +118,14 @@ impl Connection {
                 Some(_) => Err(internal(name)),
             }
         };
-        let flag = |name: &str| -> Result<bool, Problem> {
+        let flag_or = |name: &str, default: bool| -> Result<bool, Problem> {
             match vars.get(name) {
-                None => Ok(false),
+                None => Ok(default),
                 Some(Value::Bool(flag)) => Ok(*flag),
                 Some(_) => Err(internal(name)),
             }
         };
+        let flag = |name: &str| flag_or(name, false);
         let number = |name: &str| -> Result<Option<u64>, Problem> {
             match vars.get(name) {
                 None => Ok(None),
@@ -177,7 +178,7 @@ impl Connection {
             check_host_keys,
             connect_timeout,
             agent_dir: text("mop_agent_dir")?,
-            agent_cache: flag("mop_agent_cache")?,
+            agent_cache: flag_or("mop_agent_cache", true)?,
             remote_log: flag("mop_remote_log")?,
         })
     }

@@ -151,8 +151,8 @@ pub const MAGIC_VARIABLES: &[MagicVariable] = &[
         "mop_agent_cache",
         MagicKind::Bool,
         "boolean",
-        "false",
-        "keep the content-addressed agent binary on the host between runs",
+        "true",
+        "keep the content-addressed agent binary on the host between runs (`false`: leave nothing)",
     ),
     magic(
         "mop_remote_log",

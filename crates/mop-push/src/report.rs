@@ -42,6 +42,9 @@ pub struct HostTotals {
     pub not_attempted: Option<String>,
     /// File bytes sent to the host.
     pub bytes_sent: u64,
+    /// Agent binary bytes uploaded to the host (as sent, compressed when the host has `gzip`);
+    /// 0 when the run used the agent cached on the host.
+    pub agent_bytes: u64,
 }
 
 impl HostTotals {

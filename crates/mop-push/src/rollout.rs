@@ -55,6 +55,8 @@ pub struct PushOptions {
     pub host_timeout: Option<Duration>,
     /// `--persist`: keep the masters this run starts for this much idle time after it.
     pub persist: Option<Duration>,
+    /// `--no-agent-cache`: leave nothing on the hosts, whatever `mop_agent_cache` says.
+    pub no_agent_cache: bool,
 }
 
 /// Why a push could not start at all.
@@ -139,10 +141,10 @@ pub(crate) fn ssh_host(name: &str, connection: &Connection, via: Option<String>)
     host
 }
 
-pub(crate) fn agent_options(connection: &Connection) -> AgentOptions {
+pub(crate) fn agent_options(connection: &Connection, no_agent_cache: bool) -> AgentOptions {
     AgentOptions {
         agent_dir: connection.agent_dir.clone(),
-        cache: connection.agent_cache,
+        cache: connection.agent_cache && !no_agent_cache,
         sudo: connection.sudo.then(|| SudoSpec {
             user: connection.sudo_user.clone(),
             password: connection
@@ -252,6 +254,9 @@ pub async fn run_push(
         .reporter
         .into_inner()
         .expect("reporter lock is never poisoned");
+    for (host, totals) in summary.hosts.iter_mut() {
+        totals.agent_bytes = pool.agent_bytes(host);
+    }
     for (host, result) in cleanup_results {
         if let Err(err) = result {
             eprintln!("warning: cleaning up {host}: {err}");
@@ -542,7 +547,7 @@ async fn run_role_on_host(
     role: &Role,
     host: &PushHost,
 ) -> Result<bool, (String, bool)> {
-    let options = agent_options(&host.connection);
+    let options = agent_options(&host.connection, state.options.no_agent_cache);
     let existing = state
         .agents
         .lock()

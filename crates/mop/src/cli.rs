@@ -67,6 +67,9 @@ pub enum Command {
     /// List or close the SSH connections kept open by `--persist`.
     #[command(after_help = CONNECTIONS_AFTER_HELP)]
     Connections(ConnectionsArgs),
+    /// Remove the cached agents and dead agents' work directories mop left on hosts.
+    #[command(after_help = ADHOC_AFTER_HELP)]
+    Clean(CleanArgs),
     /// Print a shell completion script: `mop completions bash > /etc/bash_completion.d/mop`.
     Completions(CompletionsArgs),
     /// Write man pages generated from this command line into DIR (used by `scripts/man`).
@@ -225,14 +228,19 @@ pub struct PushArgs {
     pub forks: Forks,
 
     /// Keep each host's SSH connection open for DURATION of idle time afterwards (`90s`, `10m`,
-    /// `1h`), so the next mop command to it skips the login (the agent is still removed from
-    /// the hosts). See `mop connections`.
+    /// `1h`), so the next mop command to it skips the login (the agents still stop and their
+    /// work directories are removed). See `mop connections`.
     #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
     pub persist: Option<std::time::Duration>,
 
     /// Fail a host that takes longer than this for one role (connection included).
     #[arg(long, value_name = "SECS")]
     pub host_timeout: Option<u64>,
+
+    /// Leave nothing on the hosts: upload the agent for this run only instead of caching it
+    /// (same as `mop_agent_cache = false`).
+    #[arg(long)]
+    pub no_agent_cache: bool,
 
     #[command(flatten)]
     pub extra_vars: ExtraVars,
@@ -322,6 +330,20 @@ Exit status:
   130  interrupted (Ctrl-C): remote commands stopped, connections closed
 
 Docs: docs/reference/adhoc.md";
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Inventory pattern expression (groups/hosts globs); omit with --hosts.
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+
+    #[command(flatten)]
+    pub selection: AdhocSelection,
+
+    /// `--json`: one object per host (`dir`, `removed`, `kept`, `removed_dir`, `error`).
+    #[command(flatten)]
+    pub output: JsonOutput,
+}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

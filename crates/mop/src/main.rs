@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         Command::Download(args) => commands::download::run(args),
         Command::Transfer(args) => commands::transfer::run(args),
         Command::Connections(args) => commands::connections::run(args),
+        Command::Clean(args) => commands::clean::run(args),
         Command::Completions(args) => commands::docs::completions(args),
         Command::ManPages(args) => commands::docs::man_pages(args),
     };

@@ -690,22 +690,23 @@ impl Sandbox {
             .collect()
     }
 
-    /// The hosts hold nothing of mop's after a run: the agent directory is gone (or empty), no
-    /// process mentions it, and no ssh process of a finished run is left on this machine.
+    /// The hosts hold nothing of mop's after a run but the agent cache (the default,
+    /// `mop_agent_cache = true`): at most one cached agent (`agent-<sha256>`, a private regular
+    /// file) in the agent directory and nothing else, no process mentions the directory, and
+    /// no ssh process of a finished run is left on this machine.
     pub fn assert_hosts_clean(&self) {
-        let dir = Path::new(&self.agent_dir);
-        if dir.exists() {
-            let left: Vec<String> = std::fs::read_dir(dir)
-                .expect("read the agent directory")
-                .flatten()
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .collect();
-            assert!(
-                left.is_empty(),
-                "mop left files in the agent directory `{}` on the hosts: {left:?}",
-                self.agent_dir
-            );
-        }
+        let left = agent_dir_leftovers(Path::new(&self.agent_dir));
+        assert!(
+            left.is_empty(),
+            "mop left files other than its cached agent in the agent directory `{}` on the hosts: {left:?}",
+            self.agent_dir
+        );
+        let cached = cached_agents(Path::new(&self.agent_dir));
+        assert!(
+            cached.len() <= 1,
+            "more than one cached agent in `{}`: {cached:?}",
+            self.agent_dir
+        );
         let processes = processes_matching(&self.agent_dir);
         assert!(
             processes.is_empty(),
@@ -713,6 +714,45 @@ impl Sandbox {
         );
         assert_no_orphaned_ssh();
     }
+}
+
+/// The cached agents in `dir`: regular files named `agent-<64 hex digits>`, mode 0700.
+pub fn cached_agents(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(is_cached_agent)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Everything in the agent directory `dir` that is not a cached agent (work directories,
+/// partial files, ...); empty when `dir` does not exist.
+pub fn agent_dir_leftovers(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|entry| !is_cached_agent(entry))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn is_cached_agent(entry: &std::fs::DirEntry) -> bool {
+    let name = entry.file_name().to_string_lossy().into_owned();
+    let Some(hex) = name.strip_prefix("agent-") else {
+        return false;
+    };
+    let private_file = std::fs::symlink_metadata(entry.path())
+        .is_ok_and(|meta| meta.is_file() && meta.mode() & 0o7777 == 0o700);
+    hex.len() == 64 && hex.bytes().all(|byte| byte.is_ascii_hexdigit()) && private_file
 }
 
 impl Drop for Sandbox {

@@ -6,11 +6,13 @@
 //! every channel (exec, pty, SFTP) goes over the master connection of an
 //! [`SshPool::without_agent`], so via-chains, host key policy, forks and sudo behave the same.
 
+mod clean;
 mod command;
 mod copy;
 mod hosts;
 mod run;
 
+pub use clean::{clean_script, parse_clean_output, CleanReport, KeptEntry};
 pub use command::{parse_env, render_command, CommandError};
 pub use copy::{
     download_from_hosts, transfer, upload_to_hosts, CopyOutcome, DownloadOptions, UploadOptions,

@@ -1,10 +1,11 @@
 //! Getting the agent onto a host: one probe exec, an SFTP upload unless cached, cleanup.
 //!
 //! The probe is a single exec (each exec costs 3-4 round trips) that reports the host's OS,
-//! architecture and `$HOME`, creates the private work directory, finds a cached agent, links it
-//! into the work directory and checks sudo. The agent always runs as `<work dir>/mop-agent`
-//! (the binary itself, or a symlink to the cached `agent-<sha256>` next to the work
-//! directories), so `pkill -f '^<work dir>/mop-agent'` kills exactly this run's agent.
+//! architecture and `$HOME`, creates the private work directory, copies a cached agent into it
+//! and checks that copy's sha256, prunes old cached agents and checks sudo. The agent always
+//! runs as `<work dir>/mop-agent`, a file of its own in the work directory (never the cached
+//! `agent-<sha256>` itself), so `pkill -f '^<work dir>/mop-agent'` kills exactly this run's
+//! agent and replacing the cached file cannot change what runs.
 
 use std::fmt::Write as _;
 use std::num::NonZeroUsize;
@@ -250,16 +251,7 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
     // `command -v` is a shell builtin: no process for this.
     script.push("if command -v gzip >/dev/null 2>&1; then echo gzip=yes; fi".to_string());
     if request.cache {
-        let cached = "agent-$sha";
-        let share = if request.shared {
-            format!(r#"chmod 755 "$dir"/{cached}; "#)
-        } else {
-            String::new()
-        };
-        script.push(format!(
-            r#"if [ -f "$dir"/{cached} ]; then {share}echo cached=yes; else echo cached=no; fi"#
-        ));
-        script.push(format!(r#"ln -s ../{cached} "$work"/mop-agent || exit 1"#));
+        script.push(cached_agent_lines(request.shared));
     }
     if let Some(prefix) = &request.sudo_prefix {
         script.push(sudo_check_line(
@@ -269,6 +261,40 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
     }
     script.push("echo done=yes".to_string());
     script.join("; ")
+}
+
+/// How many `agent-*` files the probe keeps in the agent directory (the most recently used).
+pub(crate) const CACHED_AGENTS_KEPT: usize = 3;
+
+/// Part of the probe when caching: takes the cached `agent-$sha` into the work directory and
+/// prunes old versions.
+///
+/// The cached file is never run itself: it is copied into this run's fresh work directory (a
+/// new inode in a directory only the login user can write), the sha256 of that copy is checked
+/// against the digest mop expects, and that copy is what the start command runs. Replacing or
+/// corrupting the cached file at any time, before or after the check, changes nothing about
+/// what runs: a copy that does not match (or a host without `sha256sum`) is removed and the
+/// probe says `cached=no`, so the controller uploads the agent again and rewrites the cache.
+/// Using the cached file touches it; the probe then keeps only the
+/// [`CACHED_AGENTS_KEPT`] most recently touched `agent-*` files.
+fn cached_agent_lines(shared: bool) -> String {
+    let mode = if shared { "755" } else { "700" };
+    format!(
+        concat!(
+            r#"cached="$dir"/agent-$sha; "#,
+            r#"if [ -f "$cached" ] && [ ! -L "$cached" ] && command -v sha256sum >/dev/null 2>&1 "#,
+            r#"&& cp "$cached" "$work"/mop-agent 2>/dev/null && chmod {mode} "$work"/mop-agent "#,
+            // From stdin: GNU sha256sum escapes the digest of a file name with `\` or a newline.
+            r#"&& set -- $(sha256sum < "$work"/mop-agent) && [ "$1" = "$sha" ]; then "#,
+            r#"touch "$cached" 2>/dev/null; echo cached=yes; "#,
+            r#"else rm -f "$work"/mop-agent; echo cached=no; fi; "#,
+            // `ls -t` lists newest first; names are `agent-<hex>`, mop's own.
+            r#"kept=0; for old in $(ls -t "$dir" 2>/dev/null); do case "$old" in agent-*) "#,
+            r#"kept=$((kept+1)); if [ $kept -gt {keep} ]; then rm -f -- "$dir/$old"; fi;; esac; done"#
+        ),
+        mode = mode,
+        keep = CACHED_AGENTS_KEPT
+    )
 }
 
 /// How long a work directory's lock must have been left untouched before a dead agent's work
@@ -427,11 +453,15 @@ pub(crate) fn unsupported_platform(host: &str, os: &str, arch: &str, carried: &s
 pub(crate) struct UploadPlan {
     /// Written first (inside the work directory, so cleanup removes leftovers).
     pub(crate) temp_path: String,
-    /// Moved to this once complete and closed.
+    /// Moved to this once complete and closed: always `<work>/mop-agent`.
     pub(crate) final_path: String,
     pub(crate) mode: u16,
     /// The upload is gzip-compressed; the start command decompresses it into place.
     pub(crate) compressed: bool,
+    /// When caching: `<agent dir>/agent-<sha256>`, which the start command (re)writes with a
+    /// copy of the installed agent for later runs (best effort: a failure only costs the next
+    /// run an upload).
+    pub(crate) cache_path: Option<String>,
 }
 
 pub(crate) fn upload_plan(
@@ -441,21 +471,12 @@ pub(crate) fn upload_plan(
     cache: bool,
     shared: bool,
 ) -> UploadPlan {
-    let mode = if shared { 0o755 } else { 0o700 };
-    if cache {
-        UploadPlan {
-            temp_path: format!("{work}/.agent-{sha256}.part"),
-            final_path: format!("{dir}/agent-{sha256}"),
-            mode,
-            compressed: false,
-        }
-    } else {
-        UploadPlan {
-            temp_path: format!("{work}/.mop-agent.part"),
-            final_path: format!("{work}/mop-agent"),
-            mode,
-            compressed: false,
-        }
+    UploadPlan {
+        temp_path: format!("{work}/.mop-agent.part"),
+        final_path: format!("{work}/mop-agent"),
+        mode: if shared { 0o755 } else { 0o700 },
+        compressed: false,
+        cache_path: cache.then(|| format!("{dir}/agent-{sha256}")),
     }
 }
 
@@ -537,8 +558,20 @@ pub(crate) fn agent_command(
             } else {
                 format!("cp -p {temp} {temp}.c", temp = quote(&plan.temp_path))
             };
+            // The cache is written through a temporary name and renamed, so a concurrent run
+            // never copies a half-written file (it would fail the check and upload anyway).
+            // Private (0700) even when the run's copy is 0755 for a third user: only the login
+            // user ever reads the cache.
+            let cache = match &plan.cache_path {
+                Some(path) => format!(
+                    "{{ (umask 077 && cp {final_path} {cache}.$$) && chmod 700 {cache}.$$ && mv -f {cache}.$$ {cache}; }} 2>/dev/null || rm -f {cache}.$$; ",
+                    final_path = quote(&plan.final_path),
+                    cache = quote(path)
+                ),
+                None => String::new(),
+            };
             sh_command(&format!(
-                "{fresh} && mv -f {temp}.c {} && rm -f {temp} || {{ echo \"mop: cannot move the uploaded agent into place\" >&2; exit {EXIT_MOVE_FAILED}; }}; exec {sudo_prefix}{agent}",
+                "{fresh} && mv -f {temp}.c {} && rm -f {temp} || {{ echo \"mop: cannot move the uploaded agent into place\" >&2; exit {EXIT_MOVE_FAILED}; }}; {cache}exec {sudo_prefix}{agent}",
                 quote(&plan.final_path),
                 temp = quote(&plan.temp_path),
             ))
@@ -726,28 +759,64 @@ mod tests {
         assert_eq!(mode(&work), 0o700);
     }
 
+    fn sha256_hex(bytes: &[u8]) -> String {
+        Sha256::digest(bytes)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// A cached agent is copied into the work directory and used only when the copy's sha256
+    /// is the expected one; a corrupted cache is not used (the controller uploads again).
     #[test]
-    fn probe_links_a_cached_agent_and_refuses_unsafe_dirs() {
+    fn probe_copies_a_verified_cached_agent_and_refuses_unsafe_dirs() {
         let home = tempfile::tempdir().expect("temp dir");
         let platform = platform();
-        let agents = [probe_agent(&platform)];
+        let digest = sha256_hex(b"agent");
+        let agents = [ProbeAgent {
+            platform: &platform,
+            sha256: &digest,
+        }];
         let cached = ProbeRequest {
             cache: true,
             ..request(&agents)
         };
         assert_eq!(run_probe(&cached, home.path()).cached, Some(false));
-        std::fs::write(home.path().join(".mop/agent-f00d"), b"agent").expect("write");
+        let cache_file = home.path().join(format!(".mop/agent-{digest}"));
+        std::fs::write(&cache_file, b"agent").expect("write");
         let again = ProbeRequest {
             token: "def456",
             ..cached.clone()
         };
         assert_eq!(run_probe(&again, home.path()).cached, Some(true));
-        let link = home.path().join(".mop/w-def456/mop-agent");
-        assert_eq!(
-            std::fs::read_link(&link).expect("symlink"),
-            Path::new("../agent-f00d")
+        let copy = home.path().join(".mop/w-def456/mop-agent");
+        assert!(
+            !std::fs::symlink_metadata(&copy)
+                .expect("copied")
+                .file_type()
+                .is_symlink(),
+            "a copy of its own, not a link to the cache"
         );
-        assert_eq!(std::fs::read(&link).expect("resolves"), b"agent");
+        assert_eq!(std::fs::read(&copy).expect("read"), b"agent");
+        assert_eq!(mode(&copy), 0o700);
+        // Corrupted (or replaced by another file): not used, nothing left in the work dir.
+        std::fs::write(&cache_file, b"agenT").expect("write");
+        let corrupted = ProbeRequest {
+            token: "0bad01",
+            ..cached.clone()
+        };
+        assert_eq!(run_probe(&corrupted, home.path()).cached, Some(false));
+        assert!(!home.path().join(".mop/w-0bad01/mop-agent").exists());
+        // An agent directory whose name sha256sum would escape (`\`) is checked all the same.
+        let odd_dir = home.path().join("odd\\dir");
+        std::fs::create_dir(&odd_dir).expect("mkdir");
+        std::fs::write(odd_dir.join(format!("agent-{digest}")), b"agent").expect("write");
+        let odd = ProbeRequest {
+            agent_dir: r#""$HOME"/'odd\dir'"#,
+            token: "0dd001",
+            ..cached.clone()
+        };
+        assert_eq!(run_probe(&odd, home.path()).cached, Some(true));
 
         use std::os::unix::fs::PermissionsExt;
         let shared_tmp = home.path().join("shared");
@@ -822,13 +891,14 @@ mod tests {
             cache: true,
             ..request(&agents)
         };
+        std::fs::create_dir(home.path().join(".mop")).expect("mkdir");
+        std::fs::write(home.path().join(".mop/agent-0ther"), b"other").expect("write");
+        std::fs::write(home.path().join(".mop/agent-7415"), b"this").expect("write");
         let report = run_probe(&cached, home.path());
         assert_eq!(report.agent, Some(1), "{report:?}");
         assert!(report.done, "{report:?}");
-        assert_eq!(
-            std::fs::read_link(home.path().join(".mop/w-abc123/mop-agent")).expect("symlink"),
-            Path::new("../agent-7415")
-        );
+        // The cache lookup used that agent's digest (and found a file that does not match it).
+        assert_eq!(report.cached, Some(false), "{report:?}");
     }
 
     #[test]
@@ -869,12 +939,13 @@ mod tests {
     fn start_command_installs_plain_and_compressed_uploads() {
         use std::os::unix::fs::PermissionsExt;
         let agent = b"#!/bin/sh\necho \"agent running as $0\"\n";
-        for compressed in [false, true] {
+        for (compressed, cache) in [(false, false), (true, false), (true, true)] {
             let home = tempfile::tempdir().expect("temp dir");
             let work = home.path().join("w-1");
             std::fs::create_dir(&work).expect("work dir");
             let work = work.to_str().expect("utf-8 path").to_string();
-            let mut plan = upload_plan("/unused", &work, "abc", false, false);
+            let dir = home.path().to_str().expect("utf-8 path");
+            let mut plan = upload_plan(dir, &work, "abc", cache, false);
             plan.compressed = compressed;
             let content = if compressed {
                 gzip(agent).expect("gzip")
@@ -910,6 +981,12 @@ mod tests {
                 .collect();
             left.sort();
             assert_eq!(left, ["mop-agent"], "compressed: {compressed}");
+            // With caching, the cache holds a copy of what was installed (a separate inode).
+            let cached = home.path().join("agent-abc");
+            assert_eq!(cached.exists(), cache);
+            if cache {
+                assert_eq!(std::fs::read(&cached).expect("read"), agent);
+            }
         }
     }
 
@@ -1033,6 +1110,72 @@ mod tests {
         cleanup(&second.work.expect("work dir"));
         assert_eq!(mode(&dir), 0o700);
         assert!(dir.join("agent-f00d").exists());
+    }
+
+    /// The probe keeps the most recently used cached agents (the one it uses counts as just
+    /// used) and removes the others; work directories and other files are not touched.
+    #[test]
+    fn probe_prunes_old_cached_agents() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let dir = home.path().join(".mop");
+        std::fs::create_dir(&dir).expect("mkdir");
+        let platform = platform();
+        let digest = sha256_hex(b"current");
+        let agents = [ProbeAgent {
+            platform: &platform,
+            sha256: &digest,
+        }];
+        std::fs::write(dir.join(format!("agent-{digest}")), b"current").expect("write");
+        set_age(&dir.join(format!("agent-{digest}")), 60 * 24 * 30);
+        for (name, days) in [
+            ("agent-a1", 1),
+            ("agent-b2", 2),
+            ("agent-c3", 3),
+            ("agent-d4", 4),
+        ] {
+            std::fs::write(dir.join(name), b"old").expect("write");
+            set_age(&dir.join(name), 60 * 24 * days);
+        }
+        std::fs::write(dir.join("notes"), b"mine").expect("write");
+        set_age(&dir.join("notes"), 60 * 24 * 40);
+        let report = run_probe(
+            &ProbeRequest {
+                cache: true,
+                ..request(&agents)
+            },
+            home.path(),
+        );
+        assert_eq!(report.cached, Some(true), "{report:?}");
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            "agent-a1".to_string(),
+            "agent-b2".to_string(),
+            format!("agent-{digest}"),
+            "notes".to_string(),
+            "w-abc123".to_string(),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
+        // Without caching the probe leaves the cache alone.
+        std::fs::write(dir.join("agent-e5"), b"old").expect("write");
+        run_probe(
+            &ProbeRequest {
+                token: "def456",
+                ..request(&agents)
+            },
+            home.path(),
+        );
+        assert!(dir.join("agent-e5").exists());
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!    [`crate::session::AgentSession::start`]).
 //! 3. Whatever happened (success, host failure, controller error, Ctrl-C): drop or kill the
 //!    agents, [`SshPool::cleanup`] every host, then [`SshPool::close_all`]. Nothing of mop stays
-//!    on a host except a cached agent when the user opted into caching.
+//!    on a host except the cached agent (`agent-<sha256>`, the default; none with
+//!    [`AgentOptions::cache`] off), which `mop clean` removes.
 //!
 //! Persistent masters (`--persist`, `persist.rs`): a pool first reuses a live master from the
 //! user's private connection directory (no login, no jump hosts needed); with
@@ -36,7 +37,9 @@ mod pool;
 mod shell;
 mod sudo;
 
-pub(crate) use bootstrap::{elf_platform, AgentPlatform, LocalAgent};
+pub(crate) use bootstrap::{
+    agent_dir_expression, elf_platform, AgentPlatform, LocalAgent, STALE_WORK_DIR_GRACE_MINUTES,
+};
 pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
 pub use error::SshError;

@@ -107,6 +107,8 @@ struct HostSlot {
     persisted: std::sync::atomic::AtomicBool,
     session: OnceCell<Result<Arc<Session>, SshError>>,
     remote: Mutex<Vec<Install>>,
+    /// Agent bytes uploaded to this host (as sent: compressed when it was).
+    agent_bytes: AtomicU64,
 }
 
 /// One work directory on a host, and what happened in it.
@@ -236,6 +238,7 @@ impl SshPool {
                         persisted: std::sync::atomic::AtomicBool::new(false),
                         session: OnceCell::new(),
                         remote: Mutex::new(Vec::new()),
+                        agent_bytes: AtomicU64::new(0),
                     },
                 )
             })
@@ -330,6 +333,13 @@ impl SshPool {
     /// How many agent uploads this run made.
     pub fn uploads(&self) -> usize {
         self.uploads.load(Ordering::Relaxed)
+    }
+
+    /// Agent bytes this run uploaded to `host` (as sent); 0 when it used the cached agent.
+    pub fn agent_bytes(&self, host: &str) -> u64 {
+        self.hosts
+            .get(host)
+            .map_or(0, |slot| slot.agent_bytes.load(Ordering::Relaxed))
     }
 
     fn slot(&self, host: &str) -> Result<&HostSlot, SshError> {
@@ -464,6 +474,8 @@ impl SshPool {
                 install.failure = Some(error.clone());
                 return Err(error);
             }
+            slot.agent_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             install.agent_ready = true;
             fresh_upload = Some(plan);
         }

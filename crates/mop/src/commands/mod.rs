@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod clean;
 pub mod connections;
 pub mod docs;
 pub mod download;

@@ -62,6 +62,7 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
         serial: args.serial,
         host_timeout: args.host_timeout.map(std::time::Duration::from_secs),
         persist: args.persist,
+        no_agent_cache: args.no_agent_cache,
     };
     let style = ReportStyle {
         json: args.report.output.json,
