@@ -293,12 +293,7 @@ fn mop_clean_removes_what_the_default_left() {
     let bad = clean(&sandbox, &["--hosts", "127.0.0.1"]);
     assert_eq!(bad.exit, 2, "{}", bad.describe());
     let help = run_mop(["clean", "--help"]);
-    for needle in [
-        "--json",
-        "--hosts <HOSTS>",
-        "Exit status:",
-        "2  invalid input",
-    ] {
+    for needle in ["--json", "--hosts <HOSTS>", "Exit status:", "invalid input"] {
         assert!(
             help.stdout.contains(needle),
             "{needle}\n{}",
