@@ -52,7 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tools", default=",".join(ALL_TOOLS), metavar="LIST", help="tools to run, comma-separated, from mop,mop-cache,pyinfra,ansible,floor (default all); mop-cache is mop with the agent cached on the hosts (mop_agent_cache = true)")
     parser.add_argument("--quick", action="store_true", help="smoke test: --hosts 5 --runs 1 --scale off")
     parser.add_argument("--mop", type=Path, metavar="PATH", help="the mop binary to measure (default: cargo build --release, then target/release/mop)")
-    parser.add_argument("--agent", type=Path, metavar="PATH", help="the mop-agent binary mop uploads (sets MOP_AGENT_BIN; default: the static agent scripts/build-agent builds, or with --no-build mop's own choice, the mop-agent beside mop)")
+    parser.add_argument("--agent", type=Path, metavar="PATH", help="the mop-agent binary mop uploads (sets MOP_AGENT_BIN; default: none, mop uploads the static agent it carries, as installed)")
     parser.add_argument("--testhosts", type=Path, metavar="PATH", help="the mop-testhosts binary (default: target/release/mop-testhosts)")
     parser.add_argument("--no-build", action="store_true", help="do not run cargo; use the binaries already in target/release")
     parser.add_argument("--timeout", type=float, default=900, metavar="SECS", help="kill a single run after SECS (default 900)")
@@ -95,7 +95,7 @@ def build(args: argparse.Namespace, logs: Path) -> tuple[Path, Path | None, str 
     release = REPO_DIR / "target" / "release"
     wants_mop = bool(set(MOP_TOOLS) & set(args.tools)) and args.mop is None
     if not args.no_build:
-        packages = ["-p", "mop-testhosts"] + (["-p", "mop", "-p", "mop-agent"] if wants_mop else [])
+        packages = ["-p", "mop-testhosts"] + (["-p", "mop"] if wants_mop else [])
         log(f"building: cargo build --release {' '.join(packages)} (log: {logs / 'build.log'})")
         result = subprocess.run(["cargo", "build", "--release", *packages], cwd=REPO_DIR, capture_output=True, text=True)
         (logs / "build.log").write_text(result.stdout + result.stderr)
@@ -109,15 +109,8 @@ def build(args: argparse.Namespace, logs: Path) -> tuple[Path, Path | None, str 
             mop_problem = None
         if result.returncode != 0:
             raise HostsError("cannot build mop-testhosts: " + first_error_line(result.stderr))
-        if wants_mop and args.agent is None:
-            # The agent mop ships: static, size-optimised (what an operator deploys).
-            log(f"building the static agent: scripts/build-agent (log: {logs / 'build-agent.log'})")
-            result = subprocess.run([str(REPO_DIR / "scripts" / "build-agent")], cwd=REPO_DIR, capture_output=True, text=True)
-            (logs / "build-agent.log").write_text(result.stdout + result.stderr)
-            if result.returncode == 0:
-                args.agent = REPO_DIR / "target" / "agent" / "x86_64-unknown-linux-gnu" / "release-agent" / "mop-agent"
-            else:
-                log("the static agent did not build; mop uploads target/release/mop-agent instead")
+        # No agent is built here: a release `mop` carries its static agents (crates/mop/build.rs),
+        # so mop is measured as installed; `--agent` still sets MOP_AGENT_BIN for experiments.
     else:
         mop_problem = None
     testhosts = args.testhosts or release / "mop-testhosts"
