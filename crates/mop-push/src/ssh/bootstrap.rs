@@ -221,25 +221,33 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
         })
         .collect();
     let dir_mode = if request.shared { "711" } else { "700" };
+    // Every process the probe starts costs a fork and exec on the host before the agent can
+    // start (about 1-10 ms each, more on a loaded host), so the probe asks `uname` and `id`
+    // once each and does the rest with shell builtins where it can.
     let mut script = vec![
         "LC_ALL=C; export LC_ALL".to_string(),
-        r#"printf 'os=%s\narch=%s\nhome=%s\nuser=%s\n' "$(uname -s)" "$(uname -m)" "$HOME" "$(id -un)""#.to_string(),
-        format!(r#"case "$(uname -s)/$(uname -m)" in {} *) exit 0;; esac"#, arms.join(" ")),
+        // `uname -s -m` prints `Linux x86_64`; `id` prints `uid=1000(name) gid=...`.
+        r#"u=$(uname -s -m); os=${u%% *}; arch=${u##* }"#.to_string(),
+        r#"ids=$(id); uid=${ids#uid=}; uid=${uid%%[!0-9]*}; user=; case "$ids" in "uid=$uid("*) user=${ids#*\(}; user=${user%%\)*};; esac"#.to_string(),
+        r#"printf 'os=%s\narch=%s\nhome=%s\nuser=%s\n' "$os" "$arch" "$HOME" "$user""#.to_string(),
+        format!(r#"case "$os/$arch" in {} *) exit 0;; esac"#, arms.join(" ")),
         r#"echo agent=$agent"#.to_string(),
         "umask 077".to_string(),
         format!("dir={}", request.agent_dir),
         r#"if [ ! -d "$dir" ]; then mkdir -p "$dir" || exit 1; fi"#.to_string(),
         r#"set -- $(ls -ldn "$dir")"#.to_string(),
         r#"case "$1" in d????-??-*) ;; *) echo "error=the agent directory $dir is writable by other users (mode $1)"; exit 0;; esac"#.to_string(),
-        r#"if [ "$3" != "$(id -u)" ]; then echo "error=the agent directory $dir belongs to uid $3, not to $(id -un)"; exit 0; fi"#.to_string(),
+        r#"if [ "$3" != "$uid" ]; then echo "error=the agent directory $dir belongs to uid $3, not to $user"; exit 0; fi"#.to_string(),
     ];
     script.push(format!(r#"work="$dir"/w-{}"#, request.token));
     script.push(format!(r#"mkdir -m {dir_mode} "$work" || exit 1"#));
-    // The agent holds this lock while it runs (see [`stale_work_dir_reaper`]).
-    let lock_mode = if request.shared { "644" } else { "600" };
-    script.push(format!(
-        r#"(: > "$work"/lock && chmod {lock_mode} "$work"/lock) || exit 1"#
-    ));
+    // The agent holds this lock while it runs (see [`stale_work_dir_reaper`]). `umask 077`
+    // already makes it 0600; a third user's agent needs to read it.
+    if request.shared {
+        script.push(r#"(: > "$work"/lock && chmod 644 "$work"/lock) || exit 1"#.to_string());
+    } else {
+        script.push(r#": > "$work"/lock || exit 1"#.to_string());
+    }
     // A third user must traverse the agent directory; made so only once a shared work
     // directory exists in it, so a concurrent cleanup that restores 0700 when no shared work
     // directory is left cannot slip in between.
@@ -275,24 +283,33 @@ pub(crate) const CACHED_AGENTS_KEPT: usize = 3;
 /// corrupting the cached file at any time, before or after the check, changes nothing about
 /// what runs: a copy that does not match (or a host without `sha256sum`) is removed and the
 /// probe says `cached=no`, so the controller uploads the agent again and rewrites the cache.
-/// Using the cached file touches it; the probe then keeps only the
-/// [`CACHED_AGENTS_KEPT`] most recently touched `agent-*` files.
+///
+/// `cp` gives the copy the cached file's mode less the umask (077): owner-only and executable,
+/// since the cached file must be executable to be taken. Pruning costs processes, so it runs
+/// only when more than [`CACHED_AGENTS_KEPT`] `agent-*` files are present (counted with a
+/// glob): the one in use is touched first, then the most recently touched are kept.
 fn cached_agent_lines(shared: bool) -> String {
-    let mode = if shared { "755" } else { "700" };
+    let chmod = if shared {
+        r#"&& chmod 755 "$work"/mop-agent "#
+    } else {
+        ""
+    };
     format!(
         concat!(
             r#"cached="$dir"/agent-$sha; "#,
-            r#"if [ -f "$cached" ] && [ ! -L "$cached" ] && command -v sha256sum >/dev/null 2>&1 "#,
-            r#"&& cp "$cached" "$work"/mop-agent 2>/dev/null && chmod {mode} "$work"/mop-agent "#,
+            r#"if [ -f "$cached" ] && [ ! -L "$cached" ] && [ -x "$cached" ] && command -v sha256sum >/dev/null 2>&1 "#,
+            r#"&& cp "$cached" "$work"/mop-agent 2>/dev/null {chmod}"#,
             // From stdin: GNU sha256sum escapes the digest of a file name with `\` or a newline.
             r#"&& set -- $(sha256sum < "$work"/mop-agent) && [ "$1" = "$sha" ]; then "#,
-            r#"touch "$cached" 2>/dev/null; echo cached=yes; "#,
+            r#"echo cached=yes; "#,
             r#"else rm -f "$work"/mop-agent; echo cached=no; fi; "#,
+            r#"n=0; for old in "$dir"/agent-*; do if [ -f "$old" ]; then n=$((n+1)); fi; done; "#,
+            r#"if [ $n -gt {keep} ]; then touch "$cached" 2>/dev/null; "#,
             // `ls -t` lists newest first; names are `agent-<hex>`, mop's own.
             r#"kept=0; for old in $(ls -t "$dir" 2>/dev/null); do case "$old" in agent-*) "#,
-            r#"kept=$((kept+1)); if [ $kept -gt {keep} ]; then rm -f -- "$dir/$old"; fi;; esac; done"#
+            r#"kept=$((kept+1)); if [ $kept -gt {keep} ]; then rm -f -- "$dir/$old"; fi;; esac; done; fi"#
         ),
-        mode = mode,
+        chmod = chmod,
         keep = CACHED_AGENTS_KEPT
     )
 }
@@ -311,14 +328,19 @@ pub(crate) const STALE_WORK_DIR_GRACE_MINUTES: u32 = 5;
 /// directory without a lock (another mop version's) is left alone; so is everything when the
 /// host has no `flock` or `find`.
 pub(crate) fn stale_work_dir_reaper() -> String {
+    // Candidates are gathered with builtins; one `find` then names those untouched for the
+    // grace period, so a host with many live work directories (one home shared by many
+    // concurrent runs) costs one process, not one per directory.
     format!(
         concat!(
             r#"if command -v flock >/dev/null 2>&1 && command -v find >/dev/null 2>&1; then "#,
-            r#"for old in "$dir"/w-*; do "#,
-            r#"if [ "$old" != "$work" ] && [ -d "$old" ] && [ ! -L "$old" ] && [ -f "$old"/lock ] && [ ! -L "$old"/lock ] "#,
-            r#"&& [ -n "$(find "$old"/lock -prune -mmin +{grace} 2>/dev/null)" ]; then "#,
-            r#"flock -x -n "$old"/lock rm -rf -- "$old" 2>/dev/null; "#,
-            r#"fi; done; fi"#
+            r#"set --; for old in "$dir"/w-*; do "#,
+            r#"if [ "$old" != "$work" ] && [ -d "$old" ] && [ ! -L "$old" ] && [ -f "$old"/lock ] && [ ! -L "$old"/lock ]; then "#,
+            r#"set -- "$@" "$old"/lock; fi; done; "#,
+            r#"if [ $# -gt 0 ]; then find "$@" -prune -mmin +{grace} 2>/dev/null | while IFS= read -r lock; do "#,
+            // Only the paths given come back; the `case` keeps it so even for odd names.
+            r#"case "$lock" in "$dir"/w-*/lock) flock -x -n "$lock" rm -rf -- "${{lock%/lock}}" 2>/dev/null;; esac; "#,
+            r#"done; fi; fi"#
         ),
         grace = STALE_WORK_DIR_GRACE_MINUTES
     )
@@ -770,6 +792,7 @@ mod tests {
     /// is the expected one; a corrupted cache is not used (the controller uploads again).
     #[test]
     fn probe_copies_a_verified_cached_agent_and_refuses_unsafe_dirs() {
+        use std::os::unix::fs::PermissionsExt;
         let home = tempfile::tempdir().expect("temp dir");
         let platform = platform();
         let digest = sha256_hex(b"agent");
@@ -783,7 +806,17 @@ mod tests {
         };
         assert_eq!(run_probe(&cached, home.path()).cached, Some(false));
         let cache_file = home.path().join(format!(".mop/agent-{digest}"));
-        std::fs::write(&cache_file, b"agent").expect("write");
+        write_executable(&cache_file, b"agent");
+        // Not executable (mop writes its cache 0700): not taken, the agent is sent again.
+        std::fs::set_permissions(&cache_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        let not_executable = ProbeRequest {
+            token: "0e0e01",
+            ..cached.clone()
+        };
+        assert_eq!(run_probe(&not_executable, home.path()).cached, Some(false));
+        std::fs::set_permissions(&cache_file, std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
         let again = ProbeRequest {
             token: "def456",
             ..cached.clone()
@@ -810,7 +843,7 @@ mod tests {
         // An agent directory whose name sha256sum would escape (`\`) is checked all the same.
         let odd_dir = home.path().join("odd\\dir");
         std::fs::create_dir(&odd_dir).expect("mkdir");
-        std::fs::write(odd_dir.join(format!("agent-{digest}")), b"agent").expect("write");
+        write_executable(&odd_dir.join(format!("agent-{digest}")), b"agent");
         let odd = ProbeRequest {
             agent_dir: r#""$HOME"/'odd\dir'"#,
             token: "0dd001",
@@ -818,7 +851,6 @@ mod tests {
         };
         assert_eq!(run_probe(&odd, home.path()).cached, Some(true));
 
-        use std::os::unix::fs::PermissionsExt;
         let shared_tmp = home.path().join("shared");
         std::fs::create_dir(&shared_tmp).expect("mkdir");
         std::fs::set_permissions(&shared_tmp, std::fs::Permissions::from_mode(0o1777))
@@ -990,6 +1022,13 @@ mod tests {
         }
     }
 
+    /// A cached agent as mop writes it: owner-only and executable.
+    fn write_executable(path: &Path, bytes: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, bytes).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+
     fn mode(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
         std::fs::symlink_metadata(path)
@@ -1125,7 +1164,7 @@ mod tests {
             platform: &platform,
             sha256: &digest,
         }];
-        std::fs::write(dir.join(format!("agent-{digest}")), b"current").expect("write");
+        write_executable(&dir.join(format!("agent-{digest}")), b"current");
         set_age(&dir.join(format!("agent-{digest}")), 60 * 24 * 30);
         for (name, days) in [
             ("agent-a1", 1),
