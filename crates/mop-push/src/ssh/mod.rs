@@ -28,12 +28,14 @@ mod child;
 mod config;
 mod connect;
 mod error;
+mod exec;
 #[cfg(test)]
 mod hostile_tests;
 mod lifetime;
 mod limits;
 mod persist;
 mod pool;
+mod sftp;
 mod shell;
 mod sudo;
 
@@ -43,12 +45,12 @@ pub(crate) use bootstrap::{
 pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
 pub use error::SshError;
+pub(crate) use exec::RemoteProcess;
 pub use limits::raise_nofile_limit;
 pub use persist::{
     close_connections, control_dir_location, list_connections, parse_persist_duration,
     ClosedConnection, PersistedConnection, UnknownConnection, CONTROL_DIR_ENV,
 };
-pub(crate) use pool::exec;
 pub use pool::{AgentOptions, SshPool, SshPoolOptions};
 pub(crate) use shell::quote;
 pub(crate) use sudo::{check_password, password_line, redact, RunAs};

@@ -17,8 +17,8 @@ use tokio::sync::{Mutex, OnceCell, Semaphore};
 
 use super::bootstrap::{
     agent_command, agent_dir_expression, cleanup_script, kill_command, parse_probe, probe_script,
-    sh_command, sudo_check_script, unsupported_platform, upload, upload_plan, LocalAgent,
-    ProbeAgent, ProbeRequest, SudoCheck,
+    sudo_check_script, unsupported_platform, upload, upload_plan, LocalAgent, ProbeAgent,
+    ProbeRequest, SudoCheck,
 };
 use super::child::{ClosingStdin, SshAgentChild};
 use super::config::{plan_hosts, render_config, ConfigIncludes, PlannedHost, SshHost};
@@ -26,11 +26,12 @@ use super::connect::{
     close_session, force_exit_master, link_control_path, open_persistent_session, open_session,
     reap_run_processes,
 };
+use super::exec::{exec, exec_failure};
 use super::lifetime::RunGuard;
 use super::persist::{
     control_dir_location, identities, open_control_dir, ControlDir, MasterIdentity,
 };
-use super::sudo::{check_password, classify_sudo_failure, password_line, redact, RunAs, SudoSpec};
+use super::sudo::{check_password, classify_sudo_failure, password_line, RunAs, SudoSpec};
 use super::SshError;
 use crate::transport::{AgentChild, AgentProcess};
 
@@ -136,13 +137,6 @@ struct InstallKey {
     agent_dir: String,
     cache: bool,
     shared: bool,
-}
-
-/// What one exec printed.
-pub(crate) struct ExecOutput {
-    pub(crate) code: Option<i32>,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
 }
 
 impl SshPool {
@@ -354,13 +348,7 @@ impl SshPool {
         self.session(host).await.map(drop)
     }
 
-    /// The master session of `host`, connecting first if needed (ad hoc commands run their own
-    /// channels over it).
-    pub(crate) async fn open(&self, host: &str) -> Result<Arc<Session>, SshError> {
-        self.session(host).await
-    }
-
-    fn session<'a>(
+    pub(super) fn session<'a>(
         &'a self,
         host: &'a str,
     ) -> std::pin::Pin<
@@ -961,58 +949,6 @@ fn sudo_prefixes(requested: &RunAs) -> (Option<String>, Option<String>) {
             let first = with_password.then(|| nopasswd.command_prefix());
             (Some(requested.command_prefix()), first)
         }
-    }
-}
-
-/// Runs `script` with `sh -c` over a new channel, feeding `stdin` (then EOF).
-pub(crate) async fn exec(
-    session: &Session,
-    script: &str,
-    stdin: Option<Vec<u8>>,
-) -> Result<ExecOutput, String> {
-    let mut command = session.raw_command(sh_command(script));
-    command
-        .stdin(if stdin.is_some() {
-            openssh::Stdio::piped()
-        } else {
-            openssh::Stdio::null()
-        })
-        .stdout(openssh::Stdio::piped())
-        .stderr(openssh::Stdio::piped());
-    let mut child = command
-        .spawn()
-        .await
-        .map_err(|error| format!("cannot run a command: {error}"))?;
-    if let (Some(bytes), Some(pipe)) = (stdin, child.stdin().as_mut()) {
-        // A failed write means the command ended early; its output says why.
-        let _ = pipe.write_all(&bytes).await;
-    }
-    drop(child.stdin().take());
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|error| format!("the command failed: {error}"))?;
-    Ok(ExecOutput {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
-}
-
-fn exec_failure(output: &ExecOutput, sudo: Option<&SudoSpec>) -> String {
-    let stderr = redact(output.stderr.trim(), sudo);
-    let status = output
-        .code
-        .map_or("killed by a signal".to_string(), |code| {
-            format!("exit status {code}")
-        });
-    if stderr.is_empty() {
-        status
-    } else {
-        format!(
-            "{} ({status})",
-            stderr.lines().collect::<Vec<_>>().join("; ")
-        )
     }
 }
 
