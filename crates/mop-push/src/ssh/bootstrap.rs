@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::shell::{agent_pattern, quote};
+use super::sudo::{sudo_check_line, SudoCheck};
 use super::SshError;
 
 /// One agent binary on this machine, read once per run (a run may carry one per platform).
@@ -324,35 +325,6 @@ pub(crate) fn stale_work_dir_reaper() -> String {
     )
 }
 
-/// Checks that sudo works and that the identity it switches to can reach `$work` (a third user
-/// may not be able to traverse the login user's home). With a password, `sudo -n` is tried
-/// first: if sudo does not ask (NOPASSWD), the password must not be sent, or the agent would
-/// read it as protocol bytes.
-fn sudo_check_line(prefix: &str, nopasswd_prefix: Option<&str>) -> String {
-    let check = r#"test -x "$work""#;
-    let mut line = String::new();
-    if let Some(nopasswd) = nopasswd_prefix {
-        let _ = write!(
-            line,
-            r#"if {nopasswd}{check} 2>/dev/null </dev/null; then echo sudo=nopasswd; el"#
-        );
-    }
-    let _ = write!(
-        line,
-        r#"if out=$({prefix}{check} 2>&1); then echo sudo=ok; else echo sudo=fail; printf '%s\n' "$out"; exit 0; fi"#
-    );
-    line
-}
-
-/// A sudo check on its own, for an identity the probe did not check.
-pub(crate) fn sudo_check_script(work: &str, prefix: &str, nopasswd_prefix: Option<&str>) -> String {
-    format!(
-        "LC_ALL=C; export LC_ALL; work={}; {}; echo done=yes",
-        quote(work),
-        sudo_check_line(prefix, nopasswd_prefix)
-    )
-}
-
 /// What the probe found out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProbeReport {
@@ -370,15 +342,6 @@ pub(crate) struct ProbeReport {
     pub(crate) sudo: Option<SudoCheck>,
     pub(crate) error: Option<String>,
     pub(crate) done: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SudoCheck {
-    Ok,
-    /// sudo works without the password (NOPASSWD): do not send it.
-    NoPassword,
-    /// sudo (or the directory check under it) failed; what it printed.
-    Failed(String),
 }
 
 pub(crate) fn parse_probe(output: &str) -> ProbeReport {

@@ -25,6 +25,7 @@
 
 mod bootstrap;
 mod child;
+mod cleanup;
 mod config;
 mod connect;
 mod error;
@@ -37,6 +38,7 @@ mod persist;
 mod pool;
 mod sftp;
 mod shell;
+mod start;
 mod sudo;
 
 pub(crate) use bootstrap::{
@@ -51,7 +53,8 @@ pub use persist::{
     close_connections, control_dir_location, list_connections, parse_persist_duration,
     ClosedConnection, PersistedConnection, UnknownConnection, CONTROL_DIR_ENV,
 };
-pub use pool::{AgentOptions, SshPool, SshPoolOptions};
+pub use pool::{SshPool, SshPoolOptions};
 pub(crate) use shell::quote;
+pub use start::AgentOptions;
 pub(crate) use sudo::{check_password, password_line, redact, RunAs};
 pub use sudo::{Secret, SudoSpec};

@@ -22,7 +22,7 @@ use openssh::Session;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::config::{HostKeyPolicy, PlannedHost};
+use super::config::PlannedHost;
 use super::SshError;
 
 /// Environment variable naming the connection directory explicitly.
@@ -351,11 +351,7 @@ fn identity_text(planned: &IndexMap<String, PlannedHost>, name: &str) -> String 
         None => "null".to_string(),
         Some(path) => quote(&absolute(path).to_string_lossy()),
     };
-    let policy = match spec.host_keys {
-        HostKeyPolicy::Strict => "strict",
-        HostKeyPolicy::AcceptNew => "accept-new",
-        HostKeyPolicy::Off => "off",
-    };
+    let policy = spec.host_keys.as_str();
     let via = match spec.via.as_deref() {
         None => "null".to_string(),
         Some(via) => identity_text(planned, via),
@@ -594,7 +590,7 @@ fn effective_uid() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::config::{plan_hosts, SshHost};
+    use crate::ssh::config::{plan_hosts, HostKeyPolicy, SshHost};
 
     #[test]
     fn persist_durations() {
