@@ -19,6 +19,7 @@ use openssh_sftp_client::{Sftp, SftpOptions};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::error::{AgentDirError, AgentFileError};
 use super::shell::{agent_pattern, quote};
 use super::sudo::{sudo_check_line, SudoCheck};
 use super::SshError;
@@ -52,12 +53,12 @@ impl LocalAgent {
             detail,
         };
         let bytes = std::fs::read(path).map_err(|error| failure(error.to_string()))?;
-        LocalAgent::from_bytes(bytes.into()).map_err(failure)
+        LocalAgent::from_bytes(bytes.into()).map_err(|error| failure(error.to_string()))
     }
 
     /// Hashes the agent; its bytes are uploaded as given here, so the content-addressed name
     /// always matches what lands on the host.
-    pub(crate) fn from_bytes(bytes: Arc<[u8]>) -> Result<LocalAgent, String> {
+    pub(crate) fn from_bytes(bytes: Arc<[u8]>) -> Result<LocalAgent, AgentFileError> {
         let platform = elf_platform(&bytes)?;
         let sha256 = Sha256::digest(&bytes)
             .iter()
@@ -101,21 +102,19 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Reads the OS and machine an ELF executable was built for from its header.
-pub(crate) fn elf_platform(bytes: &[u8]) -> Result<AgentPlatform, String> {
+pub(crate) fn elf_platform(bytes: &[u8]) -> Result<AgentPlatform, AgentFileError> {
     if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
-        return Err(
-            "not an ELF executable (the agent must be built for the hosts, e.g. Linux)".to_string(),
-        );
+        return Err(AgentFileError::NotElf);
     }
     let machine = match bytes[5] {
         1 => u16::from_le_bytes([bytes[18], bytes[19]]),
         2 => u16::from_be_bytes([bytes[18], bytes[19]]),
-        other => return Err(format!("unknown ELF byte order {other}")),
+        other => return Err(AgentFileError::ByteOrder(other)),
     };
     let os = match bytes[7] {
         0 | 3 => "Linux",
         9 => "FreeBSD",
-        other => return Err(format!("unsupported ELF OS/ABI {other}")),
+        other => return Err(AgentFileError::OsAbi(other)),
     };
     let machines: &'static [&'static str] = match (machine, bytes[4], bytes[5]) {
         (62, 2, _) => &["x86_64", "amd64"],
@@ -126,7 +125,10 @@ pub(crate) fn elf_platform(bytes: &[u8]) -> Result<AgentPlatform, String> {
         (21, 2, 1) => &["ppc64le"],
         (22, 2, _) => &["s390x"],
         (other, class, _) => {
-            return Err(format!("unsupported ELF machine {other} (class {class})"));
+            return Err(AgentFileError::Machine {
+                machine: other,
+                class,
+            });
         }
     };
     let description = format!("{os} {}", machines[0].trim_end_matches('*'));
@@ -138,10 +140,10 @@ pub(crate) fn elf_platform(bytes: &[u8]) -> Result<AgentPlatform, String> {
 }
 
 /// The shell expression for the agent directory; `$HOME` is expanded on the host.
-pub(crate) fn agent_dir_expression(agent_dir: Option<&str>) -> Result<String, String> {
+pub(crate) fn agent_dir_expression(agent_dir: Option<&str>) -> Result<String, AgentDirError> {
     let dir = agent_dir.unwrap_or("$HOME/.mop");
     if dir.is_empty() || dir.chars().any(char::is_control) {
-        return Err("the agent directory is empty or contains control characters".to_string());
+        return Err(AgentDirError::Unprintable);
     }
     let home_relative = ["$HOME", "${HOME}", "~"].iter().find_map(|prefix| {
         dir.strip_prefix(prefix)
@@ -153,7 +155,9 @@ pub(crate) fn agent_dir_expression(agent_dir: Option<&str>) -> Result<String, St
         None => format!("\"$HOME\"/{}", quote(dir.trim_end_matches('/'))),
     };
     if expression.ends_with("\"$HOME\"") || expression == "''" {
-        return Err(format!("the agent directory `{dir}` is a home or root directory itself; use a subdirectory such as `$HOME/.mop`"));
+        return Err(AgentDirError::HomeOrRoot {
+            dir: dir.to_string(),
+        });
     }
     Ok(expression)
 }
@@ -615,7 +619,7 @@ mod tests {
         let check = |bytes: &[u8], expected: &str| {
             let described = match elf_platform(bytes) {
                 Ok(platform) => platform.description,
-                Err(error) => error,
+                Err(error) => error.to_string(),
             };
             assert_eq!(described, expected);
         };
@@ -636,7 +640,7 @@ mod tests {
     #[test]
     fn agent_dir_expressions() {
         let check = |input: Option<&str>, expected: &str| {
-            let output = agent_dir_expression(input).unwrap_or_else(|error| error);
+            let output = agent_dir_expression(input).unwrap_or_else(|error| error.to_string());
             assert_eq!(output, expected, "{input:?}");
         };
         check(None, r#""$HOME"/.mop"#);

@@ -46,7 +46,7 @@ pub(crate) use bootstrap::{
 };
 pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
-pub use error::SshError;
+pub use error::{AgentDirError, AgentFileError, PersistDurationError, SshError};
 pub(crate) use exec::RemoteProcess;
 pub use limits::raise_nofile_limit;
 pub use persist::{

@@ -237,10 +237,10 @@ impl SshPool {
         let _lock = control
             .lock(&slot.identity.key, PERSIST_LOCK_WAIT)
             .await
-            .map_err(|detail| SshError::Connect {
+            .map_err(|error| SshError::Connect {
                 host: slot.planned.spec.name.clone(),
                 address: slot.planned.spec.display_address(),
-                detail,
+                detail: error.to_string(),
             })?;
         if let Some(session) = self.reuse_persisted(slot).await {
             return Ok(session);

@@ -343,7 +343,7 @@ fn install_key(
         agent_dir: agent_dir_expression(options.agent_dir.as_deref()).map_err(|reason| {
             SshError::InvalidHost {
                 host: host.to_string(),
-                reason,
+                reason: reason.to_string(),
             }
         })?,
         cache: options.cache,
