@@ -37,8 +37,8 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// `file:line:col: name` for every seam name in `text` (the file's contents, `label` its path
-/// relative to the workspace root), unless the file is inside the seam.
+/// `file:line:col: name` for every seam name in a line of code of `text` (the file's contents,
+/// `label` its path relative to the workspace root), unless the file is inside the seam.
 fn seam_violations(label: &str, text: &str) -> Vec<String> {
     if SSH_SEAM_ALLOWED
         .iter()
@@ -48,6 +48,10 @@ fn seam_violations(label: &str, text: &str) -> Vec<String> {
     }
     let mut found = Vec::new();
     for (index, line) in text.lines().enumerate() {
+        // Comments may name the crates (the rule itself is stated in `adhoc/mod.rs`); code may not.
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
         for name in SSH_SEAM_NAMES {
             if let Some(column) = line.find(name) {
                 found.push(format!("{label}:{}:{}: `{name}`", index + 1, column + 1));
@@ -99,6 +103,8 @@ fn the_seam_scan_names_file_line_and_column() {
     );
     let sftp = "use openssh_sftp_client::Sftp;\nuse openssh::Session;\n";
     assert_eq!(seam_violations("crates/mop/src/main.rs", sftp).len(), 2);
+    let comment = "//! only `ssh/` uses `openssh_sftp_client` or `Command::new(\"ssh\")`\n";
+    assert!(seam_violations("crates/mop-push/src/adhoc/mod.rs", comment).is_empty());
     assert!(seam_violations("crates/mop-push/src/ssh/exec.rs", stray).is_empty());
     assert!(seam_violations("crates/mop-testhosts/src/host.rs", stray).is_empty());
 }

@@ -18,6 +18,16 @@
 //! [`SshPoolOptions::persist`] the masters it starts live there too and outlive the run.
 //! [`SshPool::close_all`] leaves those running; cleanup on the hosts happens all the same.
 //!
+//! One concern per file: `pool.rs` the connection lifecycle, `start.rs` installing and starting
+//! the agent (scripts in `bootstrap.rs`), `sudo.rs` every sudo decision, `cleanup.rs` removing
+//! what a run left, `exec.rs` and `sftp.rs` the channels the ad hoc commands use
+//! (`SshPool::open`, `SshPool::spawn_pty`), `config.rs`/`connect.rs`/`persist.rs` the
+//! ssh_config and the masters.
+//!
+//! Architecture invariant: this is the one SSH seam. Only this module uses the `openssh` and
+//! `openssh_sftp_client` crates or spawns the `ssh` client; `tests/tidy.rs`
+//! (`only_the_ssh_module_reaches_ssh`) fails on any use elsewhere in `crates/*/src`.
+//!
 //! Architecture invariant: this module knows nothing of the inventory; the executor maps the
 //! inventory's resolved connection settings onto [`SshHost`]. The one thing it shares is the
 //! pure value grammars of `mop_inventory::grammar`, which `config.rs` applies again to every
