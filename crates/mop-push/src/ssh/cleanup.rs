@@ -73,7 +73,7 @@ impl SshPool {
             (!stdin.is_empty()).then_some(stdin),
         )
         .await
-        .map_err(failure)?;
+        .map_err(|error| failure(error.to_string()))?;
         if output.stdout.contains("left=yes") {
             return Err(failure(format!(
                 "the work directory is still there: {}",

@@ -218,3 +218,36 @@ pub(crate) enum ForceExitError {
     #[error("{0}")]
     Refused(String),
 }
+
+/// A channel over a host's master did not work (`exec.rs`, `sftp.rs`): callers add the host
+/// and what they were doing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChannelError {
+    /// The exec channel could not be opened.
+    #[error("cannot run a command: {0}")]
+    ExecStart(String),
+    /// The exec channel broke before its exit status arrived.
+    #[error("the command failed: {0}")]
+    ExecWait(String),
+    /// A streamed command could not be started.
+    #[error("cannot run the command: {0}")]
+    Spawn(String),
+    /// The `ssh -tt` client could not be started.
+    #[error("cannot run ssh: {0}")]
+    SpawnSsh(String),
+    #[error("not in the connection pool")]
+    NotInPool,
+    /// A started command was lost before its exit status arrived (what openssh said).
+    #[error("{0}")]
+    Lost(String),
+    /// An SFTP request (or the copy over it) failed: what the server or the stream said.
+    #[error("{0}")]
+    Sftp(String),
+    /// A local file of a download could not be written (`what` is e.g. "cannot create").
+    #[error("{what} `{}`: {detail}", path.display())]
+    Local {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+}

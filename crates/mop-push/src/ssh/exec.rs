@@ -12,6 +12,7 @@ use openssh::Session;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::bootstrap::sh_command;
+use super::error::ChannelError;
 use super::sftp::RemoteFiles;
 use super::sudo::{redact, SudoSpec};
 use super::{SshError, SshPool};
@@ -28,7 +29,7 @@ pub(super) async fn exec(
     session: &Session,
     script: &str,
     stdin: Option<Vec<u8>>,
-) -> Result<ExecOutput, String> {
+) -> Result<ExecOutput, ChannelError> {
     let mut command = session.raw_command(sh_command(script));
     command
         .stdin(if stdin.is_some() {
@@ -41,7 +42,7 @@ pub(super) async fn exec(
     let mut child = command
         .spawn()
         .await
-        .map_err(|error| format!("cannot run a command: {error}"))?;
+        .map_err(|error| ChannelError::ExecStart(error.to_string()))?;
     if let (Some(bytes), Some(pipe)) = (stdin, child.stdin().as_mut()) {
         // A failed write means the command ended early; its output says why.
         let _ = pipe.write_all(&bytes).await;
@@ -50,7 +51,7 @@ pub(super) async fn exec(
     let output = child
         .wait_with_output()
         .await
-        .map_err(|error| format!("the command failed: {error}"))?;
+        .map_err(|error| ChannelError::ExecWait(error.to_string()))?;
     Ok(ExecOutput {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -78,7 +79,8 @@ pub(super) fn exec_failure(output: &ExecOutput, sudo: Option<&SudoSpec>) -> Stri
 }
 
 /// How to wait for a [`RemoteProcess`]: its exit code (`None`: killed by a signal).
-pub(crate) type WaitFuture = Pin<Box<dyn Future<Output = Result<Option<i32>, String>> + Send>>;
+pub(crate) type WaitFuture =
+    Pin<Box<dyn Future<Output = Result<Option<i32>, ChannelError>> + Send>>;
 
 /// A command started on a host: its streams and how to wait for it.
 pub(crate) struct RemoteProcess {
@@ -106,7 +108,7 @@ impl RemoteSession {
         &self,
         script: &str,
         stdin: Option<Vec<u8>>,
-    ) -> Result<ExecOutput, String> {
+    ) -> Result<ExecOutput, ChannelError> {
         exec(&self.session, script, stdin).await
     }
 
@@ -116,7 +118,7 @@ impl RemoteSession {
         &self,
         line: &str,
         with_stdin: bool,
-    ) -> Result<RemoteProcess, String> {
+    ) -> Result<RemoteProcess, ChannelError> {
         let mut remote = self.session.clone().arc_raw_command(line);
         remote
             .stdin(if with_stdin {
@@ -129,7 +131,7 @@ impl RemoteSession {
         let mut child = remote
             .spawn()
             .await
-            .map_err(|error| format!("cannot run the command: {error}"))?;
+            .map_err(|error| ChannelError::Spawn(error.to_string()))?;
         let stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> =
             child.stdin().take().map(|pipe| Box::new(pipe) as _);
         let stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(
@@ -149,7 +151,7 @@ impl RemoteSession {
                 .wait()
                 .await
                 .map(|status| status.code())
-                .map_err(|error| error.to_string())
+                .map_err(|error| ChannelError::Lost(error.to_string()))
         });
         Ok(RemoteProcess {
             stdin,
@@ -182,7 +184,7 @@ impl RemoteSession {
     }
 
     /// An SFTP session over this connection (it runs as the login user).
-    pub(crate) async fn sftp(&self) -> Result<RemoteFiles, String> {
+    pub(crate) async fn sftp(&self) -> Result<RemoteFiles, ChannelError> {
         RemoteFiles::start(self.session.clone()).await
     }
 }
@@ -203,10 +205,8 @@ impl SshPool {
         host: &str,
         line: &str,
         with_stdin: bool,
-    ) -> Result<RemoteProcess, String> {
-        let alias = self
-            .alias(host)
-            .ok_or_else(|| "not in the connection pool".to_string())?;
+    ) -> Result<RemoteProcess, ChannelError> {
+        let alias = self.alias(host).ok_or(ChannelError::NotInPool)?;
         spawn_pty_client(self.ssh_config(), alias, line, with_stdin)
     }
 }
@@ -216,7 +216,7 @@ fn spawn_pty_client(
     alias: &str,
     line: &str,
     with_stdin: bool,
-) -> Result<RemoteProcess, String> {
+) -> Result<RemoteProcess, ChannelError> {
     let mut command = tokio::process::Command::new("ssh");
     command
         .arg("-F")
@@ -232,7 +232,7 @@ fn spawn_pty_client(
         .kill_on_drop(true);
     let mut child = command
         .spawn()
-        .map_err(|error| format!("cannot run ssh: {error}"))?;
+        .map_err(|error| ChannelError::SpawnSsh(error.to_string()))?;
     let stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> =
         child.stdin.take().map(|pipe| Box::new(pipe) as _);
     let stdout: Box<dyn AsyncRead + Send + Unpin> =
@@ -244,7 +244,7 @@ fn spawn_pty_client(
             .wait()
             .await
             .map(|status| status.code())
-            .map_err(|error| error.to_string())
+            .map_err(|error| ChannelError::Lost(error.to_string()))
     });
     Ok(RemoteProcess {
         stdin,

@@ -13,6 +13,8 @@ use openssh_sftp_client::file::TokioCompatFile;
 use openssh_sftp_client::{Sftp, SftpOptions};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::error::ChannelError;
+
 /// Read requests of this size (the crate's default is 4 KiB, one round trip each); sftp-server
 /// answers larger ones with short reads, which the reader handles.
 const READ_BUFFER: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256 * 1024).unwrap();
@@ -29,27 +31,27 @@ pub(crate) struct RemoteFile {
 }
 
 impl RemoteFiles {
-    pub(super) async fn start(session: Arc<Session>) -> Result<RemoteFiles, String> {
+    pub(super) async fn start(session: Arc<Session>) -> Result<RemoteFiles, ChannelError> {
         let sftp = Sftp::from_clonable_session(session, SftpOptions::new())
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
         Ok(RemoteFiles { sftp })
     }
 
     /// Opens `path` for reading.
-    pub(crate) async fn open(&self, path: &str) -> Result<RemoteFile, String> {
+    pub(crate) async fn open(&self, path: &str) -> Result<RemoteFile, ChannelError> {
         let file = self
             .sftp
             .open(path)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
         Ok(RemoteFile {
             file: Box::pin(TokioCompatFile::with_capacity(file, READ_BUFFER)),
         })
     }
 
     /// Creates `path` (or truncates it) for writing.
-    pub(crate) async fn create(&self, path: &str) -> Result<RemoteFile, String> {
+    pub(crate) async fn create(&self, path: &str) -> Result<RemoteFile, ChannelError> {
         let file = self
             .sftp
             .options()
@@ -58,43 +60,46 @@ impl RemoteFiles {
             .truncate(true)
             .open(path)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
         Ok(RemoteFile {
             file: Box::pin(TokioCompatFile::new(file)),
         })
     }
 
     /// Writes `bytes` to `path` (created or truncated), flushed before this returns.
-    pub(crate) async fn write_file(&self, path: &str, bytes: &[u8]) -> Result<(), String> {
+    pub(crate) async fn write_file(&self, path: &str, bytes: &[u8]) -> Result<(), ChannelError> {
         let mut remote = self.create(path).await?;
         let mut source = bytes;
         let copied = tokio::io::copy_buf(&mut source, &mut remote).await;
         let flushed = remote.flush().await;
         drop(remote);
-        copied.map_err(|error| error.to_string())?;
-        flushed.map_err(|error| error.to_string())
+        copied.map_err(|error| ChannelError::Sftp(error.to_string()))?;
+        flushed.map_err(|error| ChannelError::Sftp(error.to_string()))
     }
 
     /// Copies the remote file `path` into the local `target` through a temporary file beside
     /// it, renamed at the end; returns the bytes copied.
-    pub(crate) async fn download_to(&self, path: &str, target: &Path) -> Result<u64, String> {
+    pub(crate) async fn download_to(&self, path: &str, target: &Path) -> Result<u64, ChannelError> {
         let parent = target.parent().unwrap_or(Path::new("."));
         tokio::fs::create_dir_all(parent)
             .await
-            .map_err(|error| format!("cannot create `{}`: {error}", parent.display()))?;
+            .map_err(|error| local_failure("cannot create", parent, &error))?;
         let mut source = self.open(path).await?;
         let temp = tempfile::NamedTempFile::new_in(parent)
-            .map_err(|error| format!("cannot write in `{}`: {error}", parent.display()))?;
+            .map_err(|error| local_failure("cannot write in", parent, &error))?;
         let (std_file, temp_path) = temp.into_parts();
         let mut local = tokio::fs::File::from_std(std_file);
         let copied = tokio::io::copy_buf(&mut source, &mut local)
             .await
-            .map_err(|error| error.to_string())?;
-        local.flush().await.map_err(|error| error.to_string())?;
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+        local
+            .flush()
+            .await
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
         drop(source);
         temp_path
             .persist(target)
-            .map_err(|error| format!("cannot write `{}`: {error}", target.display()))?;
+            .map_err(|error| local_failure("cannot write", target, &error))?;
         Ok(copied)
     }
 
@@ -103,6 +108,14 @@ impl RemoteFiles {
     /// close task still holds the connection, so writers just drop the session instead.
     pub(crate) async fn close(self) {
         let _ = self.sftp.close().await;
+    }
+}
+
+fn local_failure(what: &'static str, path: &Path, error: &dyn std::fmt::Display) -> ChannelError {
+    ChannelError::Local {
+        what,
+        path: path.to_path_buf(),
+        detail: error.to_string(),
     }
 }
 

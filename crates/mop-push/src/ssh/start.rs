@@ -243,7 +243,7 @@ impl SshPool {
             .await
             .map_err(|detail| SshError::Bootstrap {
                 host: host.to_string(),
-                detail,
+                detail: detail.to_string(),
             })?;
         let report = parse_probe(&output.stdout);
         let Some(work) = report.work.clone() else {

@@ -251,7 +251,7 @@ pub(super) async fn check_sudo(
         .await
         .map_err(|detail| SshError::Bootstrap {
             host: host.to_string(),
-            detail,
+            detail: detail.to_string(),
         })?;
     match parse_probe(&output.stdout).sudo {
         Some(check) => sudo_outcome(host, install, sudo, requested, check),
