@@ -91,9 +91,9 @@ pub struct AgentBinary {
 impl AgentBinary {
     fn new(origin: AgentOrigin, bytes: Arc<[u8]>) -> Result<AgentBinary, AgentError> {
         let linkage = linkage(&bytes);
-        let agent = LocalAgent::from_bytes(bytes).map_err(|detail| AgentError::Unusable {
+        let agent = LocalAgent::from_bytes(bytes).map_err(|error| AgentError::Unusable {
             origin: origin.clone(),
-            detail,
+            detail: error.to_string(),
         })?;
         Ok(AgentBinary {
             origin,

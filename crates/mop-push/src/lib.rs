@@ -4,8 +4,9 @@
 //! plan builder ([`plan`]) and the reporter ([`report`]); they differ only in the transport that
 //! starts the agent ([`transport`]).
 //!
-//! Architecture invariant: hosts are reached only through [`transport`]; nothing else here
-//! spawns ssh or the agent.
+//! Architecture invariant: hosts are reached only through [`ssh`] (the pool, which [`transport`]
+//! and the ad hoc commands use) and [`transport`]; only `ssh/` uses `openssh` or spawns `ssh`
+//! (`tests/tidy.rs` guards it), and nothing else spawns the agent.
 
 pub mod adhoc;
 pub mod agents;

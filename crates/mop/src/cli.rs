@@ -92,7 +92,7 @@ pub struct ManPagesArgs {
 
 /// The `--persist` value parser (`90s`, `10m`, `1h`, `1h30m`).
 fn persist_duration(text: &str) -> Result<std::time::Duration, String> {
-    mop_push::ssh::parse_persist_duration(text)
+    mop_push::ssh::parse_persist_duration(text).map_err(|error| error.to_string())
 }
 
 /// A path mop writes into its ssh_config (`--ssh-key`, `--known-hosts-file`): the grammar of

@@ -8,11 +8,11 @@
 //! lock, so the work directory of a live agent (or of a run just starting) is never touched.
 //! Then the agent directory itself goes if that leaves it empty.
 
-use crate::ssh::{agent_dir_expression, STALE_WORK_DIR_GRACE_MINUTES};
+use crate::ssh::{agent_dir_expression, AgentDirError, STALE_WORK_DIR_GRACE_MINUTES};
 
 /// The clean script for a host whose agent directory is `agent_dir` (`mop_agent_dir`; `None`:
 /// `$HOME/.mop`). Errors name what is wrong with the directory.
-pub fn clean_script(agent_dir: Option<&str>) -> Result<String, String> {
+pub fn clean_script(agent_dir: Option<&str>) -> Result<String, AgentDirError> {
     let dir = agent_dir_expression(agent_dir)?;
     Ok(format!(
         concat!(

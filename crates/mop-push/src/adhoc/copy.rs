@@ -12,18 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openssh_sftp_client::file::TokioCompatFile;
-use openssh_sftp_client::{Sftp, SftpOptions};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use super::{AdhocHost, SshPool};
-use crate::ssh::{exec, password_line, quote, redact, RunAs, Secret, SudoSpec};
-
-/// Read requests of this size (the crate's default is 4 KiB, one round trip each); sftp-server
-/// answers larger ones with short reads, which the reader handles.
-const READ_BUFFER: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256 * 1024).unwrap();
+use crate::ssh::{password_line, quote, redact, RunAs, Secret, SudoSpec};
 
 /// What one host's copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -241,7 +235,8 @@ async fn upload_one(
         );
     }
     let stdin = password_line(sudo);
-    let output = exec(&session, &script, stdin.clone())
+    let output = session
+        .exec(&script, stdin.clone())
         .await
         .map_err(|detail| format!("host `{name}`: {detail}"))?;
     if output.code != Some(0) {
@@ -284,12 +279,14 @@ async fn upload_one(
     if staged.is_empty() {
         return Ok(outcome);
     }
-    let sftp = Sftp::from_clonable_session(session.clone(), SftpOptions::new())
-        .await
-        .map_err(|error| format!("host `{name}`: cannot start sftp (is the sftp subsystem enabled in sshd?): {error}"))?;
+    let sftp = session.sftp().await.map_err(|error| {
+        format!(
+            "host `{name}`: cannot start sftp (is the sftp subsystem enabled in sshd?): {error}"
+        )
+    })?;
     let mut written = Ok(());
     for (file, stage) in &staged {
-        if let Err(detail) = write_remote(&sftp, &file.bytes, stage).await {
+        if let Err(detail) = sftp.write_file(stage, &file.bytes).await {
             written = Err(format!("host `{name}`: cannot write `{stage}`: {detail}"));
             break;
         }
@@ -326,7 +323,9 @@ async fn upload_one(
     if written.is_err() {
         // Remove what was staged; the destination files are untouched.
         let cleanup: Vec<String> = staged.iter().map(|(_, stage)| quote(stage)).collect();
-        let _ = exec(&session, &format!("rm -f {}", cleanup.join(" ")), None).await;
+        let _ = session
+            .exec(&format!("rm -f {}", cleanup.join(" ")), None)
+            .await;
         written?;
     }
     let script = if sudo.is_some() {
@@ -334,7 +333,8 @@ async fn upload_one(
     } else {
         finish
     };
-    let output = exec(&session, &script, stdin)
+    let output = session
+        .exec(&script, stdin)
         .await
         .map_err(|detail| format!("host `{name}`: {detail}"))?;
     if output.code != Some(0) {
@@ -349,24 +349,6 @@ async fn upload_one(
         outcome.paths.push(file.remote.clone());
     }
     Ok(outcome)
-}
-
-async fn write_remote(sftp: &Sftp, bytes: &[u8], path: &str) -> Result<(), String> {
-    let file = sftp
-        .options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .await
-        .map_err(|error| error.to_string())?;
-    let mut remote = Box::pin(TokioCompatFile::new(file));
-    let mut source = bytes;
-    let copied = tokio::io::copy_buf(&mut source, &mut remote).await;
-    let flushed = remote.flush().await;
-    drop(remote);
-    copied.map_err(|error| error.to_string())?;
-    flushed.map_err(|error| error.to_string())
 }
 
 /// Fetches `remote` from every host into `local_dir/<host>/...` (or `<name>_<host>` with
@@ -446,8 +428,8 @@ async fn download_one(
     let session = pool.open(name).await.map_err(|error| error.to_string())?;
     let remote = remote.trim_end_matches('/');
     let base = name_of(remote).to_string();
-    let listing = exec(
-        &session,
+    let listing = session
+        .exec(
         &format!(
             "if [ -d {path} ]; then echo dir; find {path} -type f -print; elif [ -e {path} ]; then echo file; else echo missing; fi",
             path = quote(remote)
@@ -478,7 +460,8 @@ async fn download_one(
         }
         _ => return Err(format!("host `{name}`: `{remote}` does not exist")),
     };
-    let sftp = Sftp::from_clonable_session(session.clone(), SftpOptions::new())
+    let sftp = session
+        .sftp()
         .await
         .map_err(|error| format!("host `{name}`: cannot start sftp: {error}"))?;
     let mut outcome = CopyOutcome {
@@ -488,7 +471,7 @@ async fn download_one(
     let mut result = Ok(());
     for (path, relative) in &files {
         let target = local_target(local_dir, name, &base, relative, options.suffix);
-        match read_remote_to(&sftp, path, &target).await {
+        match sftp.download_to(path, &target).await {
             Ok(bytes) => {
                 outcome.files_sent += 1;
                 outcome.bytes_sent += bytes;
@@ -502,29 +485,6 @@ async fn download_one(
     }
     drop(sftp);
     result.map(|()| outcome)
-}
-
-/// Copies a remote file into `target` through a temporary file beside it, renamed at the end.
-async fn read_remote_to(sftp: &Sftp, path: &str, target: &Path) -> Result<u64, String> {
-    let parent = target.parent().unwrap_or(Path::new("."));
-    tokio::fs::create_dir_all(parent)
-        .await
-        .map_err(|error| format!("cannot create `{}`: {error}", parent.display()))?;
-    let file = sftp.open(path).await.map_err(|error| error.to_string())?;
-    let mut source = Box::pin(TokioCompatFile::with_capacity(file, READ_BUFFER));
-    let temp = tempfile::NamedTempFile::new_in(parent)
-        .map_err(|error| format!("cannot write in `{}`: {error}", parent.display()))?;
-    let (std_file, temp_path) = temp.into_parts();
-    let mut local = tokio::fs::File::from_std(std_file);
-    let copied = tokio::io::copy_buf(&mut source, &mut local)
-        .await
-        .map_err(|error| error.to_string())?;
-    local.flush().await.map_err(|error| error.to_string())?;
-    drop(source);
-    temp_path
-        .persist(target)
-        .map_err(|error| format!("cannot write `{}`: {error}", target.display()))?;
-    Ok(copied)
 }
 
 /// Copies `source_path` on `source_host` to `target_path` on `target_host`, streamed through
@@ -567,19 +527,18 @@ async fn transfer_inner(
         tokio::join!(pool.open(source_host), pool.open(target_host));
     let source_session = source_session.map_err(|error| error.to_string())?;
     let target_session = target_session.map_err(|error| error.to_string())?;
-    let source_sftp = Sftp::from_clonable_session(source_session, SftpOptions::new())
+    let source_sftp = source_session
+        .sftp()
         .await
         .map_err(|error| format!("host `{source_host}`: cannot start sftp: {error}"))?;
-    let target_sftp = Sftp::from_clonable_session(target_session.clone(), SftpOptions::new())
+    let target_sftp = target_session
+        .sftp()
         .await
         .map_err(|error| format!("host `{target_host}`: cannot start sftp: {error}"))?;
-    let mode = exec(
-        &target_session,
-        &format!("mkdir -p {}", quote(parent_of(target_path))),
-        None,
-    )
-    .await
-    .map_err(|detail| format!("host `{target_host}`: {detail}"))?;
+    let mode = target_session
+        .exec(&format!("mkdir -p {}", quote(parent_of(target_path))), None)
+        .await
+        .map_err(|detail| format!("host `{target_host}`: {detail}"))?;
     if mode.code != Some(0) {
         return Err(format!(
             "host `{target_host}`: cannot create `{}`: {}",
@@ -594,20 +553,14 @@ async fn transfer_inner(
         token()
     );
     let copied = async {
-        let file = source_sftp
+        let mut source = source_sftp
             .open(source_path)
             .await
             .map_err(|error| format!("host `{source_host}`: cannot open `{source_path}`: {error}"))?;
-        let mut source = Box::pin(TokioCompatFile::with_capacity(file, READ_BUFFER));
-        let file = target_sftp
-            .options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&stage)
+        let mut target = target_sftp
+            .create(&stage)
             .await
             .map_err(|error| format!("host `{target_host}`: cannot create `{stage}`: {error}"))?;
-        let mut target = Box::pin(TokioCompatFile::new(file));
         let copied = tokio::io::copy_buf(&mut source, &mut target)
             .await
             .map_err(|error| format!("copying `{source_host}:{source_path}` to `{target_host}:{stage}` failed: {error}"))?;
@@ -618,8 +571,8 @@ async fn transfer_inner(
         Ok::<u64, String>(copied)
     }
     .await;
-    let _ = source_sftp.close().await;
-    let _ = target_sftp.close().await;
+    source_sftp.close().await;
+    target_sftp.close().await;
     let finish = match &copied {
         Ok(_) => format!(
             "mv -f {stage} {target} || {{ rm -f {stage}; exit 4; }}",
@@ -628,7 +581,8 @@ async fn transfer_inner(
         ),
         Err(_) => format!("rm -f {}", quote(&stage)),
     };
-    let output = exec(&target_session, &finish, None)
+    let output = target_session
+        .exec(&finish, None)
         .await
         .map_err(|detail| format!("host `{target_host}`: {detail}"))?;
     let copied = copied?;

@@ -93,11 +93,13 @@ pub fn parse_host_spec(spec: &str) -> Result<AdhocHost, HostSpecError> {
 
 /// A pool over `hosts` and their jump hosts, connecting at most `forks` at once. With
 /// `persist`, the masters it starts stay up for that much idle time after the command (and
-/// live persisted masters are reused either way).
+/// live persisted masters are reused either way). What the operator should know but that does
+/// not stop the command goes to `on_warning` (the caller prints it; this library never does).
 pub fn pool_for(
     hosts: &[AdhocHost],
     forks: std::num::NonZeroUsize,
     persist: Option<std::time::Duration>,
+    on_warning: &dyn Fn(&str),
 ) -> Result<SshPool, SshError> {
     let role = PushRole {
         role_index: 0,
@@ -113,7 +115,7 @@ pub fn pool_for(
             .collect(),
     };
     if let Err(error) = crate::ssh::raise_nofile_limit() {
-        eprintln!("warning: could not raise the open-files limit: {error}");
+        on_warning(&format!("could not raise the open-files limit: {error}"));
     }
     SshPool::without_agent(
         &ssh_hosts(&[role]),

@@ -1,10 +1,13 @@
 //! Ad hoc operations across hosts (`mop run`, `mop upload`, `mop download`, `mop transfer`):
 //! one command or one file copy on many hosts, without a policy.
 //!
-//! Architecture invariant: nothing here opens SSH its own way. Hosts are mapped onto
-//! [`crate::ssh::SshHost`] exactly as `mop push` maps them ([`crate::rollout::ssh_host`]), and
-//! every channel (exec, pty, SFTP) goes over the master connection of an
-//! [`SshPool::without_agent`], so via-chains, host key policy, forks and sudo behave the same.
+//! Architecture invariant: nothing here opens SSH its own way. Only `crate::ssh` uses the
+//! `openssh` and `openssh_sftp_client` crates or spawns `ssh` (as `lib.rs` and ARCHITECTURE.md
+//! say; `tests/tidy.rs` fails on any other use). Hosts are mapped onto [`crate::ssh::SshHost`]
+//! exactly as `mop push` maps them ([`crate::rollout::ssh_host`]), and every channel goes over
+//! the master connection of an [`SshPool::without_agent`] through the operations the pool
+//! offers (exec, `--pty`, SFTP files and copies), so via-chains, host key policy, forks and sudo
+//! behave the same.
 
 mod clean;
 mod command;

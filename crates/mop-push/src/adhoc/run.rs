@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use super::command::{is_timeout_status, remote_line, KILL_GRACE};
 use super::{until_interrupted, Interrupted};
 use super::{AdhocHost, SshPool};
-use crate::ssh::{check_password, password_line, quote, redact, RunAs, SudoSpec};
+use crate::ssh::{check_password, password_line, quote, redact, RemoteProcess, RunAs, SudoSpec};
 
 /// How `mop run` runs its command.
 #[derive(Debug, Clone)]
@@ -174,24 +174,9 @@ async fn stop_remote_now(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: O
     let mut line = RunAs::from_spec(sudo.as_ref()).command_prefix();
     line.push_str("sh -c ");
     line.push_str(&quote(&stop_script(run_id)));
-    let stdin_bytes = password_line(sudo.as_ref());
-    let mut remote = session.clone().arc_raw_command(&line);
-    remote
-        .stdin(if stdin_bytes.is_some() {
-            openssh::Stdio::piped()
-        } else {
-            openssh::Stdio::null()
-        })
-        .stdout(openssh::Stdio::null())
-        .stderr(openssh::Stdio::null());
-    let Ok(mut child) = remote.spawn().await else {
-        return;
-    };
-    if let (Some(mut pipe), Some(bytes)) = (child.stdin().take(), stdin_bytes) {
-        let _ = pipe.write_all(&bytes).await;
-        let _ = pipe.shutdown().await;
-    }
-    let _ = child.wait().await;
+    session
+        .run_quietly(&line, password_line(sudo.as_ref()))
+        .await;
 }
 
 /// The longest an interrupted run waits for one host's processes to be stopped.
@@ -230,49 +215,9 @@ async fn run_one(
     let line = remote_line(command, sudo.as_ref(), &options.env, options.timeout);
     let stdin_bytes = password_line(sudo.as_ref());
     let spawned = if options.pty {
-        spawn_pty(pool, &host.name, &line, stdin_bytes.is_some())
+        pool.spawn_pty(&host.name, &line, stdin_bytes.is_some())
     } else {
-        let mut remote = session.clone().arc_raw_command(&line);
-        remote
-            .stdin(if stdin_bytes.is_some() {
-                openssh::Stdio::piped()
-            } else {
-                openssh::Stdio::null()
-            })
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped());
-        match remote.spawn().await {
-            Ok(mut child) => {
-                let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> =
-                    child.stdin().take().map(|pipe| Box::new(pipe) as _);
-                let stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(
-                    child
-                        .stdout()
-                        .take()
-                        .expect("stdout was requested as a pipe"),
-                );
-                let stderr: Box<dyn AsyncRead + Send + Unpin> = Box::new(
-                    child
-                        .stderr()
-                        .take()
-                        .expect("stderr was requested as a pipe"),
-                );
-                let wait: WaitFuture = Box::pin(async move {
-                    child
-                        .wait()
-                        .await
-                        .map(|status| status.code())
-                        .map_err(|error| error.to_string())
-                });
-                Ok(Spawned {
-                    stdin,
-                    stdout,
-                    stderr,
-                    wait,
-                })
-            }
-            Err(error) => Err(format!("cannot run the command: {error}")),
-        }
+        session.spawn(&line, stdin_bytes.is_some()).await
     };
     let spawned = match spawned {
         Ok(spawned) => spawned,
@@ -303,72 +248,17 @@ async fn run_one(
     outcome
 }
 
-type WaitFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<i32>, String>> + Send>>;
-
-/// A started command: its streams and how to wait for it.
-struct Spawned {
-    stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
-    stdout: Box<dyn AsyncRead + Send + Unpin>,
-    stderr: Box<dyn AsyncRead + Send + Unpin>,
-    wait: WaitFuture,
-}
-
-/// `--pty`: the pool's own ssh_config and alias (so the host's master, via-chain and host key
-/// settings), with `-tt` for a terminal. When the channel goes away, sshd hangs up the
-/// terminal and the kernel signals the remote command's process group.
-fn spawn_pty(pool: &SshPool, host: &str, line: &str, with_stdin: bool) -> Result<Spawned, String> {
-    let alias = pool
-        .alias(host)
-        .ok_or_else(|| "not in the connection pool".to_string())?;
-    let mut command = tokio::process::Command::new("ssh");
-    command
-        .arg("-F")
-        .arg(pool.ssh_config())
-        .args(["-tt", "-o", "LogLevel=ERROR", alias, "--", line])
-        .stdin(if with_stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|error| format!("cannot run ssh: {error}"))?;
-    let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> =
-        child.stdin.take().map(|pipe| Box::new(pipe) as _);
-    let stdout: Box<dyn AsyncRead + Send + Unpin> =
-        Box::new(child.stdout.take().expect("stdout was requested as a pipe"));
-    let stderr: Box<dyn AsyncRead + Send + Unpin> =
-        Box::new(child.stderr.take().expect("stderr was requested as a pipe"));
-    let wait: WaitFuture = Box::pin(async move {
-        child
-            .wait()
-            .await
-            .map(|status| status.code())
-            .map_err(|error| error.to_string())
-    });
-    Ok(Spawned {
-        stdin,
-        stdout,
-        stderr,
-        wait,
-    })
-}
-
 /// Feeds stdin, reads both streams line by line (forwarding each line) and waits for the exit
 /// status. With a timeout, the controller gives the remote `timeout` its grace and then some
 /// before giving up on the channel.
 async fn collect(
     host: &str,
-    spawned: Spawned,
+    spawned: RemoteProcess,
     stdin_bytes: Option<Vec<u8>>,
     timeout: Option<Duration>,
     on_line: LineSink<'_>,
 ) -> HostRun {
-    let Spawned {
+    let RemoteProcess {
         stdin,
         stdout,
         stderr,

@@ -19,7 +19,9 @@ use openssh_sftp_client::{Sftp, SftpOptions};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::error::{AgentDirError, AgentFileError};
 use super::shell::{agent_pattern, quote};
+use super::sudo::{sudo_check_line, SudoCheck};
 use super::SshError;
 
 /// One agent binary on this machine, read once per run (a run may carry one per platform).
@@ -51,12 +53,12 @@ impl LocalAgent {
             detail,
         };
         let bytes = std::fs::read(path).map_err(|error| failure(error.to_string()))?;
-        LocalAgent::from_bytes(bytes.into()).map_err(failure)
+        LocalAgent::from_bytes(bytes.into()).map_err(|error| failure(error.to_string()))
     }
 
     /// Hashes the agent; its bytes are uploaded as given here, so the content-addressed name
     /// always matches what lands on the host.
-    pub(crate) fn from_bytes(bytes: Arc<[u8]>) -> Result<LocalAgent, String> {
+    pub(crate) fn from_bytes(bytes: Arc<[u8]>) -> Result<LocalAgent, AgentFileError> {
         let platform = elf_platform(&bytes)?;
         let sha256 = Sha256::digest(&bytes)
             .iter()
@@ -100,21 +102,19 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Reads the OS and machine an ELF executable was built for from its header.
-pub(crate) fn elf_platform(bytes: &[u8]) -> Result<AgentPlatform, String> {
+pub(crate) fn elf_platform(bytes: &[u8]) -> Result<AgentPlatform, AgentFileError> {
     if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
-        return Err(
-            "not an ELF executable (the agent must be built for the hosts, e.g. Linux)".to_string(),
-        );
+        return Err(AgentFileError::NotElf);
     }
     let machine = match bytes[5] {
         1 => u16::from_le_bytes([bytes[18], bytes[19]]),
         2 => u16::from_be_bytes([bytes[18], bytes[19]]),
-        other => return Err(format!("unknown ELF byte order {other}")),
+        other => return Err(AgentFileError::ByteOrder(other)),
     };
     let os = match bytes[7] {
         0 | 3 => "Linux",
         9 => "FreeBSD",
-        other => return Err(format!("unsupported ELF OS/ABI {other}")),
+        other => return Err(AgentFileError::OsAbi(other)),
     };
     let machines: &'static [&'static str] = match (machine, bytes[4], bytes[5]) {
         (62, 2, _) => &["x86_64", "amd64"],
@@ -125,7 +125,10 @@ pub(crate) fn elf_platform(bytes: &[u8]) -> Result<AgentPlatform, String> {
         (21, 2, 1) => &["ppc64le"],
         (22, 2, _) => &["s390x"],
         (other, class, _) => {
-            return Err(format!("unsupported ELF machine {other} (class {class})"));
+            return Err(AgentFileError::Machine {
+                machine: other,
+                class,
+            });
         }
     };
     let description = format!("{os} {}", machines[0].trim_end_matches('*'));
@@ -137,10 +140,10 @@ pub(crate) fn elf_platform(bytes: &[u8]) -> Result<AgentPlatform, String> {
 }
 
 /// The shell expression for the agent directory; `$HOME` is expanded on the host.
-pub(crate) fn agent_dir_expression(agent_dir: Option<&str>) -> Result<String, String> {
+pub(crate) fn agent_dir_expression(agent_dir: Option<&str>) -> Result<String, AgentDirError> {
     let dir = agent_dir.unwrap_or("$HOME/.mop");
     if dir.is_empty() || dir.chars().any(char::is_control) {
-        return Err("the agent directory is empty or contains control characters".to_string());
+        return Err(AgentDirError::Unprintable);
     }
     let home_relative = ["$HOME", "${HOME}", "~"].iter().find_map(|prefix| {
         dir.strip_prefix(prefix)
@@ -152,7 +155,9 @@ pub(crate) fn agent_dir_expression(agent_dir: Option<&str>) -> Result<String, St
         None => format!("\"$HOME\"/{}", quote(dir.trim_end_matches('/'))),
     };
     if expression.ends_with("\"$HOME\"") || expression == "''" {
-        return Err(format!("the agent directory `{dir}` is a home or root directory itself; use a subdirectory such as `$HOME/.mop`"));
+        return Err(AgentDirError::HomeOrRoot {
+            dir: dir.to_string(),
+        });
     }
     Ok(expression)
 }
@@ -346,35 +351,6 @@ pub(crate) fn stale_work_dir_reaper() -> String {
     )
 }
 
-/// Checks that sudo works and that the identity it switches to can reach `$work` (a third user
-/// may not be able to traverse the login user's home). With a password, `sudo -n` is tried
-/// first: if sudo does not ask (NOPASSWD), the password must not be sent, or the agent would
-/// read it as protocol bytes.
-fn sudo_check_line(prefix: &str, nopasswd_prefix: Option<&str>) -> String {
-    let check = r#"test -x "$work""#;
-    let mut line = String::new();
-    if let Some(nopasswd) = nopasswd_prefix {
-        let _ = write!(
-            line,
-            r#"if {nopasswd}{check} 2>/dev/null </dev/null; then echo sudo=nopasswd; el"#
-        );
-    }
-    let _ = write!(
-        line,
-        r#"if out=$({prefix}{check} 2>&1); then echo sudo=ok; else echo sudo=fail; printf '%s\n' "$out"; exit 0; fi"#
-    );
-    line
-}
-
-/// A sudo check on its own, for an identity the probe did not check.
-pub(crate) fn sudo_check_script(work: &str, prefix: &str, nopasswd_prefix: Option<&str>) -> String {
-    format!(
-        "LC_ALL=C; export LC_ALL; work={}; {}; echo done=yes",
-        quote(work),
-        sudo_check_line(prefix, nopasswd_prefix)
-    )
-}
-
 /// What the probe found out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProbeReport {
@@ -392,15 +368,6 @@ pub(crate) struct ProbeReport {
     pub(crate) sudo: Option<SudoCheck>,
     pub(crate) error: Option<String>,
     pub(crate) done: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SudoCheck {
-    Ok,
-    /// sudo works without the password (NOPASSWD): do not send it.
-    NoPassword,
-    /// sudo (or the directory check under it) failed; what it printed.
-    Failed(String),
 }
 
 pub(crate) fn parse_probe(output: &str) -> ProbeReport {
@@ -674,7 +641,7 @@ mod tests {
         let check = |bytes: &[u8], expected: &str| {
             let described = match elf_platform(bytes) {
                 Ok(platform) => platform.description,
-                Err(error) => error,
+                Err(error) => error.to_string(),
             };
             assert_eq!(described, expected);
         };
@@ -695,7 +662,7 @@ mod tests {
     #[test]
     fn agent_dir_expressions() {
         let check = |input: Option<&str>, expected: &str| {
-            let output = agent_dir_expression(input).unwrap_or_else(|error| error);
+            let output = agent_dir_expression(input).unwrap_or_else(|error| error.to_string());
             assert_eq!(output, expected, "{input:?}");
         };
         check(None, r#""$HOME"/.mop"#);

@@ -22,26 +22,17 @@ use mop_inventory::grammar::{self, GrammarError};
 
 use super::SshError;
 
-/// How a host's key is checked against known_hosts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum HostKeyPolicy {
-    /// The key must already be in known_hosts (`StrictHostKeyChecking yes`).
-    #[default]
-    Strict,
-    /// Unknown keys are added, changed keys are refused (`StrictHostKeyChecking accept-new`).
-    AcceptNew,
-    /// No checking at all and nothing is recorded (`StrictHostKeyChecking no`,
-    /// `UserKnownHostsFile /dev/null`).
-    Off,
-}
+/// How a host's key is checked against known_hosts: the protocol crate's enum, the one the
+/// inventory and policy use too.
+pub use mop_protocol::HostKeyPolicy;
 
-impl HostKeyPolicy {
-    fn strict_host_key_checking(self) -> &'static str {
-        match self {
-            HostKeyPolicy::Strict => "yes",
-            HostKeyPolicy::AcceptNew => "accept-new",
-            HostKeyPolicy::Off => "no",
-        }
+/// `StrictHostKeyChecking` for `policy` (`Off` also points `UserKnownHostsFile` at
+/// `/dev/null`, see [`render_config`]).
+fn strict_host_key_checking(policy: HostKeyPolicy) -> &'static str {
+    match policy {
+        HostKeyPolicy::Strict => "yes",
+        HostKeyPolicy::AcceptNew => "accept-new",
+        HostKeyPolicy::Off => "no",
     }
 }
 
@@ -293,7 +284,7 @@ pub(crate) fn render_config(
         }
         line(
             "StrictHostKeyChecking",
-            spec.host_keys.strict_host_key_checking(),
+            strict_host_key_checking(spec.host_keys),
         );
         if let Some(timeout) = spec.connect_timeout {
             line("ConnectTimeout", &timeout_seconds(timeout).to_string());
@@ -323,6 +314,35 @@ pub(crate) fn render_config(
         text.push_str(&final_includes);
     }
     text
+}
+
+/// Lets ssh evaluate the run's config once (`ssh -G`, no connection), so a config ssh rejects
+/// (an old ssh without `Match final`, an error in the user's own config) fails the run up
+/// front with ssh's words instead of every host with a login error.
+pub(super) fn check_config(config_path: &Path, alias: &str) -> Result<(), SshError> {
+    let output = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(config_path)
+        .args(["-G", alias])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|error| SshError::SshConfig {
+            path: config_path.to_path_buf(),
+            detail: format!("cannot run ssh: {error}"),
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(SshError::SshConfig {
+        path: config_path.to_path_buf(),
+        detail: stderr
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::Duration;
 use openssh::{KnownHosts, Session, SessionBuilder};
 
 use super::config::{timeout_seconds, HostKeyPolicy, PlannedHost};
+use super::error::ForceExitError;
 use super::persist::{
     master_pid, resume, unix_now, ControlDir, MasterIdentity, PersistedConnection,
 };
@@ -157,10 +158,10 @@ pub(crate) async fn open_persistent_session(
         via_keys: identity.via_keys.clone(),
         key: key.to_string(),
     };
-    if let Err(detail) = control.write_metadata(&metadata) {
+    if let Err(error) = control.write_metadata(&metadata) {
         let _ = force_exit_master(&socket).await;
         control.clear_dead(key);
-        return Err(failed(detail));
+        return Err(failed(error.to_string()));
     }
     if let Err(error) = link_control_path(host, &socket) {
         let _ = force_exit_master(&socket).await;
@@ -323,7 +324,7 @@ pub(crate) async fn close_session(name: &str, session: Session) -> Result<(), Ss
 
 /// Stops a master that is still shared with a live channel (an agent the caller did not drop):
 /// `ssh -O exit` ends it and every channel on it.
-pub(crate) async fn force_exit_master(control_socket: &Path) -> Result<(), String> {
+pub(crate) async fn force_exit_master(control_socket: &Path) -> Result<(), ForceExitError> {
     let output = tokio::process::Command::new("ssh")
         .arg("-S")
         .arg(control_socket)
@@ -331,11 +332,13 @@ pub(crate) async fn force_exit_master(control_socket: &Path) -> Result<(), Strin
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .map_err(|error| format!("cannot run ssh -O exit: {error}"))?;
+        .map_err(|error| ForceExitError::Spawn(error.to_string()))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+        Err(ForceExitError::Refused(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ))
     }
 }
 

@@ -166,3 +166,88 @@ impl SshError {
         }
     }
 }
+
+/// A `--persist` value that is not a duration mop accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration `{text}`: write e.g. `90s`, `10m`, `1h` or `1h30m`")]
+pub struct PersistDurationError {
+    pub text: String,
+}
+
+/// An agent directory (`mop_agent_dir`) mop refuses to work in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentDirError {
+    #[error("the agent directory is empty or contains control characters")]
+    Unprintable,
+    #[error("the agent directory `{dir}` is a home or root directory itself; use a subdirectory such as `$HOME/.mop`")]
+    HomeOrRoot { dir: String },
+}
+
+/// Why a file cannot be used as an agent: its ELF header names no platform mop can run it on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentFileError {
+    #[error("not an ELF executable (the agent must be built for the hosts, e.g. Linux)")]
+    NotElf,
+    #[error("unknown ELF byte order {0}")]
+    ByteOrder(u8),
+    #[error("unsupported ELF OS/ABI {0}")]
+    OsAbi(u8),
+    #[error("unsupported ELF machine {machine} (class {class})")]
+    Machine { machine: u16, class: u8 },
+}
+
+/// A failure in the private directory of persisted masters (`persist.rs`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ControlDirError {
+    #[error("cannot encode metadata: {0}")]
+    Encode(String),
+    #[error("cannot write metadata: {0}")]
+    WriteMetadata(String),
+    #[error("cannot open `{}`: {detail}", path.display())]
+    OpenLock { path: PathBuf, detail: String },
+    #[error("another mop run holds `{}` (it is starting the same connection)", path.display())]
+    LockBusy { path: PathBuf },
+}
+
+/// `ssh -O exit` did not stop a master.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ForceExitError {
+    #[error("cannot run ssh -O exit: {0}")]
+    Spawn(String),
+    /// What ssh printed when it refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A channel over a host's master did not work (`exec.rs`, `sftp.rs`): callers add the host
+/// and what they were doing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChannelError {
+    /// The exec channel could not be opened.
+    #[error("cannot run a command: {0}")]
+    ExecStart(String),
+    /// The exec channel broke before its exit status arrived.
+    #[error("the command failed: {0}")]
+    ExecWait(String),
+    /// A streamed command could not be started.
+    #[error("cannot run the command: {0}")]
+    Spawn(String),
+    /// The `ssh -tt` client could not be started.
+    #[error("cannot run ssh: {0}")]
+    SpawnSsh(String),
+    #[error("not in the connection pool")]
+    NotInPool,
+    /// A started command was lost before its exit status arrived (what openssh said).
+    #[error("{0}")]
+    Lost(String),
+    /// An SFTP request (or the copy over it) failed: what the server or the stream said.
+    #[error("{0}")]
+    Sftp(String),
+    /// A local file of a download could not be written (`what` is e.g. "cannot create").
+    #[error("{what} `{}`: {detail}", path.display())]
+    Local {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+}

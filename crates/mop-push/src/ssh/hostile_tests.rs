@@ -528,10 +528,15 @@ fn shell_words(text: &str) -> Vec<String> {
 fn no_hand_made_shell_quoting() {
     let sources = [
         ("bootstrap.rs", include_str!("bootstrap.rs")),
+        ("cleanup.rs", include_str!("cleanup.rs")),
+        ("config.rs", include_str!("config.rs")),
         ("connect.rs", include_str!("connect.rs")),
         ("error.rs", include_str!("error.rs")),
+        ("exec.rs", include_str!("exec.rs")),
         ("pool.rs", include_str!("pool.rs")),
         ("persist.rs", include_str!("persist.rs")),
+        ("sftp.rs", include_str!("sftp.rs")),
+        ("start.rs", include_str!("start.rs")),
         ("sudo.rs", include_str!("sudo.rs")),
     ];
     for (file, text) in sources {

@@ -18,6 +18,16 @@
 //! [`SshPoolOptions::persist`] the masters it starts live there too and outlive the run.
 //! [`SshPool::close_all`] leaves those running; cleanup on the hosts happens all the same.
 //!
+//! One concern per file: `pool.rs` the connection lifecycle, `start.rs` installing and starting
+//! the agent (scripts in `bootstrap.rs`), `sudo.rs` every sudo decision, `cleanup.rs` removing
+//! what a run left, `exec.rs` and `sftp.rs` the channels the ad hoc commands use
+//! (`SshPool::open`, `SshPool::spawn_pty`), `config.rs`/`connect.rs`/`persist.rs` the
+//! ssh_config and the masters.
+//!
+//! Architecture invariant: this is the one SSH seam. Only this module uses the `openssh` and
+//! `openssh_sftp_client` crates or spawns the `ssh` client; `tests/tidy.rs`
+//! (`only_the_ssh_module_reaches_ssh`) fails on any use elsewhere in `crates/*/src`.
+//!
 //! Architecture invariant: this module knows nothing of the inventory; the executor maps the
 //! inventory's resolved connection settings onto [`SshHost`]. The one thing it shares is the
 //! pure value grammars of `mop_inventory::grammar`, which `config.rs` applies again to every
@@ -25,16 +35,20 @@
 
 mod bootstrap;
 mod child;
+mod cleanup;
 mod config;
 mod connect;
 mod error;
+mod exec;
 #[cfg(test)]
 mod hostile_tests;
 mod lifetime;
 mod limits;
 mod persist;
 mod pool;
+mod sftp;
 mod shell;
+mod start;
 mod sudo;
 
 pub(crate) use bootstrap::{
@@ -42,14 +56,15 @@ pub(crate) use bootstrap::{
 };
 pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
-pub use error::SshError;
+pub use error::{AgentDirError, AgentFileError, PersistDurationError, SshError};
+pub(crate) use exec::RemoteProcess;
 pub use limits::raise_nofile_limit;
 pub use persist::{
     close_connections, control_dir_location, list_connections, parse_persist_duration,
     ClosedConnection, PersistedConnection, UnknownConnection, CONTROL_DIR_ENV,
 };
-pub(crate) use pool::exec;
-pub use pool::{AgentOptions, SshPool, SshPoolOptions};
+pub use pool::{SshPool, SshPoolOptions};
 pub(crate) use shell::quote;
+pub use start::AgentOptions;
 pub(crate) use sudo::{check_password, password_line, redact, RunAs};
 pub use sudo::{Secret, SudoSpec};

@@ -22,7 +22,8 @@ use openssh::Session;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::config::{HostKeyPolicy, PlannedHost};
+use super::config::PlannedHost;
+use super::error::{ControlDirError, PersistDurationError};
 use super::SshError;
 
 /// Environment variable naming the connection directory explicitly.
@@ -37,8 +38,10 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Parses a `--persist` duration: a whole number with a unit `s`, `m`, `h` or `d` (`90s`, `10m`,
 /// `1h`), or several of them (`1h30m`); a bare number means seconds.
-pub fn parse_persist_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid duration `{text}`: write e.g. `90s`, `10m`, `1h` or `1h30m`");
+pub fn parse_persist_duration(text: &str) -> Result<Duration, PersistDurationError> {
+    let invalid = || PersistDurationError {
+        text: text.to_string(),
+    };
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(invalid());
@@ -210,16 +213,20 @@ impl ControlDir {
     }
 
     /// Writes the metadata of a master that is up (temp file + rename).
-    pub(crate) fn write_metadata(&self, metadata: &PersistedConnection) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(metadata).map_err(|error| error.to_string())?;
+    pub(crate) fn write_metadata(
+        &self,
+        metadata: &PersistedConnection,
+    ) -> Result<(), ControlDirError> {
+        let text = serde_json::to_string_pretty(metadata)
+            .map_err(|error| ControlDirError::Encode(error.to_string()))?;
         let mut temp = tempfile::Builder::new()
             .prefix(".meta-")
             .tempfile_in(&self.path)
-            .map_err(|error| format!("cannot write metadata: {error}"))?;
+            .map_err(|error| ControlDirError::WriteMetadata(error.to_string()))?;
         std::io::Write::write_all(&mut temp, text.as_bytes())
-            .map_err(|error| format!("cannot write metadata: {error}"))?;
+            .map_err(|error| ControlDirError::WriteMetadata(error.to_string()))?;
         temp.persist(self.metadata_path(&metadata.key))
-            .map_err(|error| format!("cannot write metadata: {error}"))?;
+            .map_err(|error| ControlDirError::WriteMetadata(error.to_string()))?;
         Ok(())
     }
 
@@ -241,7 +248,11 @@ impl ControlDir {
     }
 
     /// Takes the per-master lock, waiting at most `limit`.
-    pub(crate) async fn lock(&self, key: &str, limit: Duration) -> Result<KeyLock, String> {
+    pub(crate) async fn lock(
+        &self,
+        key: &str,
+        limit: Duration,
+    ) -> Result<KeyLock, ControlDirError> {
         let path = self.path.join(format!("{key}.lock"));
         let deadline = tokio::time::Instant::now() + limit;
         let file = std::fs::OpenOptions::new()
@@ -250,7 +261,10 @@ impl ControlDir {
             .write(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|error| format!("cannot open `{}`: {error}", path.display()))?;
+            .map_err(|error| ControlDirError::OpenLock {
+                path: path.clone(),
+                detail: error.to_string(),
+            })?;
         loop {
             // SAFETY: flock(2) on a descriptor this function owns.
             let locked = unsafe {
@@ -263,10 +277,7 @@ impl ControlDir {
                 return Ok(KeyLock { _file: file });
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "another mop run holds `{}` (it is starting the same connection)",
-                    path.display()
-                ));
+                return Err(ControlDirError::LockBusy { path });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -351,11 +362,7 @@ fn identity_text(planned: &IndexMap<String, PlannedHost>, name: &str) -> String 
         None => "null".to_string(),
         Some(path) => quote(&absolute(path).to_string_lossy()),
     };
-    let policy = match spec.host_keys {
-        HostKeyPolicy::Strict => "strict",
-        HostKeyPolicy::AcceptNew => "accept-new",
-        HostKeyPolicy::Off => "off",
-    };
+    let policy = spec.host_keys.as_str();
     let via = match spec.via.as_deref() {
         None => "null".to_string(),
         Some(via) => identity_text(planned, via),
@@ -594,7 +601,7 @@ fn effective_uid() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::config::{plan_hosts, SshHost};
+    use crate::ssh::config::{plan_hosts, HostKeyPolicy, SshHost};
 
     #[test]
     fn persist_durations() {
@@ -620,7 +627,9 @@ mod tests {
         check("-5s", None);
         check("400d", None);
         check("99999999999999999999h", None);
-        let message = parse_persist_duration("soon").expect_err("invalid");
+        let message = parse_persist_duration("soon")
+            .expect_err("invalid")
+            .to_string();
         assert!(
             message.contains("`soon`") && message.contains("10m"),
             "{message}"

@@ -1,27 +1,22 @@
 //! The run's SSH connections: one master per host, opened lazily, shared by every role, closed
-//! explicitly; and the agent installs made through them.
+//! explicitly. Installing and starting the agent over them is `start.rs`, sudo decisions are
+//! `sudo.rs`, removing what a run left on a host is `cleanup.rs`, channels for the ad hoc
+//! commands are `exec.rs` and `sftp.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use indexmap::IndexMap;
-use mop_protocol::CleanupRequest;
 use openssh::Session;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 
-use super::bootstrap::{
-    agent_command, agent_dir_expression, cleanup_script, kill_command, parse_probe, probe_script,
-    sh_command, sudo_check_script, unsupported_platform, upload, upload_plan, LocalAgent,
-    ProbeAgent, ProbeRequest, SudoCheck,
+use super::bootstrap::LocalAgent;
+use super::config::{
+    check_config, plan_hosts, render_config, ConfigIncludes, PlannedHost, SshHost,
 };
-use super::child::{ClosingStdin, SshAgentChild};
-use super::config::{plan_hosts, render_config, ConfigIncludes, PlannedHost, SshHost};
 use super::connect::{
     close_session, force_exit_master, link_control_path, open_persistent_session, open_session,
     reap_run_processes,
@@ -30,25 +25,14 @@ use super::lifetime::RunGuard;
 use super::persist::{
     control_dir_location, identities, open_control_dir, ControlDir, MasterIdentity,
 };
-use super::sudo::{check_password, classify_sudo_failure, password_line, redact, RunAs, SudoSpec};
+use super::start::Install;
 use super::SshError;
-use crate::transport::{AgentChild, AgentProcess};
 
 /// How long closed connections get to exit before their processes are terminated.
 const STRAY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a run waits for another mop run that is starting the same persistent master.
 const PERSIST_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// How the agent is installed and run on a host.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AgentOptions {
-    /// Where work directories (and the cache) live; default `$HOME/.mop`.
-    pub agent_dir: Option<String>,
-    /// Keep the content-addressed agent on the host after the run and reuse it next time.
-    pub cache: bool,
-    pub sudo: Option<SudoSpec>,
-}
 
 /// Settings of the pool itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,68 +65,34 @@ impl Default for SshPoolOptions {
 
 /// All SSH state of one run.
 pub struct SshPool {
-    hosts: IndexMap<String, HostSlot>,
-    run_dir: tempfile::TempDir,
-    config_path: PathBuf,
-    forks: Semaphore,
+    pub(super) hosts: IndexMap<String, HostSlot>,
+    pub(super) run_dir: tempfile::TempDir,
+    pub(super) config_path: PathBuf,
+    pub(super) forks: Semaphore,
     /// The agents this run may install, at most one per platform; each host gets the one its
     /// probe picks.
-    agents: Vec<LocalAgent>,
-    uploads: AtomicUsize,
-    tokens: AtomicU64,
+    pub(super) agents: Vec<LocalAgent>,
+    pub(super) uploads: AtomicUsize,
+    pub(super) tokens: AtomicU64,
     /// False for pools made by [`SshPool::without_agent`] (ad hoc commands and copies).
-    has_agent: bool,
+    pub(super) has_agent: bool,
     /// The directory of persisted masters, when it exists (or `--persist` created it).
-    control: Option<ControlDir>,
-    persist: Option<std::time::Duration>,
+    pub(super) control: Option<ControlDir>,
+    pub(super) persist: Option<std::time::Duration>,
     /// The run directory's lock and the watchdog that reaps it if mop dies (`lifetime.rs`).
-    guard: RunGuard,
+    pub(super) guard: RunGuard,
 }
 
-struct HostSlot {
-    planned: PlannedHost,
+pub(super) struct HostSlot {
+    pub(super) planned: PlannedHost,
     /// What a persisted master for this host is keyed on.
-    identity: MasterIdentity,
+    pub(super) identity: MasterIdentity,
     /// The session is a persisted master: the run leaves it running.
-    persisted: std::sync::atomic::AtomicBool,
-    session: OnceCell<Result<Arc<Session>, SshError>>,
-    remote: Mutex<Vec<Install>>,
+    pub(super) persisted: std::sync::atomic::AtomicBool,
+    pub(super) session: OnceCell<Result<Arc<Session>, SshError>>,
+    pub(super) remote: Mutex<Vec<Install>>,
     /// Agent bytes uploaded to this host (as sent: compressed when it was).
-    agent_bytes: AtomicU64,
-}
-
-/// One work directory on a host, and what happened in it.
-struct Install {
-    key: InstallKey,
-    login_user: String,
-    dir: String,
-    work: String,
-    /// Which of the pool's agents fits this host.
-    agent: usize,
-    agent_ready: bool,
-    /// The host has `gzip`: upload the agent compressed.
-    gzip: bool,
-    failure: Option<SshError>,
-    /// Sudo identities checked on this host: requested -> what to actually run.
-    sudo_checks: BTreeMap<RunAs, Result<RunAs, SshError>>,
-    /// Identities agents were started under, with the stdin their sudo needs.
-    started_as: BTreeMap<RunAs, Option<Vec<u8>>>,
-    /// Identities started without a sudo check first (`sudo -n`, nothing to send).
-    unchecked: BTreeSet<RunAs>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct InstallKey {
-    agent_dir: String,
-    cache: bool,
-    shared: bool,
-}
-
-/// What one exec printed.
-pub(crate) struct ExecOutput {
-    pub(crate) code: Option<i32>,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
+    pub(super) agent_bytes: AtomicU64,
 }
 
 impl SshPool {
@@ -287,10 +237,10 @@ impl SshPool {
         let _lock = control
             .lock(&slot.identity.key, PERSIST_LOCK_WAIT)
             .await
-            .map_err(|detail| SshError::Connect {
+            .map_err(|error| SshError::Connect {
                 host: slot.planned.spec.name.clone(),
                 address: slot.planned.spec.display_address(),
-                detail,
+                detail: error.to_string(),
             })?;
         if let Some(session) = self.reuse_persisted(slot).await {
             return Ok(session);
@@ -342,7 +292,7 @@ impl SshPool {
             .map_or(0, |slot| slot.agent_bytes.load(Ordering::Relaxed))
     }
 
-    fn slot(&self, host: &str) -> Result<&HostSlot, SshError> {
+    pub(super) fn slot(&self, host: &str) -> Result<&HostSlot, SshError> {
         self.hosts.get(host).ok_or_else(|| SshError::UnknownHost {
             host: host.to_string(),
         })
@@ -354,13 +304,7 @@ impl SshPool {
         self.session(host).await.map(drop)
     }
 
-    /// The master session of `host`, connecting first if needed (ad hoc commands run their own
-    /// channels over it).
-    pub(crate) async fn open(&self, host: &str) -> Result<Arc<Session>, SshError> {
-        self.session(host).await
-    }
-
-    fn session<'a>(
+    pub(super) fn session<'a>(
         &'a self,
         host: &'a str,
     ) -> std::pin::Pin<
@@ -393,424 +337,6 @@ impl SshPool {
                 .await
                 .clone()
         })
-    }
-
-    /// Installs the agent on `host` unless this run did already (same agent dir, cache and
-    /// sudo kind), then starts it over an exec channel, under sudo when `options` say so.
-    pub async fn start_agent(
-        &self,
-        host: &str,
-        options: &AgentOptions,
-    ) -> Result<AgentProcess, SshError> {
-        check_password(host, options.sudo.as_ref())?;
-        if !self.has_agent || self.agents.is_empty() {
-            return Err(SshError::AgentBinary {
-                path: PathBuf::new(),
-                detail: "this connection pool was opened without an agent".to_string(),
-            });
-        }
-        let slot = self.slot(host)?;
-        let session = self.session(host).await?;
-        let requested = RunAs::from_spec(options.sudo.as_ref());
-        let key = install_key(host, options, &requested)?;
-        let mut installs = slot.remote.lock().await;
-        let index = match installs.iter().position(|install| install.key == key) {
-            Some(index) => index,
-            None => {
-                let install = self
-                    .probe(slot, &session, key, options.sudo.as_ref(), &requested)
-                    .await?;
-                installs.push(install);
-                installs.len() - 1
-            }
-        };
-        let install = &mut installs[index];
-        if let Some(failure) = &install.failure {
-            return Err(failure.clone());
-        }
-        if requested != RunAs::Login && !install.sudo_checks.contains_key(&requested) {
-            let checked = if checks_sudo_first(&requested) {
-                self.check_sudo(slot, &session, install, options.sudo.as_ref(), &requested)
-                    .await
-            } else {
-                // `sudo -n` cannot hang on a prompt: start the agent right away and diagnose
-                // only if it does not come up (see `diagnose_agent_start`).
-                install.unchecked.insert(requested.clone());
-                Ok(requested.clone())
-            };
-            install.sudo_checks.insert(requested.clone(), checked);
-        }
-        let effective = match install.sudo_checks.get(&requested) {
-            None => RunAs::Login,
-            Some(Ok(effective)) => effective.clone(),
-            Some(Err(error)) => return Err(error.clone()),
-        };
-        let mut fresh_upload = None;
-        if !install.agent_ready {
-            let agent = &self.agents[install.agent];
-            let mut plan = upload_plan(
-                &install.dir,
-                &install.work,
-                &agent.sha256,
-                install.key.cache,
-                install.key.shared,
-            );
-            self.uploads.fetch_add(1, Ordering::Relaxed);
-            // Compressed when the host can unpack it; a failure to compress just sends it plain.
-            let compressed = if install.gzip {
-                agent.compressed().await.ok()
-            } else {
-                None
-            };
-            plan.compressed = compressed.is_some();
-            let bytes = compressed.unwrap_or_else(|| agent.bytes.clone());
-            if let Err(detail) = upload(session.clone(), &bytes, &plan).await {
-                let error = SshError::UploadFailed {
-                    host: host.to_string(),
-                    address: slot.planned.spec.display_address(),
-                    path: plan.temp_path,
-                    detail,
-                };
-                install.failure = Some(error.clone());
-                return Err(error);
-            }
-            slot.agent_bytes
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            install.agent_ready = true;
-            fresh_upload = Some(plan);
-        }
-        let stdin_line = match &effective {
-            RunAs::Sudo {
-                with_password: true,
-                ..
-            } => password_line(options.sudo.as_ref()),
-            _ => None,
-        };
-        install
-            .started_as
-            .insert(effective.clone(), stdin_line.clone());
-        let prefix = effective.command_prefix();
-        let mut child = session
-            .clone()
-            .arc_raw_command(agent_command(&prefix, &install.work, fresh_upload.as_ref()))
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|error| SshError::Spawn {
-                host: host.to_string(),
-                detail: error.to_string(),
-            })?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) = (
-            child.stdin().take(),
-            child.stdout().take(),
-            child.stderr().take(),
-        ) else {
-            unreachable!("all three streams were requested as pipes")
-        };
-        if let Some(line) = &stdin_line {
-            // sudo -S reads exactly this line; everything after it is the agent's.
-            stdin
-                .write_all(line)
-                .await
-                .map_err(|error| SshError::Spawn {
-                    host: host.to_string(),
-                    detail: format!("cannot pass the sudo password: {error}"),
-                })?;
-            stdin.flush().await.map_err(|error| SshError::Spawn {
-                host: host.to_string(),
-                detail: format!("cannot pass the sudo password: {error}"),
-            })?;
-        }
-        let killer = SshAgentChild::new(
-            host,
-            child,
-            &session,
-            kill_command(&prefix, &install.work),
-            stdin_line,
-        );
-        Ok(AgentProcess {
-            stdin: Box::pin(ClosingStdin::new(stdin)),
-            stdout: Box::pin(stdout),
-            stderr: Box::pin(stderr),
-            child: AgentChild::Ssh(killer),
-        })
-    }
-
-    fn next_token(&self, host: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let counter = self.tokens.fetch_add(1, Ordering::Relaxed);
-        let digest = Sha256::digest(format!("{}/{nanos}/{counter}/{host}", std::process::id()));
-        digest
-            .iter()
-            .take(6)
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
-    }
-
-    /// The one probe exec: platform, home, work dir, cache, and the first sudo check.
-    async fn probe(
-        &self,
-        slot: &HostSlot,
-        session: &Session,
-        key: InstallKey,
-        sudo: Option<&SudoSpec>,
-        requested: &RunAs,
-    ) -> Result<Install, SshError> {
-        let host = slot.planned.spec.name.as_str();
-        let token = self.next_token(host);
-        let (sudo_prefix, nopasswd_prefix) = if checks_sudo_first(requested) {
-            sudo_prefixes(requested)
-        } else {
-            (None, None)
-        };
-        let agents: Vec<ProbeAgent<'_>> = self.agents.iter().map(ProbeAgent::of).collect();
-        let request = ProbeRequest {
-            agents: &agents,
-            agent_dir: &key.agent_dir,
-            token: &token,
-            cache: key.cache,
-            shared: key.shared,
-            sudo_prefix,
-            sudo_nopasswd_prefix: nopasswd_prefix,
-        };
-        let output = exec(session, &probe_script(&request), password_line(sudo))
-            .await
-            .map_err(|detail| SshError::Bootstrap {
-                host: host.to_string(),
-                detail,
-            })?;
-        let report = parse_probe(&output.stdout);
-        let Some(work) = report.work.clone() else {
-            if let Some(error) = report.error {
-                return Err(SshError::Bootstrap {
-                    host: host.to_string(),
-                    detail: format!("{error}\n  hint: set the host's agent directory (mop_agent_dir) to a directory its login user owns and only it can write"),
-                });
-            }
-            if !report.arch.is_empty() && report.agent.is_none() && output.code == Some(0) {
-                let carried: Vec<&str> = self
-                    .agents
-                    .iter()
-                    .map(|agent| agent.platform.description.as_str())
-                    .collect();
-                return Err(unsupported_platform(
-                    host,
-                    &report.os,
-                    &report.arch,
-                    &carried.join(", "),
-                ));
-            }
-            return Err(SshError::Bootstrap {
-                host: host.to_string(),
-                detail: exec_failure(&output, sudo),
-            });
-        };
-        let Some(agent) = report.agent.filter(|index| *index < self.agents.len()) else {
-            return Err(SshError::Bootstrap {
-                host: host.to_string(),
-                detail: format!(
-                    "the probe did not say which agent fits the host\n{}",
-                    exec_failure(&output, sudo)
-                ),
-            });
-        };
-        let mut install = Install {
-            key,
-            login_user: report.user.clone(),
-            dir: report.dir.clone().unwrap_or_default(),
-            work,
-            agent,
-            agent_ready: report.cached == Some(true),
-            gzip: report.gzip,
-            failure: None,
-            sudo_checks: BTreeMap::new(),
-            unchecked: BTreeSet::new(),
-            started_as: BTreeMap::new(),
-        };
-        if let Some(check) = report.sudo.clone() {
-            install.sudo_checks.insert(
-                requested.clone(),
-                self.sudo_outcome(host, &install, sudo, requested, check),
-            );
-        }
-        if !report.done && report.sudo.is_none() {
-            // The work dir exists (cleanup removes it) but something after it failed.
-            install.failure = Some(SshError::Bootstrap {
-                host: host.to_string(),
-                detail: exec_failure(&output, sudo),
-            });
-        }
-        Ok(install)
-    }
-
-    /// A sudo check for an identity the probe did not check (a later role asks for it).
-    async fn check_sudo(
-        &self,
-        slot: &HostSlot,
-        session: &Session,
-        install: &Install,
-        sudo: Option<&SudoSpec>,
-        requested: &RunAs,
-    ) -> Result<RunAs, SshError> {
-        let host = slot.planned.spec.name.as_str();
-        let (sudo_prefix, nopasswd_prefix) = sudo_prefixes(requested);
-        let Some(sudo_prefix) = sudo_prefix else {
-            return Ok(RunAs::Login);
-        };
-        let script = sudo_check_script(&install.work, &sudo_prefix, nopasswd_prefix.as_deref());
-        let output = exec(session, &script, password_line(sudo))
-            .await
-            .map_err(|detail| SshError::Bootstrap {
-                host: host.to_string(),
-                detail,
-            })?;
-        match parse_probe(&output.stdout).sudo {
-            Some(check) => self.sudo_outcome(host, install, sudo, requested, check),
-            None => Err(SshError::Bootstrap {
-                host: host.to_string(),
-                detail: exec_failure(&output, sudo),
-            }),
-        }
-    }
-
-    fn sudo_outcome(
-        &self,
-        host: &str,
-        install: &Install,
-        sudo: Option<&SudoSpec>,
-        requested: &RunAs,
-        check: SudoCheck,
-    ) -> Result<RunAs, SshError> {
-        match check {
-            SudoCheck::Ok => Ok(requested.clone()),
-            SudoCheck::NoPassword => match requested {
-                RunAs::Sudo { user, .. } => Ok(RunAs::Sudo {
-                    user: user.clone(),
-                    with_password: false,
-                }),
-                RunAs::Login => Ok(RunAs::Login),
-            },
-            SudoCheck::Failed(output) if output.trim().is_empty() => {
-                Err(SshError::AgentDirUnreachable {
-                    host: host.to_string(),
-                    login_user: install.login_user.clone(),
-                    run_as: requested.describe(),
-                    agent_dir: install.dir.clone(),
-                })
-            }
-            SudoCheck::Failed(output) => Err(classify_sudo_failure(
-                host,
-                &install.login_user,
-                requested,
-                sudo,
-                &output,
-            )),
-        }
-    }
-
-    /// Why an agent started under `options` did not come up, when sudo was not checked before
-    /// starting it: runs the sudo check now and returns its verdict if sudo is the problem.
-    pub async fn diagnose_agent_start(
-        &self,
-        host: &str,
-        options: &AgentOptions,
-    ) -> Option<SshError> {
-        let slot = self.slot(host).ok()?;
-        let Some(Ok(session)) = slot.session.get() else {
-            return None;
-        };
-        let requested = RunAs::from_spec(options.sudo.as_ref());
-        let key = install_key(host, options, &requested).ok()?;
-        let mut installs = slot.remote.lock().await;
-        let install = installs.iter_mut().find(|install| install.key == key)?;
-        if !install.unchecked.remove(&requested) {
-            return None;
-        }
-        let checked = self
-            .check_sudo(slot, session, install, options.sudo.as_ref(), &requested)
-            .await;
-        install.sudo_checks.insert(requested, checked.clone());
-        checked.err()
-    }
-
-    /// What the agent on `host` should remove itself at the end of the run, when it can do the
-    /// whole cleanup alone: this run installed one work directory there and started agents in
-    /// it under one identity only (so no other agent's commands can be left behind).
-    pub async fn self_cleanup_request(&self, host: &str) -> Option<CleanupRequest> {
-        let slot = self.slot(host).ok()?;
-        let installs = slot.remote.lock().await;
-        match installs.as_slice() {
-            [install] if install.started_as.len() == 1 && !install.dir.is_empty() => {
-                Some(CleanupRequest {
-                    work_dir: install.work.clone(),
-                    agent_dir: install.dir.clone(),
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// Records that the agent on `host` removed everything this run put there, so
-    /// [`SshPool::cleanup`] has nothing left to do.
-    pub async fn cleaned_by_agent(&self, host: &str) {
-        if let Ok(slot) = self.slot(host) {
-            slot.remote.lock().await.clear();
-        }
-    }
-
-    /// Kills this run's agents on `host` and removes its work directories (and the agent
-    /// directory if that leaves it empty; a cached agent stays). Safe to call for a host that
-    /// was never reached (nothing to do) and more than once.
-    pub async fn cleanup(&self, host: &str) -> Result<(), SshError> {
-        let slot = self.slot(host)?;
-        let Some(Ok(session)) = slot.session.get() else {
-            return Ok(());
-        };
-        let mut installs = slot.remote.lock().await;
-        if installs.is_empty() {
-            return Ok(());
-        }
-        let mut scripts = Vec::new();
-        let mut stdin = Vec::new();
-        for install in installs.iter() {
-            let mut prefixes = vec![String::new()];
-            for (run_as, line) in &install.started_as {
-                if *run_as != RunAs::Login {
-                    prefixes.push(run_as.command_prefix());
-                    stdin.extend(line.iter().flatten());
-                }
-            }
-            scripts.push(cleanup_script(&prefixes, &install.work, &install.dir));
-        }
-        let works: Vec<String> = installs
-            .iter()
-            .map(|install| install.work.clone())
-            .collect();
-        let failure = |detail: String| SshError::Cleanup {
-            host: host.to_string(),
-            work_dir: works.join("`, `"),
-            detail,
-        };
-        let output = exec(
-            session,
-            &scripts.join("; "),
-            (!stdin.is_empty()).then_some(stdin),
-        )
-        .await
-        .map_err(failure)?;
-        if output.stdout.contains("left=yes") {
-            return Err(failure(format!(
-                "the work directory is still there: {}",
-                output.stderr.trim()
-            )));
-        }
-        installs.clear();
-        Ok(())
     }
 
     /// Closes every connection gracefully (hosts behind jump hosts first) except persisted
@@ -883,136 +409,6 @@ impl SshPool {
                 .unwrap_or(usize::MAX)
         });
         errors
-    }
-}
-
-/// Lets ssh evaluate the run's config once (`ssh -G`, no connection), so a config ssh rejects
-/// (an old ssh without `Match final`, an error in the user's own config) fails the run up
-/// front with ssh's words instead of every host with a login error.
-fn check_config(config_path: &Path, alias: &str) -> Result<(), SshError> {
-    let output = std::process::Command::new("ssh")
-        .arg("-F")
-        .arg(config_path)
-        .args(["-G", alias])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|error| SshError::SshConfig {
-            path: config_path.to_path_buf(),
-            detail: format!("cannot run ssh: {error}"),
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(SshError::SshConfig {
-        path: config_path.to_path_buf(),
-        detail: stderr
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .collect::<Vec<_>>()
-            .join("; "),
-    })
-}
-
-/// The sudo prefix to check with, and the `-n` form to try first when a password is given.
-/// Which install an agent for `options` uses.
-fn install_key(
-    host: &str,
-    options: &AgentOptions,
-    requested: &RunAs,
-) -> Result<InstallKey, SshError> {
-    Ok(InstallKey {
-        agent_dir: agent_dir_expression(options.agent_dir.as_deref()).map_err(|reason| {
-            SshError::InvalidHost {
-                host: host.to_string(),
-                reason,
-            }
-        })?,
-        cache: options.cache,
-        shared: requested.needs_shared_access(),
-    })
-}
-
-/// Whether sudo must be checked before the agent starts: with a password, mop must know
-/// whether sudo will ask for it (NOPASSWD hosts do not), or the agent would read it as protocol
-/// bytes. Without one, `sudo -n` fails fast and a failed start is diagnosed afterwards.
-fn checks_sudo_first(requested: &RunAs) -> bool {
-    matches!(
-        requested,
-        RunAs::Sudo {
-            with_password: true,
-            ..
-        }
-    )
-}
-
-fn sudo_prefixes(requested: &RunAs) -> (Option<String>, Option<String>) {
-    match requested {
-        RunAs::Login => (None, None),
-        RunAs::Sudo {
-            user,
-            with_password,
-        } => {
-            let nopasswd = RunAs::Sudo {
-                user: user.clone(),
-                with_password: false,
-            };
-            let first = with_password.then(|| nopasswd.command_prefix());
-            (Some(requested.command_prefix()), first)
-        }
-    }
-}
-
-/// Runs `script` with `sh -c` over a new channel, feeding `stdin` (then EOF).
-pub(crate) async fn exec(
-    session: &Session,
-    script: &str,
-    stdin: Option<Vec<u8>>,
-) -> Result<ExecOutput, String> {
-    let mut command = session.raw_command(sh_command(script));
-    command
-        .stdin(if stdin.is_some() {
-            openssh::Stdio::piped()
-        } else {
-            openssh::Stdio::null()
-        })
-        .stdout(openssh::Stdio::piped())
-        .stderr(openssh::Stdio::piped());
-    let mut child = command
-        .spawn()
-        .await
-        .map_err(|error| format!("cannot run a command: {error}"))?;
-    if let (Some(bytes), Some(pipe)) = (stdin, child.stdin().as_mut()) {
-        // A failed write means the command ended early; its output says why.
-        let _ = pipe.write_all(&bytes).await;
-    }
-    drop(child.stdin().take());
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|error| format!("the command failed: {error}"))?;
-    Ok(ExecOutput {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
-}
-
-fn exec_failure(output: &ExecOutput, sudo: Option<&SudoSpec>) -> String {
-    let stderr = redact(output.stderr.trim(), sudo);
-    let status = output
-        .code
-        .map_or("killed by a signal".to_string(), |code| {
-            format!("exit status {code}")
-        });
-    if stderr.is_empty() {
-        status
-    } else {
-        format!(
-            "{} ({status})",
-            stderr.lines().collect::<Vec<_>>().join("; ")
-        )
     }
 }
 

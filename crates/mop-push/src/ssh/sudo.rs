@@ -5,10 +5,19 @@
 //! reads it from stdin (one byte at a time, up to the newline, so the rest of the stream stays
 //! for the command), `-k` ignores cached credentials so sudo always consumes exactly that one
 //! line, and `-p ''` keeps the prompt out of the command's stderr.
+//!
+//! Every sudo decision of the agent start lives here too (when to check sudo first, what a
+//! check's answer means, when the password is sent); `start.rs` only applies them.
 
 use std::fmt;
+use std::fmt::Write as _;
 
+use openssh::Session;
+
+use super::bootstrap::parse_probe;
+use super::exec::{exec, exec_failure};
 use super::shell::quote;
+use super::start::Install;
 use super::SshError;
 
 /// A password: printed as `<redacted>` by `Debug` and `Display`.
@@ -188,6 +197,156 @@ pub(crate) fn classify_sudo_failure(
         run_as: run_as.describe(),
         detail,
     }
+}
+
+// The sudo decisions of `mop push`, all here: whether to check sudo before the agent starts,
+// which prefixes to check with, what the check's answer means, and what the agent's stdin
+// starts with.
+
+/// Whether sudo must be checked before the agent starts: with a password, mop must know
+/// whether sudo will ask for it (NOPASSWD hosts do not), or the agent would read it as protocol
+/// bytes. Without one, `sudo -n` fails fast and a failed start is diagnosed afterwards.
+pub(super) fn checks_sudo_first(requested: &RunAs) -> bool {
+    matches!(
+        requested,
+        RunAs::Sudo {
+            with_password: true,
+            ..
+        }
+    )
+}
+
+/// The sudo prefix to check with, and the `-n` form to try first when a password is given.
+pub(super) fn sudo_prefixes(requested: &RunAs) -> (Option<String>, Option<String>) {
+    match requested {
+        RunAs::Login => (None, None),
+        RunAs::Sudo {
+            user,
+            with_password,
+        } => {
+            let nopasswd = RunAs::Sudo {
+                user: user.clone(),
+                with_password: false,
+            };
+            let first = with_password.then(|| nopasswd.command_prefix());
+            (Some(requested.command_prefix()), first)
+        }
+    }
+}
+
+/// A sudo check for an identity the probe did not check (a later role asks for it).
+pub(super) async fn check_sudo(
+    host: &str,
+    session: &Session,
+    install: &Install,
+    sudo: Option<&SudoSpec>,
+    requested: &RunAs,
+) -> Result<RunAs, SshError> {
+    let (sudo_prefix, nopasswd_prefix) = sudo_prefixes(requested);
+    let Some(sudo_prefix) = sudo_prefix else {
+        return Ok(RunAs::Login);
+    };
+    let script = sudo_check_script(&install.work, &sudo_prefix, nopasswd_prefix.as_deref());
+    let output = exec(session, &script, password_line(sudo))
+        .await
+        .map_err(|detail| SshError::Bootstrap {
+            host: host.to_string(),
+            detail: detail.to_string(),
+        })?;
+    match parse_probe(&output.stdout).sudo {
+        Some(check) => sudo_outcome(host, install, sudo, requested, check),
+        None => Err(SshError::Bootstrap {
+            host: host.to_string(),
+            detail: exec_failure(&output, sudo),
+        }),
+    }
+}
+
+/// What to run as, given what a sudo check for `requested` found: NOPASSWD drops the password,
+/// a failed check becomes the error that says why.
+pub(super) fn sudo_outcome(
+    host: &str,
+    install: &Install,
+    sudo: Option<&SudoSpec>,
+    requested: &RunAs,
+    check: SudoCheck,
+) -> Result<RunAs, SshError> {
+    match check {
+        SudoCheck::Ok => Ok(requested.clone()),
+        SudoCheck::NoPassword => match requested {
+            RunAs::Sudo { user, .. } => Ok(RunAs::Sudo {
+                user: user.clone(),
+                with_password: false,
+            }),
+            RunAs::Login => Ok(RunAs::Login),
+        },
+        SudoCheck::Failed(output) if output.trim().is_empty() => {
+            Err(SshError::AgentDirUnreachable {
+                host: host.to_string(),
+                login_user: install.login_user.clone(),
+                run_as: requested.describe(),
+                agent_dir: install.dir.clone(),
+            })
+        }
+        SudoCheck::Failed(output) => Err(classify_sudo_failure(
+            host,
+            &install.login_user,
+            requested,
+            sudo,
+            &output,
+        )),
+    }
+}
+
+/// The line the agent's stdin starts with when it runs as `effective`: the password, read by
+/// `sudo -S`, only when the check found that sudo asks for it.
+pub(super) fn agent_stdin_line(effective: &RunAs, sudo: Option<&SudoSpec>) -> Option<Vec<u8>> {
+    match effective {
+        RunAs::Sudo {
+            with_password: true,
+            ..
+        } => password_line(sudo),
+        _ => None,
+    }
+}
+
+/// Checks that sudo works and that the identity it switches to can reach `$work` (a third user
+/// may not be able to traverse the login user's home). With a password, `sudo -n` is tried
+/// first: if sudo does not ask (NOPASSWD), the password must not be sent, or the agent would
+/// read it as protocol bytes.
+pub(super) fn sudo_check_line(prefix: &str, nopasswd_prefix: Option<&str>) -> String {
+    let check = r#"test -x "$work""#;
+    let mut line = String::new();
+    if let Some(nopasswd) = nopasswd_prefix {
+        let _ = write!(
+            line,
+            r#"if {nopasswd}{check} 2>/dev/null </dev/null; then echo sudo=nopasswd; el"#
+        );
+    }
+    let _ = write!(
+        line,
+        r#"if out=$({prefix}{check} 2>&1); then echo sudo=ok; else echo sudo=fail; printf '%s\n' "$out"; exit 0; fi"#
+    );
+    line
+}
+
+/// A sudo check on its own, for an identity the probe did not check.
+pub(super) fn sudo_check_script(work: &str, prefix: &str, nopasswd_prefix: Option<&str>) -> String {
+    format!(
+        "LC_ALL=C; export LC_ALL; work={}; {}; echo done=yes",
+        quote(work),
+        sudo_check_line(prefix, nopasswd_prefix)
+    )
+}
+
+/// What a sudo check (in the probe or on its own) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SudoCheck {
+    Ok,
+    /// sudo works without the password (NOPASSWD): do not send it.
+    NoPassword,
+    /// sudo (or the directory check under it) failed; what it printed.
+    Failed(String),
 }
 
 #[cfg(test)]

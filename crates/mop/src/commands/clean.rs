@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::cli::CleanArgs;
 use mop_push::load::resolve_targets;
 
-use crate::commands::run::{close_pool, plural, report_interrupted, runtime};
+use crate::commands::run::{close_pool, plural, print_warning, report_interrupted, runtime};
 use crate::exit;
 
 pub fn run(args: CleanArgs) -> Result<u8> {
@@ -39,7 +39,12 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         forks: args.selection.forks.forks,
         serial: false,
     };
-    let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
+    let pool = pool_for(
+        &hosts,
+        options.forks,
+        args.selection.persist,
+        &print_warning,
+    )?;
     let results = runtime()?.block_on(async {
         let results = run_on_hosts(&pool, &hosts, &scripts, &options, &|_| {}).await;
         close_pool(pool).await;

@@ -7,7 +7,7 @@ use mop_push::adhoc::{download_from_hosts, pool_for, until_interrupted, Download
 use mop_push::load::resolve_targets;
 
 use crate::cli::DownloadArgs;
-use crate::commands::run::{close_pool, report_interrupted, runtime};
+use crate::commands::run::{close_pool, print_warning, report_interrupted, runtime};
 use crate::commands::upload::{print_outcomes, split_args};
 
 pub fn run(args: DownloadArgs) -> Result<u8> {
@@ -22,7 +22,12 @@ pub fn run(args: DownloadArgs) -> Result<u8> {
         suffix: args.suffix,
         forks: args.selection.forks.forks,
     };
-    let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
+    let pool = pool_for(
+        &hosts,
+        options.forks,
+        args.selection.persist,
+        &print_warning,
+    )?;
     let outcomes = runtime()?.block_on(async {
         let outcomes = until_interrupted(download_from_hosts(
             &pool,

@@ -30,6 +30,11 @@ pub fn report_interrupted(Interrupted: Interrupted) -> u8 {
     exit::INTERRUPTED
 }
 
+/// Prints a warning of an ad hoc command's library code (see [`pool_for`]).
+pub fn print_warning(warning: &str) {
+    eprintln!("warning: {warning}");
+}
+
 /// Closes the pool's connections, warning about what did not close cleanly.
 pub async fn close_pool(pool: SshPool) {
     for (host, error) in pool.close_all().await {
@@ -86,7 +91,12 @@ pub fn run(args: RunArgs) -> Result<u8> {
             .iter()
             .map(|host| render_command(&command, &host.name, &host.groups, &host.vars))
             .collect::<Result<Vec<_>, _>>()?;
-        let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
+        let pool = pool_for(
+            &hosts,
+            options.forks,
+            args.selection.persist,
+            &print_warning,
+        )?;
         let results = runtime.block_on(async {
             let results = run_on_hosts(&pool, &hosts, &commands, &options, &on_line).await;
             close_pool(pool).await;

@@ -6,7 +6,7 @@ use mop_push::adhoc::{pool_for, transfer, until_interrupted};
 use mop_push::load::{resolve_targets, TargetRequest};
 
 use crate::cli::TransferArgs;
-use crate::commands::run::{close_pool, report_interrupted, runtime};
+use crate::commands::run::{close_pool, print_warning, report_interrupted, runtime};
 use crate::commands::upload::print_outcomes;
 
 const TRANSFER_FORKS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(2) {
@@ -45,7 +45,7 @@ pub fn run(args: TransferArgs) -> Result<u8> {
         }
     }
     // Two hosts, both at once.
-    let pool = pool_for(&hosts, TRANSFER_FORKS, args.persist)?;
+    let pool = pool_for(&hosts, TRANSFER_FORKS, args.persist, &print_warning)?;
     let outcome = runtime()?.block_on(async {
         let outcome = until_interrupted(transfer(
             &pool,

@@ -8,7 +8,7 @@ use mop_push::load::resolve_targets;
 use serde_json::json;
 
 use crate::cli::UploadArgs;
-use crate::commands::run::{close_pool, plural, report_interrupted, runtime};
+use crate::commands::run::{close_pool, plural, print_warning, report_interrupted, runtime};
 use crate::exit;
 
 pub fn run(args: UploadArgs) -> Result<u8> {
@@ -35,7 +35,12 @@ pub fn run(args: UploadArgs) -> Result<u8> {
         sudo_as: args.sudo_as.clone(),
         forks: args.selection.forks.forks,
     };
-    let pool = pool_for(&hosts, options.forks, args.selection.persist)?;
+    let pool = pool_for(
+        &hosts,
+        options.forks,
+        args.selection.persist,
+        &print_warning,
+    )?;
     let outcomes = runtime()?.block_on(async {
         let outcomes = until_interrupted(upload_to_hosts(
             &pool,

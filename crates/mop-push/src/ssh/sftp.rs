@@ -1,0 +1,158 @@
+//! SFTP over a host's master connection, as the ad hoc copies (`mop upload`, `download`,
+//! `transfer`) need it: open a remote file for reading or writing as a tokio stream, and the
+//! copy helpers built on that. The agent upload has its own writer in `bootstrap.rs`.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use openssh::Session;
+use openssh_sftp_client::file::TokioCompatFile;
+use openssh_sftp_client::{Sftp, SftpOptions};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::error::ChannelError;
+
+/// Read requests of this size (the crate's default is 4 KiB, one round trip each); sftp-server
+/// answers larger ones with short reads, which the reader handles.
+const READ_BUFFER: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256 * 1024).unwrap();
+
+/// One SFTP session on a host. Dropping it ends the session; see [`RemoteFiles::close`].
+pub(crate) struct RemoteFiles {
+    sftp: Sftp,
+}
+
+/// A remote file opened over SFTP: read it with `AsyncRead`/`AsyncBufRead`, write it with
+/// `AsyncWrite` (flush before dropping it, or the tail may be lost).
+pub(crate) struct RemoteFile {
+    file: Pin<Box<TokioCompatFile>>,
+}
+
+impl RemoteFiles {
+    pub(super) async fn start(session: Arc<Session>) -> Result<RemoteFiles, ChannelError> {
+        let sftp = Sftp::from_clonable_session(session, SftpOptions::new())
+            .await
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+        Ok(RemoteFiles { sftp })
+    }
+
+    /// Opens `path` for reading.
+    pub(crate) async fn open(&self, path: &str) -> Result<RemoteFile, ChannelError> {
+        let file = self
+            .sftp
+            .open(path)
+            .await
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+        Ok(RemoteFile {
+            file: Box::pin(TokioCompatFile::with_capacity(file, READ_BUFFER)),
+        })
+    }
+
+    /// Creates `path` (or truncates it) for writing.
+    pub(crate) async fn create(&self, path: &str) -> Result<RemoteFile, ChannelError> {
+        let file = self
+            .sftp
+            .options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .await
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+        Ok(RemoteFile {
+            file: Box::pin(TokioCompatFile::new(file)),
+        })
+    }
+
+    /// Writes `bytes` to `path` (created or truncated), flushed before this returns.
+    pub(crate) async fn write_file(&self, path: &str, bytes: &[u8]) -> Result<(), ChannelError> {
+        let mut remote = self.create(path).await?;
+        let mut source = bytes;
+        let copied = tokio::io::copy_buf(&mut source, &mut remote).await;
+        let flushed = remote.flush().await;
+        drop(remote);
+        copied.map_err(|error| ChannelError::Sftp(error.to_string()))?;
+        flushed.map_err(|error| ChannelError::Sftp(error.to_string()))
+    }
+
+    /// Copies the remote file `path` into the local `target` through a temporary file beside
+    /// it, renamed at the end; returns the bytes copied.
+    pub(crate) async fn download_to(&self, path: &str, target: &Path) -> Result<u64, ChannelError> {
+        let parent = target.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|error| local_failure("cannot create", parent, &error))?;
+        let mut source = self.open(path).await?;
+        let temp = tempfile::NamedTempFile::new_in(parent)
+            .map_err(|error| local_failure("cannot write in", parent, &error))?;
+        let (std_file, temp_path) = temp.into_parts();
+        let mut local = tokio::fs::File::from_std(std_file);
+        let copied = tokio::io::copy_buf(&mut source, &mut local)
+            .await
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+        local
+            .flush()
+            .await
+            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+        drop(source);
+        temp_path
+            .persist(target)
+            .map_err(|error| local_failure("cannot write", target, &error))?;
+        Ok(copied)
+    }
+
+    /// Ends the session, waiting for the server. Only after every [`RemoteFile`] of it was
+    /// flushed and dropped: openssh-sftp-client 0.15 panics in `close` when a dropped file's
+    /// close task still holds the connection, so writers just drop the session instead.
+    pub(crate) async fn close(self) {
+        let _ = self.sftp.close().await;
+    }
+}
+
+fn local_failure(what: &'static str, path: &Path, error: &dyn std::fmt::Display) -> ChannelError {
+    ChannelError::Local {
+        what,
+        path: path.to_path_buf(),
+        detail: error.to_string(),
+    }
+}
+
+impl AsyncRead for RemoteFile {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().file.as_mut().poll_read(context, buffer)
+    }
+}
+
+impl AsyncBufRead for RemoteFile {
+    fn poll_fill_buf(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        self.get_mut().file.as_mut().poll_fill_buf(context)
+    }
+
+    fn consume(self: Pin<&mut Self>, amount: usize) {
+        self.get_mut().file.as_mut().consume(amount);
+    }
+}
+
+impl AsyncWrite for RemoteFile {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().file.as_mut().poll_write(context, bytes)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().file.as_mut().poll_flush(context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().file.as_mut().poll_shutdown(context)
+    }
+}

@@ -1,0 +1,352 @@
+//! Installing and starting the agent over a host's master: the one probe exec, the upload
+//! unless cached, the start under the identity the sudo decisions (`sudo.rs`) settle on, and the
+//! diagnosis of an agent that did not come up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openssh::Session;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::bootstrap::{
+    agent_command, agent_dir_expression, kill_command, parse_probe, probe_script,
+    unsupported_platform, upload, upload_plan, ProbeAgent, ProbeRequest,
+};
+use super::child::{ClosingStdin, SshAgentChild};
+use super::exec::{exec, exec_failure};
+use super::pool::HostSlot;
+use super::sudo::{
+    agent_stdin_line, check_password, check_sudo, checks_sudo_first, password_line, sudo_outcome,
+    sudo_prefixes, RunAs, SudoSpec,
+};
+use super::{SshError, SshPool};
+use crate::transport::{AgentChild, AgentProcess};
+
+/// How the agent is installed and run on a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentOptions {
+    /// Where work directories (and the cache) live; default `$HOME/.mop`.
+    pub agent_dir: Option<String>,
+    /// Keep the content-addressed agent on the host after the run and reuse it next time.
+    pub cache: bool,
+    pub sudo: Option<SudoSpec>,
+}
+
+/// One work directory on a host, and what happened in it.
+pub(super) struct Install {
+    pub(super) key: InstallKey,
+    pub(super) login_user: String,
+    pub(super) dir: String,
+    pub(super) work: String,
+    /// Which of the pool's agents fits this host.
+    pub(super) agent: usize,
+    pub(super) agent_ready: bool,
+    /// The host has `gzip`: upload the agent compressed.
+    pub(super) gzip: bool,
+    pub(super) failure: Option<SshError>,
+    /// Sudo identities checked on this host: requested -> what to actually run.
+    pub(super) sudo_checks: BTreeMap<RunAs, Result<RunAs, SshError>>,
+    /// Identities agents were started under, with the stdin their sudo needs.
+    pub(super) started_as: BTreeMap<RunAs, Option<Vec<u8>>>,
+    /// Identities started without a sudo check first (`sudo -n`, nothing to send).
+    pub(super) unchecked: BTreeSet<RunAs>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct InstallKey {
+    pub(super) agent_dir: String,
+    pub(super) cache: bool,
+    pub(super) shared: bool,
+}
+
+impl SshPool {
+    /// Installs the agent on `host` unless this run did already (same agent dir, cache and
+    /// sudo kind), then starts it over an exec channel, under sudo when `options` say so.
+    pub async fn start_agent(
+        &self,
+        host: &str,
+        options: &AgentOptions,
+    ) -> Result<AgentProcess, SshError> {
+        check_password(host, options.sudo.as_ref())?;
+        if !self.has_agent || self.agents.is_empty() {
+            return Err(SshError::AgentBinary {
+                path: PathBuf::new(),
+                detail: "this connection pool was opened without an agent".to_string(),
+            });
+        }
+        let slot = self.slot(host)?;
+        let session = self.session(host).await?;
+        let requested = RunAs::from_spec(options.sudo.as_ref());
+        let key = install_key(host, options, &requested)?;
+        let mut installs = slot.remote.lock().await;
+        let index = match installs.iter().position(|install| install.key == key) {
+            Some(index) => index,
+            None => {
+                let install = self
+                    .probe(slot, &session, key, options.sudo.as_ref(), &requested)
+                    .await?;
+                installs.push(install);
+                installs.len() - 1
+            }
+        };
+        let install = &mut installs[index];
+        if let Some(failure) = &install.failure {
+            return Err(failure.clone());
+        }
+        if requested != RunAs::Login && !install.sudo_checks.contains_key(&requested) {
+            let checked = if checks_sudo_first(&requested) {
+                check_sudo(host, &session, install, options.sudo.as_ref(), &requested).await
+            } else {
+                // `sudo -n` cannot hang on a prompt: start the agent right away and diagnose
+                // only if it does not come up (see `diagnose_agent_start`).
+                install.unchecked.insert(requested.clone());
+                Ok(requested.clone())
+            };
+            install.sudo_checks.insert(requested.clone(), checked);
+        }
+        let effective = match install.sudo_checks.get(&requested) {
+            None => RunAs::Login,
+            Some(Ok(effective)) => effective.clone(),
+            Some(Err(error)) => return Err(error.clone()),
+        };
+        let mut fresh_upload = None;
+        if !install.agent_ready {
+            let agent = &self.agents[install.agent];
+            let mut plan = upload_plan(
+                &install.dir,
+                &install.work,
+                &agent.sha256,
+                install.key.cache,
+                install.key.shared,
+            );
+            self.uploads.fetch_add(1, Ordering::Relaxed);
+            // Compressed when the host can unpack it; a failure to compress just sends it plain.
+            let compressed = if install.gzip {
+                agent.compressed().await.ok()
+            } else {
+                None
+            };
+            plan.compressed = compressed.is_some();
+            let bytes = compressed.unwrap_or_else(|| agent.bytes.clone());
+            if let Err(detail) = upload(session.clone(), &bytes, &plan).await {
+                let error = SshError::UploadFailed {
+                    host: host.to_string(),
+                    address: slot.planned.spec.display_address(),
+                    path: plan.temp_path,
+                    detail,
+                };
+                install.failure = Some(error.clone());
+                return Err(error);
+            }
+            slot.agent_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            install.agent_ready = true;
+            fresh_upload = Some(plan);
+        }
+        let stdin_line = agent_stdin_line(&effective, options.sudo.as_ref());
+        install
+            .started_as
+            .insert(effective.clone(), stdin_line.clone());
+        let prefix = effective.command_prefix();
+        let mut child = session
+            .clone()
+            .arc_raw_command(agent_command(&prefix, &install.work, fresh_upload.as_ref()))
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|error| SshError::Spawn {
+                host: host.to_string(),
+                detail: error.to_string(),
+            })?;
+        let (Some(mut stdin), Some(stdout), Some(stderr)) = (
+            child.stdin().take(),
+            child.stdout().take(),
+            child.stderr().take(),
+        ) else {
+            unreachable!("all three streams were requested as pipes")
+        };
+        if let Some(line) = &stdin_line {
+            // sudo -S reads exactly this line; everything after it is the agent's.
+            stdin
+                .write_all(line)
+                .await
+                .map_err(|error| SshError::Spawn {
+                    host: host.to_string(),
+                    detail: format!("cannot pass the sudo password: {error}"),
+                })?;
+            stdin.flush().await.map_err(|error| SshError::Spawn {
+                host: host.to_string(),
+                detail: format!("cannot pass the sudo password: {error}"),
+            })?;
+        }
+        let killer = SshAgentChild::new(
+            host,
+            child,
+            &session,
+            kill_command(&prefix, &install.work),
+            stdin_line,
+        );
+        Ok(AgentProcess {
+            stdin: Box::pin(ClosingStdin::new(stdin)),
+            stdout: Box::pin(stdout),
+            stderr: Box::pin(stderr),
+            child: AgentChild::Ssh(killer),
+        })
+    }
+
+    fn next_token(&self, host: &str) -> String {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let counter = self.tokens.fetch_add(1, Ordering::Relaxed);
+        let digest = Sha256::digest(format!("{}/{nanos}/{counter}/{host}", std::process::id()));
+        digest
+            .iter()
+            .take(6)
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// The one probe exec: platform, home, work dir, cache, and the first sudo check.
+    async fn probe(
+        &self,
+        slot: &HostSlot,
+        session: &Session,
+        key: InstallKey,
+        sudo: Option<&SudoSpec>,
+        requested: &RunAs,
+    ) -> Result<Install, SshError> {
+        let host = slot.planned.spec.name.as_str();
+        let token = self.next_token(host);
+        let (sudo_prefix, nopasswd_prefix) = if checks_sudo_first(requested) {
+            sudo_prefixes(requested)
+        } else {
+            (None, None)
+        };
+        let agents: Vec<ProbeAgent<'_>> = self.agents.iter().map(ProbeAgent::of).collect();
+        let request = ProbeRequest {
+            agents: &agents,
+            agent_dir: &key.agent_dir,
+            token: &token,
+            cache: key.cache,
+            shared: key.shared,
+            sudo_prefix,
+            sudo_nopasswd_prefix: nopasswd_prefix,
+        };
+        let output = exec(session, &probe_script(&request), password_line(sudo))
+            .await
+            .map_err(|detail| SshError::Bootstrap {
+                host: host.to_string(),
+                detail: detail.to_string(),
+            })?;
+        let report = parse_probe(&output.stdout);
+        let Some(work) = report.work.clone() else {
+            if let Some(error) = report.error {
+                return Err(SshError::Bootstrap {
+                    host: host.to_string(),
+                    detail: format!("{error}\n  hint: set the host's agent directory (mop_agent_dir) to a directory its login user owns and only it can write"),
+                });
+            }
+            if !report.arch.is_empty() && report.agent.is_none() && output.code == Some(0) {
+                let carried: Vec<&str> = self
+                    .agents
+                    .iter()
+                    .map(|agent| agent.platform.description.as_str())
+                    .collect();
+                return Err(unsupported_platform(
+                    host,
+                    &report.os,
+                    &report.arch,
+                    &carried.join(", "),
+                ));
+            }
+            return Err(SshError::Bootstrap {
+                host: host.to_string(),
+                detail: exec_failure(&output, sudo),
+            });
+        };
+        let Some(agent) = report.agent.filter(|index| *index < self.agents.len()) else {
+            return Err(SshError::Bootstrap {
+                host: host.to_string(),
+                detail: format!(
+                    "the probe did not say which agent fits the host\n{}",
+                    exec_failure(&output, sudo)
+                ),
+            });
+        };
+        let mut install = Install {
+            key,
+            login_user: report.user.clone(),
+            dir: report.dir.clone().unwrap_or_default(),
+            work,
+            agent,
+            agent_ready: report.cached == Some(true),
+            gzip: report.gzip,
+            failure: None,
+            sudo_checks: BTreeMap::new(),
+            unchecked: BTreeSet::new(),
+            started_as: BTreeMap::new(),
+        };
+        if let Some(check) = report.sudo.clone() {
+            install.sudo_checks.insert(
+                requested.clone(),
+                sudo_outcome(host, &install, sudo, requested, check),
+            );
+        }
+        if !report.done && report.sudo.is_none() {
+            // The work dir exists (cleanup removes it) but something after it failed.
+            install.failure = Some(SshError::Bootstrap {
+                host: host.to_string(),
+                detail: exec_failure(&output, sudo),
+            });
+        }
+        Ok(install)
+    }
+
+    /// Why an agent started under `options` did not come up, when sudo was not checked before
+    /// starting it: runs the sudo check now and returns its verdict if sudo is the problem.
+    pub async fn diagnose_agent_start(
+        &self,
+        host: &str,
+        options: &AgentOptions,
+    ) -> Option<SshError> {
+        let slot = self.slot(host).ok()?;
+        let Some(Ok(session)) = slot.session.get() else {
+            return None;
+        };
+        let requested = RunAs::from_spec(options.sudo.as_ref());
+        let key = install_key(host, options, &requested).ok()?;
+        let mut installs = slot.remote.lock().await;
+        let install = installs.iter_mut().find(|install| install.key == key)?;
+        if !install.unchecked.remove(&requested) {
+            return None;
+        }
+        let checked = check_sudo(host, session, install, options.sudo.as_ref(), &requested).await;
+        install.sudo_checks.insert(requested, checked.clone());
+        checked.err()
+    }
+}
+
+/// Which install an agent for `options` uses.
+fn install_key(
+    host: &str,
+    options: &AgentOptions,
+    requested: &RunAs,
+) -> Result<InstallKey, SshError> {
+    Ok(InstallKey {
+        agent_dir: agent_dir_expression(options.agent_dir.as_deref()).map_err(|reason| {
+            SshError::InvalidHost {
+                host: host.to_string(),
+                reason: reason.to_string(),
+            }
+        })?,
+        cache: options.cache,
+        shared: requested.needs_shared_access(),
+    })
+}
