@@ -42,10 +42,11 @@ pub async fn run_local(
     summary.host_mut(LOCAL_HOST);
     let mut process = LocalTransport::new(agent).start_agent()?;
     let stderr = process.stderr;
+    let diagnostics = reporter.diagnostics();
     let stderr_task = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[{LOCAL_HOST}] {line}");
+            diagnostics.host_line(LOCAL_HOST, &line);
         }
     });
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -128,20 +129,80 @@ enum JsonBody<'a> {
     },
 }
 
+/// Where diagnostics go (warnings, lines an agent wrote on its stderr, "interrupted"): the
+/// binary's stderr, or a buffer in tests. Cloneable and `'static`, so a task forwarding an
+/// agent's stderr can hold one while the run's [`Reporter`] is borrowed elsewhere.
+#[derive(Clone)]
+pub struct Diagnostics {
+    err: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl Diagnostics {
+    pub fn new(err: Box<dyn Write + Send>) -> Diagnostics {
+        Diagnostics {
+            err: Arc::new(Mutex::new(err)),
+        }
+    }
+
+    /// Diagnostics on stderr.
+    pub fn stderr() -> Diagnostics {
+        Diagnostics::new(Box::new(std::io::stderr()))
+    }
+
+    fn line(&self, text: &str) {
+        // A poisoned lock only means another writer panicked mid-line; keep reporting.
+        let mut err = self
+            .err
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = writeln!(err, "{text}");
+        let _ = err.flush();
+    }
+
+    /// `warning: ...`: something went wrong that does not change the run's outcome.
+    pub fn warning(&self, message: &str) {
+        self.line(&format!("warning: {}", inert_lines(message)));
+    }
+
+    /// A run-level notice such as `interrupted: ...`, printed as given.
+    pub fn notice(&self, message: &str) {
+        self.line(&inert_lines(message));
+    }
+
+    /// A line a host's agent wrote on its stderr, prefixed with the host.
+    pub fn host_line(&self, host: &str, line: &str) {
+        self.line(&format!("[{host}] {}", inert(line)));
+    }
+}
+
 /// Prints a run as it happens.
 pub struct Reporter {
     style: ReportStyle,
     out: Box<dyn Write + Send>,
+    diagnostics: Diagnostics,
 }
 
 impl Reporter {
-    pub fn new(style: ReportStyle, out: Box<dyn Write + Send>) -> Reporter {
-        Reporter { style, out }
+    pub fn new(
+        style: ReportStyle,
+        out: Box<dyn Write + Send>,
+        diagnostics: Diagnostics,
+    ) -> Reporter {
+        Reporter {
+            style,
+            out,
+            diagnostics,
+        }
     }
 
-    /// A reporter on stdout.
+    /// A reporter on stdout, with diagnostics on stderr.
     pub fn stdout(style: ReportStyle) -> Reporter {
-        Reporter::new(style, Box::new(std::io::stdout()))
+        Reporter::new(style, Box::new(std::io::stdout()), Diagnostics::stderr())
+    }
+
+    /// The handle for warnings and agent stderr lines.
+    pub fn diagnostics(&self) -> Diagnostics {
+        self.diagnostics.clone()
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -467,7 +528,11 @@ mod tests {
             diff: true,
             ..ReportStyle::default()
         };
-        let mut reporter = Reporter::new(style, Box::new(out.clone()));
+        let mut reporter = Reporter::new(
+            style,
+            Box::new(out.clone()),
+            Diagnostics::new(Box::new(out.clone())),
+        );
         reporter.note("web1", "r", "hook said \x1b[2J");
         reporter.host_failed("web1", "r", "boom\r\n  hint: \x1b]0;title\x07");
         let event: ResourceEvent = serde_json::from_value(serde_json::json!({

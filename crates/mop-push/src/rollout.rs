@@ -20,8 +20,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::hooks::{contact_when, hook_context, render_hook, run_hook};
 use crate::plan::{role_plan, PlanOptions};
 use crate::prepare::{ManifestFiles, PreparedRun};
-use crate::report::{Reporter, RunSummary};
-use crate::session::AgentSession;
+use crate::report::{Diagnostics, Reporter, RunSummary};
+use crate::session::{AgentSession, SessionError};
 use crate::ssh::{self, AgentOptions, SshHost, SshPool, SudoSpec};
 use crate::transport::AgentChild;
 
@@ -99,6 +99,7 @@ struct RunState<'a> {
     pool: &'a SshPool,
     files: ManifestFiles,
     reporter: Mutex<Reporter>,
+    diagnostics: Diagnostics,
     summary: Mutex<RunSummary>,
     agents: Mutex<HashMap<String, HostAgent>>,
     /// One permit per host in progress (`--forks`).
@@ -166,8 +167,9 @@ pub async fn run_push(
     reporter: Reporter,
 ) -> Result<(RunSummary, Reporter, bool), PushError> {
     let started = Instant::now();
+    let diagnostics = reporter.diagnostics();
     if let Err(err) = ssh::raise_nofile_limit() {
-        eprintln!("warning: could not raise the open-files limit: {err}");
+        diagnostics.warning(&format!("could not raise the open-files limit: {err}"));
     }
     let hosts = ssh_hosts(roles);
     let pool = SshPool::with_agents(
@@ -193,6 +195,7 @@ pub async fn run_push(
         pool: &pool,
         files: ManifestFiles(prepared.manifest.clone()),
         reporter: Mutex::new(reporter),
+        diagnostics: diagnostics.clone(),
         summary: Mutex::new(summary),
         agents: Mutex::new(HashMap::new()),
         forks: tokio::sync::Semaphore::new(options.forks.get()),
@@ -203,7 +206,7 @@ pub async fn run_push(
         _ = tokio::signal::ctrl_c() => true,
     };
     if interrupted {
-        eprintln!("interrupted: stopping agents and cleaning up hosts");
+        diagnostics.notice("interrupted: stopping agents and cleaning up hosts");
         let mut summary = state.summary();
         for totals in summary.hosts.values_mut() {
             if totals.error.is_some() || totals.not_attempted.is_some() {
@@ -226,13 +229,14 @@ pub async fn run_push(
         .collect();
     join_all(agents.into_iter().map(|(host, agent)| {
         let pool = &pool;
+        let diagnostics = &diagnostics;
         async move {
             if interrupted {
                 return stop_agent(agent, true).await;
             }
             match pool.self_cleanup_request(&host).await {
                 Some(request) => {
-                    if finish_agent(&host, agent, request).await {
+                    if finish_agent(&host, agent, request, diagnostics).await {
                         pool.cleaned_by_agent(&host).await;
                     }
                 }
@@ -259,11 +263,11 @@ pub async fn run_push(
     }
     for (host, result) in cleanup_results {
         if let Err(err) = result {
-            eprintln!("warning: cleaning up {host}: {err}");
+            diagnostics.warning(&format!("cleaning up {host}: {err}"));
         }
     }
     for (host, err) in pool.close_all().await {
-        eprintln!("warning: closing the connection to {host}: {err}");
+        diagnostics.warning(&format!("closing the connection to {host}: {err}"));
     }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok((summary, reporter, interrupted))
@@ -296,17 +300,26 @@ async fn reap_agent(
 /// The last stop of a host's agent: it removes its own work directory and stops what it
 /// started, then exits. `false` when it could not (said why on stderr) or did not exit: the
 /// agent was killed and the pool's cleanup over SSH does the rest.
-async fn finish_agent(host: &str, agent: HostAgent, request: CleanupRequest) -> bool {
+async fn finish_agent(
+    host: &str,
+    agent: HostAgent,
+    request: CleanupRequest,
+    diagnostics: &Diagnostics,
+) -> bool {
     let answer = agent.session.clean_up_and_shut_down(request).await;
-    let exited = reap_agent(agent.child, agent.stderr_task, answer.is_ok()).await;
+    // An agent that could not remove everything was still told to exit.
+    let told_to_stop = matches!(answer, Ok(()) | Err(SessionError::CleanupIncomplete(_)));
+    let exited = reap_agent(agent.child, agent.stderr_task, told_to_stop).await;
     match answer {
-        Ok(Ok(())) => exited,
-        Ok(Err(detail)) => {
-            eprintln!("warning: {host}: the agent could not clean up after itself ({detail}); cleaning up over SSH");
+        Ok(()) => exited,
+        Err(err @ SessionError::CleanupIncomplete(_)) => {
+            diagnostics.warning(&format!("{host}: {err}; cleaning up over SSH"));
             false
         }
         Err(err) => {
-            eprintln!("warning: {host}: stopping the agent: {err}; cleaning up over SSH");
+            diagnostics.warning(&format!(
+                "{host}: stopping the agent: {err}; cleaning up over SSH"
+            ));
             false
         }
     }
@@ -439,9 +452,9 @@ async fn run_host_role(
                 );
                 return HostOutcome::NotContacted;
             }
-            Err(message) => {
+            Err(err) => {
                 return HostOutcome::Failed {
-                    message,
+                    message: err.to_string(),
                     unreachable: true,
                 }
             }
@@ -501,7 +514,7 @@ async fn hook(
     context: &Map<String, Value>,
     check: bool,
 ) -> Result<(), String> {
-    let command = render_hook(template, context)?;
+    let command = render_hook(template, context).map_err(|err| err.to_string())?;
     if check {
         state.reporter().note(
             &host.name,
@@ -588,7 +601,9 @@ async fn run_role_on_host(
                 outcome.bytes_sent,
             );
             for refused in &outcome.refused_requests {
-                eprintln!("[{}] protocol violation: {refused}", host.name);
+                state
+                    .diagnostics
+                    .host_line(&host.name, &format!("protocol violation: {refused}"));
             }
             state
                 .summary()
@@ -620,10 +635,11 @@ async fn start_agent(
         .map_err(|err| err.to_string())?;
     let host_name = host.to_string();
     let stderr = process.stderr;
+    let diagnostics = state.diagnostics.clone();
     let stderr_task = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[{host_name}] {line}");
+            diagnostics.host_line(&host_name, &line);
         }
     });
     let mut child = process.child;

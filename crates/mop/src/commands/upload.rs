@@ -49,7 +49,8 @@ pub fn run(args: UploadArgs) -> Result<u8> {
         outcomes
     });
     let outcomes = match outcomes {
-        Ok(outcomes) => outcomes.map_err(|detail| anyhow!("{detail}"))?,
+        // `upload_to_hosts` (adhoc) still reports a `String`; kept whole as the error message.
+        Ok(outcomes) => outcomes.map_err(anyhow::Error::msg)?,
         Err(interrupted) => return Ok(report_interrupted(interrupted)),
     };
     Ok(print_outcomes(&outcomes, args.output.json, "uploaded"))
