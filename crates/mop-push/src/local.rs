@@ -77,10 +77,7 @@ pub async fn run_local(
                         && !event.ignored
                         && first_failure.is_none()
                     {
-                        first_failure = Some(match &event.message {
-                            Some(message) => format!("{}: {message}", event.resource),
-                            None => event.resource.clone(),
-                        });
+                        first_failure = Some(crate::report::failure_line(&event));
                     }
                     reporter.resource(LOCAL_HOST, &role.name, &event)
                 })

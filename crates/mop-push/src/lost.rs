@@ -48,7 +48,11 @@ pub(crate) async fn connection_lost(pool: &SshPool, host: &str) -> Option<String
         let reason = lost_reason(&said);
         let master_gone = !socket.exists();
         if reason.is_some() || master_gone {
-            return Some(reason.unwrap_or_else(|| "the ssh connection closed".to_string()));
+            // At its default log level a master says nothing when the server side just
+            // vanishes; its exit is then the only word there is.
+            return Some(reason.unwrap_or_else(|| {
+                "the ssh connection closed (ssh's master connection exited)".to_string()
+            }));
         }
         if tokio::time::Instant::now() >= deadline {
             return None;

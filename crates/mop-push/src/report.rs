@@ -422,7 +422,7 @@ impl Reporter {
         if !event.changes.is_empty() {
             line.push_str(&format!(" ({})", inert(&event.changes.join(", "))));
         }
-        if let Some(message) = &event.message {
+        if let Some(message) = shown_message(event) {
             line.push_str(&format!(": {}", inert_lines(message)));
         }
         let _ = writeln!(self.out, "{line}");
@@ -616,6 +616,45 @@ impl Reporter {
             format_duration(Duration::from_millis(summary.elapsed_ms))
         );
         let _ = self.out.flush();
+    }
+}
+
+/// A resource's message as the change line shows it, so each message is printed once: not at
+/// all when the resource's label already ends with it (`fail <msg>`), and without the last line
+/// of stderr the agent appends to a failed command's message when the full stderr is printed
+/// under the line anyway.
+fn shown_message(event: &ResourceEvent) -> Option<&str> {
+    let message = event.message.as_deref()?;
+    if event.resource.ends_with(message) {
+        return None;
+    }
+    if event.status == ResourceStatus::Failed {
+        if let Some(output) = &event.output {
+            let last = output
+                .stderr
+                .lines()
+                .map(str::trim)
+                .rfind(|line| !line.is_empty());
+            if let Some(stripped) = last
+                .and_then(|last| message.strip_suffix(last))
+                .and_then(|rest| rest.strip_suffix(": "))
+            {
+                return Some(stripped);
+            }
+        }
+    }
+    Some(message)
+}
+
+/// A failed resource on one line for the summary: its label and, unless the label already
+/// says it, its message (with the command's last stderr line, which the summary does not
+/// print otherwise).
+pub fn failure_line(event: &ResourceEvent) -> String {
+    match &event.message {
+        Some(message) if !event.resource.ends_with(message.as_str()) => {
+            format!("{}: {}", event.resource, first_line(message))
+        }
+        _ => event.resource.clone(),
     }
 }
 

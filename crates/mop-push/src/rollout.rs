@@ -683,10 +683,7 @@ async fn run_role_on_host(
         .session
         .run_role(&plan, &state.files, &mut |event| {
             if event.status == ResourceStatus::Failed && !event.ignored && first_failure.is_none() {
-                first_failure = Some(match &event.message {
-                    Some(message) => format!("{}: {message}", event.resource),
-                    None => event.resource.clone(),
-                });
+                first_failure = Some(crate::report::failure_line(&event));
             }
             state.reporter().resource(&host.name, &role.name, &event)
         })
