@@ -86,9 +86,19 @@ path = "@OUT@/{{ host.name }}-after-sleep"
     // Both hosts were running the sleep: interrupted, not "not attempted".
     for host in ["host1", "host2"] {
         let summary = run.host_summary(host);
-        assert_eq!(summary["status"], "interrupted", "{host}\n{}", run.describe());
+        assert_eq!(
+            summary["status"],
+            "interrupted",
+            "{host}\n{}",
+            run.describe()
+        );
         assert_eq!(summary["role"], "sleepy", "{host}\n{}", run.describe());
-        assert_eq!(summary["error"], "stopped by Ctrl-C", "{host}\n{}", run.describe());
+        assert_eq!(
+            summary["error"],
+            "stopped by Ctrl-C",
+            "{host}\n{}",
+            run.describe()
+        );
     }
 
     // No agent survives, and the work directories are gone.

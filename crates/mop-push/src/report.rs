@@ -792,6 +792,89 @@ mod tests {
     }
 
     #[test]
+    fn each_message_is_shown_once() {
+        let event = |value: serde_json::Value| -> ResourceEvent {
+            serde_json::from_value(value).expect("a resource event")
+        };
+        // `fail`: the label is the message already.
+        let fail = event(serde_json::json!({
+            "index": 0, "type": "fail", "resource": "fail web1 is broken", "status": "failed",
+            "message": "web1 is broken", "duration_ms": 1
+        }));
+        assert_eq!(shown_message(&fail), None);
+        assert_eq!(failure_line(&fail), "fail web1 is broken");
+        // A command: its last stderr line is printed under the line, not in the message; the
+        // summary's one line keeps it.
+        let command = event(serde_json::json!({
+            "index": 0, "type": "shell", "resource": "shell false", "status": "failed",
+            "message": "command exited with code 1: no disk", "duration_ms": 1,
+            "output": {"rc": 1, "stdout": "", "stderr": "warming up\nno disk\n"}
+        }));
+        assert_eq!(shown_message(&command), Some("command exited with code 1"));
+        assert_eq!(
+            failure_line(&command),
+            "shell false: command exited with code 1: no disk"
+        );
+        // Anything else is shown as it is.
+        let file = event(serde_json::json!({
+            "index": 0, "type": "file", "resource": "file /x", "status": "failed",
+            "message": "permission denied", "duration_ms": 1
+        }));
+        assert_eq!(shown_message(&file), Some("permission denied"));
+    }
+
+    #[test]
+    fn the_text_summary_gives_one_status_and_one_line_per_troubled_host() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("not poisoned").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        let mut reporter = Reporter::new(
+            ReportStyle::default(),
+            Box::new(out.clone()),
+            Diagnostics::new(Box::new(out.clone())),
+        );
+        let mut summary = RunSummary::default();
+        summary.host_mut("web1").changed = 2;
+        let web2 = summary.host_mut("web2");
+        web2.record_failure(
+            FailureKind::HookFailed,
+            "deploy",
+            "before hook `x` exited with 3: no",
+        );
+        web2.missed_roles.push("later".into());
+        summary.host_mut("web3").record_not_attempted(
+            "deploy",
+            "role `deploy` stopped: 1 host failed, max_fail allows 0",
+        );
+        reporter.finish(&summary);
+        let printed =
+            String::from_utf8(out.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(
+            lines[1..],
+            [
+                "host  status            ok  changed  failed  skipped        sent",
+                "web1  changed            0        2       0        0         0 B",
+                "web2  hook failed        0        0       0        0         0 B",
+                "web3  not attempted      0        0       0        0         0 B",
+                "web2: hook failed in role `deploy`: before hook `x` exited with 3: no (then not attempted: later)",
+                "web3: not attempted in role `deploy`: role `deploy` stopped: 1 host failed, max_fail allows 0",
+                "elapsed 0.00s",
+            ],
+            "{printed}"
+        );
+    }
+
+    #[test]
     fn failures_and_not_attempted_hosts_decide_success() {
         let mut summary = RunSummary::default();
         summary.host_mut("a").ok = 3;
