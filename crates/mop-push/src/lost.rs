@@ -74,8 +74,7 @@ fn master_log(socket: &Path) -> Option<PathBuf> {
 fn lost_reason(log: &str) -> Option<String> {
     log.lines()
         .map(|line| line.trim().trim_start_matches("ssh: "))
-        .filter(|line| LOST_MARKERS.iter().any(|marker| line.contains(marker)))
-        .next_back()
+        .rfind(|line| LOST_MARKERS.iter().any(|marker| line.contains(marker)))
         .map(|line| line.trim_end_matches('.').to_string())
 }
 
