@@ -79,7 +79,7 @@ pub struct HostTotals {
     pub skipped: u32,
     /// The login failed or the connection was lost (status `unreachable`).
     pub unreachable: bool,
-    /// The host's first error, on one line.
+    /// The host's first error, on one line (a `hint:` follows after `; `).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Why the host missed the role named in `role`, when it did.
@@ -121,7 +121,7 @@ impl HostTotals {
     }
 
     /// Records how the host failed in `role`; only the first failure is kept, it is the cause.
-    /// `message` may span lines (hints): the summary keeps its first line.
+    /// `message` may span lines (hints): the summary keeps it on one line.
     pub fn record_failure(&mut self, kind: FailureKind, role: &str, message: &str) {
         if self.failure.is_some() {
             return;
@@ -129,7 +129,7 @@ impl HostTotals {
         self.failure = Some(kind);
         self.unreachable = kind == FailureKind::Unreachable;
         self.role = Some(role.to_string());
-        self.error = Some(first_line(message));
+        self.error = Some(one_line(message));
         // A host that was working when it failed is not "not attempted".
         self.not_attempted = None;
     }
@@ -152,10 +152,15 @@ impl HostTotals {
     }
 }
 
-/// The first line of a message, for one-line summaries (hints and details follow on later
-/// lines and were printed when the error happened).
-fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or("").trim_end().to_string()
+/// A message on one line, for the summary: its lines (a `hint:` included, it says how to fix
+/// the problem) joined with `; `.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The end-of-run summary: per host, in first-seen order.
@@ -595,7 +600,7 @@ impl Reporter {
                 line.push_str(&format!(" in role `{}`", inert(role)));
             }
             if let Some(why) = why {
-                line.push_str(&format!(": {}", inert(&first_line(why))));
+                line.push_str(&format!(": {}", inert(&one_line(why))));
             }
             if !totals.missed_roles.is_empty() {
                 line.push_str(&format!(
@@ -652,7 +657,7 @@ fn shown_message(event: &ResourceEvent) -> Option<&str> {
 pub fn failure_line(event: &ResourceEvent) -> String {
     match &event.message {
         Some(message) if !event.resource.ends_with(message.as_str()) => {
-            format!("{}: {}", event.resource, first_line(message))
+            format!("{}: {}", event.resource, one_line(message))
         }
         _ => event.resource.clone(),
     }
@@ -885,12 +890,17 @@ mod tests {
         assert!(!summary.success());
         assert_eq!(summary.not_attempted_hosts(), vec!["b"]);
         assert_eq!(summary.hosts["b"].status(), HostStatus::NotAttempted);
-        summary
-            .host_mut("c")
-            .record_failure(FailureKind::Unreachable, "deploy", "lost\n  hint: x");
+        summary.host_mut("c").record_failure(
+            FailureKind::Unreachable,
+            "deploy",
+            "lost\n  hint: retry",
+        );
         assert_eq!(summary.failed_hosts(), vec!["c"]);
         assert_eq!(summary.hosts["c"].status(), HostStatus::Unreachable);
-        assert_eq!(summary.hosts["c"].error.as_deref(), Some("lost"));
+        assert_eq!(
+            summary.hosts["c"].error.as_deref(),
+            Some("lost; hint: retry")
+        );
         // The first failure is the cause; a failed host is never "not attempted" later.
         summary
             .host_mut("c")

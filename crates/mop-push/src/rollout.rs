@@ -108,12 +108,11 @@ impl HostFailure {
         }
     }
 
-    /// The first error on one line, for the summary.
+    /// The first error for the summary (which puts it on one line).
     fn summary_line(&self) -> String {
-        let first = self.message.lines().next().unwrap_or("");
         match &self.detail {
-            Some(detail) => format!("{first}: {detail}"),
-            None => first.to_string(),
+            Some(detail) => format!("{}: {detail}", self.message),
+            None => self.message.clone(),
         }
     }
 }
