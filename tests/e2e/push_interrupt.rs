@@ -83,14 +83,22 @@ path = "@OUT@/{{ host.name }}-after-sleep"
         output.describe()
     );
     let run = parse_json_run(output);
+    // Both hosts were running the sleep: interrupted, not "not attempted".
     for host in ["host1", "host2"] {
         let summary = run.host_summary(host);
-        let reason = summary
-            .get("error")
-            .or_else(|| summary.get("not_attempted"))
-            .and_then(|value| value.as_str())
-            .unwrap_or_default();
-        assert_eq!(reason, "interrupted", "{host}\n{}", run.describe());
+        assert_eq!(
+            summary["status"],
+            "interrupted",
+            "{host}\n{}",
+            run.describe()
+        );
+        assert_eq!(summary["role"], "sleepy", "{host}\n{}", run.describe());
+        assert_eq!(
+            summary["error"],
+            "stopped by Ctrl-C",
+            "{host}\n{}",
+            run.describe()
+        );
     }
 
     // No agent survives, and the work directories are gone.

@@ -228,9 +228,10 @@ fn failing_host_stops_later_batches_and_roles_and_the_retry_file_reruns_them() {
     );
     // host2 failed.
     assert_eq!(run.total("host2", "failed"), 1, "{}", run.describe());
+    // The first error names the failed resource and its message, on one line.
     assert_eq!(
         run.host_summary("host2")["error"],
-        "role `first` failed",
+        "role `first` failed: fail host2 is broken",
         "{}",
         run.describe()
     );

@@ -30,35 +30,75 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// Why `contact_when` or a hook command could not be evaluated for a host.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// Over mop's size or nesting limits (checked before minijinja parses anything).
+    #[error("{what}: {source}")]
+    Limits {
+        what: &'static str,
+        source: mop_policy::limits::LimitError,
+    },
+    /// The template reads a secret, which hooks and `contact_when` never see.
+    #[error("{what} `{text}`: {}", secret_read_message(.secret))]
+    ReadsSecret {
+        what: &'static str,
+        text: String,
+        secret: String,
+    },
+    /// minijinja refused it (syntax, undefined variable, failing filter).
+    #[error("{what} `{text}`: {source}")]
+    Template {
+        what: &'static str,
+        text: String,
+        source: minijinja::Error,
+    },
+}
+
 /// Evaluates `contact_when` for one host.
-pub fn contact_when(expression: &str, context: &Map<String, Value>) -> Result<bool, String> {
+pub fn contact_when(expression: &str, context: &Map<String, Value>) -> Result<bool, HookError> {
+    const WHAT: &str = "contact_when";
     mop_policy::limits::check_expression(expression)
-        .map_err(|err| format!("contact_when: {err}"))?;
-    if let Some(name) = secret_read(TemplateKind::Expression, expression) {
-        return Err(format!(
-            "contact_when `{expression}`: {}",
-            secret_read_message(&name)
-        ));
+        .map_err(|source| HookError::Limits { what: WHAT, source })?;
+    if let Some(secret) = secret_read(TemplateKind::Expression, expression) {
+        return Err(HookError::ReadsSecret {
+            what: WHAT,
+            text: expression.to_string(),
+            secret,
+        });
     }
+    let template_error = |source| HookError::Template {
+        what: WHAT,
+        text: expression.to_string(),
+        source,
+    };
     let env = environment();
-    let compiled = env
-        .compile_expression(expression)
-        .map_err(|err| format!("contact_when `{expression}`: {err}"))?;
+    let compiled = env.compile_expression(expression).map_err(template_error)?;
     compiled
         .eval(context)
         .map(|value| value.is_true())
-        .map_err(|err| format!("contact_when `{expression}`: {err}"))
+        .map_err(template_error)
 }
 
 /// Renders a hook command for one host.
-pub fn render_hook(command: &str, context: &Map<String, Value>) -> Result<String, String> {
-    mop_policy::limits::check_template(command).map_err(|err| format!("hook: {err}"))?;
-    if let Some(name) = secret_read(TemplateKind::Template, command) {
-        return Err(format!("hook `{command}`: {}", secret_read_message(&name)));
+pub fn render_hook(command: &str, context: &Map<String, Value>) -> Result<String, HookError> {
+    const WHAT: &str = "hook";
+    mop_policy::limits::check_template(command)
+        .map_err(|source| HookError::Limits { what: WHAT, source })?;
+    if let Some(secret) = secret_read(TemplateKind::Template, command) {
+        return Err(HookError::ReadsSecret {
+            what: WHAT,
+            text: command.to_string(),
+            secret,
+        });
     }
     environment()
         .render_str(command, context)
-        .map_err(|err| format!("hook `{command}`: {err}"))
+        .map_err(|source| HookError::Template {
+            what: WHAT,
+            text: command.to_string(),
+            source,
+        })
 }
 
 /// What a hook did.
@@ -111,12 +151,11 @@ mod tests {
 
     #[test]
     fn contact_when_sees_host_and_vars() {
-        assert_eq!(
-            contact_when("host.name == 'web1' and weight > 2", &context()),
-            Ok(true)
-        );
-        assert_eq!(contact_when("'db' in host.groups", &context()), Ok(false));
-        let err = contact_when("missing > 1", &context()).expect_err("undefined variable");
+        assert!(contact_when("host.name == 'web1' and weight > 2", &context()).expect("evaluates"));
+        assert!(!contact_when("'db' in host.groups", &context()).expect("evaluates"));
+        let err = contact_when("missing > 1", &context())
+            .expect_err("undefined variable")
+            .to_string();
         assert!(err.contains("contact_when"), "{err}");
     }
 
@@ -133,12 +172,16 @@ mod tests {
         assert!(!context.contains_key("mop_ssh_password"));
         assert_eq!(context["weight"], serde_json::json!(3));
 
-        let err = render_hook("true {{ mop_sudo_password }}", &context).expect_err("secret");
+        let err = render_hook("true {{ mop_sudo_password }}", &context)
+            .expect_err("secret")
+            .to_string();
         assert!(
             err.starts_with("hook `true {{ mop_sudo_password }}`: `mop_sudo_password` is a secret"),
             "{err}"
         );
-        let err = contact_when("mop_ssh_password != ''", &context).expect_err("secret");
+        let err = contact_when("mop_ssh_password != ''", &context)
+            .expect_err("secret")
+            .to_string();
         assert!(err.contains("`mop_ssh_password` is a secret"), "{err}");
 
         // Dynamic access sees the whole context, which holds no secret.

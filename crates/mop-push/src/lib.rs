@@ -14,6 +14,7 @@ pub mod elf;
 pub mod hooks;
 pub mod load;
 pub mod local;
+mod lost;
 pub mod plan;
 pub mod prepare;
 pub mod report;

@@ -5,13 +5,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use mop_policy::Policy;
+use mop_protocol::ResourceStatus;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::plan::{merge_vars, role_plan, PlanOptions};
 use crate::prepare::{ManifestFiles, PreparedRun};
-use crate::report::{Reporter, RunSummary};
-use crate::session::AgentSession;
+use crate::report::{FailureKind, HostStatus, Reporter, RunSummary};
+use crate::session::{AgentSession, SessionError};
 use crate::transport::{LocalTransport, TransportError};
 
 /// The host name `mop local` reports and templates see as `host.name`.
@@ -42,21 +43,23 @@ pub async fn run_local(
     summary.host_mut(LOCAL_HOST);
     let mut process = LocalTransport::new(agent).start_agent()?;
     let stderr = process.stderr;
+    let diagnostics = reporter.diagnostics();
     let stderr_task = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[{LOCAL_HOST}] {line}");
+            diagnostics.host_line(LOCAL_HOST, &line);
         }
     });
 
     let files = ManifestFiles(prepared.manifest.clone());
-    let outcome: Result<(), String> = async {
-        let mut session = AgentSession::start(process.stdout, process.stdin)
-            .await
-            .map_err(|err| err.to_string())?;
+    // The role in progress, for the summary when the session breaks.
+    let mut current_role = String::new();
+    let outcome: Result<(), SessionError> = async {
+        let mut session = AgentSession::start(process.stdout, process.stdin).await?;
         let groups = vec!["all".to_string()];
         for (index, role) in policy.roles.iter().enumerate() {
             reporter.role_started(&role.name, &[LOCAL_HOST.to_string()]);
+            current_role.clone_from(&role.name);
             let vars = merge_vars([&policy.vars, &role.vars, &options.extra_vars]);
             let plan = role_plan(
                 role,
@@ -67,12 +70,18 @@ pub async fn run_local(
                 false,
                 options.plan,
             );
+            let mut first_failure: Option<String> = None;
             let role_outcome = session
                 .run_role(&plan, &files, &mut |event| {
+                    if event.status == ResourceStatus::Failed
+                        && !event.ignored
+                        && first_failure.is_none()
+                    {
+                        first_failure = Some(crate::report::failure_line(&event));
+                    }
                     reporter.resource(LOCAL_HOST, &role.name, &event)
                 })
-                .await
-                .map_err(|err| err.to_string())?;
+                .await?;
             reporter.role_done(
                 LOCAL_HOST,
                 &role.name,
@@ -81,27 +90,36 @@ pub async fn run_local(
             );
             summary.add_role(LOCAL_HOST, &role_outcome.summary, role_outcome.bytes_sent);
             if role_outcome.summary.role_failed {
-                let remaining: Vec<&str> = policy.roles[index + 1..]
+                let message = match first_failure {
+                    Some(first) => format!("role `{}` failed: {first}", role.name),
+                    None => format!("role `{}` failed", role.name),
+                };
+                let totals = summary.host_mut(LOCAL_HOST);
+                totals.record_failure(FailureKind::Failed, &role.name, &message);
+                // The later roles are not run: named, as `mop push` names them.
+                totals.missed_roles = policy.roles[index + 1..]
                     .iter()
-                    .map(|role| role.name.as_str())
+                    .map(|role| role.name.clone())
                     .collect();
-                if !remaining.is_empty() {
-                    summary.host_mut(LOCAL_HOST).error = Some(format!(
-                        "role `{}` failed; not run: {}",
-                        role.name,
-                        remaining.join(", ")
-                    ));
-                }
                 break;
             }
         }
-        session.shutdown().await.map_err(|err| err.to_string())
+        session.shutdown().await
     }
     .await;
 
-    if let Err(message) = outcome {
-        reporter.host_failed(LOCAL_HOST, "", &message);
-        summary.host_mut(LOCAL_HOST).error = Some(message);
+    if let Err(err) = outcome {
+        let message = err.to_string();
+        reporter.host_failed(
+            LOCAL_HOST,
+            &current_role,
+            HostStatus::Failed,
+            &message,
+            None,
+        );
+        summary
+            .host_mut(LOCAL_HOST)
+            .record_failure(FailureKind::Failed, &current_role, &message);
         let _ = process.child.kill().await;
     }
     let exit = process.child.wait().await;
@@ -109,14 +127,17 @@ pub async fn run_local(
     match exit {
         Ok(Some(0)) => {}
         Ok(code) => {
-            let totals = summary.host_mut(LOCAL_HOST);
-            if totals.error.is_none() {
-                totals.error = Some(format!("the agent exited with status {code:?}"));
-            }
+            summary.host_mut(LOCAL_HOST).record_failure(
+                FailureKind::Failed,
+                &current_role,
+                &format!("the agent exited with status {code:?}"),
+            );
         }
-        Err(err) => {
-            summary.host_mut(LOCAL_HOST).error = Some(format!("waiting for the agent: {err}"))
-        }
+        Err(err) => summary.host_mut(LOCAL_HOST).record_failure(
+            FailureKind::Failed,
+            &current_role,
+            &format!("waiting for the agent: {err}"),
+        ),
     }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)

@@ -13,7 +13,7 @@ use mop_fileserver::{
 use mop_policy::{FileReference, Policy, PolicyError};
 use mop_protocol::FileEntry;
 
-use crate::session::{DigestFuture, FileProvider};
+use crate::session::{DigestFuture, FileError, FileProvider};
 
 /// Largest template the controller reads (templates travel inside the role plan).
 const MAX_TEMPLATE_BYTES: u64 = 16 * 1024 * 1024;
@@ -75,8 +75,8 @@ pub fn prepare(
         });
         match built {
             Ok(pair) => servers.push(Some(pair)),
-            Err(text) => {
-                let (message, hint) = split_hint(&text);
+            Err(error) => {
+                let (message, hint) = split_hint(&error.to_string());
                 errors.push(PolicyError {
                     file: policy.path.clone(),
                     position: Some(role.origin.position),
@@ -189,7 +189,7 @@ fn file_server(
     policy: &Policy,
     roots: impl Iterator<Item = (PathBuf, String)>,
     protected_files: &[PathBuf],
-) -> Result<FileServer, String> {
+) -> Result<FileServer, mop_fileserver::FileServerError> {
     let origin_of = |origin: &mop_policy::Origin| origin.to_string();
     let config = FileServerConfig {
         base_dir: policy.dir.clone(),
@@ -210,7 +210,7 @@ fn file_server(
             .collect(),
         protected_files: protected_files.to_vec(),
     };
-    FileServer::new(config).map_err(|err| err.to_string())
+    FileServer::new(config)
 }
 
 fn absolute_text(path: &Path) -> String {
@@ -249,25 +249,32 @@ impl FileProvider for ManifestFiles {
             // The hashing threads have not got to it yet: wait off the async workers.
             tokio::task::spawn_blocking(move || match manifest.wait_sha256(FileId(id)) {
                 Some(Ok(sha256)) => Ok(sha256.to_owned()),
-                Some(Err(error)) => Err(error.to_string()),
-                None => Err(format!("file id {id} is not in this run's manifest")),
+                Some(Err(error)) => Err(FileError::Source(error.to_string())),
+                None => Err(FileError::NotInManifest(id)),
             })
             .await
-            .unwrap_or_else(|error| Err(format!("hashing file id {id} failed: {error}")))
+            .unwrap_or_else(|error| {
+                Err(FileError::Source(format!(
+                    "hashing file id {id} failed: {error}"
+                )))
+            })
         })
     }
 
-    fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), String> {
+    fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), FileError> {
         let size = self
             .0
             .entry_by_id(FileId(id))
             .map(|entry| entry.size)
-            .ok_or_else(|| format!("file id {id} is not in this run's manifest"))?;
+            .ok_or(FileError::NotInManifest(id))?;
         // No hash pass while streaming: the agent hashes what it receives and refuses anything
         // that does not match the manifest's sha256 (sent at the end of the stream) before its
         // atomic rename, so a source that changed after hashing still never lands. The size
         // is checked here.
-        let reader = self.0.open(FileId(id)).map_err(|err| err.to_string())?;
+        let reader = self
+            .0
+            .open(FileId(id))
+            .map_err(|err| FileError::Source(err.to_string()))?;
         Ok((size, Box::new(ChunkRead { reader })))
     }
 }
@@ -323,7 +330,7 @@ pub(crate) mod tests {
     }
 
     fn read_all(files: &ManifestFiles, id: u32) -> Result<Vec<u8>, String> {
-        let (_size, mut reader) = files.open(id)?;
+        let (_size, mut reader) = files.open(id).map_err(|err| err.to_string())?;
         let mut content = Vec::new();
         reader
             .read_to_end(&mut content)
@@ -350,7 +357,8 @@ pub(crate) mod tests {
     fn unknown_ids_are_refused() {
         let (_dir, _path, files) = served(b"abc");
         let refused = files.open(7).map(|_| ()).expect_err("not in the manifest");
-        assert!(refused.contains("file id 7"), "{refused}");
+        assert!(matches!(refused, FileError::NotInManifest(7)), "{refused}");
+        assert!(refused.to_string().contains("file id 7"), "{refused}");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! Shared by `mop local` and `mop push`, so both print the same schema
 //! (`docs/reference/events.md`).
 
-use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -25,6 +25,51 @@ pub struct ReportStyle {
     pub verbose: bool,
 }
 
+/// A host's one final status in the summary (`status` in the JSON summary).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    /// Every role ran and nothing changed.
+    #[default]
+    Ok,
+    /// Every role ran and something changed (or would have, in check mode).
+    Changed,
+    /// A resource failed (and ended its role), the role timed out, or the agent broke down.
+    Failed,
+    /// The login failed or the connection was lost; `error` carries ssh's reason.
+    Unreachable,
+    /// Ctrl-C stopped the run while this host was working.
+    Interrupted,
+    /// The role's `before` or `after` hook failed; `error` carries the hook's stderr.
+    HookFailed,
+    /// The host missed a role it was selected for (`role` names it, `not_attempted` says why).
+    NotAttempted,
+}
+
+impl HostStatus {
+    /// The status as printed in the text summary.
+    pub fn label(self) -> &'static str {
+        match self {
+            HostStatus::Ok => "ok",
+            HostStatus::Changed => "changed",
+            HostStatus::Failed => "failed",
+            HostStatus::Unreachable => "unreachable",
+            HostStatus::Interrupted => "interrupted",
+            HostStatus::HookFailed => "hook failed",
+            HostStatus::NotAttempted => "not attempted",
+        }
+    }
+}
+
+/// How a host's run ended badly (the first such end wins: it is the cause, later ones follow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Failed,
+    Unreachable,
+    Interrupted,
+    HookFailed,
+}
+
 /// What happened to one host over the whole run.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct HostTotals {
@@ -32,25 +77,71 @@ pub struct HostTotals {
     pub changed: u32,
     pub failed: u32,
     pub skipped: u32,
-    /// The host could not be reached (connection, bootstrap or hook failure before the role).
+    /// The login failed or the connection was lost (status `unreachable`).
     pub unreachable: bool,
-    /// Why the host failed, when it did.
+    /// The host's first error, on one line (a `hint:` follows after `; `).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Set when a rollout stopped before this host was attempted.
+    /// Why the host missed the role named in `role`, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_attempted: Option<String>,
+    /// The role the status is about: where the host failed, or the first role it missed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Later roles a failed host was selected for but skipped, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missed_roles: Vec<String>,
     /// File bytes sent to the host.
     pub bytes_sent: u64,
     /// Agent binary bytes uploaded to the host (as sent, compressed when the host has `gzip`);
     /// 0 when the run used the agent cached on the host.
     pub agent_bytes: u64,
+    #[serde(skip)]
+    failure: Option<FailureKind>,
 }
 
 impl HostTotals {
-    /// The host failed in some role (resource failure, unreachable, hook failure).
+    /// The host failed in some role (resource failure, unreachable, hook failure, interrupted).
     pub fn is_failed(&self) -> bool {
         self.failed > 0 || self.unreachable || self.error.is_some()
+    }
+
+    /// The host's one final status.
+    pub fn status(&self) -> HostStatus {
+        match self.failure {
+            Some(FailureKind::Failed) => HostStatus::Failed,
+            Some(FailureKind::Unreachable) => HostStatus::Unreachable,
+            Some(FailureKind::Interrupted) => HostStatus::Interrupted,
+            Some(FailureKind::HookFailed) => HostStatus::HookFailed,
+            None if self.not_attempted.is_some() => HostStatus::NotAttempted,
+            None if self.is_failed() => HostStatus::Failed,
+            None if self.changed > 0 => HostStatus::Changed,
+            None => HostStatus::Ok,
+        }
+    }
+
+    /// Records how the host failed in `role`; only the first failure is kept, it is the cause.
+    /// `message` may span lines (hints): the summary keeps it on one line.
+    pub fn record_failure(&mut self, kind: FailureKind, role: &str, message: &str) {
+        if self.failure.is_some() {
+            return;
+        }
+        self.failure = Some(kind);
+        self.unreachable = kind == FailureKind::Unreachable;
+        self.role = Some(role.to_string());
+        self.error = Some(one_line(message));
+        // A host that was working when it failed is not "not attempted".
+        self.not_attempted = None;
+    }
+
+    /// Records that the host missed `role` and why; only the first missed role is kept, and
+    /// a failed host stays failed.
+    pub fn record_not_attempted(&mut self, role: &str, reason: &str) {
+        if self.is_failed() || self.not_attempted.is_some() {
+            return;
+        }
+        self.not_attempted = Some(reason.to_string());
+        self.role = Some(role.to_string());
     }
 
     fn add_role(&mut self, summary: &RoleSummary) {
@@ -61,12 +152,38 @@ impl HostTotals {
     }
 }
 
+/// A message on one line, for the summary: its lines (a `hint:` included, it says how to fix
+/// the problem) joined with `; `.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The end-of-run summary: per host, in first-seen order.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct RunSummary {
     pub hosts: IndexMap<String, HostTotals>,
     pub elapsed_ms: u64,
     pub check: bool,
+}
+
+/// The JSON form of [`RunSummary`]: every host's totals with its `status`.
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    hosts: IndexMap<&'a str, JsonHost<'a>>,
+    elapsed_ms: u64,
+    check: bool,
+}
+
+#[derive(Serialize)]
+struct JsonHost<'a> {
+    status: HostStatus,
+    #[serde(flatten)]
+    totals: &'a HostTotals,
 }
 
 impl RunSummary {
@@ -79,7 +196,7 @@ impl RunSummary {
             .collect()
     }
 
-    /// Hosts a stopped rollout never reached.
+    /// Hosts that missed a role (a stopped rollout, Ctrl-C before they started).
     pub fn not_attempted_hosts(&self) -> Vec<&str> {
         self.hosts
             .iter()
@@ -104,6 +221,26 @@ impl RunSummary {
         totals.add_role(summary);
         totals.bytes_sent += bytes_sent;
     }
+
+    fn json(&self) -> JsonSummary<'_> {
+        JsonSummary {
+            hosts: self
+                .hosts
+                .iter()
+                .map(|(name, totals)| {
+                    (
+                        name.as_str(),
+                        JsonHost {
+                            status: totals.status(),
+                            totals,
+                        },
+                    )
+                })
+                .collect(),
+            elapsed_ms: self.elapsed_ms,
+            check: self.check,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -126,22 +263,88 @@ enum JsonBody<'a> {
         summary: &'a RoleSummary,
         bytes_sent: u64,
     },
+    Failure {
+        status: HostStatus,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stderr: Option<&'a str>,
+    },
+}
+
+/// Where diagnostics go (warnings, lines an agent wrote on its stderr, "interrupted"): the
+/// binary's stderr, or a buffer in tests. Cloneable and `'static`, so a task forwarding an
+/// agent's stderr can hold one while the run's [`Reporter`] is borrowed elsewhere.
+#[derive(Clone)]
+pub struct Diagnostics {
+    err: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl Diagnostics {
+    pub fn new(err: Box<dyn Write + Send>) -> Diagnostics {
+        Diagnostics {
+            err: Arc::new(Mutex::new(err)),
+        }
+    }
+
+    /// Diagnostics on stderr.
+    pub fn stderr() -> Diagnostics {
+        Diagnostics::new(Box::new(std::io::stderr()))
+    }
+
+    fn line(&self, text: &str) {
+        // A poisoned lock only means another writer panicked mid-line; keep reporting.
+        let mut err = self
+            .err
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = writeln!(err, "{text}");
+        let _ = err.flush();
+    }
+
+    /// `warning: ...`: something went wrong that does not change the run's outcome.
+    pub fn warning(&self, message: &str) {
+        self.line(&format!("warning: {}", inert_lines(message)));
+    }
+
+    /// A run-level notice such as `interrupted: ...`, printed as given.
+    pub fn notice(&self, message: &str) {
+        self.line(&inert_lines(message));
+    }
+
+    /// A line a host's agent wrote on its stderr, prefixed with the host.
+    pub fn host_line(&self, host: &str, line: &str) {
+        self.line(&format!("[{host}] {}", inert(line)));
+    }
 }
 
 /// Prints a run as it happens.
 pub struct Reporter {
     style: ReportStyle,
     out: Box<dyn Write + Send>,
+    diagnostics: Diagnostics,
 }
 
 impl Reporter {
-    pub fn new(style: ReportStyle, out: Box<dyn Write + Send>) -> Reporter {
-        Reporter { style, out }
+    pub fn new(
+        style: ReportStyle,
+        out: Box<dyn Write + Send>,
+        diagnostics: Diagnostics,
+    ) -> Reporter {
+        Reporter {
+            style,
+            out,
+            diagnostics,
+        }
     }
 
-    /// A reporter on stdout.
+    /// A reporter on stdout, with diagnostics on stderr.
     pub fn stdout(style: ReportStyle) -> Reporter {
-        Reporter::new(style, Box::new(std::io::stdout()))
+        Reporter::new(style, Box::new(std::io::stdout()), Diagnostics::stderr())
+    }
+
+    /// The handle for warnings and agent stderr lines.
+    pub fn diagnostics(&self) -> Diagnostics {
+        self.diagnostics.clone()
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -224,7 +427,7 @@ impl Reporter {
         if !event.changes.is_empty() {
             line.push_str(&format!(" ({})", inert(&event.changes.join(", "))));
         }
-        if let Some(message) = &event.message {
+        if let Some(message) = shown_message(event) {
             line.push_str(&format!(": {}", inert_lines(message)));
         }
         let _ = writeln!(self.out, "{line}");
@@ -271,20 +474,63 @@ impl Reporter {
         let _ = self.out.flush();
     }
 
-    /// A host failed outside any resource (unreachable, agent crash, hook failure).
-    pub fn host_failed(&mut self, host: &str, role: &str, message: &str) {
+    /// A host's role ended badly: `status` says how (failed, unreachable, hook failed,
+    /// interrupted), `stderr` is a hook's own output when there is one. Printed once, here;
+    /// the summary repeats only the first line.
+    pub fn host_failed(
+        &mut self,
+        host: &str,
+        role: &str,
+        status: HostStatus,
+        message: &str,
+        stderr: Option<&str>,
+    ) {
+        let stderr = stderr.filter(|text| !text.trim().is_empty());
         if self.style.json {
             self.emit_json(&JsonEvent {
                 event: "host_failed",
                 host,
                 role,
-                body: JsonBody::Note { message },
+                body: JsonBody::Failure {
+                    status,
+                    message,
+                    stderr,
+                },
             });
             return;
         }
-        let label = self.paint("31", "FAILED");
+        let label = match status {
+            HostStatus::Unreachable => "UNREACHABLE",
+            HostStatus::HookFailed => "HOOK FAILED",
+            HostStatus::Interrupted => "INTERRUPTED",
+            _ => "FAILED",
+        };
+        let label = self.paint("31", label);
         let message = inert_lines(message);
         let _ = writeln!(self.out, "  {host}  {label}  {message}");
+        if let Some(stderr) = stderr {
+            for text_line in stderr.lines().take(20) {
+                let _ = writeln!(self.out, "      stderr: {}", inert(text_line));
+            }
+        }
+        let _ = self.out.flush();
+    }
+
+    /// A host selected for `role` is not worked on in it (it failed in an earlier role, the
+    /// rollout stopped): named in that role, once.
+    pub fn not_attempted(&mut self, host: &str, role: &str, reason: &str) {
+        if self.style.json {
+            self.emit_json(&JsonEvent {
+                event: "not_attempted",
+                host,
+                role,
+                body: JsonBody::Note { message: reason },
+            });
+            return;
+        }
+        let label = self.paint("36", "not attempted");
+        let reason = inert_lines(reason);
+        let _ = writeln!(self.out, "  {host}  {label}  {reason}");
         let _ = self.out.flush();
     }
 
@@ -303,14 +549,18 @@ impl Reporter {
         }
     }
 
-    /// The end-of-run summary table (text) or object (JSON).
+    /// The end-of-run summary: a table with one status per host, then one line per host that
+    /// did not end `ok` or `changed` (its status, the role, its first error); or, in JSON, one
+    /// `{"summary": ...}` object.
     pub fn finish(&mut self, summary: &RunSummary) {
         if self.style.json {
             #[derive(Serialize)]
             struct Final<'a> {
-                summary: &'a RunSummary,
+                summary: JsonSummary<'a>,
             }
-            self.emit_json(&Final { summary });
+            self.emit_json(&Final {
+                summary: summary.json(),
+            });
             return;
         }
         let name_width = summary
@@ -323,29 +573,42 @@ impl Reporter {
         let _ = writeln!(self.out);
         let _ = writeln!(
             self.out,
-            "{:<name_width$}  {:>5}  {:>7}  {:>6}  {:>7}  {:>11}  {:>10}",
-            "host", "ok", "changed", "failed", "skipped", "unreachable", "sent"
+            "{:<name_width$}  {:<13}  {:>5}  {:>7}  {:>6}  {:>7}  {:>10}",
+            "host", "status", "ok", "changed", "failed", "skipped", "sent"
         );
         for (host, totals) in &summary.hosts {
             let _ = writeln!(
                 self.out,
-                "{host:<name_width$}  {:>5}  {:>7}  {:>6}  {:>7}  {:>11}  {:>10}",
+                "{host:<name_width$}  {:<13}  {:>5}  {:>7}  {:>6}  {:>7}  {:>10}",
+                totals.status().label(),
                 totals.ok,
                 totals.changed,
                 totals.failed,
                 totals.skipped,
-                if totals.unreachable { "yes" } else { "no" },
                 human_bytes(totals.bytes_sent)
             );
         }
-        let mut not_attempted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (host, totals) in &summary.hosts {
-            if let Some(reason) = &totals.not_attempted {
-                not_attempted.entry(reason.as_str()).or_default().push(host);
+            let status = totals.status();
+            let why = match status {
+                HostStatus::Ok | HostStatus::Changed => continue,
+                HostStatus::NotAttempted => totals.not_attempted.as_deref(),
+                _ => totals.error.as_deref(),
+            };
+            let mut line = format!("{host}: {}", status.label());
+            if let Some(role) = &totals.role {
+                line.push_str(&format!(" in role `{}`", inert(role)));
             }
-        }
-        for (reason, hosts) in not_attempted {
-            let _ = writeln!(self.out, "not attempted ({reason}): {}", hosts.join(", "));
+            if let Some(why) = why {
+                line.push_str(&format!(": {}", inert(&one_line(why))));
+            }
+            if !totals.missed_roles.is_empty() {
+                line.push_str(&format!(
+                    " (then not attempted: {})",
+                    inert(&totals.missed_roles.join(", "))
+                ));
+            }
+            let _ = writeln!(self.out, "{line}");
         }
         let mode = if summary.check {
             " (check mode: nothing was changed)"
@@ -358,6 +621,45 @@ impl Reporter {
             format_duration(Duration::from_millis(summary.elapsed_ms))
         );
         let _ = self.out.flush();
+    }
+}
+
+/// A resource's message as the change line shows it, so each message is printed once: not at
+/// all when the resource's label already ends with it (`fail <msg>`), and without the last line
+/// of stderr the agent appends to a failed command's message when the full stderr is printed
+/// under the line anyway.
+fn shown_message(event: &ResourceEvent) -> Option<&str> {
+    let message = event.message.as_deref()?;
+    if event.resource.ends_with(message) {
+        return None;
+    }
+    if event.status == ResourceStatus::Failed {
+        if let Some(output) = &event.output {
+            let last = output
+                .stderr
+                .lines()
+                .map(str::trim)
+                .rfind(|line| !line.is_empty());
+            if let Some(stripped) = last
+                .and_then(|last| message.strip_suffix(last))
+                .and_then(|rest| rest.strip_suffix(": "))
+            {
+                return Some(stripped);
+            }
+        }
+    }
+    Some(message)
+}
+
+/// A failed resource on one line for the summary: its label and, unless the label already
+/// says it, its message (with the command's last stderr line, which the summary does not
+/// print otherwise).
+pub fn failure_line(event: &ResourceEvent) -> String {
+    match &event.message {
+        Some(message) if !event.resource.ends_with(message.as_str()) => {
+            format!("{}: {}", event.resource, one_line(message))
+        }
+        _ => event.resource.clone(),
     }
 }
 
@@ -467,9 +769,19 @@ mod tests {
             diff: true,
             ..ReportStyle::default()
         };
-        let mut reporter = Reporter::new(style, Box::new(out.clone()));
+        let mut reporter = Reporter::new(
+            style,
+            Box::new(out.clone()),
+            Diagnostics::new(Box::new(out.clone())),
+        );
         reporter.note("web1", "r", "hook said \x1b[2J");
-        reporter.host_failed("web1", "r", "boom\r\n  hint: \x1b]0;title\x07");
+        reporter.host_failed(
+            "web1",
+            "r",
+            HostStatus::Failed,
+            "boom\r\n  hint: \x1b]0;title\x07",
+            None,
+        );
         let event: ResourceEvent = serde_json::from_value(serde_json::json!({
             "index": 0, "type": "file", "resource": "file /x\n  web2  ok", "status": "failed",
             "message": "m\x1b[1m", "diff": "+a\x1b[2J\n-b", "duration_ms": 1
@@ -485,14 +797,118 @@ mod tests {
     }
 
     #[test]
+    fn each_message_is_shown_once() {
+        let event = |value: serde_json::Value| -> ResourceEvent {
+            serde_json::from_value(value).expect("a resource event")
+        };
+        // `fail`: the label is the message already.
+        let fail = event(serde_json::json!({
+            "index": 0, "type": "fail", "resource": "fail web1 is broken", "status": "failed",
+            "message": "web1 is broken", "duration_ms": 1
+        }));
+        assert_eq!(shown_message(&fail), None);
+        assert_eq!(failure_line(&fail), "fail web1 is broken");
+        // A command: its last stderr line is printed under the line, not in the message; the
+        // summary's one line keeps it.
+        let command = event(serde_json::json!({
+            "index": 0, "type": "shell", "resource": "shell false", "status": "failed",
+            "message": "command exited with code 1: no disk", "duration_ms": 1,
+            "output": {"rc": 1, "stdout": "", "stderr": "warming up\nno disk\n"}
+        }));
+        assert_eq!(shown_message(&command), Some("command exited with code 1"));
+        assert_eq!(
+            failure_line(&command),
+            "shell false: command exited with code 1: no disk"
+        );
+        // Anything else is shown as it is.
+        let file = event(serde_json::json!({
+            "index": 0, "type": "file", "resource": "file /x", "status": "failed",
+            "message": "permission denied", "duration_ms": 1
+        }));
+        assert_eq!(shown_message(&file), Some("permission denied"));
+    }
+
+    #[test]
+    fn the_text_summary_gives_one_status_and_one_line_per_troubled_host() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("not poisoned").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        let mut reporter = Reporter::new(
+            ReportStyle::default(),
+            Box::new(out.clone()),
+            Diagnostics::new(Box::new(out.clone())),
+        );
+        let mut summary = RunSummary::default();
+        summary.host_mut("web1").changed = 2;
+        let web2 = summary.host_mut("web2");
+        web2.record_failure(
+            FailureKind::HookFailed,
+            "deploy",
+            "before hook `x` exited with 3: no",
+        );
+        web2.missed_roles.push("later".into());
+        summary.host_mut("web3").record_not_attempted(
+            "deploy",
+            "role `deploy` stopped: 1 host failed, max_fail allows 0",
+        );
+        reporter.finish(&summary);
+        let printed =
+            String::from_utf8(out.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(
+            lines[1..],
+            [
+                "host  status            ok  changed  failed  skipped        sent",
+                "web1  changed            0        2       0        0         0 B",
+                "web2  hook failed        0        0       0        0         0 B",
+                "web3  not attempted      0        0       0        0         0 B",
+                "web2: hook failed in role `deploy`: before hook `x` exited with 3: no (then not attempted: later)",
+                "web3: not attempted in role `deploy`: role `deploy` stopped: 1 host failed, max_fail allows 0",
+                "elapsed 0.00s",
+            ],
+            "{printed}"
+        );
+    }
+
+    #[test]
     fn failures_and_not_attempted_hosts_decide_success() {
         let mut summary = RunSummary::default();
         summary.host_mut("a").ok = 3;
         assert!(summary.success());
-        summary.host_mut("b").not_attempted = Some("stopped".into());
+        summary
+            .host_mut("b")
+            .record_not_attempted("deploy", "stopped");
         assert!(!summary.success());
         assert_eq!(summary.not_attempted_hosts(), vec!["b"]);
-        summary.host_mut("c").unreachable = true;
+        assert_eq!(summary.hosts["b"].status(), HostStatus::NotAttempted);
+        summary.host_mut("c").record_failure(
+            FailureKind::Unreachable,
+            "deploy",
+            "lost\n  hint: retry",
+        );
         assert_eq!(summary.failed_hosts(), vec!["c"]);
+        assert_eq!(summary.hosts["c"].status(), HostStatus::Unreachable);
+        assert_eq!(
+            summary.hosts["c"].error.as_deref(),
+            Some("lost; hint: retry")
+        );
+        // The first failure is the cause; a failed host is never "not attempted" later.
+        summary
+            .host_mut("c")
+            .record_failure(FailureKind::Failed, "later", "other");
+        summary
+            .host_mut("c")
+            .record_not_attempted("later", "stopped");
+        assert_eq!(summary.hosts["c"].status(), HostStatus::Unreachable);
+        assert_eq!(summary.hosts["c"].role.as_deref(), Some("deploy"));
     }
 }

@@ -5,7 +5,7 @@
 //! allows, no further batch or role starts and the summary names every host that was not
 //! attempted. Whatever happens (including Ctrl-C), agents are stopped and hosts cleaned up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -13,16 +13,17 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use mop_inventory::{Connection, Hop};
 use mop_policy::{Policy, Role};
-use mop_protocol::{CleanupRequest, Mode};
+use mop_protocol::{CleanupRequest, Mode, ResourceStatus};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::hooks::{contact_when, hook_context, render_hook, run_hook};
+use crate::lost;
 use crate::plan::{role_plan, PlanOptions};
 use crate::prepare::{ManifestFiles, PreparedRun};
-use crate::report::{Reporter, RunSummary};
-use crate::session::AgentSession;
-use crate::ssh::{self, AgentOptions, SshHost, SshPool, SudoSpec};
+use crate::report::{Diagnostics, FailureKind, HostStatus, Reporter, RunSummary};
+use crate::session::{AgentSession, SessionError};
+use crate::ssh::{self, AgentOptions, SshError, SshHost, SshPool, SudoSpec};
 use crate::transport::AgentChild;
 
 /// One host of a role, resolved by the caller from the inventory.
@@ -69,14 +70,59 @@ pub enum PushError {
 /// What one host did in one role.
 enum HostOutcome {
     Succeeded,
-    /// The host failed (resource failure, hook failure, unreachable); `unreachable` when the
-    /// role never ran on it.
-    Failed {
-        message: String,
-        unreachable: bool,
-    },
-    /// `contact_when` was false: not contacted, not a failure.
+    /// The host failed (resource failure, hook failure, unreachable, ...).
+    Failed(HostFailure),
+    /// `contact_when` was false (or the host failed in an earlier role): not contacted now.
     NotContacted,
+}
+
+/// How a host's role ended badly: what the run prints when it happens, and what the summary
+/// keeps of it.
+struct HostFailure {
+    kind: FailureKind,
+    /// Printed once when it happens (may carry a `hint:` line).
+    message: String,
+    /// The one-line cause the summary adds to `message` (a resource's message, a hook's last
+    /// line of stderr).
+    detail: Option<String>,
+    /// A hook's output, printed once under the failure line.
+    stderr: Option<String>,
+}
+
+impl HostFailure {
+    fn new(kind: FailureKind, message: impl std::fmt::Display) -> HostFailure {
+        HostFailure {
+            kind,
+            message: message.to_string(),
+            detail: None,
+            stderr: None,
+        }
+    }
+
+    fn status(&self) -> HostStatus {
+        match self.kind {
+            FailureKind::Failed => HostStatus::Failed,
+            FailureKind::Unreachable => HostStatus::Unreachable,
+            FailureKind::Interrupted => HostStatus::Interrupted,
+            FailureKind::HookFailed => HostStatus::HookFailed,
+        }
+    }
+
+    /// The first error for the summary (which puts it on one line).
+    fn summary_line(&self) -> String {
+        match &self.detail {
+            Some(detail) => format!("{}: {detail}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// Which hosts are working on which role, and which (host, role position) pairs are done, so
+/// Ctrl-C can tell `interrupted` from `not attempted`.
+#[derive(Default)]
+struct Progress {
+    working: BTreeMap<String, String>,
+    finished: BTreeSet<(String, usize)>,
 }
 
 type LiveSession = AgentSession<
@@ -99,8 +145,10 @@ struct RunState<'a> {
     pool: &'a SshPool,
     files: ManifestFiles,
     reporter: Mutex<Reporter>,
+    diagnostics: Diagnostics,
     summary: Mutex<RunSummary>,
     agents: Mutex<HashMap<String, HostAgent>>,
+    progress: Mutex<Progress>,
     /// One permit per host in progress (`--forks`).
     forks: tokio::sync::Semaphore,
 }
@@ -166,8 +214,9 @@ pub async fn run_push(
     reporter: Reporter,
 ) -> Result<(RunSummary, Reporter, bool), PushError> {
     let started = Instant::now();
+    let diagnostics = reporter.diagnostics();
     if let Err(err) = ssh::raise_nofile_limit() {
-        eprintln!("warning: could not raise the open-files limit: {err}");
+        diagnostics.warning(&format!("could not raise the open-files limit: {err}"));
     }
     let hosts = ssh_hosts(roles);
     let pool = SshPool::with_agents(
@@ -193,8 +242,10 @@ pub async fn run_push(
         pool: &pool,
         files: ManifestFiles(prepared.manifest.clone()),
         reporter: Mutex::new(reporter),
+        diagnostics: diagnostics.clone(),
         summary: Mutex::new(summary),
         agents: Mutex::new(HashMap::new()),
+        progress: Mutex::new(Progress::default()),
         forks: tokio::sync::Semaphore::new(options.forks.get()),
     };
 
@@ -203,18 +254,8 @@ pub async fn run_push(
         _ = tokio::signal::ctrl_c() => true,
     };
     if interrupted {
-        eprintln!("interrupted: stopping agents and cleaning up hosts");
-        let mut summary = state.summary();
-        for totals in summary.hosts.values_mut() {
-            if totals.error.is_some() || totals.not_attempted.is_some() {
-                continue;
-            }
-            if totals.ok + totals.changed + totals.failed + totals.skipped == 0 {
-                totals.not_attempted = Some("interrupted".to_string());
-            } else {
-                totals.error = Some("interrupted".to_string());
-            }
-        }
+        diagnostics.notice("interrupted: stopping agents and cleaning up hosts");
+        mark_interrupted(&state, roles);
     }
 
     // Stop every agent still running, then remove what the run left on the hosts.
@@ -226,13 +267,14 @@ pub async fn run_push(
         .collect();
     join_all(agents.into_iter().map(|(host, agent)| {
         let pool = &pool;
+        let diagnostics = &diagnostics;
         async move {
             if interrupted {
                 return stop_agent(agent, true).await;
             }
             match pool.self_cleanup_request(&host).await {
                 Some(request) => {
-                    if finish_agent(&host, agent, request).await {
+                    if finish_agent(&host, agent, request, diagnostics).await {
                         pool.cleaned_by_agent(&host).await;
                     }
                 }
@@ -259,11 +301,11 @@ pub async fn run_push(
     }
     for (host, result) in cleanup_results {
         if let Err(err) = result {
-            eprintln!("warning: cleaning up {host}: {err}");
+            diagnostics.warning(&format!("cleaning up {host}: {err}"));
         }
     }
     for (host, err) in pool.close_all().await {
-        eprintln!("warning: closing the connection to {host}: {err}");
+        diagnostics.warning(&format!("closing the connection to {host}: {err}"));
     }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok((summary, reporter, interrupted))
@@ -296,17 +338,26 @@ async fn reap_agent(
 /// The last stop of a host's agent: it removes its own work directory and stops what it
 /// started, then exits. `false` when it could not (said why on stderr) or did not exit: the
 /// agent was killed and the pool's cleanup over SSH does the rest.
-async fn finish_agent(host: &str, agent: HostAgent, request: CleanupRequest) -> bool {
+async fn finish_agent(
+    host: &str,
+    agent: HostAgent,
+    request: CleanupRequest,
+    diagnostics: &Diagnostics,
+) -> bool {
     let answer = agent.session.clean_up_and_shut_down(request).await;
-    let exited = reap_agent(agent.child, agent.stderr_task, answer.is_ok()).await;
+    // An agent that could not remove everything was still told to exit.
+    let told_to_stop = matches!(answer, Ok(()) | Err(SessionError::CleanupIncomplete(_)));
+    let exited = reap_agent(agent.child, agent.stderr_task, told_to_stop).await;
     match answer {
-        Ok(Ok(())) => exited,
-        Ok(Err(detail)) => {
-            eprintln!("warning: {host}: the agent could not clean up after itself ({detail}); cleaning up over SSH");
+        Ok(()) => exited,
+        Err(err @ SessionError::CleanupIncomplete(_)) => {
+            diagnostics.warning(&format!("{host}: {err}; cleaning up over SSH"));
             false
         }
         Err(err) => {
-            eprintln!("warning: {host}: stopping the agent: {err}; cleaning up over SSH");
+            diagnostics.warning(&format!(
+                "{host}: stopping the agent: {err}; cleaning up over SSH"
+            ));
             false
         }
     }
@@ -314,13 +365,15 @@ async fn finish_agent(host: &str, agent: HostAgent, request: CleanupRequest) -> 
 
 async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
     let mut stop_reason: Option<String> = None;
-    let mut failed_hosts: BTreeSet<String> = BTreeSet::new();
-    for push_role in roles {
+    // Failed hosts and the role they failed in: later roles skip them, and say so.
+    let mut failed_hosts: BTreeMap<String, String> = BTreeMap::new();
+    for (position, push_role) in roles.iter().enumerate() {
         let role = &state.policy.roles[push_role.role_index];
         if let Some(reason) = &stop_reason {
             mark_not_attempted(
                 state,
                 push_role.hosts.iter().map(|host| host.name.as_str()),
+                &role.name,
                 reason,
             );
             continue;
@@ -345,8 +398,23 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
         let mut role_failures = 0usize;
         let batches: Vec<&[&PushHost]> = hosts.chunks(serial).collect();
         for (batch_index, batch) in batches.iter().enumerate() {
+            for host in batch.iter() {
+                if let Some(failed_in) = failed_hosts.get(&host.name) {
+                    state.reporter().not_attempted(
+                        &host.name,
+                        &role.name,
+                        &format!("it failed in role `{failed_in}`"),
+                    );
+                    state
+                        .summary()
+                        .host_mut(&host.name)
+                        .missed_roles
+                        .push(role.name.clone());
+                    state.mark_finished(&host.name, position);
+                }
+            }
             let outcomes = join_all(batch.iter().map(|host| {
-                let already_failed = failed_hosts.contains(&host.name);
+                let already_failed = failed_hosts.contains_key(&host.name);
                 async move {
                     if already_failed {
                         return HostOutcome::NotContacted;
@@ -357,25 +425,29 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
                         .acquire()
                         .await
                         .expect("the forks semaphore is never closed");
-                    run_host_role(state, push_role.role_index, role, host).await
+                    state.mark_in_progress(&host.name, &role.name);
+                    let outcome = run_host_role(state, push_role.role_index, role, host).await;
+                    state.mark_finished(&host.name, position);
+                    outcome
                 }
             }))
             .await;
             for (host, outcome) in batch.iter().zip(outcomes) {
-                if let HostOutcome::Failed {
-                    message,
-                    unreachable,
-                } = outcome
-                {
+                if let HostOutcome::Failed(failure) = outcome {
                     role_failures += 1;
-                    failed_hosts.insert(host.name.clone());
-                    state
-                        .reporter()
-                        .host_failed(&host.name, &role.name, &message);
-                    let mut summary = state.summary();
-                    let totals = summary.host_mut(&host.name);
-                    totals.unreachable |= unreachable;
-                    totals.error.get_or_insert(message);
+                    failed_hosts.insert(host.name.clone(), role.name.clone());
+                    state.reporter().host_failed(
+                        &host.name,
+                        &role.name,
+                        failure.status(),
+                        &failure.message,
+                        failure.stderr.as_deref(),
+                    );
+                    state.summary().host_mut(&host.name).record_failure(
+                        failure.kind,
+                        &role.name,
+                        &failure.summary_line(),
+                    );
                 }
             }
             if role_failures > allowed_failures {
@@ -387,9 +459,31 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
                 let remaining = batches[batch_index + 1..]
                     .iter()
                     .flat_map(|batch| batch.iter().map(|host| host.name.as_str()));
-                mark_not_attempted(state, remaining, &reason);
+                mark_not_attempted(state, remaining, &role.name, &reason);
                 stop_reason = Some(reason);
                 break;
+            }
+        }
+    }
+}
+
+/// After Ctrl-C: hosts that were working are `interrupted`; hosts that had not started a role
+/// they were selected for missed it (the first such role is named).
+fn mark_interrupted(state: &RunState<'_>, roles: &[PushRole]) {
+    let progress = state.progress();
+    let mut summary = state.summary();
+    for (host, role) in &progress.working {
+        summary
+            .host_mut(host)
+            .record_failure(FailureKind::Interrupted, role, "stopped by Ctrl-C");
+    }
+    for (position, push_role) in roles.iter().enumerate() {
+        let role = &state.policy.roles[push_role.role_index].name;
+        for host in &push_role.hosts {
+            if !progress.finished.contains(&(host.name.clone(), position)) {
+                summary
+                    .host_mut(&host.name)
+                    .record_not_attempted(role, "interrupted before it started");
             }
         }
     }
@@ -398,14 +492,12 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
 fn mark_not_attempted<'a>(
     state: &RunState<'_>,
     hosts: impl Iterator<Item = &'a str>,
+    role: &str,
     reason: &str,
 ) {
     let mut summary = state.summary();
     for host in hosts {
-        let totals = summary.host_mut(host);
-        if !totals.is_failed() && totals.not_attempted.is_none() {
-            totals.not_attempted = Some(reason.to_string());
-        }
+        summary.host_mut(host).record_not_attempted(role, reason);
     }
 }
 
@@ -418,6 +510,24 @@ impl RunState<'_> {
 
     fn summary(&self) -> std::sync::MutexGuard<'_, RunSummary> {
         self.summary.lock().expect("summary lock is never poisoned")
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress
+            .lock()
+            .expect("progress lock is never poisoned")
+    }
+
+    fn mark_in_progress(&self, host: &str, role: &str) {
+        self.progress()
+            .working
+            .insert(host.to_string(), role.to_string());
+    }
+
+    fn mark_finished(&self, host: &str, position: usize) {
+        let mut progress = self.progress();
+        progress.working.remove(host);
+        progress.finished.insert((host.to_string(), position));
     }
 }
 
@@ -439,21 +549,13 @@ async fn run_host_role(
                 );
                 return HostOutcome::NotContacted;
             }
-            Err(message) => {
-                return HostOutcome::Failed {
-                    message,
-                    unreachable: true,
-                }
-            }
+            Err(err) => return HostOutcome::Failed(HostFailure::new(FailureKind::Failed, err)),
         }
     }
     let check = state.options.plan.mode == Mode::Check;
     if let Some(before) = &role.before {
-        if let Err(message) = hook(state, role, host, "before", before, &context, check).await {
-            return HostOutcome::Failed {
-                message,
-                unreachable: true,
-            };
+        if let Err(failure) = hook(state, role, host, "before", before, &context, check).await {
+            return HostOutcome::Failed(failure);
         }
     }
 
@@ -461,32 +563,27 @@ async fn run_host_role(
     let result = match state.options.host_timeout {
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
-            Err(_) => Err((format!("timed out after {}s", limit.as_secs()), false)),
+            Err(_) => Err(HostFailure::new(
+                FailureKind::Failed,
+                format!("timed out after {}s", limit.as_secs()),
+            )),
         },
         None => work.await,
     };
     match result {
-        Ok(true) => {}
-        Ok(false) => {
-            return HostOutcome::Failed {
-                message: format!("role `{}` failed", role.name),
-                unreachable: false,
-            }
+        Ok(None) => {}
+        Ok(Some(first_failure)) => {
+            let mut failure =
+                HostFailure::new(FailureKind::Failed, format!("role `{}` failed", role.name));
+            failure.detail = first_failure;
+            return HostOutcome::Failed(failure);
         }
-        Err((message, unreachable)) => {
-            return HostOutcome::Failed {
-                message,
-                unreachable,
-            }
-        }
+        Err(failure) => return HostOutcome::Failed(failure),
     }
 
     if let Some(after) = &role.after {
-        if let Err(message) = hook(state, role, host, "after", after, &context, check).await {
-            return HostOutcome::Failed {
-                message,
-                unreachable: false,
-            };
+        if let Err(failure) = hook(state, role, host, "after", after, &context, check).await {
+            return HostOutcome::Failed(failure);
         }
     }
     HostOutcome::Succeeded
@@ -500,8 +597,9 @@ async fn hook(
     template: &str,
     context: &Map<String, Value>,
     check: bool,
-) -> Result<(), String> {
-    let command = render_hook(template, context)?;
+) -> Result<(), HostFailure> {
+    let command = render_hook(template, context)
+        .map_err(|err| HostFailure::new(FailureKind::HookFailed, format!("{which} {err}")))?;
     if check {
         state.reporter().note(
             &host.name,
@@ -512,24 +610,31 @@ async fn hook(
     }
     let result = run_hook(&command, &state.policy.dir, &host.name, &role.name)
         .await
-        .map_err(|err| format!("{which} hook `{command}` could not run: {err}"))?;
+        .map_err(|err| {
+            HostFailure::new(
+                FailureKind::HookFailed,
+                format!("{which} hook `{command}` could not run: {err}"),
+            )
+        })?;
     if result.rc != 0 {
-        let detail = result
-            .stderr
+        // The hook's own words: its stderr (its stdout when it wrote nothing there), printed
+        // once under the failure line; the summary carries the last line.
+        let output = if result.stderr.trim().is_empty() {
+            result.stdout
+        } else {
+            result.stderr
+        };
+        let mut failure = HostFailure::new(
+            FailureKind::HookFailed,
+            format!("{which} hook `{command}` exited with {}", result.rc),
+        );
+        failure.detail = output
             .lines()
-            .chain(result.stdout.lines())
-            .last()
-            .unwrap_or("")
-            .to_string();
-        return Err(format!(
-            "{which} hook `{command}` exited with {}{}",
-            result.rc,
-            if detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {detail}")
-            }
-        ));
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .map(str::to_string);
+        failure.stderr = Some(output);
+        return Err(failure);
     }
     state.reporter().note(
         &host.name,
@@ -539,14 +644,15 @@ async fn hook(
     Ok(())
 }
 
-/// Runs the role through the host's agent (starting one if needed). `Ok(success)`, or
-/// `Err((message, unreachable))` when the agent could not be reached or broke the protocol.
+/// Runs the role through the host's agent (starting one if needed). `Ok(None)` when the role
+/// succeeded, `Ok(Some(first failed resource))` when it failed, `Err` when the agent could
+/// not be reached, broke the protocol or lost its connection.
 async fn run_role_on_host(
     state: &RunState<'_>,
     role_index: usize,
     role: &Role,
     host: &PushHost,
-) -> Result<bool, (String, bool)> {
+) -> Result<Option<Option<String>>, HostFailure> {
     let options = agent_options(&host.connection, state.options.no_agent_cache);
     let existing = state
         .agents
@@ -559,9 +665,7 @@ async fn run_role_on_host(
             if let Some(previous) = other {
                 stop_agent(previous, false).await;
             }
-            start_agent(state, &host.name, options)
-                .await
-                .map_err(|message| (message, true))?
+            start_agent(state, &host.name, options).await?
         }
     };
     let plan = role_plan(
@@ -573,9 +677,13 @@ async fn run_role_on_host(
         host.connection.remote_log,
         state.options.plan,
     );
+    let mut first_failure: Option<String> = None;
     let outcome = agent
         .session
         .run_role(&plan, &state.files, &mut |event| {
+            if event.status == ResourceStatus::Failed && !event.ignored && first_failure.is_none() {
+                first_failure = Some(crate::report::failure_line(&event));
+            }
             state.reporter().resource(&host.name, &role.name, &event)
         })
         .await;
@@ -588,42 +696,79 @@ async fn run_role_on_host(
                 outcome.bytes_sent,
             );
             for refused in &outcome.refused_requests {
-                eprintln!("[{}] protocol violation: {refused}", host.name);
+                state
+                    .diagnostics
+                    .host_line(&host.name, &format!("protocol violation: {refused}"));
             }
             state
                 .summary()
                 .add_role(&host.name, &outcome.summary, outcome.bytes_sent);
-            let success = !outcome.summary.role_failed;
+            let failed = outcome.summary.role_failed;
             state
                 .agents
                 .lock()
                 .expect("agents lock is never poisoned")
                 .insert(host.name.clone(), agent);
-            Ok(success)
+            Ok(failed.then_some(first_failure))
         }
         Err(err) => {
+            let lost = match err {
+                SessionError::Closed | SessionError::Io(_) => {
+                    lost::connection_lost(state.pool, &host.name).await
+                }
+                _ => None,
+            };
             stop_agent(agent, true).await;
-            Err((err.to_string(), false))
+            Err(match lost {
+                Some(reason) => HostFailure::new(
+                    FailureKind::Unreachable,
+                    format!("connection to {} lost: {reason}", host.name),
+                ),
+                None => HostFailure::new(FailureKind::Failed, err),
+            })
         }
     }
+}
+
+/// Login failures: the host could not be reached at all (as opposed to sudo or bootstrap
+/// problems on a host that was reached).
+fn is_login_failure(err: &SshError) -> bool {
+    matches!(
+        err,
+        SshError::Unreachable { .. }
+            | SshError::Timeout { .. }
+            | SshError::AuthFailed { .. }
+            | SshError::HostKeyChanged { .. }
+            | SshError::HostKeyUnknown { .. }
+            | SshError::JumpFailed { .. }
+            | SshError::Connect { .. }
+    )
 }
 
 async fn start_agent(
     state: &RunState<'_>,
     host: &str,
     options: AgentOptions,
-) -> Result<HostAgent, String> {
+) -> Result<HostAgent, HostFailure> {
     let process = state
         .pool
         .start_agent(host, &options)
         .await
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| {
+            let kind = if is_login_failure(&err) {
+                FailureKind::Unreachable
+            } else {
+                FailureKind::Failed
+            };
+            HostFailure::new(kind, err)
+        })?;
     let host_name = host.to_string();
     let stderr = process.stderr;
+    let diagnostics = state.diagnostics.clone();
     let stderr_task = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[{host_name}] {line}");
+            diagnostics.host_line(&host_name, &line);
         }
     });
     let mut child = process.child;
@@ -635,11 +780,26 @@ async fn start_agent(
             stderr_task,
         }),
         Err(err) => {
+            let lost = match err {
+                SessionError::Closed | SessionError::Io(_) => {
+                    lost::connection_lost(state.pool, host).await
+                }
+                _ => None,
+            };
             let _ = child.kill().await;
             let _ = stderr_task.await;
+            if let Some(reason) = lost {
+                return Err(HostFailure::new(
+                    FailureKind::Unreachable,
+                    format!("connection to {host} lost: {reason}"),
+                ));
+            }
             match state.pool.diagnose_agent_start(host, &options).await {
-                Some(diagnosis) => Err(diagnosis.to_string()),
-                None => Err(format!("starting the agent: {err}")),
+                Some(diagnosis) => Err(HostFailure::new(FailureKind::Failed, diagnosis)),
+                None => Err(HostFailure::new(
+                    FailureKind::Failed,
+                    format!("starting the agent: {err}"),
+                )),
             }
         }
     }

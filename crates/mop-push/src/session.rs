@@ -17,12 +17,28 @@ use tokio::sync::mpsc;
 use crate::wire::{FrameReader, FrameWriter};
 
 /// The sha256 of a served file, or why there is none; see [`FileProvider::sha256`].
-pub type DigestFuture<'a> = Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+pub type DigestFuture<'a> = Pin<Box<dyn Future<Output = Result<String, FileError>> + Send + 'a>>;
+
+/// Why a served file cannot be sent. The message travels to the agent in `file_refused` and
+/// fails that resource, not the session.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FileError {
+    /// The id is not an entry of this run's manifest.
+    #[error("file id {0} is not in this run's manifest")]
+    NotInManifest(u32),
+    /// The run serves no files at all.
+    #[error("file {0} is not served in this run")]
+    NotServed(u32),
+    /// Reading or hashing the source failed (the file server's own error, as text because it
+    /// is shared between the hashing threads and every session that waits for the digest).
+    #[error("{0}")]
+    Source(String),
+}
 
 /// Serves file contents and digests for the ids of a role plan's `files`.
 pub trait FileProvider: Send + Sync {
     /// Opens the content of manifest entry `id`: its size and a reader, or why it cannot be sent.
-    fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), String>;
+    fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), FileError>;
 
     /// The sha256 of entry `id` if it is known already (plans carry it when it is).
     fn known_sha256(&self, id: u32) -> Option<String>;
@@ -35,8 +51,8 @@ pub trait FileProvider: Send + Sync {
 pub struct NoFiles;
 
 impl FileProvider for NoFiles {
-    fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), String> {
-        Err(format!("file {id} is not served in this run"))
+    fn open(&self, id: u32) -> Result<(u64, Box<dyn Read + Send>), FileError> {
+        Err(FileError::NotServed(id))
     }
 
     fn known_sha256(&self, _id: u32) -> Option<String> {
@@ -44,9 +60,7 @@ impl FileProvider for NoFiles {
     }
 
     fn sha256(&self, id: u32) -> DigestFuture<'_> {
-        Box::pin(std::future::ready(Err(format!(
-            "file {id} is not served in this run"
-        ))))
+        Box::pin(std::future::ready(Err(FileError::NotServed(id))))
     }
 }
 
@@ -63,6 +77,9 @@ pub enum SessionError {
     VersionMismatch { agent: u32, controller: u32 },
     #[error("i/o error talking to the agent: {0}")]
     Io(#[from] std::io::Error),
+    /// The agent answered a cleanup request but could not remove everything.
+    #[error("the agent could not clean up after itself ({0})")]
+    CleanupIncomplete(String),
 }
 
 /// The result of one role on one host, as seen by the controller.
@@ -153,7 +170,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
                     if !self.refuse_unplanned(plan, id, &mut outcome).await? {
                         let answer = match files.sha256(id).await {
                             Ok(sha256) => ControllerMessage::FileDigest { id, sha256 },
-                            Err(reason) => ControllerMessage::FileRefused { id, reason },
+                            Err(reason) => ControllerMessage::FileRefused {
+                                id,
+                                reason: reason.to_string(),
+                            },
                         };
                         self.writer.send(&answer).await?;
                     }
@@ -206,6 +226,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         let (size, mut source) = match files.open(id) {
             Ok(opened) => opened,
             Err(reason) => {
+                let reason = reason.to_string();
                 self.writer
                     .send(&ControllerMessage::FileRefused { id, reason })
                     .await?;
@@ -255,12 +276,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
             .await
             .map_err(|err| SessionError::Io(std::io::Error::other(err.to_string())))?;
         let end = match read_error {
-            Some(reason) => Err(reason),
+            Some(reason) => Err(FileError::Source(reason)),
             None => files.sha256(id).await,
         };
         let end = match end {
             Ok(sha256) => ControllerMessage::FileDigest { id, sha256 },
-            Err(reason) => ControllerMessage::FileRefused { id, reason },
+            Err(reason) => ControllerMessage::FileRefused {
+                id,
+                reason: reason.to_string(),
+            },
         };
         self.writer.send(&end).await?;
         Ok(sent)
@@ -273,12 +297,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         Ok(())
     }
 
-    /// Has the agent stop what it started and remove its work directory, then exit. `Ok(Err)`
-    /// says what the agent could not remove; the caller then cleans up by other means.
+    /// Has the agent stop what it started and remove its work directory, then exit.
+    /// [`SessionError::CleanupIncomplete`] says what the agent could not remove (it was still
+    /// told to exit); the caller then cleans up by other means.
     pub async fn clean_up_and_shut_down(
         mut self,
         request: CleanupRequest,
-    ) -> Result<Result<(), String>, SessionError> {
+    ) -> Result<(), SessionError> {
         // Both messages at once: the agent answers the first before it reads the second.
         self.writer
             .send(&ControllerMessage::Cleanup(request))
@@ -287,8 +312,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         let answer = next_message(&mut self.reader).await;
         self.writer.close().await?;
         match answer? {
-            AgentMessage::Cleaned { error: None } => Ok(Ok(())),
-            AgentMessage::Cleaned { error: Some(error) } => Ok(Err(error)),
+            AgentMessage::Cleaned { error: None } => Ok(()),
+            AgentMessage::Cleaned { error: Some(error) } => {
+                Err(SessionError::CleanupIncomplete(error))
+            }
             AgentMessage::Error { message } => Err(SessionError::Agent(message)),
             other => Err(SessionError::Protocol(format!(
                 "expected `cleaned` from the agent, got `{}`",
@@ -550,7 +577,7 @@ mod tests {
     }
 
     impl FileProvider for FailingFiles {
-        fn open(&self, _id: u32) -> Result<(u64, Box<dyn Read + Send>), String> {
+        fn open(&self, _id: u32) -> Result<(u64, Box<dyn Read + Send>), FileError> {
             Ok((10 << 20, Box::new(FailingReader { served: false })))
         }
 

@@ -22,6 +22,15 @@ pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     /// Interrupted by Ctrl-C (SIGINT): remote work was stopped and connections closed.
     pub const INTERRUPTED: u8 = 130;
+
+    /// The one place an error that ends a command becomes an exit code. Commands return
+    /// their outcome (0, 1, 130) as `Ok`; an `Err` means the command stopped before any host
+    /// was worked on: bad input (the load errors), or a run that could not start at all
+    /// (no agent for the run, the SSH pool could not be set up), which the operator fixes
+    /// the same way, so both are 2. The typed error and its source chain are printed whole.
+    pub fn for_error(_err: &anyhow::Error) -> u8 {
+        INVALID_INPUT
+    }
 }
 
 fn main() -> ExitCode {
@@ -52,7 +61,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             common::print_error(&err, color);
-            ExitCode::from(exit::INVALID_INPUT)
+            ExitCode::from(exit::for_error(&err))
         }
     }
 }

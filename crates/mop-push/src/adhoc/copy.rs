@@ -19,6 +19,30 @@ use tokio::sync::Semaphore;
 use super::{AdhocHost, SshPool};
 use crate::ssh::{password_line, quote, redact, RunAs, Secret, SudoSpec};
 
+/// Why the local side of an upload cannot be read; nothing has been sent when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalSourceError {
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot list `{}`: {source}", path.display())]
+    List {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{}` is a directory\n  hint: pass --recursive to upload it with everything in it", path.display())]
+    Directory { path: PathBuf },
+}
+
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> LocalSourceError + '_ {
+    move |source| LocalSourceError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// What one host's copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyOutcome {
@@ -78,16 +102,14 @@ fn local_files(
     local: &Path,
     remote: &str,
     options: &UploadOptions,
-) -> Result<Vec<LocalFile>, String> {
-    let metadata = std::fs::metadata(local)
-        .map_err(|error| format!("cannot read `{}`: {error}", local.display()))?;
+) -> Result<Vec<LocalFile>, LocalSourceError> {
+    let metadata = std::fs::metadata(local).map_err(read_error(local))?;
     let mut pairs = Vec::new();
     if metadata.is_dir() {
         if !options.recursive {
-            return Err(format!(
-                "`{}` is a directory\n  hint: pass --recursive to upload it with everything in it",
-                local.display()
-            ));
+            return Err(LocalSourceError::Directory {
+                path: local.to_path_buf(),
+            });
         }
         walk(local, remote.trim_end_matches('/'), &mut pairs)?;
     } else {
@@ -105,8 +127,7 @@ fn local_files(
     pairs
         .into_iter()
         .map(|(source, remote)| {
-            let bytes = std::fs::read(&source)
-                .map_err(|error| format!("cannot read `{}`: {error}", source.display()))?;
+            let bytes = std::fs::read(&source).map_err(read_error(&source))?;
             let local_mode = std::fs::metadata(&source)
                 .map(|metadata| std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()))
                 .unwrap_or(0o644);
@@ -120,9 +141,16 @@ fn local_files(
         .collect()
 }
 
-fn walk(dir: &Path, remote: &str, pairs: &mut Vec<(PathBuf, String)>) -> Result<(), String> {
+fn walk(
+    dir: &Path,
+    remote: &str,
+    pairs: &mut Vec<(PathBuf, String)>,
+) -> Result<(), LocalSourceError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|error| format!("cannot list `{}`: {error}", dir.display()))?
+        .map_err(|source| LocalSourceError::List {
+            path: dir.to_path_buf(),
+            source,
+        })?
         .flatten()
         .collect();
     entries.sort_by_key(|entry| entry.file_name());
@@ -130,8 +158,7 @@ fn walk(dir: &Path, remote: &str, pairs: &mut Vec<(PathBuf, String)>) -> Result<
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         let target = format!("{remote}/{name}");
-        let metadata = std::fs::metadata(&path)
-            .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
+        let metadata = std::fs::metadata(&path).map_err(read_error(&path))?;
         if metadata.is_dir() {
             walk(&path, &target, pairs)?;
         } else if metadata.is_file() {
@@ -181,7 +208,7 @@ pub async fn upload_to_hosts(
     local: &Path,
     remote: &str,
     options: &UploadOptions,
-) -> Result<Vec<CopyOutcome>, String> {
+) -> Result<Vec<CopyOutcome>, LocalSourceError> {
     let files = Arc::new(local_files(local, remote, options)?);
     let limit = Semaphore::new(options.forks.get());
     let uploads = hosts.iter().map(|host| {

@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use mop_push::ssh::{
     close_connections, control_dir_location, list_connections, PersistedConnection,
 };
@@ -82,9 +82,7 @@ fn list(json: bool) -> Result<u8> {
 
 fn close(hosts: &[String], json: bool) -> Result<u8> {
     let dir = control_dir_location();
-    let closed = runtime()?
-        .block_on(close_connections(&dir, hosts))?
-        .map_err(|unknown| anyhow!("{unknown}"))?;
+    let closed = runtime()?.block_on(close_connections(&dir, hosts))??;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut failures = 0;

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use mop_inventory::{ExtraLayers, Inventory, ResolvedHost};
 use mop_push::load;
 use serde_json::json;
@@ -18,9 +18,7 @@ pub fn run(args: InventoryArgs) -> Result<u8> {
     let mut out = std::io::stdout().lock();
 
     if let Some(name) = &args.host {
-        let resolved = inventory
-            .resolve(name, &layers)
-            .map_err(|err| anyhow!("{err}"))?;
+        let resolved = inventory.resolve(name, &layers)?;
         if args.output.json {
             writeln!(out, "{}", serde_json::to_string_pretty(&resolved)?)?;
         } else {
@@ -39,11 +37,7 @@ pub fn run(args: InventoryArgs) -> Result<u8> {
     }
     let mut resolved_hosts = Vec::with_capacity(selected.hosts.len());
     for host in &selected.hosts {
-        resolved_hosts.push(
-            inventory
-                .resolve(host.name(), &layers)
-                .map_err(|err| anyhow!("{err}"))?,
-        );
+        resolved_hosts.push(inventory.resolve(host.name(), &layers)?);
     }
     if args.output.json {
         let hosts: Vec<_> = resolved_hosts

@@ -54,7 +54,7 @@ pub fn run(args: UploadArgs) -> Result<u8> {
         outcomes
     });
     let outcomes = match outcomes {
-        Ok(outcomes) => outcomes.map_err(|detail| anyhow!("{detail}"))?,
+        Ok(outcomes) => outcomes?,
         Err(interrupted) => return Ok(report_interrupted(interrupted)),
     };
     Ok(print_outcomes(&outcomes, args.output.json, "uploaded"))
