@@ -145,7 +145,7 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     // No template may read a secret: the policy check names each read (see crate::secrets).
     let secret_vars = crate::secrets::secret_var_names();
     let mut errors: Vec<String> = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = inventory.warnings().to_vec();
     let mut roles = Vec::new();
     for (role_index, role) in policy.roles.iter().enumerate() {
         let role_selection = Selection::new(&role.groups, &role.hosts)?;
@@ -189,7 +189,8 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
         .filter(|role| !role.hosts.is_empty())
         .map(|role| role.role_index)
         .collect();
-    let protected = protected_files(request.policy, &inventory_path);
+    let mut protected = protected_files(request.policy, &inventory_path);
+    protected.extend(inventory.vars_file_paths().map(Path::to_path_buf));
     let prepared = match prepare(&policy, &selected_roles, &protected) {
         Ok(prepared) => Some(prepared),
         Err(policy_errors) => {
@@ -216,6 +217,9 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
 pub(crate) const PASSWORD_REFUSED: &str = "`mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key for the user (ssh-copy-id) and set `mop_ssh_key`, or load it into ssh-agent";
 
 /// Policy and role settings apply only where the inventory is silent; `-e` beats everything.
+/// Lowest first: the role directory's defaults, policy `vars`, policy `vars_files`, role `vars`,
+/// role `vars_files` ([`Policy::var_layers`]), the role's connection settings, then the
+/// inventory (its own layers, `group_vars/` and `host_vars/` included), then `-e`.
 pub fn role_layers(
     policy: &Policy,
     role: &Role,
@@ -237,9 +241,11 @@ pub fn role_layers(
             Value::from(check.as_str()),
         );
     }
-    ExtraLayers::none()
-        .with_defaults("policy", to_index_map(&policy.vars))
-        .with_defaults(format!("role `{}`", role.name), to_index_map(&role.vars))
+    let mut layers = ExtraLayers::none();
+    for layer in policy.var_layers(role) {
+        layers = layers.with_defaults(layer.label, to_index_map(&layer.vars));
+    }
+    layers
         .with_defaults(
             format!("role `{}` connection settings", role.name),
             connection,
