@@ -545,8 +545,8 @@ impl Loader {
                 .file_name()
                 .map(|name| name.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let hint = suggest::did_you_mean(&wanted, siblings.iter().map(String::as_str))
-                .or_else(|| {
+            let hint =
+                suggest::did_you_mean(&wanted, siblings.iter().map(String::as_str)).or_else(|| {
                     Some(format!(
                         "a role directory holds `{ROLE_RESOURCES_FILE}` and optionally \
                          `{ROLE_DEFAULTS_FILE}`, `templates/` and `files/`"
@@ -617,10 +617,9 @@ impl Loader {
         if self.include_stack.iter().any(|file| file == path) {
             let chain = self.include_chain(path);
             self.errors.push(
-                PolicyError::at(included_at, context, format!("include cycle: {chain}"))
-                    .with_hint(Some(
-                        "remove one of the `include`s that form the cycle".to_string(),
-                    )),
+                PolicyError::at(included_at, context, format!("include cycle: {chain}")).with_hint(
+                    Some("remove one of the `include`s that form the cycle".to_string()),
+                ),
             );
             return None;
         }
@@ -746,8 +745,7 @@ impl Loader {
         };
         for (include, span) in includes {
             let include_path = resolve(&dir, &include);
-            if let Some(included) = self.roles_file(&include_path, &source.origin(span.start), "")
-            {
+            if let Some(included) = self.roles_file(&include_path, &source.origin(span.start), "") {
                 file.vars.extend(included.vars.clone());
                 file.resources.extend(included.resources.iter().cloned());
                 file.handlers.extend(included.handlers.iter().cloned());

@@ -96,7 +96,9 @@ impl Policy {
                         let resolved = if resolve_against_defining_file {
                             match &role.role_dir {
                                 // A role directory's templates live in its `templates/`.
-                                Some(role_dir) if role.defined_in_role_dir(&resource_origin.file) => {
+                                Some(role_dir)
+                                    if role.defined_in_role_dir(&resource_origin.file) =>
+                                {
                                     resolve(&role_dir.join("templates"), path)
                                 }
                                 _ => resolve(&parent_dir(&resource_origin.file), path),

@@ -105,7 +105,10 @@ fn a_role_directory_used_twice_is_two_roles() {
         assert_eq!(role.vars["from_base"], true);
     }
     assert_eq!(policy.role("blue").expect("blue").vars["app_name"], "blue");
-    assert_eq!(policy.role("green").expect("green").vars["app_name"], "green");
+    assert_eq!(
+        policy.role("green").expect("green").vars["app_name"],
+        "green"
+    );
 }
 
 #[test]
@@ -140,7 +143,10 @@ fn layers_go_from_role_defaults_to_role_vars_files() {
         ]
     );
     let green = policy.role("green").expect("green");
-    let defaults = green.defaults.as_ref().expect("defaults of the role directory");
+    let defaults = green
+        .defaults
+        .as_ref()
+        .expect("defaults of the role directory");
     assert_eq!(defaults.vars["port"], 80);
 }
 
@@ -159,7 +165,10 @@ fn role_directory_templates_come_from_its_templates_dir() {
             ("green".to_string(), expected)
         ]
     );
-    let sources: Vec<_> = policy.source_paths().map(|reference| reference.path).collect();
+    let sources: Vec<_> = policy
+        .source_paths()
+        .map(|reference| reference.path)
+        .collect();
     assert_eq!(sources, ["logo.txt", "logo.txt"]);
     let blue = policy.role("blue").expect("blue");
     let ResourceSpec::File(_) = &blue.resources[1].spec else {

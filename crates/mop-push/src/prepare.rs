@@ -60,7 +60,10 @@ pub fn prepare(
         match &role.role_dir {
             // No `files/`: nothing to serve; a `source` of the role directory is reported below.
             Some(role_dir) if role_dir.join("files").is_dir() => {
-                let root = (role_dir.join("files"), format!("role directory of role `{}`", role.name));
+                let root = (
+                    role_dir.join("files"),
+                    format!("role directory of role `{}`", role.name),
+                );
                 match file_server(policy, std::iter::once(root), protected_files) {
                     Ok(server) => role_dir_servers.push(Some(server)),
                     Err(text) => {

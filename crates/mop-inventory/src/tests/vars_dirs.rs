@@ -47,13 +47,25 @@ fn files_sit_between_the_inventory_layers_like_ansible() {
     let root = dir.path();
     write(root, "inventory/hosts.toml", INVENTORY);
     // group_vars/all beats every inventory group table, even the deeper `web`.
-    write(root, "inventory/group_vars/all.toml", "level = \"group_vars all\"\n");
+    write(
+        root,
+        "inventory/group_vars/all.toml",
+        "level = \"group_vars all\"\n",
+    );
     let inventory = Inventory::load(&root.join("inventory/hosts.toml")).expect("loads");
     assert_eq!(level_of(&inventory, "h2"), json!("group_vars all"));
     assert_eq!(level_of(&inventory, "h1"), json!("host vars"));
 
-    write(root, "inventory/group_vars/web.toml", "level = \"group_vars web\"\n");
-    write(root, "inventory/host_vars/h1.toml", "level = \"host_vars h1\"\n");
+    write(
+        root,
+        "inventory/group_vars/web.toml",
+        "level = \"group_vars web\"\n",
+    );
+    write(
+        root,
+        "inventory/host_vars/h1.toml",
+        "level = \"host_vars h1\"\n",
+    );
     // The same directory given as the inventory finds the same files.
     let inventory = Inventory::load(&root.join("inventory")).expect("loads");
     assert_eq!(level_of(&inventory, "h2"), json!("group_vars web"));
@@ -81,7 +93,10 @@ fn files_sit_between_the_inventory_layers_like_ansible() {
             "host_vars file at inventory/host_vars/h1.toml:1:9",
         ]
     );
-    assert_eq!(h1.winner("level").map(|s| &s.kind), Some(&SourceKind::HostVarsFile));
+    assert_eq!(
+        h1.winner("level").map(|s| &s.kind),
+        Some(&SourceKind::HostVarsFile)
+    );
     let overridden = inventory
         .resolve(
             "h1",
@@ -134,7 +149,9 @@ fn mop_via_from_a_host_vars_file_is_checked() {
     write(dir.path(), "host_vars/h1.toml", "mop_via = \"h9\"\n");
     let error = Inventory::load(&dir.path().join("hosts.toml")).expect_err("unknown jump host");
     assert!(
-        error.to_string().contains("`mop_via` of host `h1` names `h9`"),
+        error
+            .to_string()
+            .contains("`mop_via` of host `h1` names `h9`"),
         "{error}"
     );
 }
