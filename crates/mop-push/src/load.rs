@@ -120,12 +120,15 @@ pub fn load_policy(path: &Path) -> Result<Policy, LoadError> {
         .map_err(|errors| LoadError::Invalid(errors.iter().map(ToString::to_string).collect()))
 }
 
-/// `mop local`: the policy with every role, `-e` on top; only the policy file is protected.
+/// `mop local`: the policy with every role, `-e` on top; only the policy file and its vars
+/// files are protected.
 pub fn load_local_run(policy_path: &Path, extra: &[String]) -> Result<LoadedLocalRun, LoadError> {
     let policy = load_policy(policy_path)?;
     let extra_vars = extra_vars(extra)?.into_iter().collect();
     let all_roles: Vec<usize> = (0..policy.roles.len()).collect();
-    let prepared = prepare(&policy, &all_roles, &[policy_path.to_path_buf()])
+    let mut protected = vec![policy_path.to_path_buf()];
+    protected.extend(policy_vars_files(&policy));
+    let prepared = prepare(&policy, &all_roles, &protected)
         .map_err(|errors| LoadError::Invalid(errors.iter().map(ToString::to_string).collect()))?;
     Ok(LoadedLocalRun {
         policy,
@@ -136,7 +139,20 @@ pub fn load_local_run(policy_path: &Path, extra: &[String]) -> Result<LoadedLoca
 
 /// Loads the policy and inventory, resolves each role's hosts, and prepares the file server.
 pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
-    let policy = load_policy(request.policy)?;
+    let policy = match load_policy(request.policy) {
+        Ok(policy) => policy,
+        Err(LoadError::Invalid(mut errors)) => {
+            // The inventory's own problems (its vars files included) in the same report, when
+            // it can be found without the policy.
+            let inventory =
+                inventory_path(request.inventory, None).and_then(|path| load_inventory(&path));
+            if let Err(LoadError::Inventory(error)) = inventory {
+                errors.push(error.to_string());
+            }
+            return Err(LoadError::Invalid(errors));
+        }
+        Err(other) => return Err(other),
+    };
     let inventory_path = inventory_path(request.inventory, policy.inventory.as_deref())?;
     let inventory = load_inventory(&inventory_path)?;
     let overrides = extra_vars(request.extra_vars)?;
@@ -191,6 +207,7 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
         .collect();
     let mut protected = protected_files(request.policy, &inventory_path);
     protected.extend(inventory.vars_file_paths().map(Path::to_path_buf));
+    protected.extend(policy_vars_files(&policy));
     let prepared = match prepare(&policy, &selected_roles, &protected) {
         Ok(prepared) => Some(prepared),
         Err(policy_errors) => {
@@ -329,6 +346,21 @@ fn template_errors(
         }
     }
     errors.iter().map(ToString::to_string).collect()
+}
+
+/// The variable files a policy reads (`vars_files`, role directories' defaults): never served,
+/// like the policy itself.
+fn policy_vars_files(policy: &Policy) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = policy
+        .vars_files
+        .iter()
+        .map(|layer| layer.path.clone())
+        .collect();
+    for role in &policy.roles {
+        files.extend(role.defaults.iter().map(|layer| layer.path.clone()));
+        files.extend(role.vars_files.iter().map(|layer| layer.path.clone()));
+    }
+    files
 }
 
 /// The policy and inventory files are never served, whatever the patterns say.
