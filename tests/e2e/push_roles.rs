@@ -214,3 +214,71 @@ fn group_vars_and_host_vars_win_where_ansible_says() {
     }
     sandbox.assert_hosts_clean();
 }
+
+#[test]
+fn validate_reports_every_reuse_problem_at_once_with_exit_2() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let root = dir.path();
+    // Documentation addresses: nothing may be contacted.
+    write(
+        &root.join("inventory/hosts.toml"),
+        "[groups.web.hosts]\n\"web1\" = \"mop_host=192.0.2.1\"\n",
+    );
+    write(&root.join("inventory/group_vars/wbe.toml"), "level = 1\n");
+    write(
+        &root.join("vars/common.toml"),
+        "port = 80\nthis is not toml\n",
+    );
+    write(&root.join("roles/empty/templates/x.j2"), "x\n");
+    write(&root.join("roles/a.toml"), "include = \"b.toml\"\n");
+    write(&root.join("roles/b.toml"), "include = \"a.toml\"\n");
+    write(
+        &root.join("site.toml"),
+        r#"
+vars_files = ["vars/common.toml"]
+
+[[roles]]
+name = "web"
+groups = ["web"]
+use = "roles/empty"
+
+[[roles]]
+name = "loop"
+include = ["roles/a.toml", "roles/gone.toml"]
+"#,
+    );
+    let output = run_mop([
+        std::ffi::OsString::from("validate"),
+        root.join("site.toml").into(),
+        "-i".into(),
+        root.join("inventory").into(),
+    ]);
+    assert_eq!(output.exit, 2, "{}", output.describe());
+    let stderr = output.stderr.replace(&format!("{}/", root.display()), "");
+    for expected in [
+        "vars/common.toml:2:6: vars file named at site.toml:2:15: invalid TOML",
+        "site.toml:7:7: role `web`: role directory `roles/empty` has no `resources.toml`",
+        "roles/b.toml:1:11: include cycle: site.toml → roles/a.toml → roles/b.toml → roles/a.toml",
+        "site.toml:11:28: role `loop`: cannot read roles file `roles/gone.toml`",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in\n{stderr}"
+        );
+    }
+
+    // The inventory alone: the file for a group that does not exist is a warning.
+    let shown = run_mop([
+        std::ffi::OsString::from("inventory"),
+        "-i".into(),
+        root.join("inventory").into(),
+    ]);
+    assert_eq!(shown.exit, 0, "{}", shown.describe());
+    assert!(
+        shown
+            .stderr
+            .contains("no group `wbe` in the inventory, its variables are not used"),
+        "{}",
+        shown.describe()
+    );
+}
