@@ -85,6 +85,9 @@ struct Loader {
     /// The policy, then the roles files being read (each included by the one before): how
     /// include cycles are found and how errors name the chain.
     include_stack: Vec<PathBuf>,
+    /// Each role directory's defaults, read once however many roles use it (`None`: absent
+    /// or broken, and its errors were reported once).
+    role_defaults: BTreeMap<PathBuf, Option<VarsLayer>>,
 }
 
 /// Loads a policy from its text; `path` names it in errors and anchors relative paths.
@@ -93,6 +96,7 @@ pub(crate) fn load_policy(text: String, path: &Path) -> Result<Policy, PolicyErr
         errors: Vec::new(),
         roles_files: BTreeMap::new(),
         include_stack: vec![path.to_path_buf()],
+        role_defaults: BTreeMap::new(),
     };
     let policy = loader.policy(text, path);
     match policy {
@@ -563,7 +567,9 @@ impl Loader {
             return None;
         }
         let defaults_path = directory.join(ROLE_DEFAULTS_FILE);
-        let defaults = if defaults_path.exists() {
+        let defaults = if let Some(cached) = self.role_defaults.get(&defaults_path) {
+            cached.clone()
+        } else if defaults_path.exists() {
             let label = format!("defaults of `{}`", directory.display());
             match load_vars_layer(&defaults_path, label, used_at, context) {
                 Ok(layer) => Some(layer),
@@ -575,6 +581,8 @@ impl Loader {
         } else {
             None
         };
+        self.role_defaults
+            .insert(defaults_path.clone(), defaults.clone());
         let resources_path = directory.join(ROLE_RESOURCES_FILE);
         if !resources_path.is_file() {
             self.errors.push(

@@ -658,3 +658,26 @@ include = "roles/loop.toml"
         ],
     );
 }
+
+#[test]
+fn a_broken_role_directory_used_twice_is_reported_once() {
+    check_with_files(
+        "role_directory_used_twice",
+        r#"
+[[roles]]
+name = "blue"
+use = "roles/app"
+
+[[roles]]
+name = "green"
+use = "roles/app"
+"#,
+        &[
+            ("roles/app/defaults.toml", "port = \n"),
+            (
+                "roles/app/resources.toml",
+                "[[resources]]\ntype = \"nope\"\n",
+            ),
+        ],
+    );
+}
