@@ -129,6 +129,9 @@ impl Builder {
             sources,
             groups,
             hosts,
+            group_vars_files: IndexMap::new(),
+            host_vars_files: IndexMap::new(),
+            warnings: Vec::new(),
         };
         for host in inventory.hosts() {
             let first_link = inventory.inventory_via(host);

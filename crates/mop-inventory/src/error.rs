@@ -67,6 +67,10 @@ pub enum InventoryError {
         hint: Option<String>,
     },
 
+    /// Several independent problems (variable files), in the order found.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<InventoryError>),
+
     /// A group or host glob pattern is not valid.
     #[error("invalid pattern `{pattern}`: {message}{}", render_hint(hint))]
     InvalidPattern {

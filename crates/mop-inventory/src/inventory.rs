@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::connection::REDACTED;
 use crate::error::{closest, InventoryError, Location};
 use crate::magic::is_secret_var;
+use crate::vars_file::{read_vars_file, toml_files_in, VarsFile};
 
 /// The name of the group every host belongs to.
 pub const ALL_GROUP: &str = "all";
@@ -135,6 +136,12 @@ pub struct Inventory {
     pub(crate) sources: Vec<String>,
     pub(crate) groups: IndexMap<String, Group>,
     pub(crate) hosts: IndexMap<String, Host>,
+    /// `group_vars/NAME.toml` beside the inventory, by group name.
+    pub(crate) group_vars_files: IndexMap<String, VarsFile>,
+    /// `host_vars/NAME.toml` beside the inventory, by host name.
+    pub(crate) host_vars_files: IndexMap<String, VarsFile>,
+    /// Problems that do not stop a run (a vars file for a group that does not exist).
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Inventory {
@@ -187,7 +194,90 @@ impl Inventory {
             .iter()
             .map(|(name, text)| (name.as_str(), text.as_str()))
             .collect();
-        Inventory::parse_many(&sources)
+        let mut inventory = Inventory::parse_many(&sources)?;
+        let beside = if metadata.is_dir() {
+            path.to_path_buf()
+        } else {
+            match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            }
+        };
+        inventory.load_vars_dirs(&beside)?;
+        Ok(inventory)
+    }
+
+    /// Reads `group_vars/*.toml` and `host_vars/*.toml` in `dir`, collecting every error. A
+    /// file for a group or host the inventory does not define is a warning: Ansible ignores
+    /// such files, but a typo in a file name silently dropping variables deserves a word.
+    fn load_vars_dirs(&mut self, dir: &Path) -> Result<(), InventoryError> {
+        let mut errors = Vec::new();
+        for (kind, subdir) in [("group", "group_vars"), ("host", "host_vars")] {
+            let files = match toml_files_in(&dir.join(subdir)) {
+                Ok(files) => files,
+                Err(error) => {
+                    errors.push(error);
+                    continue;
+                }
+            };
+            for (name, file_path) in files {
+                let file = match read_vars_file(&file_path) {
+                    Ok(file) => file,
+                    Err(error) => {
+                        errors.push(error);
+                        continue;
+                    }
+                };
+                let known: Vec<&str> = if kind == "group" {
+                    self.groups.keys().map(String::as_str).collect()
+                } else {
+                    self.hosts.keys().map(String::as_str).collect()
+                };
+                if !known.contains(&name.as_str()) {
+                    let hint = match closest(&name, known.iter().copied()) {
+                        Some(suggestion) => format!("did you mean `{suggestion}.toml`?"),
+                        None => format!("name the file after a {kind} of the inventory"),
+                    };
+                    self.warnings.push(format!(
+                        "`{}`: no {kind} `{name}` in the inventory, its variables are not used\n  hint: {hint}",
+                        file_path.display()
+                    ));
+                    continue;
+                }
+                if kind == "group" {
+                    self.group_vars_files.insert(name, file);
+                } else {
+                    self.host_vars_files.insert(name, file);
+                }
+            }
+        }
+        // `mop_via` may come from a host_vars file: check the chains again.
+        if errors.is_empty() {
+            for host in self.hosts() {
+                let first_link = self.inventory_via(host);
+                if let Err(error) = self.via_chain(host.name(), first_link) {
+                    errors.push(error);
+                }
+            }
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(InventoryError::Several(errors)),
+        }
+    }
+
+    /// Warnings found while loading (printed by the caller).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The `group_vars` and `host_vars` files in use (never served by the file server).
+    pub fn vars_file_paths(&self) -> impl Iterator<Item = &Path> {
+        self.group_vars_files
+            .values()
+            .chain(self.host_vars_files.values())
+            .map(|file| file.path.as_path())
     }
 
     /// The source names this inventory was read from, in load order.

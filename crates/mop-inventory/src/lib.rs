@@ -38,6 +38,7 @@ mod resolve;
 mod select;
 mod shorthand;
 mod value;
+mod vars_file;
 
 pub use connection::{Connection, HostKeyPolicy, Secret, REDACTED};
 pub use error::{InventoryError, Location};
@@ -48,6 +49,7 @@ pub use resolve::{
 };
 pub use select::{Pattern, PatternKind, Selected, Selection, UnmatchedPattern};
 pub use value::parse_extra_var;
+pub use vars_file::{parse_vars_file, read_vars_file, VarsFile};
 
 #[cfg(test)]
 mod tests;

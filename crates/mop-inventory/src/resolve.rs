@@ -27,6 +27,10 @@ pub enum SourceKind {
     HostShorthand { group: Option<String> },
     /// A host's `[hosts."NAME".vars]` table.
     HostVars,
+    /// `group_vars/NAME.toml` beside the inventory.
+    GroupVarsFile { name: String, depth: usize },
+    /// `host_vars/NAME.toml` beside the inventory.
+    HostVarsFile,
     /// A caller layer that beats the inventory (`-e KEY=VALUE`).
     Override { label: String },
 }
@@ -41,6 +45,10 @@ impl fmt::Display for SourceKind {
             }
             SourceKind::HostShorthand { group: None } => f.write_str("host shorthand"),
             SourceKind::HostVars => f.write_str("host vars"),
+            SourceKind::GroupVarsFile { name, depth } => {
+                write!(f, "group_vars file of `{name}` (depth {depth})")
+            }
+            SourceKind::HostVarsFile => f.write_str("host_vars file"),
         }
     }
 }
@@ -95,7 +103,8 @@ impl fmt::Debug for Layer {
 /// Caller layers around the inventory's own.
 ///
 /// Full precedence, lowest first: `defaults` in order, `all`, other groups by depth then name,
-/// host shorthand, host vars, `overrides` in order. So a default only shows where the inventory
+/// `group_vars/` files in the same order, host shorthand, host vars, the `host_vars/` file,
+/// `overrides` in order. So a default only shows where the inventory
 /// is silent, and an override beats everything.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExtraLayers {
@@ -290,6 +299,19 @@ impl Inventory {
                 layers.push(table_layer(kind, &group.vars));
             }
         }
+        // Every group_vars file beats every inventory group table (Ansible's order).
+        for group_name in &host.groups {
+            if let (Some(group), Some(file)) = (
+                self.groups.get(group_name),
+                self.group_vars_files.get(group_name),
+            ) {
+                let kind = SourceKind::GroupVarsFile {
+                    name: group.name.clone(),
+                    depth: group.depth,
+                };
+                layers.push(table_layer(kind, &file.vars));
+            }
+        }
         for entry in &host.shorthand {
             let kind = SourceKind::HostShorthand {
                 group: entry.group.clone(),
@@ -297,6 +319,9 @@ impl Inventory {
             layers.push(table_layer(kind, &entry.vars));
         }
         layers.push(table_layer(SourceKind::HostVars, &host.vars));
+        if let Some(file) = self.host_vars_files.get(&host.name) {
+            layers.push(table_layer(SourceKind::HostVarsFile, &file.vars));
+        }
         layers
     }
 

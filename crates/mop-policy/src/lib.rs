@@ -27,6 +27,7 @@ mod templates;
 pub use error::{Origin, PolicyError, PolicyErrors, Position};
 pub use model::{
     FileReference, FileServerSettings, HostKeyPolicy, MaxFail, PathSpec, PatternSpec, Policy, Role,
+    VarsLayer,
 };
 pub use mop_protocol::{Resource, ResourceSpec};
 

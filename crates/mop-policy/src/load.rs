@@ -9,11 +9,13 @@ use std::rc::Rc;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::error::{Origin, PolicyError, PolicyErrors, SourceFile};
+use mop_inventory::InventoryError;
+
+use crate::error::{Origin, PolicyError, PolicyErrors, Position, SourceFile};
 use crate::fields::Reader;
 use crate::model::{
     parent_dir, resolve, FileServerSettings, HostKeyPolicy, HostSelector, MaxFail, PathSpec,
-    PatternSpec, Policy, Role, RoleDetails,
+    PatternSpec, Policy, Role, RoleDetails, VarsLayer,
 };
 use crate::node::{self, Node, Table, Value};
 use crate::resources::{self, ListKind, Parsed, ParsedResource};
@@ -21,7 +23,7 @@ use crate::suggest;
 use crate::templates::{self, SiteKind, TemplateSite, RESERVED_NAMES};
 
 /// Keys of a policy file.
-pub(crate) const POLICY_KEYS: &[&str] = &["inventory", "vars", "fileserver", "roles"];
+pub(crate) const POLICY_KEYS: &[&str] = &["inventory", "vars", "vars_files", "fileserver", "roles"];
 
 /// Keys of `[fileserver]`.
 pub(crate) const FILESERVER_KEYS: &[&str] = &["paths", "allow", "deny"];
@@ -41,17 +43,26 @@ pub(crate) const ROLE_KEYS: &[&str] = &[
     "after",
     "contact_when",
     "fileserver_paths",
+    "use",
     "include",
     "tags",
     "vars",
+    "vars_files",
     "resources",
     "handlers",
 ];
 
 /// Keys of a roles file.
-pub(crate) const ROLES_FILE_KEYS: &[&str] = &["vars", "resources", "handlers"];
+pub(crate) const ROLES_FILE_KEYS: &[&str] = &["include", "vars", "resources", "handlers"];
 
-/// A roles file, parsed once however many roles include it.
+/// The file of a role directory that holds its resources and handlers.
+pub const ROLE_RESOURCES_FILE: &str = "resources.toml";
+
+/// The optional file of a role directory that holds its default variables.
+pub const ROLE_DEFAULTS_FILE: &str = "defaults.toml";
+
+/// A roles file, parsed once however many roles include it, with the files it includes
+/// flattened in (their content first, in the order written).
 struct RolesFile {
     vars: serde_json::Map<String, serde_json::Value>,
     resources: Vec<ParsedResource>,
@@ -62,7 +73,7 @@ struct RolesFile {
 
 enum CachedRolesFile {
     Loaded(Rc<RolesFile>),
-    /// Could not be read; the message is repeated at every `include` that names it.
+    /// Could not be read; the reason is repeated at every `include` that names it.
     Unreadable(String),
     /// Read but broken; its errors were reported once.
     Invalid,
@@ -71,6 +82,12 @@ enum CachedRolesFile {
 struct Loader {
     errors: Vec<PolicyError>,
     roles_files: BTreeMap<PathBuf, CachedRolesFile>,
+    /// The policy, then the roles files being read (each included by the one before): how
+    /// include cycles are found and how errors name the chain.
+    include_stack: Vec<PathBuf>,
+    /// Each role directory's defaults, read once however many roles use it (`None`: absent
+    /// or broken, and its errors were reported once).
+    role_defaults: BTreeMap<PathBuf, Option<VarsLayer>>,
 }
 
 /// Loads a policy from its text; `path` names it in errors and anchors relative paths.
@@ -78,6 +95,8 @@ pub(crate) fn load_policy(text: String, path: &Path) -> Result<Policy, PolicyErr
     let mut loader = Loader {
         errors: Vec::new(),
         roles_files: BTreeMap::new(),
+        include_stack: vec![path.to_path_buf()],
+        role_defaults: BTreeMap::new(),
     };
     let policy = loader.policy(text, path);
     match policy {
@@ -152,6 +171,7 @@ impl Loader {
             .string(&root, "inventory", "")
             .map(|(inventory, _)| resolve(&dir, &inventory));
         let vars = read_vars(&mut reader, &root, "");
+        let vars_files = read_vars_files(&mut reader, &root, &dir, "");
         let fileserver = read_fileserver(&mut reader, &root);
         let role_tables = reader.table_array(&root, "roles", "");
         if role_tables.is_empty() && !root.entries.contains_key("roles") {
@@ -175,6 +195,7 @@ impl Loader {
             dir,
             inventory,
             vars,
+            vars_files,
             fileserver,
             roles,
         })
@@ -310,7 +331,11 @@ impl Loader {
             .map(|(tag, _)| tag)
             .collect();
         let own_vars = read_vars(&mut reader, table, &context);
-        let include = reader.string(table, "include", &context);
+        let vars_files = read_vars_files(&mut reader, table, dir, &context);
+        let role_use = reader.string(table, "use", &context);
+        let includes = reader
+            .string_list(table, "include", &context)
+            .unwrap_or_default();
         let resource_tables = reader.table_array(table, "resources", &context);
         let handler_tables = reader.table_array(table, "handlers", &context);
 
@@ -344,29 +369,45 @@ impl Loader {
         }
         self.errors = errors;
 
-        let (include_path, included) = match include {
-            Some((include, span)) => {
-                let include_path = resolve(dir, &include);
-                let included = self.roles_file(&include_path, &source.origin(span.start), &context);
-                (Some(include_path), included)
+        let mut included: Vec<Rc<RolesFile>> = Vec::new();
+        let mut include_failed = false;
+        let mut role_dir = None;
+        let mut defaults = None;
+        if let Some((use_path, span)) = role_use {
+            let origin = source.origin(span.start);
+            let directory = resolve(dir, &use_path);
+            match self.role_directory(&directory, &origin, &context) {
+                Some((file, role_defaults)) => {
+                    included.push(file);
+                    defaults = role_defaults;
+                }
+                None => include_failed = true,
             }
-            None => (None, None),
-        };
+            role_dir = Some(directory);
+        }
+        let mut include_paths = Vec::with_capacity(includes.len());
+        for (include, span) in includes {
+            let include_path = resolve(dir, &include);
+            match self.roles_file(&include_path, &source.origin(span.start), &context) {
+                Some(file) => included.push(file),
+                None => include_failed = true,
+            }
+            include_paths.push(include_path);
+        }
 
         let mut vars = serde_json::Map::new();
         let mut all_resources: Vec<&ParsedResource> = Vec::new();
         let mut all_handlers: Vec<&ParsedResource> = Vec::new();
-        if let Some(included) = &included {
-            vars.extend(included.vars.clone());
-            all_resources.extend(included.resources.iter());
-            all_handlers.extend(included.handlers.iter());
-            broken_handler_names.extend(included.broken_handler_names.iter().cloned());
+        for file in &included {
+            vars.extend(file.vars.clone());
+            all_resources.extend(file.resources.iter());
+            all_handlers.extend(file.handlers.iter());
+            broken_handler_names.extend(file.broken_handler_names.iter().cloned());
         }
         vars.extend(own_vars);
         all_resources.extend(resources.iter());
         all_handlers.extend(handlers.iter());
 
-        let include_failed = include_path.is_some() && included.is_none();
         self.check_handlers(
             &all_resources,
             &all_handlers,
@@ -390,8 +431,11 @@ impl Loader {
             after,
             contact_when,
             fileserver_paths,
-            include: include_path,
+            includes: include_paths,
+            role_dir,
+            defaults,
             vars,
+            vars_files,
             resources: all_resources
                 .iter()
                 .map(|parsed| parsed.resource.clone())
@@ -491,19 +535,107 @@ impl Loader {
         }
     }
 
-    /// Reads a roles file once; later includes reuse it.
+    /// Reads a role directory (`use = "..."`): its resources file, through [`Self::roles_file`],
+    /// and its optional defaults. Every problem is reported at the `use` value.
+    fn role_directory(
+        &mut self,
+        directory: &Path,
+        used_at: &Origin,
+        context: &str,
+    ) -> Option<(Rc<RolesFile>, Option<VarsLayer>)> {
+        if !directory.is_dir() {
+            let siblings = sibling_directories(directory);
+            let wanted = directory
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let hint =
+                suggest::did_you_mean(&wanted, siblings.iter().map(String::as_str)).or_else(|| {
+                    Some(format!(
+                        "a role directory holds `{ROLE_RESOURCES_FILE}` and optionally \
+                         `{ROLE_DEFAULTS_FILE}`, `templates/` and `files/`"
+                    ))
+                });
+            self.errors.push(
+                PolicyError::at(
+                    used_at,
+                    context,
+                    format!("role directory `{}` does not exist", directory.display()),
+                )
+                .with_hint(hint),
+            );
+            return None;
+        }
+        let defaults_path = directory.join(ROLE_DEFAULTS_FILE);
+        let defaults = if let Some(cached) = self.role_defaults.get(&defaults_path) {
+            cached.clone()
+        } else if defaults_path.exists() {
+            let label = format!("defaults of `{}`", directory.display());
+            match load_vars_layer(&defaults_path, label, used_at, context) {
+                Ok(layer) => Some(layer),
+                Err(errors) => {
+                    self.errors.extend(errors);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.role_defaults
+            .insert(defaults_path.clone(), defaults.clone());
+        let resources_path = directory.join(ROLE_RESOURCES_FILE);
+        if !resources_path.is_file() {
+            self.errors.push(
+                PolicyError::at(
+                    used_at,
+                    context,
+                    format!(
+                        "role directory `{}` has no `{ROLE_RESOURCES_FILE}`",
+                        directory.display()
+                    ),
+                )
+                .with_hint(Some(format!(
+                    "create `{}` with the role's `[[resources]]` and `[[handlers]]`",
+                    resources_path.display()
+                ))),
+            );
+            return None;
+        }
+        let file = self.roles_file(&resources_path, used_at, context)?;
+        Some((file, defaults))
+    }
+
+    /// `a.toml → b.toml → c.toml`: the include stack, then `path`.
+    fn include_chain(&self, path: &Path) -> String {
+        self.include_stack
+            .iter()
+            .map(|file| file.display().to_string())
+            .chain(std::iter::once(path.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(" → ")
+    }
+
+    /// Reads a roles file once, with the files it includes; later includes reuse it.
     fn roles_file(
         &mut self,
         path: &Path,
         included_at: &Origin,
         context: &str,
     ) -> Option<Rc<RolesFile>> {
+        if self.include_stack.iter().any(|file| file == path) {
+            let chain = self.include_chain(path);
+            self.errors.push(
+                PolicyError::at(included_at, context, format!("include cycle: {chain}")).with_hint(
+                    Some("remove one of the `include`s that form the cycle".to_string()),
+                ),
+            );
+            return None;
+        }
         match self.roles_files.get(path) {
             Some(CachedRolesFile::Loaded(file)) => return Some(Rc::clone(file)),
-            Some(CachedRolesFile::Unreadable(message)) => {
-                let message = message.clone();
-                self.errors
-                    .push(PolicyError::at(included_at, context, message));
+            Some(CachedRolesFile::Unreadable(reason)) => {
+                let error = self.unreadable_roles_file(path, reason.clone(), included_at, context);
+                self.errors.push(error);
                 return None;
             }
             Some(CachedRolesFile::Invalid) => return None,
@@ -512,22 +644,52 @@ impl Loader {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(error) => {
-                let message = format!("cannot read roles file `{}`: {error}", path.display());
-                self.errors
-                    .push(PolicyError::at(included_at, context, message.clone()));
+                let reason = error.to_string();
+                let error = self.unreadable_roles_file(path, reason.clone(), included_at, context);
+                self.errors.push(error);
                 self.roles_files
-                    .insert(path.to_path_buf(), CachedRolesFile::Unreadable(message));
+                    .insert(path.to_path_buf(), CachedRolesFile::Unreadable(reason));
                 return None;
             }
         };
+        self.include_stack.push(path.to_path_buf());
+        let file = self.parse_roles_file(path, text, included_at, context);
+        self.include_stack.pop();
+        let cached = match &file {
+            Some(file) => CachedRolesFile::Loaded(Rc::clone(file)),
+            None => CachedRolesFile::Invalid,
+        };
+        self.roles_files.insert(path.to_path_buf(), cached);
+        file
+    }
+
+    fn unreadable_roles_file(
+        &self,
+        path: &Path,
+        reason: String,
+        included_at: &Origin,
+        context: &str,
+    ) -> PolicyError {
+        let message = format!("cannot read roles file `{}`: {reason}", path.display());
+        // Only a nested include needs the chain: the policy's own include is the position.
+        let hint = (self.include_stack.len() > 1)
+            .then(|| format!("include chain: {}", self.include_chain(path)));
+        PolicyError::at(included_at, context, message).with_hint(hint)
+    }
+
+    fn parse_roles_file(
+        &mut self,
+        path: &Path,
+        text: String,
+        included_at: &Origin,
+        context: &str,
+    ) -> Option<Rc<RolesFile>> {
         let source = SourceFile::new(path, text);
         let root = match node::parse_document(&source.text) {
             Ok(root) => root,
             Err(error) => {
                 let context = format!("roles file included by {context} at {included_at}");
                 self.errors.push(toml_error(&source, &error, &context));
-                self.roles_files
-                    .insert(path.to_path_buf(), CachedRolesFile::Invalid);
                 return None;
             }
         };
@@ -537,34 +699,13 @@ impl Loader {
             source: &source,
             errors: &mut errors,
         };
-        if let Some(entry) = root.get("include") {
-            reader.error(
-                entry.key_span.start,
-                "",
-                "a roles file cannot include another roles file",
-                Some(format!(
-                    "include `{}` from the policy's role instead, or merge the two files",
-                    match &entry.value.value {
-                        Value::String(other) => other.as_str(),
-                        _ => "...",
-                    }
-                )),
-            );
-        }
-        let other_keys = Table {
-            entries: root
-                .entries
-                .iter()
-                .filter(|(key, _)| key.as_str() != "include")
-                .map(|(key, entry)| (key.clone(), entry.clone()))
-                .collect(),
-        };
-        reader.check_keys_with(&other_keys, ROLES_FILE_KEYS, "", |key| {
+        reader.check_keys_with(&root, ROLES_FILE_KEYS, "", |key| {
             ROLE_KEYS.contains(&key).then(|| {
                 format!("`{key}` is set by the role that includes this file, in the policy")
             })
         });
-        let vars = read_vars(&mut reader, &root, "");
+        let includes = reader.string_list(&root, "include", "").unwrap_or_default();
+        let own_vars = read_vars(&mut reader, &root, "");
         let mut resources = Vec::new();
         let mut handlers = Vec::new();
         let mut broken_handler_names = Vec::new();
@@ -602,23 +743,152 @@ impl Loader {
             }
         }
         self.errors = errors;
+
+        let dir = parent_dir(path);
+        let mut file = RolesFile {
+            vars: serde_json::Map::new(),
+            resources: Vec::new(),
+            handlers: Vec::new(),
+            broken_handler_names: Vec::new(),
+        };
+        for (include, span) in includes {
+            let include_path = resolve(&dir, &include);
+            if let Some(included) = self.roles_file(&include_path, &source.origin(span.start), "") {
+                file.vars.extend(included.vars.clone());
+                file.resources.extend(included.resources.iter().cloned());
+                file.handlers.extend(included.handlers.iter().cloned());
+                file.broken_handler_names
+                    .extend(included.broken_handler_names.iter().cloned());
+            }
+        }
         if self.errors.len() > errors_before {
-            self.roles_files
-                .insert(path.to_path_buf(), CachedRolesFile::Invalid);
             return None;
         }
-        let file = Rc::new(RolesFile {
-            vars,
-            resources,
-            handlers,
-            broken_handler_names,
-        });
-        self.roles_files.insert(
-            path.to_path_buf(),
-            CachedRolesFile::Loaded(Rc::clone(&file)),
-        );
-        Some(file)
+        file.vars.extend(own_vars);
+        file.resources.extend(resources);
+        file.handlers.extend(handlers);
+        file.broken_handler_names.extend(broken_handler_names);
+        Some(Rc::new(file))
     }
+}
+
+/// Names of the directories beside `directory`, for did-you-mean hints.
+fn sibling_directories(directory: &Path) -> Vec<String> {
+    let parent = parent_dir(directory);
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
+        .collect()
+}
+
+/// `vars_files = [...]`: each file resolved against `dir` (the directory of the file naming
+/// it), read and checked; every problem is reported.
+fn read_vars_files(
+    reader: &mut Reader<'_>,
+    table: &Table,
+    dir: &Path,
+    context: &str,
+) -> Vec<VarsLayer> {
+    let Some(paths) = reader.string_list(table, "vars_files", context) else {
+        return Vec::new();
+    };
+    let mut layers = Vec::with_capacity(paths.len());
+    for (path, span) in paths {
+        if path.trim().is_empty() {
+            reader.error(
+                span.start,
+                context,
+                "field `vars_files` has an empty path",
+                None,
+            );
+            continue;
+        }
+        let origin = reader.source.origin(span.start);
+        let resolved = resolve(dir, &path);
+        let label = format!("vars file `{}`", resolved.display());
+        match load_vars_layer(&resolved, label, &origin, context) {
+            Ok(layer) => layers.push(layer),
+            Err(errors) => reader.errors.extend(errors),
+        }
+    }
+    layers
+}
+
+/// Reads one variable file through `mop_inventory::read_vars_file` (the one reader of vars
+/// files); errors inside the file point into it, others at `named_at`.
+fn load_vars_layer(
+    path: &Path,
+    label: String,
+    named_at: &Origin,
+    context: &str,
+) -> Result<VarsLayer, Vec<PolicyError>> {
+    let file_context = if context.is_empty() {
+        format!("vars file named at {named_at}")
+    } else {
+        format!("vars file of {context}, named at {named_at}")
+    };
+    let file = match mop_inventory::read_vars_file(path) {
+        Ok(file) => file,
+        Err(InventoryError::Io { source, .. }) => {
+            return Err(vec![PolicyError::at(
+                named_at,
+                context,
+                format!("cannot read vars file `{}`: {source}", path.display()),
+            )]);
+        }
+        Err(InventoryError::At {
+            location,
+            message,
+            hint,
+        }) => {
+            return Err(vec![PolicyError {
+                file: PathBuf::from(location.file),
+                position: Some(Position {
+                    line: location.line,
+                    column: location.column,
+                }),
+                context: file_context,
+                message,
+                hint,
+            }]);
+        }
+        Err(other) => {
+            return Err(vec![PolicyError::at(named_at, context, other.to_string())]);
+        }
+    };
+    let mut errors = Vec::new();
+    for name in file.vars().keys() {
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            let position = file.location(name).map(|location| Position {
+                line: location.line,
+                column: location.column,
+            });
+            errors.push(
+                PolicyError {
+                    file: path.to_path_buf(),
+                    position,
+                    context: file_context.clone(),
+                    message: format!(
+                        "variable `{name}` is reserved: mop provides it to every template"
+                    ),
+                    hint: None,
+                }
+                .with_hint(Some("choose another name".to_string())),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(VarsLayer {
+        label,
+        path: path.to_path_buf(),
+        vars: file.vars().into_iter().collect(),
+    })
 }
 
 fn read_vars(

@@ -23,6 +23,8 @@ pub struct Policy {
     pub inventory: Option<PathBuf>,
     /// Policy-level `[vars]`.
     pub vars: serde_json::Map<String, serde_json::Value>,
+    /// Policy-level `vars_files`, in the order written (later files win).
+    pub vars_files: Vec<VarsLayer>,
     pub fileserver: FileServerSettings,
     /// Roles in the order they run.
     pub roles: Vec<Role>,
@@ -118,11 +120,19 @@ pub struct Role {
     pub contact_when: Option<String>,
     /// File-server roots for this role instead of `[fileserver] paths`, as written.
     pub fileserver_paths: Option<Vec<PathSpec>>,
-    /// The roles file this role includes, resolved against the policy's directory.
-    pub include: Option<PathBuf>,
-    /// The roles file's `vars` overridden by the role's own `vars`.
+    /// The roles files this role includes (`include`), resolved against the policy's
+    /// directory, in the order written; files they include are not listed.
+    pub includes: Vec<PathBuf>,
+    /// The role directory this role uses (`use = "roles/nginx"`), resolved against the
+    /// policy's directory. Its `templates/` and `files/` are served for its resources.
+    pub role_dir: Option<PathBuf>,
+    /// The role directory's `defaults.toml`: below every other variable layer.
+    pub defaults: Option<VarsLayer>,
+    /// The roles files' `vars` overridden by the role's own `vars`.
     pub vars: serde_json::Map<String, serde_json::Value>,
-    /// Included resources first, then the role's own.
+    /// The role's `vars_files`, in the order written (later files win).
+    pub vars_files: Vec<VarsLayer>,
+    /// The role directory's resources first, then included ones, then the role's own.
     pub resources: Vec<Resource>,
     /// Where each resource was written (parallel to `resources`).
     pub resource_origins: Vec<Origin>,
@@ -156,6 +166,50 @@ impl Role {
             &self.details.resources
         };
         details.get(index).map(|detail| detail.label.clone())
+    }
+}
+
+/// A variable file (`vars_files`, a role directory's `defaults.toml`): its variables and the
+/// label that names it in provenance and errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarsLayer {
+    /// ``vars file `vars/common.toml` `` or ``defaults of `roles/nginx` ``.
+    pub label: String,
+    pub path: PathBuf,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Role {
+    /// Whether a resource written in `file` comes from this role's role directory (its
+    /// `template` and `source` paths are then looked up in `templates/` and `files/`).
+    pub fn defined_in_role_dir(&self, file: &Path) -> bool {
+        self.role_dir
+            .as_deref()
+            .is_some_and(|role_dir| file.starts_with(role_dir))
+    }
+}
+
+impl Policy {
+    /// The variable layers a role's hosts get from the policy, lowest precedence first: the
+    /// role directory's defaults, policy `vars`, policy `vars_files`, the role's `vars`
+    /// (roles files' `vars` under the role's own), the role's `vars_files`. The inventory
+    /// sits above all of them and `-e` above that (see `docs/reference/policy.md`).
+    pub fn var_layers(&self, role: &Role) -> Vec<VarsLayer> {
+        let mut layers = Vec::new();
+        layers.extend(role.defaults.iter().cloned());
+        layers.push(VarsLayer {
+            label: "policy".to_string(),
+            path: self.path.clone(),
+            vars: self.vars.clone(),
+        });
+        layers.extend(self.vars_files.iter().cloned());
+        layers.push(VarsLayer {
+            label: format!("role `{}`", role.name),
+            path: self.path.clone(),
+            vars: role.vars.clone(),
+        });
+        layers.extend(role.vars_files.iter().cloned());
+        layers
     }
 }
 

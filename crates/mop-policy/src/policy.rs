@@ -94,7 +94,15 @@ impl Policy {
                         let path = path_of(spec)?;
                         let origin = origin_of(detail)?;
                         let resolved = if resolve_against_defining_file {
-                            resolve(&parent_dir(&resource_origin.file), path)
+                            match &role.role_dir {
+                                // A role directory's templates live in its `templates/`.
+                                Some(role_dir)
+                                    if role.defined_in_role_dir(&resource_origin.file) =>
+                                {
+                                    resolve(&role_dir.join("templates"), path)
+                                }
+                                _ => resolve(&parent_dir(&resource_origin.file), path),
+                            }
                         } else {
                             path.into()
                         };
@@ -234,8 +242,9 @@ impl Policy {
         secret_vars: &BTreeSet<String>,
     ) -> Scope {
         let mut names: BTreeSet<String> = known_inventory_vars.clone();
-        names.extend(self.vars.keys().cloned());
-        names.extend(role.vars.keys().cloned());
+        for layer in self.var_layers(role) {
+            names.extend(layer.vars.keys().cloned());
+        }
         names.insert("host".to_string());
         Scope {
             names,

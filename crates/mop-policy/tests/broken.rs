@@ -389,7 +389,7 @@ include = "roles/web.toml"
 }
 
 #[test]
-fn roles_files_cannot_include_and_are_checked_once() {
+fn roles_files_are_checked_once_and_include_relative_to_themselves() {
     check_with_files(
         "include_rules",
         r#"
@@ -563,5 +563,121 @@ type = "file"
 path = "/etc/fine-string"
 mode = "0644"
 "#,
+    );
+}
+
+#[test]
+fn include_cycle_names_the_chain() {
+    check_with_files(
+        "include_cycle",
+        r#"
+[[roles]]
+name = "web"
+include = "roles/a.toml"
+"#,
+        &[
+            ("roles/a.toml", "include = \"b.toml\"\n"),
+            ("roles/b.toml", "include = [\"c.toml\", \"a.toml\"]\n"),
+            ("roles/c.toml", ""),
+        ],
+    );
+}
+
+#[test]
+fn nested_include_missing_names_the_chain() {
+    check_with_files(
+        "include_nested_missing",
+        r#"
+[[roles]]
+name = "web"
+include = "roles/a.toml"
+"#,
+        &[("roles/a.toml", "\ninclude = \"gone.toml\"\n")],
+    );
+}
+
+#[test]
+fn role_directories_missing_or_without_resources() {
+    check_with_files(
+        "role_directory_problems",
+        r#"
+[[roles]]
+name = "web"
+use = "roles/nginx"
+
+[[roles]]
+name = "proxy"
+use = "roles/ngnix"
+"#,
+        &[("roles/nginx/defaults.toml", "port = 80\n")],
+    );
+}
+
+#[test]
+fn vars_files_not_toml_or_missing() {
+    check_with_files(
+        "vars_files_problems",
+        r#"
+vars_files = ["vars/common.toml", "vars/absent.toml"]
+
+[[roles]]
+name = "web"
+vars_files = ["vars/role.toml"]
+
+[[roles.resources]]
+type = "file"
+path = "/etc/motd"
+content = "x"
+"#,
+        &[
+            ("vars/common.toml", "port = 80\nthis is not toml\n"),
+            ("vars/role.toml", "host = \"reserved\"\n"),
+        ],
+    );
+}
+
+#[test]
+fn every_reuse_problem_at_once() {
+    check_with_files(
+        "reuse_problems_at_once",
+        r#"
+vars_files = ["vars/broken.toml"]
+
+[[roles]]
+name = "web"
+use = "roles/empty"
+
+[[roles]]
+name = "db"
+include = "roles/loop.toml"
+"#,
+        &[
+            ("vars/broken.toml", "[unclosed\n"),
+            ("roles/empty/templates/x.j2", "x"),
+            ("roles/loop.toml", "include = \"loop.toml\"\n"),
+        ],
+    );
+}
+
+#[test]
+fn a_broken_role_directory_used_twice_is_reported_once() {
+    check_with_files(
+        "role_directory_used_twice",
+        r#"
+[[roles]]
+name = "blue"
+use = "roles/app"
+
+[[roles]]
+name = "green"
+use = "roles/app"
+"#,
+        &[
+            ("roles/app/defaults.toml", "port = \n"),
+            (
+                "roles/app/resources.toml",
+                "[[resources]]\ntype = \"nope\"\n",
+            ),
+        ],
     );
 }

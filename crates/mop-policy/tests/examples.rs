@@ -140,7 +140,7 @@ fn site_shows_every_resource_type_and_feature() {
         .inventory
         .as_ref()
         .is_some_and(|inventory| inventory.ends_with("inventory/example.toml")));
-    assert!(policy.roles.iter().any(|role| role.include.is_some()));
+    assert!(policy.roles.iter().any(|role| !role.includes.is_empty()));
     assert!(policy.roles.iter().any(|role| role.serial.is_some()
         && role.before.is_some()
         && role.after.is_some()

@@ -150,7 +150,7 @@ fn included_resources_come_first_and_role_vars_win() {
     let (dir, policy) = load();
     let web = policy.role("web").expect("role web");
     let policies = dir.path().join("policies");
-    assert_eq!(web.include, Some(policies.join("roles/web.toml")));
+    assert_eq!(web.includes, vec![policies.join("roles/web.toml")]);
     assert_eq!(web.vars["shared"], "from role");
     assert_eq!(web.vars["only_in_file"], 1);
     assert_eq!(web.vars["app_port"], 8080);

@@ -120,12 +120,15 @@ pub fn load_policy(path: &Path) -> Result<Policy, LoadError> {
         .map_err(|errors| LoadError::Invalid(errors.iter().map(ToString::to_string).collect()))
 }
 
-/// `mop local`: the policy with every role, `-e` on top; only the policy file is protected.
+/// `mop local`: the policy with every role, `-e` on top; only the policy file and its vars
+/// files are protected.
 pub fn load_local_run(policy_path: &Path, extra: &[String]) -> Result<LoadedLocalRun, LoadError> {
     let policy = load_policy(policy_path)?;
     let extra_vars = extra_vars(extra)?.into_iter().collect();
     let all_roles: Vec<usize> = (0..policy.roles.len()).collect();
-    let prepared = prepare(&policy, &all_roles, &[policy_path.to_path_buf()])
+    let mut protected = vec![policy_path.to_path_buf()];
+    protected.extend(policy_vars_files(&policy));
+    let prepared = prepare(&policy, &all_roles, &protected)
         .map_err(|errors| LoadError::Invalid(errors.iter().map(ToString::to_string).collect()))?;
     Ok(LoadedLocalRun {
         policy,
@@ -136,7 +139,20 @@ pub fn load_local_run(policy_path: &Path, extra: &[String]) -> Result<LoadedLoca
 
 /// Loads the policy and inventory, resolves each role's hosts, and prepares the file server.
 pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
-    let policy = load_policy(request.policy)?;
+    let policy = match load_policy(request.policy) {
+        Ok(policy) => policy,
+        Err(LoadError::Invalid(mut errors)) => {
+            // The inventory's own problems (its vars files included) in the same report, when
+            // it can be found without the policy.
+            let inventory =
+                inventory_path(request.inventory, None).and_then(|path| load_inventory(&path));
+            if let Err(LoadError::Inventory(error)) = inventory {
+                errors.push(error.to_string());
+            }
+            return Err(LoadError::Invalid(errors));
+        }
+        Err(other) => return Err(other),
+    };
     let inventory_path = inventory_path(request.inventory, policy.inventory.as_deref())?;
     let inventory = load_inventory(&inventory_path)?;
     let overrides = extra_vars(request.extra_vars)?;
@@ -145,7 +161,7 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     // No template may read a secret: the policy check names each read (see crate::secrets).
     let secret_vars = crate::secrets::secret_var_names();
     let mut errors: Vec<String> = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = inventory.warnings().to_vec();
     let mut roles = Vec::new();
     for (role_index, role) in policy.roles.iter().enumerate() {
         let role_selection = Selection::new(&role.groups, &role.hosts)?;
@@ -189,7 +205,9 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
         .filter(|role| !role.hosts.is_empty())
         .map(|role| role.role_index)
         .collect();
-    let protected = protected_files(request.policy, &inventory_path);
+    let mut protected = protected_files(request.policy, &inventory_path);
+    protected.extend(inventory.vars_file_paths().map(Path::to_path_buf));
+    protected.extend(policy_vars_files(&policy));
     let prepared = match prepare(&policy, &selected_roles, &protected) {
         Ok(prepared) => Some(prepared),
         Err(policy_errors) => {
@@ -216,6 +234,9 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
 pub(crate) const PASSWORD_REFUSED: &str = "`mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key for the user (ssh-copy-id) and set `mop_ssh_key`, or load it into ssh-agent";
 
 /// Policy and role settings apply only where the inventory is silent; `-e` beats everything.
+/// Lowest first: the role directory's defaults, policy `vars`, policy `vars_files`, role `vars`,
+/// role `vars_files` ([`Policy::var_layers`]), the role's connection settings, then the
+/// inventory (its own layers, `group_vars/` and `host_vars/` included), then `-e`.
 pub fn role_layers(
     policy: &Policy,
     role: &Role,
@@ -237,9 +258,11 @@ pub fn role_layers(
             Value::from(check.as_str()),
         );
     }
-    ExtraLayers::none()
-        .with_defaults("policy", to_index_map(&policy.vars))
-        .with_defaults(format!("role `{}`", role.name), to_index_map(&role.vars))
+    let mut layers = ExtraLayers::none();
+    for layer in policy.var_layers(role) {
+        layers = layers.with_defaults(layer.label, to_index_map(&layer.vars));
+    }
+    layers
         .with_defaults(
             format!("role `{}` connection settings", role.name),
             connection,
@@ -323,6 +346,21 @@ fn template_errors(
         }
     }
     errors.iter().map(ToString::to_string).collect()
+}
+
+/// The variable files a policy reads (`vars_files`, role directories' defaults): never served,
+/// like the policy itself.
+fn policy_vars_files(policy: &Policy) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = policy
+        .vars_files
+        .iter()
+        .map(|layer| layer.path.clone())
+        .collect();
+    for role in &policy.roles {
+        files.extend(role.defaults.iter().map(|layer| layer.path.clone()));
+        files.extend(role.vars_files.iter().map(|layer| layer.path.clone()));
+    }
+    files
 }
 
 /// The policy and inventory files are never served, whatever the patterns say.

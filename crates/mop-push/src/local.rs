@@ -60,7 +60,13 @@ pub async fn run_local(
         for (index, role) in policy.roles.iter().enumerate() {
             reporter.role_started(&role.name, &[LOCAL_HOST.to_string()]);
             current_role.clone_from(&role.name);
-            let vars = merge_vars([&policy.vars, &role.vars, &options.extra_vars]);
+            let layers = policy.var_layers(role);
+            let vars = merge_vars(
+                layers
+                    .iter()
+                    .map(|layer| &layer.vars)
+                    .chain([&options.extra_vars]),
+            );
             let plan = role_plan(
                 role,
                 &prepared.roles[index],

@@ -48,10 +48,38 @@ pub fn prepare(
     // policy's directory plus the served roots: templates are part of the policy, but what
     // they contain leaves the controller, so the allow/deny rules still apply).
     let mut servers: Vec<Option<(FileServer, FileServer)>> = Vec::with_capacity(policy.roles.len());
+    // Per role using a role directory: the server for the `source`s its resources name, rooted
+    // at its `files/` (the same allow/deny rules apply).
+    let mut role_dir_servers: Vec<Option<FileServer>> = Vec::with_capacity(policy.roles.len());
     for (index, role) in policy.roles.iter().enumerate() {
         if !selected_roles.contains(&index) {
             servers.push(None);
+            role_dir_servers.push(None);
             continue;
+        }
+        match &role.role_dir {
+            // No `files/`: nothing to serve; a `source` of the role directory is reported below.
+            Some(role_dir) if role_dir.join("files").is_dir() => {
+                let root = (
+                    role_dir.join("files"),
+                    format!("role directory of role `{}`", role.name),
+                );
+                match file_server(policy, std::iter::once(root), protected_files) {
+                    Ok(server) => role_dir_servers.push(Some(server)),
+                    Err(error) => {
+                        let (message, hint) = split_hint(&error.to_string());
+                        errors.push(PolicyError {
+                            file: role.origin.file.clone(),
+                            position: Some(role.origin.position),
+                            context: format!("role `{}`", role.name),
+                            message,
+                            hint,
+                        });
+                        role_dir_servers.push(None);
+                    }
+                }
+            }
+            _ => role_dir_servers.push(None),
         }
         let paths = role
             .fileserver_paths
@@ -59,6 +87,13 @@ pub fn prepare(
             .unwrap_or(&policy.fileserver.paths);
         let mut template_roots =
             vec![std::path::absolute(&policy.dir).unwrap_or_else(|_| policy.dir.clone())];
+        // A used role directory's templates are served wherever the directory lives.
+        template_roots.extend(
+            role.role_dir
+                .as_ref()
+                .map(|dir| dir.join("templates"))
+                .filter(|templates| templates.is_dir()),
+        );
         template_roots.extend(paths.iter().map(|spec| spec.path.clone()));
         let built = file_server(
             policy,
@@ -102,8 +137,31 @@ pub fn prepare(
         else {
             continue;
         };
+        let from_role_dir = reference.role.defined_in_role_dir(&reference.origin.file);
+        let role_dir_server = role_dir_servers
+            .get(reference.role_index)
+            .and_then(Option::as_ref);
         let (server, requested) = if is_template {
             (template_server, absolute_text(&reference.resolved))
+        } else if from_role_dir {
+            let Some(role_dir_server) = role_dir_server else {
+                let files = reference
+                    .role
+                    .role_dir
+                    .as_ref()
+                    .map(|dir| dir.join("files"))
+                    .unwrap_or_default();
+                errors.push(reference_error(
+                    &reference,
+                    false,
+                    &format!(
+                        "the role directory has no `{}`\n  hint: a role directory's `source` files live in its `files/`",
+                        files.display()
+                    ),
+                ));
+                continue;
+            };
+            (role_dir_server, reference.path.to_string())
         } else {
             (source_server, reference.path.to_string())
         };

@@ -4,6 +4,7 @@ mod errors;
 mod example;
 mod precedence;
 mod select;
+mod vars_dirs;
 mod via;
 
 use indexmap::IndexMap;

@@ -362,3 +362,99 @@ fn extra_vars_reach_adhoc_hosts() {
         r#"192.0.2.9 "blue""#
     );
 }
+
+#[test]
+fn vars_files_defaults_and_group_vars_take_their_places() {
+    let roles = r#"
+vars_files = ["vars/common.toml"]
+
+[[roles]]
+name = "web"
+groups = ["web"]
+use = "roles/app"
+vars_files = ["vars/web.toml"]
+"#;
+    // `vars_files` before `[vars]`, or TOML puts it in the table.
+    let files = Files::new(&format!("{roles}\n[vars]\nsize = \"policy\"\n"), INVENTORY);
+    let write = |name: &str, text: &str| {
+        let path = files.path(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write(
+        "roles/app/resources.toml",
+        "[[resources]]\ntype = \"echo\"\nmsg = \"{{ only_default }}\"\n",
+    );
+    write(
+        "roles/app/defaults.toml",
+        "only_default = \"defaults\"\nsize = \"defaults\"\ncolor = \"defaults\"\n",
+    );
+    write("vars/common.toml", "size = \"policy file\"\n");
+    write("vars/web.toml", "tier = \"role file\"\n");
+    write("group_vars/web.toml", "color = \"group_vars\"\n");
+    write("group_vars/wbe.toml", "color = \"typo\"\n");
+    write("host_vars/web1.toml", "tier = \"host_vars\"\n");
+    let loaded = files.relative(&files.load(
+        &Limits::default(),
+        &[],
+        &["color", "tier", "size", "only_default"],
+    ));
+    assert_eq!(
+        loaded,
+        "role web: web1 (color=\"group_vars\" tier=\"host_vars\" size=\"policy file\" only_default=\"defaults\"), \
+         web2 (color=\"group_vars\" tier=\"role file\" size=\"policy file\" only_default=\"defaults\")\n\
+         warning: `group_vars/wbe.toml`: no group `wbe` in the inventory, its variables are not used\n  hint: name the file after a group of the inventory"
+    );
+    let mut protected = protected_files(&files.path("site.toml"), &files.path("inventory.toml"));
+    let run = load_run(&RunRequest {
+        policy: &files.path("site.toml"),
+        inventory: Some(&files.path("inventory.toml")),
+        limits: &Limits::default(),
+        extra_vars: &[],
+    })
+    .map_err(|error| error.to_string())
+    .expect("loads");
+    protected.extend(policy_vars_files(&run.policy));
+    let protected: Vec<String> = protected
+        .iter()
+        .map(|path| files.relative(&path.display().to_string()))
+        .collect();
+    assert_eq!(
+        protected,
+        [
+            "site.toml",
+            "inventory.toml",
+            "vars/common.toml",
+            "roles/app/defaults.toml",
+            "vars/web.toml"
+        ]
+    );
+}
+
+#[test]
+fn policy_and_inventory_vars_file_errors_are_reported_together() {
+    let roles = r#"
+vars_files = ["vars/common.toml"]
+
+[[roles]]
+name = "web"
+use = "roles/missing"
+"#;
+    // `vars_files` before `[vars]`, or TOML puts it in the table.
+    let files = Files::new(&format!("{roles}\n[vars]\nsize = \"policy\"\n"), INVENTORY);
+    std::fs::create_dir_all(files.path("vars")).expect("mkdir");
+    std::fs::write(files.path("vars/common.toml"), "not toml\n").expect("write");
+    std::fs::create_dir_all(files.path("group_vars")).expect("mkdir");
+    std::fs::write(files.path("group_vars/web.toml"), "color = \n").expect("write");
+    let loaded = files.load(&Limits::default(), &[], &[]);
+    assert_eq!(
+        loaded,
+        "error: vars/common.toml:1:5: vars file named at site.toml:2:15: invalid TOML: expected `.`, `=`\n  \
+         hint: a vars file is a TOML table of variables, e.g. `http_port = 8080`\n\
+         site.toml:6:7: role `web`: role directory `roles/missing` does not exist\n  \
+         hint: a role directory holds `resources.toml` and optionally `defaults.toml`, `templates/` and `files/`\n\
+         group_vars/web.toml:1:9: invalid TOML: invalid string; expected `\"`, `'`\n  \
+         hint: a vars file is a TOML table of variables, e.g. `http_port = 8080`\n\
+         3 errors"
+    );
+}

@@ -13,6 +13,9 @@ use crate::exit;
 pub fn run(args: InventoryArgs) -> Result<u8> {
     let path = load::inventory_path(args.selection.inventory.as_deref(), None)?;
     let inventory = load::load_inventory(&path)?;
+    for warning in inventory.warnings() {
+        eprintln!("warning: {warning}");
+    }
     let layers =
         ExtraLayers::none().with_overrides("-e", load::extra_vars(&args.extra_vars.extra_vars)?);
     let mut out = std::io::stdout().lock();
