@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
-use mop_inventory::{Inventory, Selection};
+use mop_inventory::{Inventory, PatternKind, Selection};
 
 use super::LoadError;
 
@@ -75,6 +75,23 @@ pub fn limit_selection(limits: &Limits) -> Result<Selection, LoadError> {
         }
     }
     Ok(Selection::new(&limits.groups, &hosts)?)
+}
+
+/// One error per `--limit-*` term that matches no group or host name at all (a typo would
+/// otherwise quietly select nothing, or everything but nothing with `!`).
+pub fn unmatched_limit_errors(inventory: &Inventory, limit: &Selection) -> Vec<String> {
+    inventory
+        .select(limit)
+        .unmatched
+        .iter()
+        .map(|unmatched| {
+            let flag = match unmatched.kind {
+                PatternKind::Group => "--limit-groups",
+                PatternKind::Host | PatternKind::GroupOrHost => "--limit-hosts",
+            };
+            format!("{flag}: {unmatched}")
+        })
+        .collect()
 }
 
 /// Host names from a retry file are names, not patterns.
