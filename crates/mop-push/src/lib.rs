@@ -17,6 +17,7 @@ pub mod plan;
 pub mod prepare;
 pub mod report;
 pub mod rollout;
+pub mod tasks;
 pub mod secrets;
 pub mod session;
 pub mod ssh;
