@@ -124,7 +124,11 @@ impl Expression {
         if term.is_all() {
             return true;
         }
-        let by_group = || host.groups().iter().any(|group| term.pattern.matches(group));
+        let by_group = || {
+            host.groups()
+                .iter()
+                .any(|group| term.pattern.matches(group))
+        };
         let by_name = || term.pattern.matches(host.name());
         match self.kind {
             PatternKind::Group => by_group(),
@@ -173,7 +177,11 @@ fn split_terms(item: &str) -> Vec<&str> {
 /// Characters a term may hold: host name characters and glob syntax, nothing a shell, an
 /// ssh_config or a terminal would read specially (terms are echoed in errors and hints).
 fn is_pattern_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*' | '?' | '[' | ']' | '{' | '}' | '!' | ',')
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '-' | '_' | '.' | '*' | '?' | '[' | ']' | '{' | '}' | '!' | ','
+        )
 }
 
 fn parse_term(piece: &str, item: &str) -> Result<Term, InventoryError> {
@@ -306,11 +314,9 @@ impl fmt::Display for UnmatchedPattern {
         match self.kind {
             PatternKind::Group => write!(f, "group pattern `{}` matches no group", self.pattern)?,
             PatternKind::Host => write!(f, "host pattern `{}` matches no host", self.pattern)?,
-            PatternKind::GroupOrHost => write!(
-                f,
-                "pattern `{}` matches no group or host",
-                self.pattern
-            )?,
+            PatternKind::GroupOrHost => {
+                write!(f, "pattern `{}` matches no group or host", self.pattern)?
+            }
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;

@@ -17,10 +17,10 @@ pub mod plan;
 pub mod prepare;
 pub mod report;
 pub mod rollout;
-pub mod tasks;
 pub mod secrets;
 pub mod session;
 pub mod ssh;
+pub mod tasks;
 pub mod transport;
 mod wire;
 

@@ -179,7 +179,10 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
         // A role term that matches no name is a typo or the wrong inventory: an error, so a
         // `!web9` that meant `!web2` cannot quietly touch web2.
         for unmatched in inventory.select(&role_selection).unmatched {
-            errors.push(format!("{}: role `{}`: {unmatched}", role.origin, role.name));
+            errors.push(format!(
+                "{}: role `{}`: {unmatched}",
+                role.origin, role.name
+            ));
         }
         let selected = inventory.select(&role_selection.and(limit.clone()));
         let layers = role_layers(&policy, role, &overrides);

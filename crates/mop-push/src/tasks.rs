@@ -176,7 +176,11 @@ pub fn known_tags(policy: &Policy) -> BTreeSet<&str> {
 }
 
 /// One warning per `--tags`/`--skip-tags` pattern that matches no tag of the policy.
-fn unknown_tag_warnings(policy: &Policy, filter: &TaskFilter, compiled: &CompiledTags) -> Vec<String> {
+fn unknown_tag_warnings(
+    policy: &Policy,
+    filter: &TaskFilter,
+    compiled: &CompiledTags,
+) -> Vec<String> {
     let known = known_tags(policy);
     let listing = if known.is_empty() {
         "the policy has no tags".to_string()
@@ -196,8 +200,7 @@ fn unknown_tag_warnings(policy: &Policy, filter: &TaskFilter, compiled: &Compile
         ("--skip-tags", &filter.skip_tags, &compiled.skip),
     ] {
         for (text, pattern) in texts.iter().zip(patterns) {
-            if SPECIAL_TAGS.contains(&text.as_str())
-                || known.iter().any(|tag| pattern.matches(tag))
+            if SPECIAL_TAGS.contains(&text.as_str()) || known.iter().any(|tag| pattern.matches(tag))
             {
                 continue;
             }
@@ -255,7 +258,11 @@ fn choose(
                 .filter(|(_, in_run)| **in_run)
                 .flat_map(|(role, _)| {
                     role.resources.iter().flat_map(|resource| {
-                        resource.name.iter().cloned().chain([resource_label(resource)])
+                        resource
+                            .name
+                            .iter()
+                            .cloned()
+                            .chain([resource_label(resource)])
                     })
                 })
                 .collect();
@@ -322,8 +329,7 @@ impl LoadedRun {
         for (role, keep) in self.policy.roles.iter_mut().zip(&chosen) {
             keep_resources(role, keep.as_deref().unwrap_or(&[]));
         }
-        self.roles
-            .retain(|role| chosen[role.role_index].is_some());
+        self.roles.retain(|role| chosen[role.role_index].is_some());
         Ok(())
     }
 
@@ -335,7 +341,11 @@ impl LoadedRun {
             .map(|role_hosts| {
                 RoleOutline::new(
                     &self.policy.roles[role_hosts.role_index],
-                    role_hosts.hosts.iter().map(|host| host.name.clone()).collect(),
+                    role_hosts
+                        .hosts
+                        .iter()
+                        .map(|host| host.name.clone())
+                        .collect(),
                 )
             })
             .collect()

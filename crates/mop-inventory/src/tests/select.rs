@@ -251,13 +251,17 @@ fn target_terms_match_groups_or_hosts() {
     };
     assert_eq!(select("webservers:!web2*"), ["web1.example.com"]);
     assert_eq!(select("db*:&dc1"), ["web1.example.com", "db1.example.com"]);
-    assert_eq!(select("stage.example.com,dc2"), ["db2.dc2.example.com", "stage.example.com"]);
+    assert_eq!(
+        select("stage.example.com,dc2"),
+        ["db2.dc2.example.com", "stage.example.com"]
+    );
 }
 
 #[test]
 fn terms_that_match_nothing_name_the_term_with_a_suggestion() {
     let inventory = inventory(FLEET);
-    let selection = Selection::new(&["webservers:!dbservrs"], &["&web3.example.com"]).expect("valid");
+    let selection =
+        Selection::new(&["webservers:!dbservrs"], &["&web3.example.com"]).expect("valid");
     let unmatched: Vec<String> = inventory
         .select(&selection)
         .unmatched
@@ -280,21 +284,15 @@ fn terms_that_match_nothing_name_the_term_with_a_suggestion() {
 
 #[test]
 fn pattern_grammar_is_strict() {
-    let error = |text: &str| {
-        Selection::new(&[text], &[])
-            .expect_err(text)
-            .to_string()
-    };
-    insta::assert_snapshot!(
-        [
-            error("web;rm -rf /"),
-            error("web\u{1b}[31m"),
-            error("web::db"),
-            error("web:!"),
-            error("&!web"),
-            error("web&db"),
-            error("web:&[12"),
-        ]
-        .join("\n")
-    );
+    let error = |text: &str| Selection::new(&[text], &[]).expect_err(text).to_string();
+    insta::assert_snapshot!([
+        error("web;rm -rf /"),
+        error("web\u{1b}[31m"),
+        error("web::db"),
+        error("web:!"),
+        error("&!web"),
+        error("web&db"),
+        error("web:&[12"),
+    ]
+    .join("\n"));
 }

@@ -158,7 +158,10 @@ fn roles_select_hosts_within_the_limits() {
     );
     // The pattern algebra in limits: exclusion and intersection.
     check(limits(&[], &["web*:!web2"]), "role web: web1\nrole db: ");
-    check(limits(&["all:!db"], &["!web1"]), "role web: web2\nrole db: ");
+    check(
+        limits(&["all:!db"], &["!web1"]),
+        "role web: web2\nrole db: ",
+    );
     check(limits(&["web:&db"], &[]), "error: no role selects any host within the given limits\n  hint: check the roles' `groups`/`hosts` patterns against `mop inventory`");
 }
 

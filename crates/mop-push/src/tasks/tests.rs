@@ -181,15 +181,13 @@ fn task_errors_and_warnings() {
         start_at: Some(name.to_string()),
         ..TaskFilter::default()
     };
-    insta::assert_snapshot!(
-        [
-            listed(&[], &start("install ngnix")),
-            listed(&[], &start("nothing like it")),
-            listed(&[], &filter(&["nosuch"], &["always"])),
-            listed(&[], &filter(&["wbe", "web"], &[])),
-            listed(&[], &filter(&["web;id"], &[])),
-            listed(&[], &filter(&["web[1"], &[])),
-        ]
-        .join("\n---\n")
-    );
+    insta::assert_snapshot!([
+        listed(&[], &start("install ngnix")),
+        listed(&[], &start("nothing like it")),
+        listed(&[], &filter(&["nosuch"], &["always"])),
+        listed(&[], &filter(&["wbe", "web"], &[])),
+        listed(&[], &filter(&["web;id"], &[])),
+        listed(&[], &filter(&["web[1"], &[])),
+    ]
+    .join("\n---\n"));
 }
