@@ -19,6 +19,7 @@ mod push_files;
 mod push_forks;
 mod push_interrupt;
 mod push_rollout;
+mod push_select;
 mod push_sudo;
 mod security_lifetime;
 mod security_limits;
