@@ -47,10 +47,16 @@ pub enum Command {
     #[command(after_help = AFTER_HELP)]
     Validate(ValidateArgs),
     /// Converge (or check) the hosts a policy selects, over SSH.
-    #[command(after_help = AFTER_HELP)]
+    #[command(
+        after_help = AFTER_HELP,
+        override_usage = "mop push [OPTIONS] <--apply|--check|--list-hosts|--list-tasks> <POLICY>"
+    )]
     Push(PushArgs),
     /// Run every role of a policy on this machine, without SSH.
-    #[command(after_help = AFTER_HELP)]
+    #[command(
+        after_help = AFTER_HELP,
+        override_usage = "mop local [OPTIONS] <--apply|--check|--list-hosts|--list-tasks> <POLICY>"
+    )]
     Local(LocalArgs),
     /// Run one command on many hosts (parallel-ssh): per-host exit code, stdout and stderr.
     #[command(after_help = ADHOC_AFTER_HELP)]
