@@ -84,6 +84,16 @@ fn tags_and_skip_tags_converge_only_the_selected_resources() {
     let sandbox = Sandbox::start("select-tags", TestHostsBuilder::new().hosts(2).group("web"));
     let policy = sandbox.policy("tagged", TAGGED_POLICY);
 
+    // No filter: everything but the `never` resource.
+    let plain = sandbox.push(&policy, &["--apply", "-e", "phase=plain"]);
+    plain.assert_exit(0);
+    assert_eq!(
+        files(&sandbox, "host1", "plain"),
+        ["alpha", "beta", "gamma", "handler"],
+        "{}",
+        plain.describe()
+    );
+
     // --tags alpha: the `always` directory, alpha and the handler alpha notified; not beta,
     // not the `never` resource, not the untagged role `second`.
     let alpha = sandbox.push(&policy, &["--apply", "--tags", "alpha", "-e", "phase=tags"]);

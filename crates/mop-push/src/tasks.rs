@@ -228,14 +228,17 @@ fn choose(
         .iter()
         .zip(in_run)
         .map(|(role, in_run)| {
-            in_run.then(|| {
-                role.resources
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, resource)| compiled.selects(&effective_tags(role, resource)))
-                    .map(|(index, _)| index)
-                    .collect()
-            })
+            let selected: Vec<usize> = role
+                .resources
+                .iter()
+                .enumerate()
+                .filter(|(_, resource)| compiled.selects(&effective_tags(role, resource)))
+                .map(|(index, _)| index)
+                .collect();
+            // A role the filter emptied leaves the run; one that was empty to begin with
+            // (hooks only) stays as it was.
+            let emptied = selected.is_empty() && !role.resources.is_empty();
+            (*in_run && !emptied).then_some(selected)
         })
         .collect();
     if let Some(name) = &filter.start_at {
@@ -275,18 +278,16 @@ fn choose(
             if role_index < start_role {
                 *resources = None;
             } else if role_index == start_role {
-                if let Some(resources) = resources {
-                    resources.retain(|index| *index >= start_resource);
+                if let Some(kept) = resources {
+                    kept.retain(|index| *index >= start_resource);
+                    if kept.is_empty() {
+                        *resources = None;
+                    }
                 }
             }
         }
     }
-    for resources in &mut chosen {
-        if resources.as_ref().is_some_and(Vec::is_empty) {
-            *resources = None;
-        }
-    }
-    if chosen.iter().all(Option::is_none) {
+    if filter != &TaskFilter::default() && chosen.iter().all(Option::is_none) {
         return Err(TaskError::NothingSelected(filter.clone()));
     }
     Ok(chosen)
@@ -315,9 +316,7 @@ impl LoadedRun {
     /// the run. Unknown tags become warnings. Call after loading (every check has then seen
     /// the whole policy) and before the plans are built.
     pub fn select_tasks(&mut self, filter: &TaskFilter) -> Result<(), TaskError> {
-        if filter == &TaskFilter::default() {
-            return Ok(());
-        }
+        // No early return for an empty filter: `never` resources are left out by default.
         let compiled = CompiledTags::new(filter)?;
         let mut in_run = vec![false; self.policy.roles.len()];
         for role in &self.roles {
@@ -357,9 +356,6 @@ impl LoadedLocalRun {
     /// with no resource are removed (with their prepared files, which stay parallel).
     /// Returns the unknown-tag warnings.
     pub fn select_tasks(&mut self, filter: &TaskFilter) -> Result<Vec<String>, TaskError> {
-        if filter == &TaskFilter::default() {
-            return Ok(Vec::new());
-        }
         let compiled = CompiledTags::new(filter)?;
         let in_run = vec![true; self.policy.roles.len()];
         let chosen = choose(&self.policy, &in_run, filter, &compiled)?;
