@@ -191,3 +191,48 @@ fn task_errors_and_warnings() {
     ]
     .join("\n---\n"));
 }
+
+#[test]
+fn a_role_without_resources_stays_and_an_emptied_role_leaves() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let policy = dir.path().join("site.toml");
+    std::fs::write(
+        &policy,
+        r#"
+[[roles]]
+name = "hooks only"
+before = "true"
+
+[[roles]]
+name = "tagged"
+
+[[roles.resources]]
+type = "echo"
+msg = "x"
+tags = ["x"]
+
+[[roles]]
+name = "untagged"
+
+[[roles.resources]]
+type = "echo"
+msg = "y"
+"#,
+    )
+    .expect("write the policy");
+    let mut loaded = crate::load::load_local_run(&policy, &[]).expect("a valid policy");
+    let warnings = loaded.select_tasks(&filter(&["x"], &[])).expect("selected");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let roles: Vec<&str> = loaded
+        .policy
+        .roles
+        .iter()
+        .map(|role| role.name.as_str())
+        .collect();
+    assert_eq!(roles, ["hooks only", "tagged"]);
+    assert_eq!(
+        loaded.prepared.roles.len(),
+        2,
+        "prepared roles stay parallel"
+    );
+}
