@@ -174,6 +174,21 @@ fn split_terms(item: &str) -> Vec<&str> {
     pieces
 }
 
+/// A name as a glob that matches exactly it: each glob character in a class of its own.
+fn glob_escape(name: &str) -> String {
+    let mut escaped = String::with_capacity(name.len());
+    for ch in name.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '{' | '}') {
+            escaped.push('[');
+            escaped.push(ch);
+            escaped.push(']');
+        } else {
+            escaped.push(ch);
+        }
+    }
+    escaped
+}
+
 /// Characters a term may hold: host name characters and glob syntax, nothing a shell, an
 /// ssh_config or a terminal would read specially (terms are echoed in errors and hints).
 fn is_pattern_char(c: char) -> bool {
@@ -276,6 +291,40 @@ impl Selection {
             }
         }
         Ok(Selection { expressions })
+    }
+
+    /// [`Selection::new`] plus exact host names (from a retry file), OR-ed with the `hosts`
+    /// patterns. Names are not patterns: any character an inventory name may hold is
+    /// matched literally, `:` and `!` included.
+    pub fn with_host_names<S: AsRef<str>>(
+        groups: &[S],
+        hosts: &[S],
+        names: &[String],
+    ) -> Result<Self, InventoryError> {
+        let mut selection = Selection::new(groups, hosts)?;
+        if names.is_empty() {
+            return Ok(selection);
+        }
+        let mut terms = Vec::with_capacity(names.len());
+        for name in names {
+            terms.push(Term {
+                operator: Operator::Union,
+                written: name.clone(),
+                pattern: Pattern::new(&glob_escape(name))?,
+            });
+        }
+        match selection
+            .expressions
+            .iter_mut()
+            .find(|expression| expression.kind == PatternKind::Host)
+        {
+            Some(expression) => expression.terms.extend(terms),
+            None => selection.expressions.push(Expression {
+                kind: PatternKind::Host,
+                terms,
+            }),
+        }
+        Ok(selection)
     }
 
     /// An ad hoc TARGET: each term matches group names (all their hosts) or host names.

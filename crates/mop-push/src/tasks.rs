@@ -57,7 +57,7 @@ fn describe_filter(filter: &TaskFilter) -> String {
         parts.push(format!("--skip-tags {}", filter.skip_tags.join(",")));
     }
     if let Some(name) = &filter.start_at {
-        parts.push(format!("--start-at {name}"));
+        parts.push(format!("--start-at {}", name.escape_debug()));
     }
     if parts.is_empty() {
         String::new()

@@ -296,3 +296,41 @@ fn pattern_grammar_is_strict() {
     ]
     .join("\n"));
 }
+
+#[test]
+fn retry_names_match_literally_whatever_they_hold() {
+    let inventory = inventory(
+        r#"
+[groups.v6.hosts]
+"2001:db8::1" = ""
+"2001:db8::2" = ""
+"odd*name" = ""
+"oddXname" = ""
+"#,
+    );
+    let names = |hosts: &[&str], retry: &[&str]| -> Vec<String> {
+        let retry: Vec<String> = retry.iter().map(ToString::to_string).collect();
+        let selection = Selection::with_host_names(&[] as &[&str], hosts, &retry).expect("valid");
+        inventory
+            .select(&selection)
+            .hosts
+            .iter()
+            .map(|host| host.name().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&[], &["2001:db8::2", "odd*name"]),
+        ["2001:db8::2", "odd*name"]
+    );
+    // OR-ed with the patterns, and narrowed by their `!` terms.
+    assert_eq!(
+        names(&["oddX*"], &["2001:db8::1"]),
+        ["2001:db8::1", "oddXname"]
+    );
+    assert_eq!(
+        names(&["!2001*"], &["2001:db8::1", "odd*name"]),
+        ["odd*name"]
+    );
+    // As a pattern, `:` separates terms, so such a name needs a glob.
+    assert_eq!(names(&["2001?db8??1"], &[]), ["2001:db8::1"]);
+}
