@@ -15,6 +15,11 @@ const PUSH_FLAGS: &[&str] = &[
     "--forks <N>",
     "--host-timeout <SECS>",
     "--no-agent-cache",
+    "--tags <TAGS>",
+    "--skip-tags <TAGS>",
+    "--start-at <NAME>",
+    "--list-hosts",
+    "--list-tasks",
     "-e, --extra-var <KEY=VALUE>",
     "--diff",
     "--json",
@@ -83,6 +88,11 @@ fn subcommand_helps_mention_their_flags_and_the_exit_codes() {
             &[
                 "--apply",
                 "--check",
+                "--tags <TAGS>",
+                "--skip-tags <TAGS>",
+                "--start-at <NAME>",
+                "--list-hosts",
+                "--list-tasks",
                 "-e, --extra-var <KEY=VALUE>",
                 "--diff",
                 "--json",
@@ -286,6 +296,22 @@ fn validate_limits_narrow_the_selected_hosts() {
     );
 
     let nothing = run_mop(["validate", "policies/site.toml", "--limit-hosts", "nope*"]);
+    assert_eq!(nothing.exit, 2, "{}", nothing.describe());
+    assert!(
+        nothing
+            .stderr
+            .contains("--limit-hosts: host pattern `nope*` matches no host"),
+        "{}",
+        nothing.describe()
+    );
+
+    // Patterns that match but select nothing together still say so.
+    let nothing = run_mop([
+        "validate",
+        "policies/site.toml",
+        "--limit-groups",
+        "webservers:&dbservers",
+    ]);
     assert_eq!(nothing.exit, 2, "{}", nothing.describe());
     assert!(
         nothing.stderr.contains("no role selects any host"),

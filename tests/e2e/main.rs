@@ -20,6 +20,7 @@ mod push_forks;
 mod push_interrupt;
 mod push_roles;
 mod push_rollout;
+mod push_select;
 mod push_sudo;
 mod push_summary;
 mod security_lifetime;

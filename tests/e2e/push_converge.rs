@@ -213,7 +213,7 @@ fn limits_touch_only_the_selected_hosts() {
     assert_eq!(none.exit, 2, "{}", none.describe());
     assert!(
         none.stderr
-            .contains("no role selects any host within the given limits"),
+            .contains("--limit-hosts: host pattern `nope*` matches no host"),
         "{}",
         none.describe()
     );

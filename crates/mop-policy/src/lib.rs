@@ -30,6 +30,7 @@ pub use model::{
     VarsLayer,
 };
 pub use mop_protocol::{Resource, ResourceSpec};
+pub use suggest::{closest, did_you_mean};
 
 /// Every key a policy file accepts at top level, in documentation order.
 pub const POLICY_KEYS: &[&str] = load::POLICY_KEYS;

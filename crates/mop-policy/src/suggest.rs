@@ -1,10 +1,7 @@
 //! "Did you mean" suggestions for misspelled keys, types, handler and variable names.
 
 /// The candidate closest to `input`, if it is close enough to be a plausible typo.
-pub(crate) fn closest<'a>(
-    input: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     // A third of the length (at least one edit) catches transpositions and dropped letters
     // without proposing unrelated short words.
     let limit = (input.chars().count() / 3).max(1);
@@ -17,7 +14,7 @@ pub(crate) fn closest<'a>(
 }
 
 /// `did you mean `x`?` for the closest candidate.
-pub(crate) fn did_you_mean<'a>(
+pub fn did_you_mean<'a>(
     input: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {

@@ -22,6 +22,7 @@ pub mod rollout;
 pub mod secrets;
 pub mod session;
 pub mod ssh;
+pub mod tasks;
 pub mod transport;
 mod wire;
 

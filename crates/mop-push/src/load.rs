@@ -15,14 +15,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
-use mop_inventory::{ExtraLayers, InventoryError, ResolvedHost, Selection};
+use mop_inventory::{ExtraLayers, InventoryError, ResolvedHost, Selection, UnmatchedPattern};
 use mop_policy::{Policy, PolicyError, Role};
 use serde_json::{Map, Value};
 
 use crate::adhoc::HostSpecError;
 use crate::prepare::{prepare, PreparedRun};
 
-pub use inputs::{extra_vars, inventory_path, limit_selection, load_inventory, Limits};
+pub use inputs::{
+    extra_vars, inventory_path, limit_selection, load_inventory, unmatched_limit_errors, Limits,
+};
 pub use targets::{resolve_targets, TargetRequest};
 
 /// Why a run could not be loaded. The texts are what the operator reads (`error: ...`).
@@ -52,15 +54,14 @@ pub enum LoadError {
     HostSpec(HostSpecError),
     #[error("no hosts given\n  hint: name an inventory pattern (e.g. `web` or `web,db*`) or pass --hosts")]
     NoTarget,
-    #[error("the target `{target}` has an empty pattern\n  hint: separate globs with single commas, e.g. `web,db*`")]
-    EmptyPattern { target: String },
-    #[error("invalid target pattern `{pattern}`: {detail}")]
-    InvalidPattern {
-        pattern: String,
-        detail: InventoryError,
+    /// Every TARGET term that matches no group or host name, one per line.
+    #[error("{}", target_unmatched_text(.unmatched, .inventory))]
+    TargetMatchesNothing {
+        unmatched: Vec<UnmatchedPattern>,
+        inventory: PathBuf,
     },
-    #[error("target pattern `{pattern}` matches no group or host in `{}`\n  hint: `mop inventory -i {}` lists the groups and hosts", .inventory.display(), .inventory.display())]
-    TargetMatchesNothing { pattern: String, inventory: PathBuf },
+    #[error("the target `{target}` selects no host\n  hint: `&` keeps only hosts every `&` term matches, `!` removes hosts; `mop inventory -i {}` lists the groups and hosts", .inventory.display())]
+    TargetSelectsNothing { target: String, inventory: PathBuf },
     /// Every ad hoc host whose variables do not resolve, one per line.
     #[error("{}", .0.join("\n"))]
     Hosts(Vec<String>),
@@ -72,6 +73,26 @@ fn invalid_text(errors: &[String]) -> String {
         text.push_str(&format!("\n{} errors", errors.len()));
     }
     text
+}
+
+fn target_unmatched_text(unmatched: &[UnmatchedPattern], inventory: &Path) -> String {
+    let lines: Vec<String> = unmatched
+        .iter()
+        .map(|term| {
+            let hint = term.hint.clone().unwrap_or_else(|| {
+                format!(
+                    "`mop inventory -i {}` lists the groups and hosts",
+                    inventory.display()
+                )
+            });
+            format!(
+                "target pattern `{}` matches no group or host in `{}`\n  hint: {hint}",
+                term.pattern,
+                inventory.display()
+            )
+        })
+        .collect();
+    lines.join("\n")
 }
 
 impl From<InventoryError> for LoadError {
@@ -160,15 +181,26 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
 
     // No template may read a secret: the policy check names each read (see crate::secrets).
     let secret_vars = crate::secrets::secret_var_names();
-    let mut errors: Vec<String> = Vec::new();
-    let mut warnings: Vec<String> = inventory.warnings().to_vec();
+    let mut errors: Vec<String> = unmatched_limit_errors(&inventory, &limit);
+    let warnings: Vec<String> = inventory.warnings().to_vec();
     let mut roles = Vec::new();
     for (role_index, role) in policy.roles.iter().enumerate() {
-        let role_selection = Selection::new(&role.groups, &role.hosts)?;
-        let selected = inventory.select(&role_selection.and(limit.clone()));
-        for unmatched in &selected.unmatched {
-            warnings.push(format!("role `{}`: {unmatched}", role.name));
+        let role_selection = match Selection::new(&role.groups, &role.hosts) {
+            Ok(selection) => selection,
+            Err(error) => {
+                errors.push(format!("{}: role `{}`: {error}", role.origin, role.name));
+                continue;
+            }
+        };
+        // A role term that matches no name is a typo or the wrong inventory: an error, so a
+        // `!web9` that meant `!web2` cannot quietly touch web2.
+        for unmatched in inventory.select(&role_selection).unmatched {
+            errors.push(format!(
+                "{}: role `{}`: {unmatched}",
+                role.origin, role.name
+            ));
         }
+        let selected = inventory.select(&role_selection.and(limit.clone()));
         let layers = role_layers(&policy, role, &overrides);
         let mut hosts = Vec::with_capacity(selected.hosts.len());
         for host in &selected.hosts {

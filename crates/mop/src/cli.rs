@@ -47,10 +47,16 @@ pub enum Command {
     #[command(after_help = AFTER_HELP)]
     Validate(ValidateArgs),
     /// Converge (or check) the hosts a policy selects, over SSH.
-    #[command(after_help = AFTER_HELP)]
+    #[command(
+        after_help = AFTER_HELP,
+        override_usage = "mop push [OPTIONS] <--apply|--check|--list-hosts|--list-tasks> <POLICY>"
+    )]
     Push(PushArgs),
     /// Run every role of a policy on this machine, without SSH.
-    #[command(after_help = AFTER_HELP)]
+    #[command(
+        after_help = AFTER_HELP,
+        override_usage = "mop local [OPTIONS] <--apply|--check|--list-hosts|--list-tasks> <POLICY>"
+    )]
     Local(LocalArgs),
     /// Run one command on many hosts (parallel-ssh): per-host exit code, stdout and stderr.
     #[command(after_help = ADHOC_AFTER_HELP)]
@@ -156,11 +162,13 @@ pub struct InventorySelection {
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
     pub inventory: Option<PathBuf>,
 
-    /// Only hosts in groups matching these globs (comma-separated, OR-ed).
+    /// Only hosts in groups these patterns select: globs, `a:b` or `a,b` (either), `&a` (and
+    /// in a), `!a` (not in a), e.g. `web:&dc1:!canary`.
     #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
     pub limit_groups: Vec<String>,
 
-    /// Only hosts matching these globs (comma-separated, OR-ed; `@FILE` reads names from a retry file).
+    /// Only hosts these patterns select, by name: globs with `:`, `&`, `!` as for
+    /// --limit-groups (`web*:!web2`); `@FILE` reads names from a retry file.
     #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
     pub limit_hosts: Vec<String>,
 }
@@ -196,9 +204,11 @@ pub struct ValidateArgs {
     pub output: JsonOutput,
 }
 
-/// `--apply` or `--check`: exactly one is required.
+/// `--apply` or `--check`: exactly one is required, unless a listing (`--list-hosts`,
+/// `--list-tasks`) is asked for instead (checked in `main`, since a clap group cannot say
+/// "required unless").
 #[derive(Debug, Clone, Copy, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct RunMode {
     /// Change hosts to match the policy.
     #[arg(long)]
@@ -207,6 +217,59 @@ pub struct RunMode {
     /// Show what would change; change nothing (hooks are reported, not run).
     #[arg(long)]
     pub check: bool,
+}
+
+impl RunMode {
+    pub fn given(&self) -> bool {
+        self.apply || self.check
+    }
+}
+
+/// Which resources `mop push` and `mop local` run (`--tags`, `--skip-tags`, `--start-at`),
+/// and the listings that show the choice without contacting any host.
+#[derive(Debug, Clone, Args)]
+pub struct TaskArgs {
+    /// Only resources with one of these tags (comma-separated globs; a resource has its own
+    /// tags and its role's). `always` resources run anyway, `never` ones only when named.
+    #[arg(long, value_name = "TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
+
+    /// Skip resources with any of these tags (comma-separated globs; beats --tags and `always`).
+    #[arg(long, value_name = "TAGS", value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+
+    /// Start at this resource (its `name`, or `TYPE MAIN-ARGUMENT` as in `file /etc/motd`):
+    /// earlier roles, and earlier resources of its role, are skipped.
+    #[arg(long, value_name = "NAME")]
+    pub start_at: Option<String>,
+
+    /// Print the hosts each role would touch, and exit without contacting any host.
+    #[arg(long)]
+    pub list_hosts: bool,
+
+    /// Print the resources each role would run (after tags, limits and --start-at), and exit
+    /// without contacting any host.
+    #[arg(long)]
+    pub list_tasks: bool,
+}
+
+impl TaskArgs {
+    /// The library's view of the selection flags.
+    pub fn filter(&self) -> mop_push::tasks::TaskFilter {
+        mop_push::tasks::TaskFilter {
+            tags: self.tags.clone(),
+            skip_tags: self.skip_tags.clone(),
+            start_at: self.start_at.clone(),
+        }
+    }
+
+    /// The listing asked for, if any.
+    pub fn listing(&self) -> Option<mop_push::tasks::Listing> {
+        (self.list_hosts || self.list_tasks).then_some(mop_push::tasks::Listing {
+            hosts: self.list_hosts,
+            tasks: self.list_tasks,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +282,9 @@ pub struct PushArgs {
 
     #[command(flatten)]
     pub selection: InventorySelection,
+
+    #[command(flatten)]
+    pub tasks: TaskArgs,
 
     /// Override every role's `serial`: hosts per batch.
     #[arg(long, value_name = "N")]
@@ -256,6 +322,9 @@ pub struct LocalArgs {
 
     #[command(flatten)]
     pub mode: RunMode,
+
+    #[command(flatten)]
+    pub tasks: TaskArgs,
 
     #[command(flatten)]
     pub extra_vars: ExtraVars,
@@ -320,8 +389,9 @@ impl AdhocSelection {
 }
 
 pub const ADHOC_AFTER_HELP: &str = "\
-TARGET is an inventory pattern expression: comma-separated globs, each matching group names
-(all hosts of a matching group) or host names, e.g. `web`, `web,db*`, `host[12]`.
+TARGET is an inventory pattern expression: globs, each matching group names (all hosts of a
+matching group) or host names, joined by `:` or `,` (either), `&` (and) and `!` (not), e.g.
+`web`, `web,db*`, `host[12]`, `web:!web2`, `db*:&dc1`.
 
 Exit status:
   0    every host succeeded (for `mop run`: every command exited 0)

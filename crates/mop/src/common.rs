@@ -1,4 +1,5 @@
-//! Pieces shared by the subcommands: colour choice and error printing. Loading inputs is
+//! Pieces shared by the subcommands: colour choice, error printing and the run outline of
+//! `--list-hosts`/`--list-tasks`. Loading inputs is
 //! library code (`mop_push::load`).
 
 use crate::cli::ColorChoice;
@@ -27,4 +28,23 @@ pub fn print_error(err: &anyhow::Error, color: bool) {
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
+}
+
+/// `--list-hosts`/`--list-tasks` of `mop push` and `mop local`: the run's outline on stdout,
+/// as text or one JSON object per role.
+pub fn print_outline(
+    outline: &[mop_push::tasks::RoleOutline],
+    listing: mop_push::tasks::Listing,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for role in outline {
+            writeln!(out, "{}", serde_json::to_string(role)?)?;
+        }
+    } else {
+        write!(out, "{}", mop_push::tasks::render_outline(outline, listing))?;
+    }
+    Ok(())
 }

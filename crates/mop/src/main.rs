@@ -42,6 +42,29 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
+    // `--apply`/`--check` are required unless a listing replaces the run.
+    let missing_mode = match &cli.command {
+        Command::Push(args) => {
+            (!args.mode.given() && args.tasks.listing().is_none()).then_some("push")
+        }
+        Command::Local(args) => {
+            (!args.mode.given() && args.tasks.listing().is_none()).then_some("local")
+        }
+        _ => None,
+    };
+    if let Some(name) = missing_mode {
+        let mut command = Cli::command();
+        let sub = command
+            .find_subcommand_mut(name)
+            .expect("push and local are subcommands")
+            .clone()
+            .bin_name(format!("mop {name}"));
+        sub.clone().error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "the following required arguments were not provided:\n  <--apply|--check>\n\n(or --list-hosts / --list-tasks to print what a run would do)",
+        )
+        .exit();
+    }
     let color = common::use_color(cli.color);
     let result = match cli.command {
         Command::Inventory(args) => commands::inventory::run(args),

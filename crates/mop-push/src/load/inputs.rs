@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
-use mop_inventory::{Inventory, Selection};
+use mop_inventory::{Inventory, PatternKind, Selection};
 
 use super::LoadError;
 
@@ -46,9 +46,10 @@ pub fn extra_vars(args: &[String]) -> Result<IndexMap<String, serde_json::Value>
 }
 
 /// The `--limit-groups`/`--limit-hosts` selection; `@FILE` in the hosts list reads host names
-/// (one per line, `#` comments) from a retry file.
+/// (one per line, `#` comments) from a retry file, matched as names, not patterns.
 pub fn limit_selection(limits: &Limits) -> Result<Selection, LoadError> {
     let mut hosts = Vec::new();
+    let mut names = Vec::new();
     for pattern in &limits.hosts {
         match pattern.strip_prefix('@') {
             Some(file) => {
@@ -58,36 +59,38 @@ pub fn limit_selection(limits: &Limits) -> Result<Selection, LoadError> {
                         error,
                     }
                 })?;
-                let names: Vec<String> = text
+                let listed: Vec<String> = text
                     .lines()
                     .map(str::trim)
                     .filter(|line| !line.is_empty() && !line.starts_with('#'))
-                    .map(glob_escape)
+                    .map(str::to_string)
                     .collect();
-                if names.is_empty() {
+                if listed.is_empty() {
                     return Err(LoadError::HostListEmpty {
                         file: file.to_string(),
                     });
                 }
-                hosts.extend(names);
+                names.extend(listed);
             }
             None => hosts.push(pattern.clone()),
         }
     }
-    Ok(Selection::new(&limits.groups, &hosts)?)
+    Ok(Selection::with_host_names(&limits.groups, &hosts, &names)?)
 }
 
-/// Host names from a retry file are names, not patterns.
-fn glob_escape(name: &str) -> String {
-    let mut escaped = String::with_capacity(name.len());
-    for ch in name.chars() {
-        if matches!(ch, '*' | '?' | '[' | ']' | '{' | '}') {
-            escaped.push('[');
-            escaped.push(ch);
-            escaped.push(']');
-        } else {
-            escaped.push(ch);
-        }
-    }
-    escaped
+/// One error per `--limit-*` term that matches no group or host name at all (a typo would
+/// otherwise quietly select nothing, or everything but nothing with `!`).
+pub fn unmatched_limit_errors(inventory: &Inventory, limit: &Selection) -> Vec<String> {
+    inventory
+        .select(limit)
+        .unmatched
+        .iter()
+        .map(|unmatched| {
+            let flag = match unmatched.kind {
+                PatternKind::Group => "--limit-groups",
+                PatternKind::Host | PatternKind::GroupOrHost => "--limit-hosts",
+            };
+            format!("{flag}: {unmatched}")
+        })
+        .collect()
 }

@@ -1,6 +1,6 @@
-//! What an ad hoc TARGET means (`mop run`, `upload`, `download`, `transfer`): comma-separated
-//! globs, each matching group names (all their hosts) or host names; or `--hosts` entries
-//! outside any inventory.
+//! What an ad hoc TARGET means (`mop run`, `upload`, `download`, `transfer`): a pattern
+//! expression (`web:&dc1:!web2`, commas as colons) whose terms match group names (all their
+//! hosts) or host names; or `--hosts` entries outside any inventory.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -59,35 +59,21 @@ pub fn resolve_targets(request: &TargetRequest<'_>) -> Result<Vec<AdhocHost>, Lo
     };
     let inventory_path = inventory_path(request.inventory, None)?;
     let inventory = load_inventory(&inventory_path)?;
-    let mut names = BTreeSet::new();
-    for pattern in target.split(',').map(str::trim) {
-        if pattern.is_empty() {
-            return Err(LoadError::EmptyPattern {
-                target: target.to_string(),
-            });
-        }
-        let invalid = |detail| LoadError::InvalidPattern {
-            pattern: pattern.to_string(),
-            detail,
-        };
-        let by_group = Selection::new(&[pattern], &[]).map_err(invalid)?;
-        let by_host = Selection::new(&[], &[pattern]).map_err(invalid)?;
-        let mut matched = false;
-        for selection in [by_group, by_host] {
-            let selected = inventory.select(&selection);
-            // A pattern that matches no group is fine if it matches hosts, and the reverse.
-            if selected.unmatched.is_empty() {
-                matched |= !selected.hosts.is_empty();
-                names.extend(selected.hosts.iter().map(|host| host.name().to_string()));
-            }
-        }
-        if !matched {
-            return Err(LoadError::TargetMatchesNothing {
-                pattern: pattern.to_string(),
-                inventory: inventory_path,
-            });
-        }
+    let selection = Selection::target(target)?;
+    let selected = inventory.select(&selection);
+    if !selected.unmatched.is_empty() {
+        return Err(LoadError::TargetMatchesNothing {
+            unmatched: selected.unmatched,
+            inventory: inventory_path,
+        });
     }
+    if selected.hosts.is_empty() {
+        return Err(LoadError::TargetSelectsNothing {
+            target: target.to_string(),
+            inventory: inventory_path,
+        });
+    }
+    let names: BTreeSet<&str> = selected.hosts.iter().map(|host| host.name()).collect();
     let layers = ExtraLayers::none().with_overrides("-e", overrides);
     let mut hosts = Vec::new();
     let mut errors = Vec::new();

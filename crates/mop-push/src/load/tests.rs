@@ -149,9 +149,61 @@ fn roles_select_hosts_within_the_limits() {
         "role web: web2\nrole db: db1",
     );
     check(
-        limits(&["nosuch"], &[]),
+        limits(&["nosuch"], &["web3"]),
+        "error: --limit-groups: group pattern `nosuch` matches no group\n--limit-hosts: host pattern `web3` matches no host\n  hint: did you mean `web1`?\n2 errors",
+    );
+    check(
+        limits(&["db"], &["web*"]),
         "error: no role selects any host within the given limits\n  hint: check the roles' `groups`/`hosts` patterns against `mop inventory`",
     );
+    // The pattern algebra in limits: exclusion and intersection.
+    check(limits(&[], &["web*:!web2"]), "role web: web1\nrole db: ");
+    check(
+        limits(&["all:!db"], &["!web1"]),
+        "role web: web2\nrole db: ",
+    );
+    check(limits(&["web:&db"], &[]), "error: no role selects any host within the given limits\n  hint: check the roles' `groups`/`hosts` patterns against `mop inventory`");
+}
+
+#[test]
+fn role_patterns_use_the_algebra_and_unmatched_terms_are_errors() {
+    let roles = r#"
+[[roles]]
+name = "web"
+groups = ["web:!db"]
+hosts = ["!web1"]
+
+[[roles.resources]]
+type = "echo"
+msg = "x"
+
+[[roles]]
+name = "typo"
+groups = ["wbe"]
+hosts = ["all:!db9"]
+
+[[roles.resources]]
+type = "echo"
+msg = "x"
+
+[[roles]]
+name = "bad"
+hosts = ["web;x"]
+"#;
+    let files = Files::new(&policy(roles), INVENTORY);
+    insta::assert_snapshot!(files.load(&limits(&[], &[]), &[], &[]));
+    let roles = r#"
+[[roles]]
+name = "web"
+groups = ["web:!db"]
+hosts = ["!web1"]
+
+[[roles.resources]]
+type = "echo"
+msg = "x"
+"#;
+    let files = Files::new(&policy(roles), INVENTORY);
+    assert_eq!(files.load(&limits(&[], &[]), &[], &[]), "role web: web2");
 }
 
 #[test]
@@ -318,15 +370,22 @@ fn an_adhoc_target_names_groups_or_hosts_in_inventory_order() {
     check(Some("db1,web2"), &[], r#"web2 "green", db1"#);
     check(Some("web*"), &[], r#"web1 "green", web2 "green""#);
     check(Some("all"), &[], r#"web1 "green", web2 "green", db1"#);
+    check(Some("web:!web2"), &[], r#"web1 "green""#);
+    check(Some("all:&web:!web1"), &[], r#"web2 "green""#);
     check(
         Some("web,,db"),
         &[],
-        "error: the target `web,,db` has an empty pattern\n  hint: separate globs with single commas, e.g. `web,db*`",
+        "error: invalid pattern `web,,db`: empty term\n  hint: separate terms with single `:` or `,`, e.g. `web:&dc1:!web2`; use `*` to match everything",
     );
     check(
-        Some("web,nosuch*"),
+        Some("web,nosuch*:!wev2"),
         &[],
-        "error: target pattern `nosuch*` matches no group or host in `inventory.toml`\n  hint: `mop inventory -i inventory.toml` lists the groups and hosts",
+        "error: target pattern `nosuch*` matches no group or host in `inventory.toml`\n  hint: `mop inventory -i inventory.toml` lists the groups and hosts\ntarget pattern `!wev2` matches no group or host in `inventory.toml`\n  hint: did you mean `web2`?",
+    );
+    check(
+        Some("web:&db"),
+        &[],
+        "error: the target `web:&db` selects no host\n  hint: `&` keeps only hosts every `&` term matches, `!` removes hosts; `mop inventory -i inventory.toml` lists the groups and hosts",
     );
     check(
         None,

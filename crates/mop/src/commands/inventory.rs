@@ -31,10 +31,11 @@ pub fn run(args: InventoryArgs) -> Result<u8> {
     }
 
     let selection = load::limit_selection(&args.selection.limits())?;
-    let selected = inventory.select(&selection);
-    for unmatched in &selected.unmatched {
-        eprintln!("warning: {unmatched}");
+    let unmatched = load::unmatched_limit_errors(&inventory, &selection);
+    if !unmatched.is_empty() {
+        return Err(load::LoadError::Invalid(unmatched).into());
     }
+    let selected = inventory.select(&selection);
     if selected.hosts.is_empty() {
         bail!("no host matches the given limits");
     }

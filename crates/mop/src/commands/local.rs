@@ -12,7 +12,14 @@ use crate::cli::LocalArgs;
 use crate::exit;
 
 pub fn run(args: LocalArgs, color: bool) -> Result<u8> {
-    let loaded = load_local_run(&args.policy, &args.extra_vars.extra_vars)?;
+    let mut loaded = load_local_run(&args.policy, &args.extra_vars.extra_vars)?;
+    for warning in loaded.select_tasks(&args.tasks.filter())? {
+        eprintln!("warning: {warning}");
+    }
+    if let Some(listing) = args.tasks.listing() {
+        crate::common::print_outline(&loaded.outline(), listing, args.report.output.json)?;
+        return Ok(exit::SUCCESS);
+    }
     // The agent runs here, not on a host: a dynamically linked dev agent is fine.
     let agent = AgentSet::resolve(crate::build_info::EMBEDDED_AGENTS)?.local_executable()?;
     let options = LocalOptions {

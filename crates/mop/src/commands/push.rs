@@ -14,14 +14,19 @@ use crate::cli::PushArgs;
 use crate::exit;
 
 pub fn run(args: PushArgs, color: bool) -> Result<u8> {
-    let loaded = load_run(&RunRequest {
+    let mut loaded = load_run(&RunRequest {
         policy: &args.policy,
         inventory: args.selection.inventory.as_deref(),
         limits: &args.selection.limits(),
         extra_vars: &args.extra_vars.extra_vars,
     })?;
+    loaded.select_tasks(&args.tasks.filter())?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
+    }
+    if let Some(listing) = args.tasks.listing() {
+        crate::common::print_outline(&loaded.outline(), listing, args.report.output.json)?;
+        return Ok(exit::SUCCESS);
     }
     let agents = AgentSet::resolve(crate::build_info::EMBEDDED_AGENTS)?;
     for warning in agents.warnings() {
