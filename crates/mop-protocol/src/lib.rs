@@ -10,6 +10,7 @@
 //! Architecture invariant: this crate depends on serde and serde_json only. The agent links it,
 //! and the agent must stay small.
 
+pub mod choice;
 pub mod event;
 pub mod facts;
 pub mod frame;
@@ -18,6 +19,7 @@ pub mod kinds;
 pub mod message;
 pub mod resource;
 
+pub use choice::*;
 pub use event::{CommandOutput, ResourceEvent, ResourceStatus, RoleSummary};
 pub use facts::{Facts, OsInfo};
 pub use frame::{read_frame, write_data_frame, write_json_frame, Frame, FrameError};
