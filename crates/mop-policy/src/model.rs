@@ -208,6 +208,9 @@ pub(crate) struct ResourceDetail {
     pub notify_origin: Option<Origin>,
     /// Names this resource defines for later ones (`register`, `set` vars).
     pub defines: Vec<String>,
+    /// Names only this resource sees, one item at a time (`item` or its `loop_var`, and the
+    /// loop index): empty without `loop`.
+    pub loop_names: Vec<String>,
 }
 
 /// A `template = "..."` or `source = "..."` a resource names, for the caller to check

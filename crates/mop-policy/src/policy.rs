@@ -154,8 +154,18 @@ impl Policy {
                 let scope =
                     self.host_scope(role, known_inventory_vars, secret_vars, handler, index);
                 let context = join_context(&context, &detail.label);
+                // The loop's own items are evaluated before any item exists.
+                let mut loop_scope = scope.clone();
+                loop_scope
+                    .names
+                    .retain(|name| !detail.loop_names.contains(name));
                 for site in &detail.sites {
-                    errors.extend(templates::undefined_errors(site, &scope, &context));
+                    let scope = if site.field.starts_with("loop") {
+                        &loop_scope
+                    } else {
+                        &scope
+                    };
+                    errors.extend(templates::undefined_errors(site, scope, &context));
                 }
             }
         }
@@ -293,6 +303,15 @@ impl Policy {
         for detail in before {
             scope.names.extend(detail.defines.iter().cloned());
         }
+        let own = if handler {
+            role.details.handlers.get(index)
+        } else {
+            role.details.resources.get(index)
+        };
+        scope.names.extend(
+            own.into_iter()
+                .flat_map(|detail| detail.loop_names.iter().cloned()),
+        );
         for detail in after {
             for name in &detail.defines {
                 if !scope.names.contains(name) {

@@ -166,13 +166,33 @@ impl ChoiceValue for bool {
     }
 }
 
-/// What a resource loops over: the items written in the policy, or an expression the agent
-/// evaluates (a list, or a map iterated as `{key, value}` items).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a resource loops over: the items written in the policy (strings in them are
+/// templates), or an expression the agent evaluates (a list, or a map iterated as
+/// `{key, value}` items).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum LoopSource {
     Items(Vec<serde_json::Value>),
     Expression(String),
+}
+
+impl<'de> Deserialize<'de> for LoopSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // By hand: an untagged enum's error says nothing about what was expected.
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::Array(items) => Ok(LoopSource::Items(items)),
+            serde_json::Value::String(text) => Ok(LoopSource::Expression(text)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a list or a \"{{{{ expression }}}}\" string, found {}",
+                match other {
+                    serde_json::Value::Null => "nothing",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Number(_) => "a number",
+                    _ => "a table",
+                }
+            ))),
+        }
+    }
 }
 
 /// The name a loop's item has unless `loop_var` renames it.
