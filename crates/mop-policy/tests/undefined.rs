@@ -319,8 +319,8 @@ loop = "{{ item }}"
     assert_eq!(
         undefined(&policy, 0, &[]),
         vec![
-            "site.toml:17:7: role `web`: resource #2 (echo {{ said.results | length }} {{ item }}): field `msg`: `item` is used outside a loop\nhint: `item` exists only in a resource or handler with `loop = [...]` (and not in the `loop` itself)".to_string(),
-            "site.toml:33:8: role `web`: resource #4 (echo {{ item }}): field `loop`: `item` is used outside a loop\nhint: `item` exists only in a resource or handler with `loop = [...]` (and not in the `loop` itself)".to_string(),
+            "site.toml:18:7: role `web`: resource #2 (echo {{ said.results | length }} {{ item }}): field `msg`: `item` is used outside a loop\n  hint: `item` exists only in a resource or handler with `loop = [...]` (and not in the `loop` itself)".to_string(),
+            "site.toml:30:8: role `web`: resource #4 (echo {{ item }}): field `loop`: `item` is used outside a loop\n  hint: `item` exists only in a resource or handler with `loop = [...]` (and not in the `loop` itself)".to_string(),
         ]
     );
 }
