@@ -233,11 +233,24 @@ impl RoleRun<'_> {
     /// The items of a loop: written in the policy, or an expression's list, or a map's
     /// `{key, value}` pairs in key order.
     fn loop_items(&mut self, source: &LoopSource) -> Result<Vec<serde_json::Value>, String> {
+        let context = self.state.scope.context();
         let expression = match source {
-            LoopSource::Items(items) => return Ok(items.clone()),
+            // Strings in written items are templates, as everywhere else in a resource.
+            LoopSource::Items(items) => {
+                return items
+                    .iter()
+                    .enumerate()
+                    .map(|(position, item)| {
+                        self.state.engine.render_native(
+                            &format!("field `loop[{position}]`"),
+                            item,
+                            &context,
+                        )
+                    })
+                    .collect()
+            }
             LoopSource::Expression(expression) => expression,
         };
-        let context = self.state.scope.context();
         let value = self
             .state
             .engine
@@ -869,7 +882,7 @@ mod tests {
         let plan = plan(
             "apply",
             serde_json::json!([
-                {"type": "echo", "msg": "{{ loop_index }}:{{ item }}", "loop": ["a", "b", "c"], "when": "item != 'b'", "register": "said"},
+                {"type": "echo", "msg": "{{ loop_index }}:{{ item }}", "loop": ["a", "{{ 'b' }}", "c"], "when": "item != 'b'", "register": "said"},
                 {"type": "echo", "msg": "{{ said.results | map(attribute='msg') | join(',') }} {{ said.results[1].skipped }} {{ said.results[2].item }}"},
                 {"type": "echo", "msg": "{{ user.name }}={{ user.uid }}", "loop": [{"name": "ann", "uid": 1}, {"name": "bob", "uid": 2}], "loop_var": "user", "label": "{{ user.name }}"},
                 {"type": "echo", "msg": "{{ item.key }}->{{ item.value }}", "loop": "{{ ports }}"},
