@@ -237,7 +237,7 @@ loop = 7
     let run = sandbox.push(&policy, &["--apply"]);
     run.assert_exit(2);
     assert!(
-        run.stderr.contains(":10:8: role `bad`: resource #1 (echo {{ item }}): field `loop`: expected a list or a \"{{ expression }}\" string, found a number"),
+        run.stderr.contains(":9:8: role `bad`: resource #1 (echo {{ item }}): field `loop`: expected a list or a \"{{ expression }}\" string, found a number"),
         "{}",
         run.describe()
     );
