@@ -111,6 +111,9 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
         ResourceSpec::File(file) => {
             render("path", &mut file.path)?;
             optional("content", &mut file.content, render)?;
+            // Template syntax here only passes validation in a loop written as a list.
+            optional("template", &mut file.template, render)?;
+            optional("source", &mut file.source, render)?;
             optional("owner", &mut file.owner, render)?;
             optional("group", &mut file.group, render)?;
             choice("state", &mut file.state, render)
@@ -198,13 +201,13 @@ mod tests {
     }
 
     #[test]
-    fn renders_strings_but_not_keys_or_expressions() {
+    fn renders_strings_and_keys_but_not_expressions() {
         let engine = Engine::new();
         let spec = ResourceSpec::File(FileSpec {
             path: "{{ dir }}/index".into(),
             content: Some("hi {{ who }}".into()),
-            template: Some("t/{{ literal }}.j2".into()),
-            source: Some("files/{{ literal }}".into()),
+            template: Some("t/{{ who }}.j2".into()),
+            source: Some("files/{{ who }}".into()),
             owner: Some("{{ who }}".into()),
             group: None,
             mode: None,
@@ -218,8 +221,8 @@ mod tests {
         assert_eq!(rendered.path, "/srv/index");
         assert_eq!(rendered.content.as_deref(), Some("hi www"));
         assert_eq!(rendered.owner.as_deref(), Some("www"));
-        assert_eq!(rendered.source.as_deref(), Some("files/{{ literal }}"));
-        assert_eq!(rendered.template.as_deref(), Some("t/{{ literal }}.j2"));
+        assert_eq!(rendered.source.as_deref(), Some("files/www"));
+        assert_eq!(rendered.template.as_deref(), Some("t/www.j2"));
     }
 
     /// The rendered fields of every type are exactly those the protocol's description marks

@@ -10,6 +10,15 @@ use crate::model::{parent_dir, resolve, FileReference, Policy, ResourceDetail, R
 use crate::resources::join_context;
 use crate::templates::{self, Scope, SiteKind};
 
+/// The paths a `template` or `source` names: one per loop item when it reads the item.
+fn keys_or_literal<'p>(literal: Option<&'p str>, keys: &'p [String]) -> Vec<&'p str> {
+    if keys.is_empty() {
+        literal.into_iter().collect()
+    } else {
+        keys.iter().map(String::as_str).collect()
+    }
+}
+
 impl Policy {
     /// Reads and validates a policy file and the roles files it includes. Every problem is
     /// reported, each with its file, line and column. Template and source files named by
@@ -44,7 +53,7 @@ impl Policy {
     pub fn template_paths(&self) -> impl Iterator<Item = FileReference<'_>> + '_ {
         self.file_references(
             |detail| detail.template_origin.as_ref(),
-            |spec| spec.template.as_deref(),
+            |spec, detail| keys_or_literal(spec.template.as_deref(), &detail.template_keys),
             true,
         )
     }
@@ -53,7 +62,7 @@ impl Policy {
     pub fn source_paths(&self) -> impl Iterator<Item = FileReference<'_>> + '_ {
         self.file_references(
             |detail| detail.source_origin.as_ref(),
-            |spec| spec.source.as_deref(),
+            |spec, detail| keys_or_literal(spec.source.as_deref(), &detail.source_keys),
             false,
         )
     }
@@ -61,7 +70,7 @@ impl Policy {
     fn file_references<'a>(
         &'a self,
         origin_of: fn(&ResourceDetail) -> Option<&crate::error::Origin>,
-        path_of: fn(&mop_protocol::FileSpec) -> Option<&str>,
+        paths_of: for<'p> fn(&'p mop_protocol::FileSpec, &'p ResourceDetail) -> Vec<&'p str>,
         resolve_against_defining_file: bool,
     ) -> impl Iterator<Item = FileReference<'a>> + 'a {
         self.roles
@@ -86,28 +95,34 @@ impl Policy {
                     .map(|(index, ((resource, origin), detail))| {
                         (true, index, resource, origin, detail)
                     });
-                resources.chain(handlers).filter_map(
+                resources.chain(handlers).flat_map(
                     move |(handler, index, resource, resource_origin, detail)| {
                         let mop_protocol::ResourceSpec::File(spec) = &resource.spec else {
-                            return None;
+                            return Vec::new();
                         };
-                        let path = path_of(spec)?;
-                        let origin = origin_of(detail)?;
-                        let resolved = if resolve_against_defining_file {
-                            resolve(&parent_dir(&resource_origin.file), path)
-                        } else {
-                            path.into()
+                        let Some(origin) = origin_of(detail) else {
+                            return Vec::new();
                         };
-                        Some(FileReference {
-                            role_index,
-                            role,
-                            handler,
-                            index,
-                            resource,
-                            path,
-                            resolved,
-                            origin,
-                        })
+                        paths_of(spec, detail)
+                            .into_iter()
+                            .map(move |path| {
+                                let resolved = if resolve_against_defining_file {
+                                    resolve(&parent_dir(&resource_origin.file), path)
+                                } else {
+                                    path.into()
+                                };
+                                FileReference {
+                                    role_index,
+                                    role,
+                                    handler,
+                                    index,
+                                    resource,
+                                    path,
+                                    resolved,
+                                    origin,
+                                }
+                            })
+                            .collect()
                     },
                 )
             })

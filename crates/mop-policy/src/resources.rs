@@ -118,6 +118,16 @@ pub(crate) fn parse_resource(
             .collect(),
         None => Vec::new(),
     };
+    let keys = |value: &Option<String>| match value.as_deref() {
+        Some(text) if templates::is_templated(text) => {
+            item_keys(&resource, text).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    let (template_keys, source_keys) = match &resource.spec {
+        ResourceSpec::File(file) => (keys(&file.template), keys(&file.source)),
+        _ => (Vec::new(), Vec::new()),
+    };
     let mut defines: Vec<String> = resource.register.iter().cloned().collect();
     if let ResourceSpec::Set(set) = &resource.spec {
         defines.extend(set.vars.keys().cloned());
@@ -133,6 +143,8 @@ pub(crate) fn parse_resource(
             notify_origin,
             defines,
             loop_names,
+            template_keys,
+            source_keys,
         },
     }))
 }
@@ -467,13 +479,20 @@ fn check_semantics(
         ResourceSpec::File(file) => {
             check_absolute_path(reader, &file.path, at(&["path"]), context);
             for (key, value) in [("template", &file.template), ("source", &file.source)] {
-                if value.as_deref().is_some_and(templates::is_templated) {
+                let Some(text) = value
+                    .as_deref()
+                    .filter(|text| templates::is_templated(text))
+                else {
+                    continue;
+                };
+                // In a loop written as a list the controller renders it per item.
+                if let Err(problem) = item_keys(resource, text) {
                     reader.error(
                         at(&[key]),
                         context,
-                        format!("field `{key}` cannot contain template syntax"),
+                        format!("field `{key}` cannot contain template syntax{problem}"),
                         Some(format!(
-                            "`{key}` names a file on the controller, sent before the host renders anything: write a fixed path"
+                            "`{key}` names a file on the controller, sent before the host renders anything: write a fixed path, or loop over a list and read only the item (`\"files/{{{{ item }}}}.conf\"`)"
                         )),
                     );
                 }
@@ -738,6 +757,43 @@ fn check_loop_fields(
     }
 }
 
+/// `text` rendered for every item of the resource's loop written as a list, reading nothing
+/// but the loop's names; `Err` says why it cannot be (no such loop, or it reads more).
+fn item_keys(resource: &Resource, text: &str) -> Result<Vec<String>, &'static str> {
+    let Some(LoopSource::Items(items)) = &resource.loop_items else {
+        return Err(" outside a loop written as a list");
+    };
+    let env = item_environment();
+    items
+        .iter()
+        .enumerate()
+        .map(|(position, item)| {
+            env.render_str(text, item_context(resource, position, item))
+                .map_err(|_| " other than the loop's item and index")
+        })
+        .collect()
+}
+
+/// The environment for controller-side item rendering: strict, so that reading anything
+/// but the item fails.
+fn item_environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env
+}
+
+fn item_context(
+    resource: &Resource,
+    position: usize,
+    item: &serde_json::Value,
+) -> minijinja::Value {
+    minijinja::context! {
+        loop_index => position + 1,
+        loop_index0 => position,
+        ..minijinja::Value::from_iter([(loop_var_name(resource), minijinja::Value::from_serialize(item))])
+    }
+}
+
 /// For a loop written in the policy, renders each choice field for each item (when it only
 /// reads the loop's own names) and checks the result as a literal would be: a bad item is
 /// found before any host is contacted.
@@ -745,9 +801,7 @@ fn check_loop_items(reader: &mut Reader<'_>, table: &Table, resource: &Resource,
     let Some(LoopSource::Items(items)) = &resource.loop_items else {
         return;
     };
-    let loop_var = loop_var_name(resource);
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let env = item_environment();
     for field in resource.spec.kind().fields {
         let FieldKind::TemplateChoice(choices) = field.kind else {
             continue;
@@ -763,13 +817,9 @@ fn check_loop_items(reader: &mut Reader<'_>, table: &Table, resource: &Resource,
                 continue;
             }
             for (position, item) in items.iter().enumerate() {
-                let item_context = minijinja::context! {
-                    loop_index => position + 1,
-                    loop_index0 => position,
-                    ..minijinja::Value::from_iter([(loop_var, minijinja::Value::from_serialize(item))])
-                };
                 // Reading anything but the item fails here: the host checks those.
-                let Ok(rendered) = env.render_str(text, item_context) else {
+                let Ok(rendered) = env.render_str(text, item_context(resource, position, item))
+                else {
                     continue;
                 };
                 let rendered = rendered.trim();
@@ -906,7 +956,8 @@ fn collect_sites(reader: &Reader<'_>, table: &Table) -> Vec<TemplateSite> {
             FieldKind::Template
             | FieldKind::TemplateChoice(_)
             | FieldKind::RenderedByResource
-            | FieldKind::Loop => SiteKind::Template,
+            | FieldKind::Loop
+            | FieldKind::FileKey => SiteKind::Template,
             FieldKind::Literal | FieldKind::Scalar => continue,
         };
         walk_strings(reader, &entry.value, key.clone(), site_kind, &mut sites);

@@ -28,6 +28,11 @@ pub enum FieldKind {
     /// A table whose string values (at any depth) are templates rendered by the resource
     /// itself, so that the other values keep their types (`set.vars`).
     RenderedByResource,
+    /// A key into the role plan's file lists (`template`, `source`): the files must be known
+    /// before any host is contacted, so it is literal, except in a loop written as a list,
+    /// where it may read the loop's own names: the controller renders it for every item, and
+    /// the agent renders it the same way to find the item's file.
+    FileKey,
     /// A boolean or a number: no strings in it.
     Scalar,
     /// `loop`: a list written in the policy, or a template expression (`"{{ users }}"`)
@@ -38,7 +43,10 @@ pub enum FieldKind {
 impl FieldKind {
     /// Whether the agent renders the field's strings before the resource runs.
     pub fn is_rendered_before_run(self) -> bool {
-        matches!(self, FieldKind::Template | FieldKind::TemplateChoice(_))
+        matches!(
+            self,
+            FieldKind::Template | FieldKind::TemplateChoice(_) | FieldKind::FileKey
+        )
     }
 }
 
@@ -119,8 +127,8 @@ const FILE: ResourceKind = ResourceKind {
     fields: &[
         field("path", Template),
         field("content", Template),
-        field("template", Literal),
-        field("source", Literal),
+        field("template", FieldKind::FileKey),
+        field("source", FieldKind::FileKey),
         field("owner", Template),
         field("group", Template),
         field("mode", Literal),
@@ -333,7 +341,7 @@ fn sample_value(kind: &ResourceKind, field: &FieldDescription) -> serde_json::Va
     let text = format!("{{{{ {} }}}}", field.name);
     match (kind.name, field.name, field.kind) {
         (_, "mode", _) => json!("0644"),
-        (_, _, TemplateChoice(_) | Literal) => json!(text),
+        (_, _, TemplateChoice(_) | Literal | FieldKind::FileKey) => json!(text),
         (_, "env", _) => json!({ "A": text }),
         (_, "packages" | "groups", _) => json!([text, "fixed"]),
         (_, "that", _) => json!(["true"]),

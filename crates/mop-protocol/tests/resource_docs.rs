@@ -82,7 +82,10 @@ fn check_fields(kind: &ResourceKind, rows: &[(Vec<&str>, &str, &str)]) {
             FieldKind::Literal | FieldKind::Scalar => {
                 assert!(!type_cell.contains("template"), "{context}: not a template")
             }
-            FieldKind::ResultExpression | FieldKind::RenderedByResource | FieldKind::Loop => {}
+            FieldKind::ResultExpression
+            | FieldKind::RenderedByResource
+            | FieldKind::Loop
+            | FieldKind::FileKey => {}
         }
     }
 }
