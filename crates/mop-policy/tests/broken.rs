@@ -611,6 +611,22 @@ enabled = "yes"
 type = "directory"
 path = "/srv/{{ item }}"
 loop = "{{ item }}"
+[[roles.resources]]
+type = "file"
+path = "/srv/a"
+template = "templates/{{ name }}.j2"
+
+[[roles.resources]]
+type = "file"
+path = "/srv/{{ item }}"
+source = "files/{{ item }}-{{ name }}"
+loop = ["a"]
+
+[[roles.resources]]
+type = "file"
+path = "/srv/{{ item }}"
+source = "files/{{ item }}"
+loop = ["a", "b"]
 "#,
     );
 }
