@@ -18,8 +18,7 @@ pub enum FieldKind {
     /// One of these values, or a template the agent renders that must then be one of them;
     /// checked before any host is contacted when it is written without template syntax.
     TemplateChoice(&'static [&'static str]),
-    /// A string never rendered: a key into the role plan's file lists (which must be known
-    /// before any host is contacted), a mode, a label or a handler name.
+    /// A string never rendered: a mode, a name, a handler name or a variable name.
     Literal,
     /// A minijinja expression evaluated by the agent.
     Expression,
