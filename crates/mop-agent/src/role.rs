@@ -952,15 +952,16 @@ mod tests {
                 {"type": "shell", "cmd": format!("echo {{{{ item }}}} >> {}", log.display()), "loop": ["x", "y", "z"], "notify": "h"},
             ]),
             serde_json::json!([
-                {"name": "h", "type": "shell", "cmd": format!("echo handler >> {}", log.display())},
+                {"name": "h", "type": "shell", "cmd": format!("echo h{{{{ item }}}} >> {}", log.display()), "loop": [1, 2]},
             ]),
         );
         let (summary, _) = run(&plan);
+        // Three changed items notify once; the handler runs once per its own item.
         assert_eq!(
             std::fs::read_to_string(&log).expect("log"),
-            "x\ny\nz\nhandler\n"
+            "x\ny\nz\nh1\nh2\n"
         );
-        assert_eq!(summary.changed, 4);
+        assert_eq!(summary.changed, 5);
 
         let failing = plan_with(serde_json::json!([
             {"type": "fail", "msg": "no {{ item }}", "loop": [1, 2], "register": "r"},
@@ -982,7 +983,8 @@ mod tests {
             {"type": "echo", "msg": "x", "loop": "{{ greeting }}", "ignore_errors": true},
             {"type": "echo", "msg": "x", "loop": "{{ [] }}", "register": "empty"},
             {"type": "echo", "msg": "{{ empty.skipped }} {{ empty.results | length }}"},
-            {"type": "file", "path": "/tmp/mop-never-{{ item }}", "state": "{{ item }}", "loop": ["gone"]},
+            {"type": "file", "path": "/tmp/mop-never-{{ item }}", "state": "{{ item }}", "loop": ["gone"], "ignore_errors": true},
+            {"type": "package", "packages": "x", "manager": "{{ greeting }}", "ignore_errors": true},
         ]));
         let (_, events) = run(&plan);
         assert_eq!(
@@ -995,6 +997,10 @@ mod tests {
         assert_eq!(
             events[3].message.as_deref(),
             Some("field `state`: invalid value `gone`, expected one of `present`, `absent`")
+        );
+        assert_eq!(
+            events[4].message.as_deref(),
+            Some("field `manager`: invalid value `hello`, expected one of `apt`, `dnf`, `yum`, `apk`, `pacman`, `zypper`")
         );
     }
 }

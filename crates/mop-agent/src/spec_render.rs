@@ -9,7 +9,7 @@
 //! the same fields); `visitor_renders_exactly_the_described_fields` holds this visitor to it.
 
 use minijinja::Value;
-use mop_protocol::{ChoiceValue, ResourceSpec, Templated};
+use mop_protocol::{ChoiceValue, ResourceSpec, Templated, PACKAGE_MANAGERS, SERVICE_MANAGERS};
 
 use crate::template::{has_template_syntax, Engine};
 
@@ -49,15 +49,28 @@ fn resolve_choices(spec: &mut ResourceSpec) -> Result<(), String> {
             None => Ok(()),
         }
     }
+    // `manager` stays a string (the resource matches on it), checked like the others.
+    fn known(name: &str, value: Option<&str>, choices: &[&str]) -> Result<(), String> {
+        match value.map(str::trim) {
+            Some(value) if !choices.contains(&value) => {
+                Err(mop_protocol::choice_problem(name, value, choices))
+            }
+            _ => Ok(()),
+        }
+    }
     match spec {
         ResourceSpec::File(file) => resolve("state", &mut file.state),
         ResourceSpec::Directory(directory) => resolve("state", &mut directory.state),
         ResourceSpec::Link(link) => resolve("state", &mut link.state),
         ResourceSpec::Line(line) => resolve("state", &mut line.state),
-        ResourceSpec::Package(package) => resolve("state", &mut package.state),
+        ResourceSpec::Package(package) => {
+            resolve("state", &mut package.state)?;
+            known("manager", package.manager.as_deref(), PACKAGE_MANAGERS)
+        }
         ResourceSpec::Service(service) => {
             optional("state", &mut service.state)?;
-            optional("enabled", &mut service.enabled)
+            optional("enabled", &mut service.enabled)?;
+            known("manager", service.manager.as_deref(), SERVICE_MANAGERS)
         }
         ResourceSpec::User(user) => resolve("state", &mut user.state),
         ResourceSpec::Group(group) => resolve("state", &mut group.state),

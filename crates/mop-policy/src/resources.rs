@@ -865,10 +865,8 @@ fn check_choice(
     reader.error(
         offset,
         context,
-        format!(
-            "field `{key}` is `{value}`, expected one of {}",
-            suggest::quoted_list(choices.iter().copied())
-        ),
+        // The agent says the same of a rendered value.
+        mop_protocol::choice_problem(key, value, choices),
         hint,
     );
 }
