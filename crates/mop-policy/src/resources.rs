@@ -763,6 +763,10 @@ fn item_keys(resource: &Resource, text: &str) -> Result<Vec<String>, &'static st
     let Some(LoopSource::Items(items)) = &resource.loop_items else {
         return Err(" outside a loop written as a list");
     };
+    // Over the limits minijinja's parser could overflow the stack; the syntax check reports it.
+    if crate::limits::check_template(text).is_err() {
+        return Ok(Vec::new());
+    }
     let env = item_environment();
     items
         .iter()
@@ -813,7 +817,8 @@ fn check_loop_items(reader: &mut Reader<'_>, table: &Table, resource: &Resource,
             let Value::String(text) = &entry.value.value else {
                 continue;
             };
-            if !templates::is_templated(text) {
+            // Over the limits: never compiled here, the syntax check reports it.
+            if !templates::is_templated(text) || crate::limits::check_template(text).is_err() {
                 continue;
             }
             for (position, item) in items.iter().enumerate() {

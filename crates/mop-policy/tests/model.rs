@@ -330,3 +330,18 @@ source = "files/fixed"
         [("files/a", 1), ("files/b", 1), ("files/fixed", 2)]
     );
 }
+
+/// Item keys and choices are rendered on the controller (after the limits check, as every
+/// controller-side compile): text over the nesting limit is an error, not a crash.
+#[test]
+fn hostile_item_keys_fail_validation_without_crashing() {
+    let deep = format!("{}item{}", "(".repeat(50_000), ")".repeat(50_000));
+    for field in ["source", "state"] {
+        let policy = format!(
+            "[[roles]]\nname = \"r\"\n[[roles.resources]]\ntype = \"file\"\npath = \"/srv/{{{{ item }}}}\"\n{field} = \"{{{{ {deep} }}}}\"\nloop = [\"a\"]\n"
+        );
+        let errors = mop_policy::Policy::from_str(&policy, std::path::Path::new("/repo/site.toml"))
+            .expect_err("over the nesting limit");
+        assert!(errors.to_string().contains("nest"), "{errors}");
+    }
+}
