@@ -18,6 +18,7 @@ mod push_converge;
 mod push_files;
 mod push_forks;
 mod push_interrupt;
+mod push_loops;
 mod push_roles;
 mod push_rollout;
 mod push_select;

@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use minijinja::Value;
 use mop_protocol::{
-    CommandOutput, Facts, Mode, Resource, ResourceEvent, ResourceStatus, RolePlan, RoleSummary,
+    CommandOutput, Facts, LoopSource, Mode, Resource, ResourceEvent, ResourceStatus, RolePlan,
+    RoleSummary, DEFAULT_LOOP_VAR,
 };
 
 use crate::channel::SessionError;
@@ -78,14 +79,13 @@ pub fn run_role(
     let mut notified: BTreeSet<&str> = BTreeSet::new();
 
     for (index, resource) in plan.resources.iter().enumerate() {
-        let event = run.resource(index, false, resource)?;
-        let status = event.status;
-        let ignored = event.ignored;
-        run.emit(event)?;
-        if status == ResourceStatus::Changed {
+        let events = run.resource_or_loop(index, false, resource)?;
+        let (changed, failed) = run.emit_all(events)?;
+        // However many items changed, a handler is notified once.
+        if changed {
             notified.extend(resource.notify.iter().map(String::as_str));
         }
-        if status == ResourceStatus::Failed && !ignored {
+        if failed {
             run.summary.role_failed = true;
             break;
         }
@@ -96,21 +96,19 @@ pub fn run_role(
                 .name
                 .as_deref()
                 .is_some_and(|name| notified.contains(name));
-            let event = if !is_notified {
-                run.skipped(index, true, handler, "not notified".to_string())
+            let events = if !is_notified {
+                vec![run.skipped(index, true, handler, "not notified".to_string())]
             } else if check {
-                run.would_run(index, handler)
+                vec![run.would_run(index, handler)]
             } else {
-                run.resource(index, true, handler)?
+                run.resource_or_loop(index, true, handler)?
             };
-            let status = event.status;
-            let ignored = event.ignored;
-            run.emit(event)?;
+            let (changed, failed) = run.emit_all(events)?;
             // A handler may notify handlers defined after it.
-            if status == ResourceStatus::Changed && is_notified {
+            if changed && is_notified {
                 notified.extend(handler.notify.iter().map(String::as_str));
             }
-            if status == ResourceStatus::Failed && !ignored {
+            if failed {
                 run.summary.role_failed = true;
                 break;
             }
@@ -154,6 +152,141 @@ impl RoleRun<'_> {
             }
         }
         self.io.emit(event)
+    }
+
+    /// Emits a resource's events (one per loop item); returns whether any changed and whether
+    /// any failed without `ignore_errors`.
+    fn emit_all(&mut self, events: Vec<ResourceEvent>) -> Result<(bool, bool), SessionError> {
+        let mut changed = false;
+        let mut failed = false;
+        for event in events {
+            changed |= event.status == ResourceStatus::Changed;
+            failed |= event.status == ResourceStatus::Failed && !event.ignored;
+            self.emit(event)?;
+        }
+        Ok((changed, failed))
+    }
+
+    /// Runs a resource once, or once per item of its `loop`: every item gets its own `when`,
+    /// rendering and event (named with the item), and `register` ends up holding every item's
+    /// result under `results`. A failed item does not stop the others (as Ansible); the role
+    /// stops after the loop.
+    fn resource_or_loop(
+        &mut self,
+        index: usize,
+        handler: bool,
+        resource: &Resource,
+    ) -> Result<Vec<ResourceEvent>, SessionError> {
+        let Some(source) = &resource.loop_items else {
+            return Ok(vec![self.resource(index, handler, resource)?]);
+        };
+        let started = Instant::now();
+        let items = match self.loop_items(source) {
+            Ok(items) => items,
+            Err(message) => {
+                return Ok(vec![self.failed(index, handler, resource, started, message)])
+            }
+        };
+        let loop_var = resource.loop_var.as_deref().unwrap_or(DEFAULT_LOOP_VAR);
+        if items.is_empty() {
+            let event = self.skipped(index, handler, resource, "`loop` has no items".into());
+            if let Some(name) = &resource.register {
+                let result = loop_result(Vec::new(), &[]);
+                self.state.scope.set(name, Value::from_serialize(&result));
+            }
+            return Ok(vec![event]);
+        }
+        let mut events = Vec::with_capacity(items.len());
+        let mut results = Vec::new();
+        for (position, item) in items.iter().enumerate() {
+            self.state.scope.set_loop_vars([
+                (loop_var.to_string(), Value::from_serialize(item)),
+                ("loop_index".to_string(), Value::from(position + 1)),
+                ("loop_index0".to_string(), Value::from(position)),
+            ]);
+            let mut event = self.resource(index, handler, resource)?;
+            let label = self.item_label(resource, item);
+            event.resource = format!("{} [{loop_var}={label}]", event.resource);
+            if let Some(name) = &resource.register {
+                let mut result = self
+                    .state
+                    .scope
+                    .get(name)
+                    .and_then(|value| serde_json::to_value(value).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                if let serde_json::Value::Object(object) = &mut result {
+                    object.insert(loop_var.to_string(), item.clone());
+                    object.insert("loop_index".into(), (position + 1).into());
+                }
+                results.push(result);
+            }
+            events.push(event);
+        }
+        self.state.scope.clear_loop_vars();
+        if let Some(name) = &resource.register {
+            let result = loop_result(results, &events);
+            self.state.scope.set(name, Value::from_serialize(&result));
+        }
+        Ok(events)
+    }
+
+    /// The items of a loop: written in the policy, or an expression's list, or a map's
+    /// `{key, value}` pairs in key order.
+    fn loop_items(&mut self, source: &LoopSource) -> Result<Vec<serde_json::Value>, String> {
+        let context = self.state.scope.context();
+        let expression = match source {
+            // Strings in written items are templates, as everywhere else in a resource.
+            LoopSource::Items(items) => {
+                return items
+                    .iter()
+                    .enumerate()
+                    .map(|(position, item)| {
+                        self.state.engine.render_native(
+                            &format!("field `loop[{position}]`"),
+                            item,
+                            &context,
+                        )
+                    })
+                    .collect()
+            }
+            LoopSource::Expression(expression) => expression,
+        };
+        let value = self
+            .state
+            .engine
+            .eval("`loop` expression", expression, &context)?;
+        let json =
+            serde_json::to_value(&value).map_err(|err| format!("`loop` expression: {err}"))?;
+        match json {
+            serde_json::Value::Array(items) => Ok(items),
+            serde_json::Value::Object(map) => Ok(map
+                .into_iter()
+                .map(|(key, value)| serde_json::json!({"key": key, "value": value}))
+                .collect()),
+            other => Err(format!(
+                "`loop` expression `{}` gave {}, expected a list or a map\nhint: loop over a list (`[\"a\", \"b\"]`) or a map, for example `{{{{ users }}}}` or `{{{{ ports | list }}}}`",
+                expression.trim(),
+                json_type_name(&other)
+            )),
+        }
+    }
+
+    /// How an item is named in events: `label` rendered, else the item itself on one short
+    /// line.
+    fn item_label(&mut self, resource: &Resource, item: &serde_json::Value) -> String {
+        let fallback = || match item {
+            serde_json::Value::String(text) => one_line(text),
+            other => one_line(&other.to_string()),
+        };
+        let Some(label) = &resource.label else {
+            return fallback();
+        };
+        let context = self.state.scope.context();
+        self.state
+            .engine
+            .render("field `label`", label, &context)
+            .map(|text| one_line(&text))
+            .unwrap_or_else(|_| fallback())
     }
 
     /// What output calls the resource: its `name` as written, or `type main-argument` with
@@ -459,6 +592,41 @@ fn result_object(fields: &ResultFields<'_>) -> serde_json::Value {
     serde_json::Value::Object(object)
 }
 
+/// A looped resource's registered result: Ansible's shape, `results` holding each item's
+/// result (with the item), and the flags summed up.
+fn loop_result(results: Vec<serde_json::Value>, events: &[ResourceEvent]) -> serde_json::Value {
+    let any = |status: ResourceStatus| events.iter().any(|event| event.status == status);
+    serde_json::json!({
+        "changed": any(ResourceStatus::Changed),
+        "failed": any(ResourceStatus::Failed),
+        "skipped": events.iter().all(|event| event.status == ResourceStatus::Skipped),
+        "msg": "",
+        "results": results,
+    })
+}
+
+fn json_type_name(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "none".into(),
+        serde_json::Value::Bool(flag) => format!("the boolean `{flag}`"),
+        serde_json::Value::Number(number) => format!("the number `{number}`"),
+        serde_json::Value::String(text) => format!("the string `{}`", one_line(text)),
+        serde_json::Value::Array(_) => "a list".into(),
+        serde_json::Value::Object(_) => "a map".into(),
+    }
+}
+
+/// Whitespace collapsed and cut at 48 characters, so an item names itself on one line.
+fn one_line(text: &str) -> String {
+    const LIMIT: usize = 48;
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= LIMIT {
+        return collapsed;
+    }
+    let cut: String = collapsed.chars().take(LIMIT - 3).collect();
+    format!("{}...", cut.trim_end())
+}
+
 fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -707,5 +875,132 @@ mod tests {
             .as_deref()
             .expect("message")
             .contains("handler `nope`"));
+    }
+
+    #[test]
+    fn loops_run_per_item_with_when_labels_and_register() {
+        let plan = plan(
+            "apply",
+            serde_json::json!([
+                {"type": "echo", "msg": "{{ loop_index }}:{{ item }}", "loop": ["a", "{{ 'b' }}", "c"], "when": "item != 'b'", "register": "said"},
+                {"type": "echo", "msg": "{{ said.results | map(attribute='msg') | join(',') }} {{ said.results[1].skipped }} {{ said.results[2].item }}"},
+                {"type": "echo", "msg": "{{ user.name }}={{ user.uid }}", "loop": [{"name": "ann", "uid": 1}, {"name": "bob", "uid": 2}], "loop_var": "user", "label": "{{ user.name }}"},
+                {"type": "echo", "msg": "{{ item.key }}->{{ item.value }}", "loop": "{{ ports }}"},
+                {"type": "echo", "msg": "item is {{ item is defined }}"},
+            ]),
+            serde_json::json!([]),
+        );
+        let mut plan = plan;
+        plan.vars
+            .insert("ports".into(), serde_json::json!({"web": 80, "db": 5432}));
+        let (summary, events) = run(&plan);
+        let shown: Vec<(&str, ResourceStatus, Option<&str>)> = events
+            .iter()
+            .map(|event| {
+                (
+                    event.resource.as_str(),
+                    event.status,
+                    event.message.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                ("echo 1:a [item=a]", ResourceStatus::Ok, Some("1:a")),
+                (
+                    "echo 2:b [item=b]",
+                    ResourceStatus::Skipped,
+                    Some("`when` is false: item != 'b'")
+                ),
+                ("echo 3:c [item=c]", ResourceStatus::Ok, Some("3:c")),
+                (
+                    "echo 1:a,`when` is false: item != 'b',3:c True c",
+                    ResourceStatus::Ok,
+                    Some("1:a,`when` is false: item != 'b',3:c True c")
+                ),
+                ("echo ann=1 [user=ann]", ResourceStatus::Ok, Some("ann=1")),
+                ("echo bob=2 [user=bob]", ResourceStatus::Ok, Some("bob=2")),
+                (
+                    "echo db->5432 [item={\"key\":\"db\",\"value\":5432}]",
+                    ResourceStatus::Ok,
+                    Some("db->5432")
+                ),
+                (
+                    "echo web->80 [item={\"key\":\"web\",\"value\":80}]",
+                    ResourceStatus::Ok,
+                    Some("web->80")
+                ),
+                (
+                    "echo item is False",
+                    ResourceStatus::Ok,
+                    Some("item is False")
+                ),
+            ]
+        );
+        assert!(events.iter().take(3).all(|event| event.index == 0));
+        assert_eq!((summary.ok, summary.skipped), (8, 1));
+    }
+
+    #[test]
+    fn a_loop_notifies_once_and_a_failed_item_stops_the_role_after_the_loop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let plan = plan(
+            "apply",
+            serde_json::json!([
+                {"type": "shell", "cmd": format!("echo {{{{ item }}}} >> {}", log.display()), "loop": ["x", "y", "z"], "notify": "h"},
+            ]),
+            serde_json::json!([
+                {"name": "h", "type": "shell", "cmd": format!("echo h{{{{ item }}}} >> {}", log.display()), "loop": [1, 2]},
+            ]),
+        );
+        let (summary, _) = run(&plan);
+        // Three changed items notify once; the handler runs once per its own item.
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "x\ny\nz\nh1\nh2\n"
+        );
+        assert_eq!(summary.changed, 5);
+
+        let failing = plan_with(serde_json::json!([
+            {"type": "fail", "msg": "no {{ item }}", "loop": [1, 2], "register": "r"},
+            {"type": "echo", "msg": "never"},
+        ]));
+        let (summary, events) = run(&failing);
+        assert_eq!(events.len(), 2, "both items ran, nothing after: {events:?}");
+        assert_eq!(events[1].message.as_deref(), Some("no 2"));
+        assert!(summary.role_failed);
+    }
+
+    fn plan_with(resources: serde_json::Value) -> RolePlan {
+        plan("apply", resources, serde_json::json!([]))
+    }
+
+    #[test]
+    fn a_loop_over_a_non_list_and_a_bad_rendered_choice_fail_naming_what_they_got() {
+        let plan = plan_with(serde_json::json!([
+            {"type": "echo", "msg": "x", "loop": "{{ greeting }}", "ignore_errors": true},
+            {"type": "echo", "msg": "x", "loop": "{{ [] }}", "register": "empty"},
+            {"type": "echo", "msg": "{{ empty.skipped }} {{ empty.results | length }}"},
+            {"type": "file", "path": "/tmp/mop-never-{{ item }}", "state": "{{ item }}", "loop": ["gone"], "ignore_errors": true},
+            {"type": "package", "packages": "x", "manager": "{{ greeting }}", "ignore_errors": true},
+        ]));
+        let (_, events) = run(&plan);
+        assert_eq!(
+            events[0].message.as_deref(),
+            Some("`loop` expression `{{ greeting }}` gave the string `hello`, expected a list or a map\nhint: loop over a list (`[\"a\", \"b\"]`) or a map, for example `{{ users }}` or `{{ ports | list }}`")
+        );
+        assert_eq!(events[1].status, ResourceStatus::Skipped);
+        assert_eq!(events[2].message.as_deref(), Some("True 0"));
+        assert_eq!(events[3].resource, "file /tmp/mop-never-gone [item=gone]");
+        assert_eq!(
+            events[3].message.as_deref(),
+            Some("field `state`: invalid value `gone`, expected one of `present`, `absent`")
+        );
+        assert_eq!(
+            events[4].message.as_deref(),
+            Some("field `manager`: invalid value `hello`, expected one of `apt`, `dnf`, `yum`, `apk`, `pacman`, `zypper`")
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! the same fields); `visitor_renders_exactly_the_described_fields` holds this visitor to it.
 
 use minijinja::Value;
-use mop_protocol::ResourceSpec;
+use mop_protocol::{ChoiceValue, ResourceSpec, Templated, PACKAGE_MANAGERS, SERVICE_MANAGERS};
 
 use crate::template::{has_template_syntax, Engine};
 
@@ -27,7 +27,60 @@ pub fn render_spec(
         Ok(())
     };
     visit_template_fields(&mut rendered, &mut render)?;
+    resolve_choices(&mut rendered)?;
     Ok(rendered)
+}
+
+/// Turns every rendered choice field into its value, or the message `mop validate` gives
+/// for the same literal.
+fn resolve_choices(spec: &mut ResourceSpec) -> Result<(), String> {
+    fn resolve<T: ChoiceValue>(name: &str, field: &mut Templated<T>) -> Result<(), String> {
+        if let Templated::Template(text) = field {
+            *field = Templated::Value(Templated::<T>::from_rendered(name, text)?);
+        }
+        Ok(())
+    }
+    fn optional<T: ChoiceValue>(
+        name: &str,
+        field: &mut Option<Templated<T>>,
+    ) -> Result<(), String> {
+        match field {
+            Some(field) => resolve(name, field),
+            None => Ok(()),
+        }
+    }
+    // `manager` stays a string (the resource matches on it), checked like the others.
+    fn known(name: &str, value: Option<&str>, choices: &[&str]) -> Result<(), String> {
+        match value.map(str::trim) {
+            Some(value) if !choices.contains(&value) => {
+                Err(mop_protocol::choice_problem(name, value, choices))
+            }
+            _ => Ok(()),
+        }
+    }
+    match spec {
+        ResourceSpec::File(file) => resolve("state", &mut file.state),
+        ResourceSpec::Directory(directory) => resolve("state", &mut directory.state),
+        ResourceSpec::Link(link) => resolve("state", &mut link.state),
+        ResourceSpec::Line(line) => resolve("state", &mut line.state),
+        ResourceSpec::Package(package) => {
+            resolve("state", &mut package.state)?;
+            known("manager", package.manager.as_deref(), PACKAGE_MANAGERS)
+        }
+        ResourceSpec::Service(service) => {
+            optional("state", &mut service.state)?;
+            optional("enabled", &mut service.enabled)?;
+            known("manager", service.manager.as_deref(), SERVICE_MANAGERS)
+        }
+        ResourceSpec::User(user) => resolve("state", &mut user.state),
+        ResourceSpec::Group(group) => resolve("state", &mut group.state),
+        ResourceSpec::Shell(_)
+        | ResourceSpec::Command(_)
+        | ResourceSpec::Echo(_)
+        | ResourceSpec::Set(_)
+        | ResourceSpec::Assert(_)
+        | ResourceSpec::Fail(_) => Ok(()),
+    }
 }
 
 type Render<'a> = dyn FnMut(&str, &mut String) -> Result<(), String> + 'a;
@@ -35,6 +88,25 @@ type Render<'a> = dyn FnMut(&str, &mut String) -> Result<(), String> + 'a;
 fn optional(name: &str, field: &mut Option<String>, render: &mut Render<'_>) -> Result<(), String> {
     match field {
         Some(text) => render(name, text),
+        None => Ok(()),
+    }
+}
+
+/// A choice field's template (a literal needs no rendering).
+fn choice<T>(name: &str, field: &mut Templated<T>, render: &mut Render<'_>) -> Result<(), String> {
+    match field {
+        Templated::Template(text) => render(name, text),
+        Templated::Value(_) => Ok(()),
+    }
+}
+
+fn optional_choice<T>(
+    name: &str,
+    field: &mut Option<Templated<T>>,
+    render: &mut Render<'_>,
+) -> Result<(), String> {
+    match field {
+        Some(field) => choice(name, field, render),
         None => Ok(()),
     }
 }
@@ -52,22 +124,29 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
         ResourceSpec::File(file) => {
             render("path", &mut file.path)?;
             optional("content", &mut file.content, render)?;
+            // Template syntax here only passes validation in a loop written as a list.
+            optional("template", &mut file.template, render)?;
+            optional("source", &mut file.source, render)?;
             optional("owner", &mut file.owner, render)?;
-            optional("group", &mut file.group, render)
+            optional("group", &mut file.group, render)?;
+            choice("state", &mut file.state, render)
         }
         ResourceSpec::Directory(directory) => {
             render("path", &mut directory.path)?;
             optional("owner", &mut directory.owner, render)?;
-            optional("group", &mut directory.group, render)
+            optional("group", &mut directory.group, render)?;
+            choice("state", &mut directory.state, render)
         }
         ResourceSpec::Link(link) => {
             render("path", &mut link.path)?;
-            optional("target", &mut link.target, render)
+            optional("target", &mut link.target, render)?;
+            choice("state", &mut link.state, render)
         }
         ResourceSpec::Line(line) => {
             render("path", &mut line.path)?;
             optional("line", &mut line.line, render)?;
-            optional("regexp", &mut line.regexp, render)
+            optional("regexp", &mut line.regexp, render)?;
+            choice("state", &mut line.state, render)
         }
         ResourceSpec::Shell(command) | ResourceSpec::Command(command) => {
             render("cmd", &mut command.cmd)?;
@@ -83,11 +162,14 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
         }
         ResourceSpec::Package(package) => {
             list("packages", &mut package.name, render)?;
-            optional("manager", &mut package.manager, render)
+            optional("manager", &mut package.manager, render)?;
+            choice("state", &mut package.state, render)
         }
         ResourceSpec::Service(service) => {
             render("service", &mut service.name)?;
-            optional("manager", &mut service.manager, render)
+            optional("manager", &mut service.manager, render)?;
+            optional_choice("state", &mut service.state, render)?;
+            optional_choice("enabled", &mut service.enabled, render)
         }
         ResourceSpec::User(user) => {
             render("user", &mut user.name)?;
@@ -97,9 +179,13 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
             }
             optional("home", &mut user.home, render)?;
             optional("shell", &mut user.shell, render)?;
-            optional("comment", &mut user.comment, render)
+            optional("comment", &mut user.comment, render)?;
+            choice("state", &mut user.state, render)
         }
-        ResourceSpec::Group(group) => render("group", &mut group.name),
+        ResourceSpec::Group(group) => {
+            render("group", &mut group.name)?;
+            choice("state", &mut group.state, render)
+        }
         ResourceSpec::Echo(echo) => render("msg", &mut echo.msg),
         ResourceSpec::Assert(assert) => optional("msg", &mut assert.msg, render),
         ResourceSpec::Fail(fail) => render("msg", &mut fail.msg),
@@ -128,13 +214,13 @@ mod tests {
     }
 
     #[test]
-    fn renders_strings_but_not_keys_or_expressions() {
+    fn renders_strings_and_keys_but_not_expressions() {
         let engine = Engine::new();
         let spec = ResourceSpec::File(FileSpec {
             path: "{{ dir }}/index".into(),
             content: Some("hi {{ who }}".into()),
-            template: Some("t/{{ literal }}.j2".into()),
-            source: Some("files/{{ literal }}".into()),
+            template: Some("t/{{ who }}.j2".into()),
+            source: Some("files/{{ who }}".into()),
             owner: Some("{{ who }}".into()),
             group: None,
             mode: None,
@@ -148,8 +234,8 @@ mod tests {
         assert_eq!(rendered.path, "/srv/index");
         assert_eq!(rendered.content.as_deref(), Some("hi www"));
         assert_eq!(rendered.owner.as_deref(), Some("www"));
-        assert_eq!(rendered.source.as_deref(), Some("files/{{ literal }}"));
-        assert_eq!(rendered.template.as_deref(), Some("t/{{ literal }}.j2"));
+        assert_eq!(rendered.source.as_deref(), Some("files/www"));
+        assert_eq!(rendered.template.as_deref(), Some("t/www.j2"));
     }
 
     /// The rendered fields of every type are exactly those the protocol's description marks

@@ -199,6 +199,9 @@ fn first_missing(path: &str, context: &Value) -> Option<String> {
 pub struct Scope {
     base: BTreeMap<String, Value>,
     session: BTreeMap<String, Value>,
+    /// The current loop item and index, innermost: they shadow everything while one item of a
+    /// looped resource runs, and are gone after it.
+    looped: BTreeMap<String, Value>,
     cached: Option<Value>,
 }
 
@@ -208,6 +211,7 @@ impl Scope {
         let mut scope = Scope {
             base: BTreeMap::new(),
             session: BTreeMap::new(),
+            looped: BTreeMap::new(),
             cached: None,
         };
         scope.start_role(&serde_json::Map::new(), facts);
@@ -235,17 +239,41 @@ impl Scope {
         self.cached = None;
     }
 
+    /// A session variable, as registered or set.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.session.get(name)
+    }
+
+    /// Sets the loop variables of one item (replacing the previous item's).
+    pub fn set_loop_vars(&mut self, vars: impl IntoIterator<Item = (String, Value)>) {
+        self.looped = vars.into_iter().collect();
+        self.cached = None;
+    }
+
+    /// Ends a loop: its variables are not visible to later resources.
+    pub fn clear_loop_vars(&mut self) {
+        self.looped.clear();
+        self.cached = None;
+    }
+
+    fn merged(&self) -> BTreeMap<String, Value> {
+        let mut merged = self.base.clone();
+        for layer in [&self.session, &self.looped] {
+            merged.extend(
+                layer
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone())),
+            );
+        }
+        merged
+    }
+
     /// The template context.
     pub fn context(&mut self) -> Value {
         if let Some(cached) = &self.cached {
             return cached.clone();
         }
-        let mut merged = self.base.clone();
-        merged.extend(
-            self.session
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone())),
-        );
+        let merged = self.merged();
         let context = Value::from_iter(merged);
         self.cached = Some(context.clone());
         context
@@ -253,12 +281,7 @@ impl Scope {
 
     /// The template context plus `result` (for `changed_when` / `failed_when`).
     pub fn context_with_result(&mut self, result: &Value) -> Value {
-        let mut merged = self.base.clone();
-        merged.extend(
-            self.session
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone())),
-        );
+        let mut merged = self.merged();
         merged.insert("result".to_string(), result.clone());
         Value::from_iter(merged)
     }

@@ -262,6 +262,13 @@ pub(crate) struct ResourceDetail {
     pub notify_origin: Option<Origin>,
     /// Names this resource defines for later ones (`register`, `set` vars).
     pub defines: Vec<String>,
+    /// Names only this resource sees, one item at a time (`item` or its `loop_var`, and the
+    /// loop index): empty without `loop`.
+    pub loop_names: Vec<String>,
+    /// `template` and `source` rendered for every item of a loop written as a list, when
+    /// they read the item (each names one file the run needs); empty otherwise.
+    pub template_keys: Vec<String>,
+    pub source_keys: Vec<String>,
 }
 
 /// A `template = "..."` or `source = "..."` a resource names, for the caller to check

@@ -10,6 +10,15 @@ use crate::model::{parent_dir, resolve, FileReference, Policy, ResourceDetail, R
 use crate::resources::join_context;
 use crate::templates::{self, Scope, SiteKind};
 
+/// The paths a `template` or `source` names: one per loop item when it reads the item.
+fn keys_or_literal<'p>(literal: Option<&'p str>, keys: &'p [String]) -> Vec<&'p str> {
+    if keys.is_empty() {
+        literal.into_iter().collect()
+    } else {
+        keys.iter().map(String::as_str).collect()
+    }
+}
+
 impl Policy {
     /// Reads and validates a policy file and the roles files it includes. Every problem is
     /// reported, each with its file, line and column. Template and source files named by
@@ -44,7 +53,7 @@ impl Policy {
     pub fn template_paths(&self) -> impl Iterator<Item = FileReference<'_>> + '_ {
         self.file_references(
             |detail| detail.template_origin.as_ref(),
-            |spec| spec.template.as_deref(),
+            |spec, detail| keys_or_literal(spec.template.as_deref(), &detail.template_keys),
             true,
         )
     }
@@ -53,7 +62,7 @@ impl Policy {
     pub fn source_paths(&self) -> impl Iterator<Item = FileReference<'_>> + '_ {
         self.file_references(
             |detail| detail.source_origin.as_ref(),
-            |spec| spec.source.as_deref(),
+            |spec, detail| keys_or_literal(spec.source.as_deref(), &detail.source_keys),
             false,
         )
     }
@@ -61,7 +70,7 @@ impl Policy {
     fn file_references<'a>(
         &'a self,
         origin_of: fn(&ResourceDetail) -> Option<&crate::error::Origin>,
-        path_of: fn(&mop_protocol::FileSpec) -> Option<&str>,
+        paths_of: for<'p> fn(&'p mop_protocol::FileSpec, &'p ResourceDetail) -> Vec<&'p str>,
         resolve_against_defining_file: bool,
     ) -> impl Iterator<Item = FileReference<'a>> + 'a {
         self.roles
@@ -86,36 +95,42 @@ impl Policy {
                     .map(|(index, ((resource, origin), detail))| {
                         (true, index, resource, origin, detail)
                     });
-                resources.chain(handlers).filter_map(
+                resources.chain(handlers).flat_map(
                     move |(handler, index, resource, resource_origin, detail)| {
                         let mop_protocol::ResourceSpec::File(spec) = &resource.spec else {
-                            return None;
+                            return Vec::new();
                         };
-                        let path = path_of(spec)?;
-                        let origin = origin_of(detail)?;
-                        let resolved = if resolve_against_defining_file {
-                            match &role.role_dir {
-                                // A role directory's templates live in its `templates/`.
-                                Some(role_dir)
-                                    if role.defined_in_role_dir(&resource_origin.file) =>
-                                {
-                                    resolve(&role_dir.join("templates"), path)
+                        let Some(origin) = origin_of(detail) else {
+                            return Vec::new();
+                        };
+                        paths_of(spec, detail)
+                            .into_iter()
+                            .map(move |path| {
+                                let resolved = if resolve_against_defining_file {
+                                    match &role.role_dir {
+                                        // A role directory's templates live in its `templates/`.
+                                        Some(role_dir)
+                                            if role.defined_in_role_dir(&resource_origin.file) =>
+                                        {
+                                            resolve(&role_dir.join("templates"), path)
+                                        }
+                                        _ => resolve(&parent_dir(&resource_origin.file), path),
+                                    }
+                                } else {
+                                    path.into()
+                                };
+                                FileReference {
+                                    role_index,
+                                    role,
+                                    handler,
+                                    index,
+                                    resource,
+                                    path,
+                                    resolved,
+                                    origin,
                                 }
-                                _ => resolve(&parent_dir(&resource_origin.file), path),
-                            }
-                        } else {
-                            path.into()
-                        };
-                        Some(FileReference {
-                            role_index,
-                            role,
-                            handler,
-                            index,
-                            resource,
-                            path,
-                            resolved,
-                            origin,
-                        })
+                            })
+                            .collect()
                     },
                 )
             })
@@ -162,8 +177,18 @@ impl Policy {
                 let scope =
                     self.host_scope(role, known_inventory_vars, secret_vars, handler, index);
                 let context = join_context(&context, &detail.label);
+                // The loop's own items are evaluated before any item exists.
+                let mut loop_scope = scope.clone();
+                loop_scope
+                    .names
+                    .retain(|name| !detail.loop_names.contains(name));
                 for site in &detail.sites {
-                    errors.extend(templates::undefined_errors(site, &scope, &context));
+                    let scope = if site.field.starts_with("loop") {
+                        &loop_scope
+                    } else {
+                        &scope
+                    };
+                    errors.extend(templates::undefined_errors(site, scope, &context));
                 }
             }
         }
@@ -302,6 +327,15 @@ impl Policy {
         for detail in before {
             scope.names.extend(detail.defines.iter().cloned());
         }
+        let own = if handler {
+            role.details.handlers.get(index)
+        } else {
+            role.details.resources.get(index)
+        };
+        scope.names.extend(
+            own.into_iter()
+                .flat_map(|detail| detail.loop_names.iter().cloned()),
+        );
         for detail in after {
             for name in &detail.defines {
                 if !scope.names.contains(name) {

@@ -5,8 +5,8 @@
 use std::ops::Range;
 
 use mop_protocol::{
-    resource_kind, resource_type_names, FieldKind, Presence, Resource, ResourceKind, ResourceSpec,
-    RESOURCE_KINDS,
+    resource_kind, resource_type_names, FieldKind, LoopSource, Presence, Resource, ResourceKind,
+    ResourceSpec, DEFAULT_LOOP_VAR, LOOP_INDEX_VARS, RESOURCE_KINDS,
 };
 
 use crate::error::Origin;
@@ -111,6 +111,23 @@ pub(crate) fn parse_resource(
         _ => (None, None),
     };
     let notify_origin = value_origin("notify");
+    check_loop_items(reader, table, &resource, &context);
+    let loop_names = match &resource.loop_items {
+        Some(_) => std::iter::once(loop_var_name(&resource).to_string())
+            .chain(LOOP_INDEX_VARS.iter().map(|name| name.to_string()))
+            .collect(),
+        None => Vec::new(),
+    };
+    let keys = |value: &Option<String>| match value.as_deref() {
+        Some(text) if templates::is_templated(text) => {
+            item_keys(&resource, text).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    let (template_keys, source_keys) = match &resource.spec {
+        ResourceSpec::File(file) => (keys(&file.template), keys(&file.source)),
+        _ => (Vec::new(), Vec::new()),
+    };
     let mut defines: Vec<String> = resource.register.iter().cloned().collect();
     if let ResourceSpec::Set(set) = &resource.spec {
         defines.extend(set.vars.keys().cloned());
@@ -125,6 +142,9 @@ pub(crate) fn parse_resource(
             source_origin,
             notify_origin,
             defines,
+            loop_names,
+            template_keys,
+            source_keys,
         },
     }))
 }
@@ -332,7 +352,9 @@ fn culprit(fields: &serde_json::Map<String, serde_json::Value>, message: &str) -
 }
 
 fn unknown_variant_in(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown variant `")?;
+    let rest = message
+        .strip_prefix("unknown variant `")
+        .or_else(|| message.strip_prefix("invalid value `"))?;
     rest.split('`').next().map(str::to_string)
 }
 
@@ -451,18 +473,26 @@ fn check_semantics(
     }
 
     check_mode_literal(reader, table, context);
+    check_loop_fields(reader, table, resource, at(&["loop"]), context);
 
     match &resource.spec {
         ResourceSpec::File(file) => {
             check_absolute_path(reader, &file.path, at(&["path"]), context);
             for (key, value) in [("template", &file.template), ("source", &file.source)] {
-                if value.as_deref().is_some_and(templates::is_templated) {
+                let Some(text) = value
+                    .as_deref()
+                    .filter(|text| templates::is_templated(text))
+                else {
+                    continue;
+                };
+                // In a loop written as a list the controller renders it per item.
+                if let Err(problem) = item_keys(resource, text) {
                     reader.error(
                         at(&[key]),
                         context,
-                        format!("field `{key}` cannot contain template syntax"),
+                        format!("field `{key}` cannot contain template syntax{problem}"),
                         Some(format!(
-                            "`{key}` names a file on the controller, sent before the host renders anything: write a fixed path"
+                            "`{key}` names a file on the controller, sent before the host renders anything: write a fixed path, or loop over a list and read only the item (`\"files/{{{{ item }}}}.conf\"`)"
                         )),
                     );
                 }
@@ -476,7 +506,7 @@ fn check_semantics(
             .filter(|(_, set)| *set)
             .map(|(key, _)| *key)
             .collect();
-            if file.state == Presence::Absent {
+            if file.state.literal() == Some(Presence::Absent) {
                 for key in &given {
                     reader.error(
                         at(&[key]),
@@ -505,7 +535,7 @@ fn check_semantics(
         }
         ResourceSpec::Link(link) => {
             check_absolute_path(reader, &link.path, at(&["path"]), context);
-            if link.state == Presence::Present && link.target.is_none() {
+            if link.state.literal() == Some(Presence::Present) && link.target.is_none() {
                 reader.error(
                     node.span.start,
                     context,
@@ -519,7 +549,7 @@ fn check_semantics(
         }
         ResourceSpec::Line(line) => {
             check_absolute_path(reader, &line.path, at(&["path"]), context);
-            if line.state == Presence::Present && line.line.is_none() {
+            if line.state.literal() == Some(Presence::Present) && line.line.is_none() {
                 reader.error(
                     node.span.start,
                     context,
@@ -538,7 +568,10 @@ fn check_semantics(
                     ),
                 );
             }
-            if line.state == Presence::Absent && line.line.is_none() && line.regexp.is_none() {
+            if line.state.literal() == Some(Presence::Absent)
+                && line.line.is_none()
+                && line.regexp.is_none()
+            {
                 reader.error(
                     node.span.start,
                     context,
@@ -660,6 +693,153 @@ fn check_semantics(
     }
 }
 
+/// The name a looped resource's item has.
+fn loop_var_name(resource: &Resource) -> &str {
+    resource.loop_var.as_deref().unwrap_or(DEFAULT_LOOP_VAR)
+}
+
+/// `loop` is a list or one `{{ expression }}`; `loop_var` a variable name; `loop_var` and
+/// `label` only make sense with `loop`.
+fn check_loop_fields(
+    reader: &mut Reader<'_>,
+    table: &Table,
+    resource: &Resource,
+    loop_offset: usize,
+    context: &str,
+) {
+    let at = |key: &str| {
+        table
+            .get(key)
+            .map_or(loop_offset, |entry| entry.value.span.start)
+    };
+    if let Some(LoopSource::Expression(text)) = &resource.loop_items {
+        let trimmed = text.trim();
+        let one_expression = trimmed.starts_with("{{")
+            && trimmed.ends_with("}}")
+            && trimmed.matches("{{").count() == 1;
+        if !one_expression {
+            reader.error(
+                loop_offset,
+                context,
+                format!("field `loop` is the string `{}`, expected a list or one `{{{{ expression }}}}`", one_line(text)),
+                Some("write the items as a list, `loop = [\"a\", \"b\"]`, or an expression giving a list or a map, `loop = \"{{ users }}\"`".to_string()),
+            );
+        }
+    }
+    if resource.loop_items.is_none() {
+        for key in ["loop_var", "label"] {
+            if table.get(key).is_some() {
+                reader.error(
+                    at(key),
+                    context,
+                    format!("field `{key}` needs `loop`"),
+                    Some(format!(
+                        "`{key}` names the item of a looped resource: add `loop = [...]` or remove `{key}`"
+                    )),
+                );
+            }
+        }
+    }
+    if let Some(name) = &resource.loop_var {
+        let problem = variable_name_problem(name).or_else(|| {
+            LOOP_INDEX_VARS
+                .contains(&name.as_str())
+                .then(|| format!("`{name}` is reserved: loops provide it as the item's position"))
+        });
+        if let Some(problem) = problem {
+            reader.error(
+                at("loop_var"),
+                context,
+                format!("field `loop_var`: {problem}"),
+                None,
+            );
+        }
+    }
+}
+
+/// `text` rendered for every item of the resource's loop written as a list, reading nothing
+/// but the loop's names; `Err` says why it cannot be (no such loop, or it reads more).
+fn item_keys(resource: &Resource, text: &str) -> Result<Vec<String>, &'static str> {
+    let Some(LoopSource::Items(items)) = &resource.loop_items else {
+        return Err(" outside a loop written as a list");
+    };
+    // Over the limits minijinja's parser could overflow the stack; the syntax check reports it.
+    if crate::limits::check_template(text).is_err() {
+        return Ok(Vec::new());
+    }
+    let env = item_environment();
+    items
+        .iter()
+        .enumerate()
+        .map(|(position, item)| {
+            env.render_str(text, item_context(resource, position, item))
+                .map_err(|_| " other than the loop's item and index")
+        })
+        .collect()
+}
+
+/// The environment for controller-side item rendering: strict, so that reading anything
+/// but the item fails.
+fn item_environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env
+}
+
+fn item_context(
+    resource: &Resource,
+    position: usize,
+    item: &serde_json::Value,
+) -> minijinja::Value {
+    minijinja::context! {
+        loop_index => position + 1,
+        loop_index0 => position,
+        ..minijinja::Value::from_iter([(loop_var_name(resource), minijinja::Value::from_serialize(item))])
+    }
+}
+
+/// For a loop written in the policy, renders each choice field for each item (when it only
+/// reads the loop's own names) and checks the result as a literal would be: a bad item is
+/// found before any host is contacted.
+fn check_loop_items(reader: &mut Reader<'_>, table: &Table, resource: &Resource, context: &str) {
+    let Some(LoopSource::Items(items)) = &resource.loop_items else {
+        return;
+    };
+    let env = item_environment();
+    for field in resource.spec.kind().fields {
+        let FieldKind::TemplateChoice(choices) = field.kind else {
+            continue;
+        };
+        for key in field.spellings() {
+            let Some(entry) = table.get(key) else {
+                continue;
+            };
+            let Value::String(text) = &entry.value.value else {
+                continue;
+            };
+            // Over the limits: never compiled here, the syntax check reports it.
+            if !templates::is_templated(text) || crate::limits::check_template(text).is_err() {
+                continue;
+            }
+            for (position, item) in items.iter().enumerate() {
+                // Reading anything but the item fails here: the host checks those.
+                let Ok(rendered) = env.render_str(text, item_context(resource, position, item))
+                else {
+                    continue;
+                };
+                let rendered = rendered.trim();
+                if !choices.contains(&rendered) {
+                    let offset = entry.value.span.start;
+                    let mut message = mop_protocol::choice_problem(key, rendered, choices);
+                    message.push_str(&format!(" (loop item #{})", position + 1));
+                    let hint = suggest::did_you_mean(rendered, choices.iter().copied());
+                    reader.error(offset, context, message, hint);
+                }
+            }
+        }
+    }
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
@@ -690,10 +870,8 @@ fn check_choice(
     reader.error(
         offset,
         context,
-        format!(
-            "field `{key}` is `{value}`, expected one of {}",
-            suggest::quoted_list(choices.iter().copied())
-        ),
+        // The agent says the same of a rendered value.
+        mop_protocol::choice_problem(key, value, choices),
         hint,
     );
 }
@@ -778,10 +956,12 @@ fn collect_sites(reader: &Reader<'_>, table: &Table) -> Vec<TemplateSite> {
         let site_kind = match described.kind {
             FieldKind::Expression => SiteKind::Expression,
             FieldKind::ResultExpression => SiteKind::ResultExpression,
-            FieldKind::Template | FieldKind::TemplateChoice(_) | FieldKind::RenderedByResource => {
-                SiteKind::Template
-            }
-            FieldKind::Literal | FieldKind::Choice(_) | FieldKind::Scalar => continue,
+            FieldKind::Template
+            | FieldKind::TemplateChoice(_)
+            | FieldKind::RenderedByResource
+            | FieldKind::Loop
+            | FieldKind::FileKey => SiteKind::Template,
+            FieldKind::Literal | FieldKind::Scalar => continue,
         };
         walk_strings(reader, &entry.value, key.clone(), site_kind, &mut sites);
     }

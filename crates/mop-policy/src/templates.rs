@@ -193,6 +193,18 @@ pub(crate) fn undefined_uses(kind: SiteKind, text: &str, scope: &Scope) -> Vec<U
             _ => scope.names.contains(&root),
         };
         if !known && !is_guarded(text, &root) {
+            let loop_name = root == mop_protocol::DEFAULT_LOOP_VAR
+                || mop_protocol::LOOP_INDEX_VARS.contains(&root.as_str());
+            if loop_name && reported_roots.insert(root.clone()) {
+                uses.push(UndefinedUse {
+                    message: format!("`{root}` is used outside a loop"),
+                    hint: Some(format!(
+                        "`{root}` exists only in a resource or handler with `loop = [...]` (and not in the `loop` itself)"
+                    )),
+                    path: root,
+                });
+                continue;
+            }
             if reported_roots.insert(root.clone()) {
                 uses.push(UndefinedUse {
                     message: format!("undefined variable `{root}`"),

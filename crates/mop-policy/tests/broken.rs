@@ -681,3 +681,68 @@ use = "roles/app"
         ],
     );
 }
+
+#[test]
+fn loops_and_templated_choices() {
+    check(
+        "loops_and_templated_choices",
+        r#"
+[[roles]]
+name = "web"
+
+[[roles.resources]]
+type = "file"
+path = "/etc/app/{{ item }}.conf"
+loop = 3
+
+[[roles.resources]]
+type = "directory"
+path = "/srv/{{ item }}"
+loop = "a,b"
+
+[[roles.resources]]
+type = "file"
+path = "/srv/{{ name }}"
+loop = ["x", "y"]
+loop_var = "my-name"
+
+[[roles.resources]]
+type = "echo"
+msg = "{{ item }} {{ loop_index }}"
+label = "{{ item }}"
+
+[[roles.resources]]
+type = "file"
+path = "/srv/{{ item.path }}"
+state = "{{ item.state }}"
+loop = [{ path = "a", state = "present" }, { path = "b", state = "absnet" }]
+
+[[roles.resources]]
+type = "service"
+service = "nginx"
+state = "runing"
+enabled = "yes"
+
+[[roles.resources]]
+type = "directory"
+path = "/srv/{{ item }}"
+loop = "{{ item }}"
+[[roles.resources]]
+type = "file"
+path = "/srv/a"
+template = "templates/{{ name }}.j2"
+
+[[roles.resources]]
+type = "file"
+path = "/srv/{{ item }}"
+source = "files/{{ item }}-{{ name }}"
+loop = ["a"]
+
+[[roles.resources]]
+type = "file"
+path = "/srv/{{ item }}"
+source = "files/{{ item }}"
+loop = ["a", "b"]
+"#,
+    );
+}

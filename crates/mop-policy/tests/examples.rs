@@ -150,6 +150,13 @@ fn site_shows_every_resource_type_and_feature() {
     assert!(all_resources(&policy).any(|resource| resource.when.is_some()));
     assert!(all_resources(&policy).any(|resource| !resource.tags.is_empty()));
     assert!(all_resources(&policy).any(|resource| !resource.notify.is_empty()));
+    assert!(all_resources(&policy).any(|resource| resource.loop_items.is_some()));
+    assert!(all_resources(&policy).any(|resource| match &resource.spec {
+        ResourceSpec::Service(service) => {
+            matches!(service.state, Some(mop_protocol::Templated::Template(_)))
+        }
+        _ => false,
+    }));
     assert!(policy.template_paths().count() >= 2);
     assert!(policy.source_paths().count() >= 1);
 }

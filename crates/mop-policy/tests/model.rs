@@ -281,3 +281,67 @@ fn datetimes_in_inline_tables_and_numbers_convert_to_json() {
         serde_json::json!([1, "two", {"three": 3}])
     );
 }
+
+#[test]
+fn a_loop_written_as_a_list_names_one_file_per_item() {
+    let policy = mop_policy::Policy::from_str(
+        r#"
+[[roles]]
+name = "web"
+
+[[roles.resources]]
+type = "file"
+path = "/srv/t{{ item }}.conf"
+template = "templates/t{{ item }}.j2"
+loop = [1, 2]
+
+[[roles.resources]]
+type = "file"
+path = "/srv/{{ blob.name }}"
+source = "files/{{ blob.name }}"
+loop = [{ name = "a" }, { name = "b" }]
+loop_var = "blob"
+
+[[roles.resources]]
+type = "file"
+path = "/srv/fixed"
+source = "files/fixed"
+"#,
+        std::path::Path::new("/repo/site.toml"),
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let templates: Vec<(&str, String)> = policy
+        .template_paths()
+        .map(|reference| (reference.path, reference.resolved.display().to_string()))
+        .collect();
+    assert_eq!(
+        templates,
+        [
+            ("templates/t1.j2", "/repo/templates/t1.j2".to_string()),
+            ("templates/t2.j2", "/repo/templates/t2.j2".to_string())
+        ]
+    );
+    let sources: Vec<(&str, usize)> = policy
+        .source_paths()
+        .map(|reference| (reference.path, reference.index))
+        .collect();
+    assert_eq!(
+        sources,
+        [("files/a", 1), ("files/b", 1), ("files/fixed", 2)]
+    );
+}
+
+/// Item keys and choices are rendered on the controller (after the limits check, as every
+/// controller-side compile): text over the nesting limit is an error, not a crash.
+#[test]
+fn hostile_item_keys_fail_validation_without_crashing() {
+    let deep = format!("{}item{}", "(".repeat(50_000), ")".repeat(50_000));
+    for field in ["source", "state"] {
+        let policy = format!(
+            "[[roles]]\nname = \"r\"\n[[roles.resources]]\ntype = \"file\"\npath = \"/srv/{{{{ item }}}}\"\n{field} = \"{{{{ {deep} }}}}\"\nloop = [\"a\"]\n"
+        );
+        let errors = mop_policy::Policy::from_str(&policy, std::path::Path::new("/repo/site.toml"))
+            .expect_err("over the nesting limit");
+        assert!(errors.to_string().contains("nest"), "{errors}");
+    }
+}

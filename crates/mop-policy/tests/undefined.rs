@@ -280,3 +280,47 @@ template = "templates/motd.j2"
         vec!["<dir>/templates/motd.j2:2:1: template of role `web`: resource #1 (file /etc/motd): syntax error: unexpected end of input, expected end of block"]
     );
 }
+
+#[test]
+fn loop_names_are_seen_only_inside_their_loop() {
+    let policy = load(
+        r#"
+[vars]
+users = ["ann", "bob"]
+
+[[roles]]
+name = "web"
+
+[[roles.resources]]
+type = "echo"
+msg = "{{ user }} {{ loop_index }} {{ loop_index0 }}"
+loop = "{{ users }}"
+loop_var = "user"
+label = "{{ user | upper }}"
+register = "said"
+
+[[roles.resources]]
+type = "echo"
+msg = "{{ said.results | length }} {{ item }}"
+
+[[roles.resources]]
+type = "file"
+path = "/srv/{{ item.name }}"
+state = "{{ item.state }}"
+loop = [{ name = "a", state = "present" }]
+when = "item.name != 'b'"
+
+[[roles.resources]]
+type = "echo"
+msg = "{{ item }}"
+loop = "{{ item }}"
+"#,
+    );
+    assert_eq!(
+        undefined(&policy, 0, &[]),
+        vec![
+            "site.toml:18:7: role `web`: resource #2 (echo {{ said.results | length }} {{ item }}): field `msg`: `item` is used outside a loop\n  hint: `item` exists only in a resource or handler with `loop = [...]` (and not in the `loop` itself)".to_string(),
+            "site.toml:30:8: role `web`: resource #4 (echo {{ item }}): field `loop`: `item` is used outside a loop\n  hint: `item` exists only in a resource or handler with `loop = [...]` (and not in the `loop` itself)".to_string(),
+        ]
+    );
+}

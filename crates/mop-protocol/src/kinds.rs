@@ -15,13 +15,10 @@ use crate::resource::ResourceSpec;
 pub enum FieldKind {
     /// A string, or a list or table of strings, rendered by the agent before the resource runs.
     Template,
-    /// A string rendered by the agent that must then be one of these values; checked before
-    /// any host is contacted when it is written without template syntax.
+    /// One of these values, or a template the agent renders that must then be one of them;
+    /// checked before any host is contacted when it is written without template syntax.
     TemplateChoice(&'static [&'static str]),
-    /// One of these values, written literally (never rendered).
-    Choice(&'static [&'static str]),
-    /// A string never rendered: a key into the role plan's file lists (which must be known
-    /// before any host is contacted), a mode, a label or a handler name.
+    /// A string never rendered: a mode, a name, a handler name or a variable name.
     Literal,
     /// A minijinja expression evaluated by the agent.
     Expression,
@@ -30,14 +27,25 @@ pub enum FieldKind {
     /// A table whose string values (at any depth) are templates rendered by the resource
     /// itself, so that the other values keep their types (`set.vars`).
     RenderedByResource,
+    /// A key into the role plan's file lists (`template`, `source`): the files must be known
+    /// before any host is contacted, so it is literal, except in a loop written as a list,
+    /// where it may read the loop's own names: the controller renders it for every item, and
+    /// the agent renders it the same way to find the item's file.
+    FileKey,
     /// A boolean or a number: no strings in it.
     Scalar,
+    /// `loop`: a list written in the policy, or a template expression (`"{{ users }}"`)
+    /// evaluated by the agent.
+    Loop,
 }
 
 impl FieldKind {
     /// Whether the agent renders the field's strings before the resource runs.
     pub fn is_rendered_before_run(self) -> bool {
-        matches!(self, FieldKind::Template | FieldKind::TemplateChoice(_))
+        matches!(
+            self,
+            FieldKind::Template | FieldKind::TemplateChoice(_) | FieldKind::FileKey
+        )
     }
 }
 
@@ -97,6 +105,9 @@ pub const COMMON_FIELDS: &[FieldDescription] = &[
     field("changed_when", FieldKind::ResultExpression),
     field("failed_when", FieldKind::ResultExpression),
     field("tags", FieldKind::Literal),
+    field("loop", FieldKind::Loop),
+    field("loop_var", FieldKind::Literal),
+    field("label", FieldKind::Template),
 ];
 
 const fn field(name: &'static str, kind: FieldKind) -> FieldDescription {
@@ -107,9 +118,7 @@ const fn field(name: &'static str, kind: FieldKind) -> FieldDescription {
     }
 }
 
-use FieldKind::{
-    Choice, Expression, Literal, RenderedByResource, Scalar, Template, TemplateChoice,
-};
+use FieldKind::{Expression, Literal, RenderedByResource, Scalar, Template, TemplateChoice};
 
 const FILE: ResourceKind = ResourceKind {
     name: "file",
@@ -117,12 +126,12 @@ const FILE: ResourceKind = ResourceKind {
     fields: &[
         field("path", Template),
         field("content", Template),
-        field("template", Literal),
-        field("source", Literal),
+        field("template", FieldKind::FileKey),
+        field("source", FieldKind::FileKey),
         field("owner", Template),
         field("group", Template),
         field("mode", Literal),
-        field("state", Choice(PRESENCE)),
+        field("state", TemplateChoice(PRESENCE)),
     ],
 };
 
@@ -134,7 +143,7 @@ const DIRECTORY: ResourceKind = ResourceKind {
         field("owner", Template),
         field("group", Template),
         field("mode", Literal),
-        field("state", Choice(PRESENCE)),
+        field("state", TemplateChoice(PRESENCE)),
         field("parents", Scalar),
         field("recursive", Scalar),
     ],
@@ -146,7 +155,7 @@ const LINK: ResourceKind = ResourceKind {
     fields: &[
         field("path", Template),
         field("target", Template),
-        field("state", Choice(PRESENCE)),
+        field("state", TemplateChoice(PRESENCE)),
         field("force", Scalar),
     ],
 };
@@ -158,7 +167,7 @@ const LINE: ResourceKind = ResourceKind {
         field("path", Template),
         field("line", Template),
         field("regexp", Template),
-        field("state", Choice(PRESENCE)),
+        field("state", TemplateChoice(PRESENCE)),
         field("create", Scalar),
     ],
 };
@@ -196,7 +205,7 @@ const PACKAGE: ResourceKind = ResourceKind {
             aliases: &["package"],
             kind: Template,
         },
-        field("state", Choice(&["present", "absent", "latest"])),
+        field("state", TemplateChoice(&["present", "absent", "latest"])),
         field("manager", TemplateChoice(PACKAGE_MANAGERS)),
         field("update_cache", Scalar),
     ],
@@ -209,9 +218,9 @@ const SERVICE: ResourceKind = ResourceKind {
         field("service", Template),
         field(
             "state",
-            Choice(&["started", "stopped", "restarted", "reloaded"]),
+            TemplateChoice(&["started", "stopped", "restarted", "reloaded"]),
         ),
-        field("enabled", Scalar),
+        field("enabled", TemplateChoice(&["true", "false"])),
         field("manager", TemplateChoice(SERVICE_MANAGERS)),
     ],
 };
@@ -230,7 +239,7 @@ const USER: ResourceKind = ResourceKind {
         field("comment", Template),
         field("system", Scalar),
         field("create_home", Scalar),
-        field("state", Choice(PRESENCE)),
+        field("state", TemplateChoice(PRESENCE)),
     ],
 };
 
@@ -241,7 +250,7 @@ const GROUP: ResourceKind = ResourceKind {
         field("group", Template),
         field("gid", Scalar),
         field("system", Scalar),
-        field("state", Choice(PRESENCE)),
+        field("state", TemplateChoice(PRESENCE)),
     ],
 };
 
@@ -331,8 +340,7 @@ fn sample_value(kind: &ResourceKind, field: &FieldDescription) -> serde_json::Va
     let text = format!("{{{{ {} }}}}", field.name);
     match (kind.name, field.name, field.kind) {
         (_, "mode", _) => json!("0644"),
-        (_, _, Choice(values)) => json!(values[0]),
-        (_, _, TemplateChoice(_) | Literal) => json!(text),
+        (_, _, TemplateChoice(_) | Literal | FieldKind::FileKey) => json!(text),
         (_, "env", _) => json!({ "A": text }),
         (_, "packages" | "groups", _) => json!([text, "fixed"]),
         (_, "that", _) => json!(["true"]),
@@ -406,16 +414,27 @@ mod tests {
     fn choices_are_exactly_what_serde_accepts() {
         for kind in RESOURCE_KINDS {
             for field in kind.fields {
-                let Choice(values) = field.kind else { continue };
+                let TemplateChoice(values) = field.kind else {
+                    continue;
+                };
                 for value in values {
                     let mut json = sample_resource_json(kind);
-                    json[field.name] = (*value).into();
+                    json[field.name] = match *value {
+                        "true" => true.into(),
+                        "false" => false.into(),
+                        value => value.into(),
+                    };
                     serde_json::from_value::<Resource>(json)
                         .unwrap_or_else(|err| panic!("`{}.{}`: {err}", kind.name, field.name));
                 }
                 let mut json = sample_resource_json(kind);
                 json[field.name] = "not-a-choice".into();
-                let accepted = listed(&serde_error(json));
+                // `manager` is a plain string to serde: the policy checks its literals.
+                let Err(error) = serde_json::from_value::<Resource>(json) else {
+                    assert_eq!(field.name, "manager", "`{}.{}`", kind.name, field.name);
+                    continue;
+                };
+                let accepted = listed(&error.to_string());
                 let described: BTreeSet<String> =
                     values.iter().map(|value| value.to_string()).collect();
                 assert_eq!(accepted, described, "`{}.{}`", kind.name, field.name);

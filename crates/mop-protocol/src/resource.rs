@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::choice::{LoopSource, Templated};
+
 /// A resource with the fields every type shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
@@ -45,6 +47,15 @@ pub struct Resource {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub tags: Vec<String>,
+    /// Run the resource once per item (see [`LoopSource`]).
+    #[serde(rename = "loop", default, skip_serializing_if = "Option::is_none")]
+    pub loop_items: Option<LoopSource>,
+    /// The item's variable name in a loop (default `item`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_var: Option<String>,
+    /// A template naming one item in output (default: the item itself, shortened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     #[serde(flatten)]
     pub spec: ResourceSpec,
 }
@@ -204,7 +215,7 @@ pub struct FileSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<FileMode>,
     #[serde(default)]
-    pub state: Presence,
+    pub state: Templated<Presence>,
 }
 
 /// A directory.
@@ -219,7 +230,7 @@ pub struct DirectorySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<FileMode>,
     #[serde(default)]
-    pub state: Presence,
+    pub state: Templated<Presence>,
     /// Create missing parent directories (default true).
     #[serde(default = "default_true")]
     pub parents: bool,
@@ -237,7 +248,7 @@ pub struct LinkSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(default)]
-    pub state: Presence,
+    pub state: Templated<Presence>,
     /// Replace a regular file that stands where the link should be.
     #[serde(default)]
     pub force: bool,
@@ -256,7 +267,7 @@ pub struct LineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regexp: Option<String>,
     #[serde(default)]
-    pub state: Presence,
+    pub state: Templated<Presence>,
     /// Create the file when it does not exist.
     #[serde(default)]
     pub create: bool,
@@ -315,7 +326,7 @@ pub struct PackageSpec {
     )]
     pub name: Vec<String>,
     #[serde(default)]
-    pub state: PackageState,
+    pub state: Templated<PackageState>,
     /// Force a package manager instead of the detected one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<String>,
@@ -324,10 +335,12 @@ pub struct PackageSpec {
     pub update_cache: bool,
 }
 
-/// The run state a service should be in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The run state a service should be in. The default only stands in for a template the
+/// agent has not rendered yet (see [`Templated::resolved`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceState {
+    #[default]
     Started,
     Stopped,
     Restarted,
@@ -342,12 +355,24 @@ pub struct ServiceSpec {
     #[serde(rename = "service")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<ServiceState>,
+    pub state: Option<Templated<ServiceState>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
+    pub enabled: Option<Templated<bool>>,
     /// Force `systemd`, `openrc` or `sysvinit` instead of the detected one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<String>,
+}
+
+impl ServiceSpec {
+    /// `state`, rendered (see [`Templated::resolved`]).
+    pub fn run_state(&self) -> Option<ServiceState> {
+        self.state.as_ref().map(Templated::resolved)
+    }
+
+    /// `enabled`, rendered (see [`Templated::resolved`]).
+    pub fn boot_enabled(&self) -> Option<bool> {
+        self.enabled.as_ref().map(Templated::resolved)
+    }
 }
 
 /// A local user account.
@@ -378,7 +403,7 @@ pub struct UserSpec {
     #[serde(default = "default_true")]
     pub create_home: bool,
     #[serde(default)]
-    pub state: Presence,
+    pub state: Templated<Presence>,
 }
 
 /// A local group.
@@ -393,7 +418,7 @@ pub struct GroupSpec {
     #[serde(default)]
     pub system: bool,
     #[serde(default)]
-    pub state: Presence,
+    pub state: Templated<Presence>,
 }
 
 /// Print a message (templated).

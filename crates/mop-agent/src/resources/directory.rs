@@ -13,7 +13,7 @@ use crate::outcome::{Outcome, ResourceError};
 
 pub fn converge(spec: &DirectorySpec, check: bool) -> Result<Outcome, ResourceError> {
     let path = absolute_path(&spec.path)?;
-    match spec.state {
+    match spec.state.resolved() {
         Presence::Present => present(path, spec, check),
         Presence::Absent => absent(path, spec.recursive, check),
     }
@@ -136,7 +136,7 @@ mod tests {
             owner: None,
             group: None,
             mode: None,
-            state: Presence::Present,
+            state: Presence::Present.into(),
             parents: true,
             recursive: false,
         }
@@ -202,7 +202,7 @@ mod tests {
         fs::create_dir_all(path.join("sub")).expect("mkdir");
         fs::write(path.join("sub/file"), "x").expect("write");
         let absent = DirectorySpec {
-            state: Presence::Absent,
+            state: Presence::Absent.into(),
             ..spec(&path)
         };
         let err = converge(&absent, false).expect_err("not empty");

@@ -34,7 +34,7 @@ pub fn converge(spec: &FileSpec, ctx: &mut ResourceContext<'_>) -> Result<Outcom
     if let Some(meta) = &existing {
         refuse_non_file(path, meta)?;
     }
-    match spec.state {
+    match spec.state.resolved() {
         Presence::Absent => remove(path, existing.is_some(), ctx.check),
         Presence::Present => {
             let files = ctx.files;
@@ -474,7 +474,7 @@ mod tests {
             owner: None,
             group: None,
             mode: None,
-            state: Presence::Present,
+            state: Presence::Present.into(),
         }
     }
 
@@ -740,7 +740,7 @@ mod tests {
         fs::write(&path, "x").expect("write");
         let mut harness = Harness::new();
         let absent = FileSpec {
-            state: Presence::Absent,
+            state: Presence::Absent.into(),
             ..spec(&path)
         };
         assert!(harness.run(&absent, true, false).expect("check").changed);

@@ -88,7 +88,7 @@ pub fn converge(spec: &LineSpec, check: bool, diff: bool) -> Result<Outcome, Res
         })?),
         None => None,
     };
-    if check && existing.is_none() && !spec.create && spec.state == Presence::Present {
+    if check && existing.is_none() && !spec.create && spec.state.resolved() == Presence::Present {
         // An earlier resource would have created the file in apply mode.
         return Ok(Outcome::changed(vec![
             "added the line (the file does not exist yet)".to_string(),
@@ -118,7 +118,7 @@ fn edit(
     old_text: Option<&str>,
     path: &Path,
 ) -> Result<Option<(String, String)>, ResourceError> {
-    match spec.state {
+    match spec.state.resolved() {
         Presence::Present => {
             let line = spec
                 .line
@@ -225,7 +225,7 @@ mod tests {
             path: path.display().to_string(),
             line: line.map(str::to_string),
             regexp: regexp.map(str::to_string),
-            state: Presence::Present,
+            state: Presence::Present.into(),
             create: false,
         }
     }
@@ -293,7 +293,7 @@ mod tests {
         check(
             "a\n#x\nb\n#y\n",
             |p| LineSpec {
-                state: Presence::Absent,
+                state: Presence::Absent.into(),
                 ..spec(p, None, Some("^#"))
             },
             "a\nb\n",
@@ -301,7 +301,7 @@ mod tests {
         check(
             "a\nb\na\n",
             |p| LineSpec {
-                state: Presence::Absent,
+                state: Presence::Absent.into(),
                 ..spec(p, Some("a"), None)
             },
             "b\n",
@@ -309,7 +309,7 @@ mod tests {
         check(
             "a\n",
             |p| LineSpec {
-                state: Presence::Absent,
+                state: Presence::Absent.into(),
                 ..spec(p, Some("z"), None)
             },
             "a\n",

@@ -13,7 +13,7 @@ use crate::outcome::{Outcome, ResourceError};
 pub fn converge(spec: &LinkSpec, check: bool) -> Result<Outcome, ResourceError> {
     let path = absolute_path(&spec.path)?;
     let existing = fsutil::symlink_metadata(path)?;
-    match spec.state {
+    match spec.state.resolved() {
         Presence::Absent => match existing {
             None => Ok(Outcome::unchanged()),
             Some(meta) if meta.file_type().is_symlink() => {
@@ -115,7 +115,7 @@ mod tests {
         LinkSpec {
             path: path.display().to_string(),
             target: Some(target.to_string()),
-            state: Presence::Present,
+            state: Presence::Present.into(),
             force: false,
         }
     }
@@ -185,7 +185,7 @@ mod tests {
         let path = root.path().join("l");
         std::os::unix::fs::symlink("/nowhere", &path).expect("symlink");
         let absent = LinkSpec {
-            state: Presence::Absent,
+            state: Presence::Absent.into(),
             target: None,
             ..spec(&path, "")
         };

@@ -259,7 +259,7 @@ pub(super) fn converge(
     )?;
     let mut outcome = Outcome::unchanged();
 
-    if spec.update_cache && spec.state != PackageState::Absent {
+    if spec.update_cache && spec.state.resolved() != PackageState::Absent {
         if ctx.check {
             outcome.message = Some("the package index is not refreshed in check mode".to_string());
         } else {
@@ -276,7 +276,7 @@ pub(super) fn converge(
     for name in &names {
         before.insert(name.clone(), manager.installed_version(runner, name)?);
     }
-    let plan = make_plan(manager, spec.state, &names, &before, runner)?;
+    let plan = make_plan(manager, spec.state.resolved(), &names, &before, runner)?;
     if plan.is_empty() {
         outcome
             .extra
@@ -786,7 +786,7 @@ mod tests {
     fn spec(names: &[&str], state: PackageState) -> PackageSpec {
         PackageSpec {
             name: names.iter().map(|name| name.to_string()).collect(),
-            state,
+            state: state.into(),
             manager: None,
             update_cache: false,
         }

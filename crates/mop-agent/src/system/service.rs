@@ -195,7 +195,7 @@ fn probe(
         sysv_links: SysvLinks::UpdateRcD,
     };
     let needs_running = matches!(
-        spec.state,
+        spec.run_state(),
         Some(ServiceState::Started | ServiceState::Stopped | ServiceState::Reloaded)
     );
     match manager {
@@ -208,7 +208,7 @@ fn probe(
                 .map(str::to_string);
             match (output.rc, load_state.as_deref()) {
                 (0, Some("not-found")) => return Err(not_found(name, output)),
-                (0, Some("masked")) if matches!(spec.state, Some(s) if s != ServiceState::Stopped) => {
+                (0, Some("masked")) if matches!(spec.run_state(), Some(s) if s != ServiceState::Stopped) => {
                     return Err(ResourceError::with_output(
                         format!("service `{name}` is masked and cannot be started\nhint: run `systemctl unmask {name}` if it should run"),
                         output,
@@ -339,7 +339,7 @@ fn plan(
 ) -> Result<(Vec<Action>, Option<String>), ResourceError> {
     let mut actions = Vec::new();
     let mut message = None;
-    match (spec.enabled, &status.boot) {
+    match (spec.boot_enabled(), &status.boot) {
         (Some(true), Some(Boot::Disabled)) => actions.push(Action::Enable),
         (Some(false), Some(Boot::Enabled)) => actions.push(Action::Disable),
         (Some(true), Some(Boot::Masked)) => {
@@ -355,7 +355,7 @@ fn plan(
         _ => {}
     }
     let running = status.running;
-    match spec.state {
+    match spec.run_state() {
         Some(ServiceState::Started) => match running {
             Some(Running::No) => actions.push(Action::Start),
             Some(Running::Crashed) => actions.push(Action::Revive),
@@ -498,8 +498,8 @@ mod tests {
     fn spec(name: &str, state: Option<ServiceState>, enabled: Option<bool>) -> ServiceSpec {
         ServiceSpec {
             name: name.to_string(),
-            state,
-            enabled,
+            state: state.map(Into::into),
+            enabled: enabled.map(Into::into),
             manager: None,
         }
     }

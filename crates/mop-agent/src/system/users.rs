@@ -386,7 +386,7 @@ fn converge_user(
 ) -> Result<Outcome, ResourceError> {
     let name = spec.name.as_str();
     let existing = accounts.user(name);
-    let (commands, changes) = match (spec.state, existing) {
+    let (commands, changes) = match (spec.state.resolved(), existing) {
         (Presence::Absent, None) => return Ok(Outcome::unchanged()),
         (Presence::Absent, Some(_)) => {
             let tool = if tools == Tools::Shadow {
@@ -420,7 +420,7 @@ fn converge_user(
     run_all(runner, &commands, &mut outcome, &format!("user `{name}`"))?;
 
     let after = reload()?;
-    match (spec.state, after.user(name)) {
+    match (spec.state.resolved(), after.user(name)) {
         (Presence::Absent, None) => {}
         (Presence::Absent, Some(_)) => {
             return Err(still("user", name, "exists", &commands, outcome));
@@ -521,7 +521,7 @@ fn converge_group(
 ) -> Result<Outcome, ResourceError> {
     let name = spec.name.as_str();
     let shadow = tools == Tools::Shadow;
-    let (command, change) = match (spec.state, accounts.group(name)) {
+    let (command, change) = match (spec.state.resolved(), accounts.group(name)) {
         (Presence::Absent, None) => return Ok(Outcome::unchanged()),
         (Presence::Absent, Some(_)) => {
             let tool = if shadow { "groupdel" } else { "delgroup" };
@@ -568,7 +568,7 @@ fn converge_group(
     run_all(runner, &commands, &mut outcome, &format!("group `{name}`"))?;
 
     let after = reload()?;
-    match (spec.state, after.group(name)) {
+    match (spec.state.resolved(), after.group(name)) {
         (Presence::Absent, None) => {}
         (Presence::Absent, Some(_)) => {
             return Err(still("group", name, "exists", &commands, outcome))
@@ -617,7 +617,7 @@ mod tests {
             comment: None,
             system: false,
             create_home: true,
-            state: Presence::Present,
+            state: Presence::Present.into(),
         }
     }
 
@@ -626,7 +626,7 @@ mod tests {
             name: name.to_string(),
             gid,
             system: false,
-            state,
+            state: state.into(),
         }
     }
 
@@ -886,7 +886,7 @@ mod tests {
     fn shadow_recorded_remove() {
         let accounts = fixture_accounts();
         let mut spec = user_spec("bob");
-        spec.state = Presence::Absent;
+        spec.state = Presence::Absent.into();
         let mut after = accounts.clone();
         after.users.retain(|user| user.name != "bob");
         let mut runner = RecordedRunner::new().cmd("userdel bob", 0, "");
@@ -1324,7 +1324,7 @@ mod tests {
         assert_eq!(members, expected_members);
         assert!(!real_user(&spec, false).expect("again").changed);
 
-        spec.state = Presence::Absent;
+        spec.state = Presence::Absent.into();
         let before = snapshot();
         assert_eq!(
             real_user(&spec, true).expect("check absent").changes,
