@@ -14,7 +14,6 @@ pub mod elf;
 pub mod hooks;
 pub mod load;
 pub mod local;
-mod lost;
 pub mod plan;
 pub mod prepare;
 pub mod report;

@@ -18,7 +18,6 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::hooks::{contact_when, hook_context, render_hook, run_hook};
-use crate::lost;
 use crate::plan::{role_plan, PlanOptions};
 use crate::prepare::{ManifestFiles, PreparedRun};
 use crate::report::{Diagnostics, FailureKind, HostStatus, Reporter, RunSummary};
@@ -177,11 +176,7 @@ pub(crate) fn ssh_host(name: &str, connection: &Connection, via: Option<String>)
     host.user = connection.user.clone();
     host.identity_file = connection.key.clone();
     host.known_hosts_file = connection.known_hosts_file.clone();
-    host.host_keys = match connection.check_host_keys {
-        mop_inventory::HostKeyPolicy::Strict => ssh::HostKeyPolicy::Strict,
-        mop_inventory::HostKeyPolicy::AcceptNew => ssh::HostKeyPolicy::AcceptNew,
-        mop_inventory::HostKeyPolicy::Off => ssh::HostKeyPolicy::Off,
-    };
+    host.host_keys = connection.check_host_keys;
     host.connect_timeout = connection
         .connect_timeout
         .map(|secs| Duration::from_secs(u64::from(secs)));
@@ -714,7 +709,7 @@ async fn run_role_on_host(
         Err(err) => {
             let lost = match err {
                 SessionError::Closed | SessionError::Io(_) => {
-                    lost::connection_lost(state.pool, &host.name).await
+                    crate::ssh::connection_lost(state.pool, &host.name).await
                 }
                 _ => None,
             };
@@ -782,7 +777,7 @@ async fn start_agent(
         Err(err) => {
             let lost = match err {
                 SessionError::Closed | SessionError::Io(_) => {
-                    lost::connection_lost(state.pool, host).await
+                    crate::ssh::connection_lost(state.pool, host).await
                 }
                 _ => None,
             };

@@ -251,8 +251,33 @@ mod tests {
         assert!(!dead("other-x1", true, uid, LockState::Free));
     }
 
-    /// Real directories and real flocks: a live guard's directory is kept, a directory whose
-    /// lock nobody holds is found, a symlink to it and a lockless directory are not.
+    /// Holds an flock on `dir/lock` in a separate `sh` until its stdin closes.
+    ///
+    /// Not in this process: another test thread that forks while this process holds a lock
+    /// shares the lock with its child until the child's exec, so a lock released here could
+    /// still look held to the next check (this test once failed that way under load).
+    fn hold_lock_elsewhere(dir: &Path) -> Child {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 9>>"$1/lock" && flock -x -n 9 && echo locked && read -r _"#)
+            .arg("mop-test-lock")
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+            &mut line,
+        )
+        .expect("read");
+        assert_eq!(line, "locked\n", "the helper took the lock");
+        child
+    }
+
+    /// Real directories and real flocks: a directory whose lock is held is kept, a directory
+    /// whose lock nobody holds is found, a symlink to it and a lockless directory are not.
     #[test]
     fn finds_dead_run_directories_beside_a_new_one() {
         let parent = tempfile::tempdir().expect("temp dir");
@@ -262,19 +287,37 @@ mod tests {
             path
         };
         let live = make("mop-live01");
-        let guard_lock = lock_run_dir(&live).expect("lock");
+        let mut holder = hold_lock_elsewhere(&live);
         let dead = make("mop-dead01");
-        drop(lock_run_dir(&dead).expect("lock"));
+        // A lock file nobody ever locked, as a run that died leaves it.
+        std::fs::write(dead.join(LOCK_NAME), "").expect("write");
         let lockless = make("mop-nolock");
         std::fs::write(lockless.join("ssh_config"), "").expect("write");
         std::os::unix::fs::symlink(&dead, parent.path().join("mop-link01")).expect("symlink");
         let own = make("mop-own001");
         let stale = stale_run_dirs(parent.path(), &own);
         assert_eq!(stale, vec![dead.clone()]);
-        drop(guard_lock);
+        // The holder exits when its stdin closes; once reaped, its lock is gone.
+        drop(holder.stdin.take());
+        holder.wait().expect("the lock holder exits");
         let mut stale = stale_run_dirs(parent.path(), &own);
         stale.sort();
         assert_eq!(stale, vec![dead, live]);
+    }
+
+    /// `lock_run_dir` takes the lock (a second taker is refused) and the lock goes with the
+    /// file.
+    #[test]
+    fn a_run_directory_lock_is_exclusive() {
+        let parent = tempfile::tempdir().expect("temp dir");
+        let dir = parent.path().join("mop-excl01");
+        std::fs::create_dir(&dir).expect("mkdir");
+        let lock = lock_run_dir(&dir).expect("lock");
+        let again = std::fs::File::open(dir.join(LOCK_NAME)).expect("open");
+        // SAFETY: flock(2) on a descriptor this test owns.
+        let taken = unsafe { libc::flock(again.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_ne!(taken, 0, "a second flock on a held run lock must fail");
+        drop(lock);
     }
 
     /// The watchdog removes the run directory when the pipe closes without `done`, and leaves

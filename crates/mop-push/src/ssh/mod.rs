@@ -44,6 +44,7 @@ mod exec;
 mod hostile_tests;
 mod lifetime;
 mod limits;
+mod lost;
 mod persist;
 mod pool;
 mod sftp;
@@ -59,6 +60,7 @@ pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
 pub use error::{AgentDirError, AgentFileError, PersistDurationError, SshError};
 pub(crate) use exec::RemoteProcess;
 pub use limits::raise_nofile_limit;
+pub(crate) use lost::connection_lost;
 pub use persist::{
     close_connections, control_dir_location, list_connections, parse_persist_duration,
     ClosedConnection, PersistedConnection, UnknownConnection, CONTROL_DIR_ENV,

@@ -9,7 +9,7 @@
 //! Layout relied on: the pool links `<run dir>/<alias>.sock` to the master's socket; a run's
 //! own master (the `openssh` crate) keeps `master` and `log` in one directory, a persistent
 //! master (`--persist`) keeps `<key>.sock` and `<key>.log` side by side. This reads files only:
-//! it spawns nothing and speaks no SSH, so the one SSH seam stays in `ssh/`.
+//! it spawns nothing and speaks no SSH.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
