@@ -200,11 +200,6 @@ pub(crate) struct ProbeRequest<'a> {
     /// and the `-n` form as `sudo_nopasswd_prefix`, tried first).
     pub(crate) sudo_prefix: Option<String>,
     pub(crate) sudo_nopasswd_prefix: Option<String>,
-    /// When caching: the command prefix (`""` or `sudo -n ... -- `) to start the verified
-    /// cached agent with at the end of the probe, on the probe's own channel (`started=yes`
-    /// is the last line the probe prints; the agent's frames follow). Saves a channel, a
-    /// login shell and an `sh` per host on every run that finds the cache.
-    pub(crate) start: Option<String>,
 }
 
 /// The probe as one line of POSIX sh, to be run with `sh -c`.
@@ -234,14 +229,7 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
     // Every process the probe starts costs a fork and exec on the host before the agent can
     // start (about 1-10 ms each, more on a loaded host), so the probe asks `uname` and `id`
     // once each and does the rest with shell builtins where it can.
-    let mut script = Vec::new();
-    let fused = request.cache && request.start.is_some();
-    if fused {
-        // The agent started at the end must get the login's umask and locale, as it would
-        // from a separate exec, not the probe's `umask 077` and `LC_ALL=C`.
-        script.push(r#"um=$(umask); lc_set=${LC_ALL+x}; lc=${LC_ALL-}"#.to_string());
-    }
-    script.extend([
+    let mut script = vec![
         "LC_ALL=C; export LC_ALL".to_string(),
         // `uname -s -m` prints `Linux x86_64`; `id` prints `uid=1000(name) gid=...`.
         r#"u=$(uname -s -m); os=${u%% *}; arch=${u##* }"#.to_string(),
@@ -255,7 +243,7 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
         r#"set -- $(ls -ldn "$dir")"#.to_string(),
         r#"case "$1" in d????-??-*) ;; *) echo "error=the agent directory $dir is writable by other users (mode $1)"; exit 0;; esac"#.to_string(),
         r#"if [ "$3" != "$uid" ]; then echo "error=the agent directory $dir belongs to uid $3, not to $user"; exit 0; fi"#.to_string(),
-    ]);
+    ];
     script.push(format!(r#"work="$dir"/w-{}"#, request.token));
     script.push(format!(r#"mkdir -m {dir_mode} "$work" || exit 1"#));
     // The agent holds this lock while it runs (see [`stale_work_dir_reaper`]). `umask 077`
@@ -285,16 +273,6 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
         ));
     }
     script.push("echo done=yes".to_string());
-    if let (true, Some(prefix)) = (fused, &request.start) {
-        script.push(format!(
-            concat!(
-                r#"if [ "$hit" = yes ]; then umask "$um"; "#,
-                r#"if [ -n "$lc_set" ]; then LC_ALL=$lc; else unset LC_ALL; fi; "#,
-                r#"echo started=yes; exec {prefix}"$work"/mop-agent; fi"#
-            ),
-            prefix = prefix
-        ));
-    }
     script.join("; ")
 }
 
@@ -328,7 +306,7 @@ fn cached_agent_lines(shared: bool) -> String {
             r#"&& cp "$cached" "$work"/mop-agent 2>/dev/null {chmod}"#,
             // From stdin: GNU sha256sum escapes the digest of a file name with `\` or a newline.
             r#"&& set -- $(sha256sum < "$work"/mop-agent) && [ "$1" = "$sha" ]; then "#,
-            r#"echo cached=yes; hit=yes; "#,
+            r#"echo cached=yes; "#,
             r#"else rm -f "$work"/mop-agent; echo cached=no; fi; "#,
             r#"n=0; for old in "$dir"/agent-*; do if [ -f "$old" ]; then n=$((n+1)); fi; done; "#,
             r#"if [ $n -gt {keep} ]; then touch "$cached" 2>/dev/null; "#,
@@ -390,8 +368,6 @@ pub(crate) struct ProbeReport {
     pub(crate) sudo: Option<SudoCheck>,
     pub(crate) error: Option<String>,
     pub(crate) done: bool,
-    /// The probe started the cached agent on its channel (its last line).
-    pub(crate) started: bool,
 }
 
 pub(crate) fn parse_probe(output: &str) -> ProbeReport {
@@ -411,7 +387,6 @@ pub(crate) fn parse_probe(output: &str) -> ProbeReport {
             "gzip" => report.gzip = value == "yes",
             "error" => report.error = Some(value.to_string()),
             "done" => report.done = true,
-            "started" => report.started = value == "yes",
             "sudo" => {
                 report.sudo = Some(match value {
                     "ok" => SudoCheck::Ok,
@@ -724,7 +699,6 @@ mod tests {
             shared: false,
             sudo_prefix: None,
             sudo_nopasswd_prefix: None,
-            start: None,
         }
     }
 
@@ -779,54 +753,6 @@ mod tests {
             .iter()
             .map(|byte| format!("{byte:02x}"))
             .collect()
-    }
-
-    /// With `start`, a probe that finds a verified cache ends by exec'ing that copy on its own
-    /// channel after `started=yes`; without a usable cache it prints no such line and exits.
-    #[test]
-    fn probe_starts_the_verified_cached_agent_on_its_channel() {
-        let home = tempfile::tempdir().expect("temp dir");
-        let platform = platform();
-        let agent = b"#!/bin/sh\necho \"agent ran as $0 umask $(umask) lc ${LC_ALL-unset}\"\n";
-        let digest = sha256_hex(agent);
-        let agents = [ProbeAgent {
-            platform: &platform,
-            sha256: &digest,
-        }];
-        let fused = ProbeRequest {
-            cache: true,
-            start: Some(String::new()),
-            ..request(&agents)
-        };
-        let run = |request: &ProbeRequest<'_>| {
-            // The login's umask and locale, which the agent must get back.
-            let output = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("umask 022; {}", probe_script(request)))
-                .env("HOME", home.path())
-                .env_remove("LC_ALL")
-                .output()
-                .expect("sh runs");
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        };
-        let missed = run(&fused);
-        assert!(missed.contains("cached=no"), "{missed}");
-        assert!(!missed.contains("started="), "{missed}");
-        assert!(!missed.contains("agent ran"), "{missed}");
-        write_executable(&home.path().join(format!(".mop/agent-{digest}")), agent);
-        let hit = run(&ProbeRequest {
-            token: "0f0f02",
-            ..fused.clone()
-        });
-        let (probe, after) = hit.split_once("started=yes\n").expect("started line");
-        assert!(parse_probe(probe).cached == Some(true), "{hit}");
-        let work = parse_probe(probe).work.expect("work dir");
-        // What runs is the verified copy in the work directory, never the cache itself.
-        assert_eq!(
-            after,
-            format!("agent ran as {work}/mop-agent umask 0022 lc unset\n")
-        );
-        assert!(parse_probe(&hit).started);
     }
 
     /// A cached agent is copied into the work directory and used only when the copy's sha256

@@ -5,20 +5,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openssh::Session;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
-use super::bootstrap::sh_command;
 use super::bootstrap::{
     agent_command, agent_dir_expression, kill_command, parse_probe, probe_script,
     unsupported_platform, upload, upload_plan, ProbeAgent, ProbeRequest,
 };
 use super::child::{ClosingStdin, SshAgentChild};
-use super::exec::{exec, exec_failure, ExecOutput};
+use super::exec::{exec, exec_failure};
 use super::pool::HostSlot;
 use super::sudo::{
     agent_stdin_line, check_password, check_sudo, checks_sudo_first, password_line, sudo_outcome,
@@ -84,44 +82,19 @@ impl SshPool {
         let requested = RunAs::from_spec(options.sudo.as_ref());
         let key = install_key(host, options, &requested)?;
         let mut installs = slot.remote.lock().await;
-        let mut started = None;
         let index = match installs.iter().position(|install| install.key == key) {
             Some(index) => index,
             None => {
-                // The first agent of a run may start at the end of the probe when the cache
-                // holds it and no password is involved (nothing to check or send first).
-                let start = (key.cache && !checks_sudo_first(&requested))
-                    .then(|| requested.command_prefix());
-                let (install, process) = self
-                    .probe(
-                        slot,
-                        &session,
-                        key,
-                        options.sudo.as_ref(),
-                        &requested,
-                        start,
-                    )
+                let install = self
+                    .probe(slot, &session, key, options.sudo.as_ref(), &requested)
                     .await?;
                 installs.push(install);
-                started = process;
                 installs.len() - 1
             }
         };
         let install = &mut installs[index];
         if let Some(failure) = &install.failure {
             return Err(failure.clone());
-        }
-        if let Some(process) = started {
-            if requested != RunAs::Login {
-                // Started with `sudo -n`, unchecked: `diagnose_agent_start` checks sudo if
-                // the agent does not come up, exactly as for a separate start.
-                install.unchecked.insert(requested.clone());
-                install
-                    .sudo_checks
-                    .insert(requested.clone(), Ok(requested.clone()));
-            }
-            install.started_as.insert(requested, None);
-            return Ok(process);
         }
         if requested != RunAs::Login && !install.sudo_checks.contains_key(&requested) {
             let checked = if checks_sudo_first(&requested) {
@@ -226,81 +199,6 @@ impl SshPool {
         })
     }
 
-    /// Runs the probe on a channel the agent can take over: reads its lines up to
-    /// `started=yes` (the agent now owns the channel) or to the end (it exited as a plain
-    /// probe would).
-    async fn probe_then_start(
-        &self,
-        host: &str,
-        session: &Arc<Session>,
-        script: &str,
-    ) -> Result<(ExecOutput, Option<StartedProbe>), SshError> {
-        let spawn_error = |detail: String| SshError::Bootstrap {
-            host: host.to_string(),
-            detail,
-        };
-        let mut child = session
-            .clone()
-            .arc_raw_command(sh_command(script))
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|error| spawn_error(error.to_string()))?;
-        let (Some(stdin), Some(stdout), Some(mut stderr)) = (
-            child.stdin().take(),
-            child.stdout().take(),
-            child.stderr().take(),
-        ) else {
-            unreachable!("all three streams were requested as pipes")
-        };
-        let mut stdout = BufReader::new(stdout);
-        let mut said = String::new();
-        loop {
-            let mut line = String::new();
-            let read = stdout
-                .read_line(&mut line)
-                .await
-                .map_err(|error| spawn_error(format!("cannot read the probe: {error}")))?;
-            if read == 0 {
-                break;
-            }
-            said.push_str(&line);
-            if line == "started=yes\n" {
-                let output = ExecOutput {
-                    code: None,
-                    stdout: said,
-                    stderr: String::new(),
-                };
-                return Ok((
-                    output,
-                    Some(StartedProbe {
-                        child,
-                        stdin,
-                        stdout,
-                        stderr,
-                    }),
-                ));
-            }
-        }
-        drop(stdin);
-        let mut errors = Vec::new();
-        let _ = stderr.read_to_end(&mut errors).await;
-        let status = child
-            .wait()
-            .await
-            .map_err(|error| spawn_error(format!("cannot wait for the probe: {error}")))?;
-        Ok((
-            ExecOutput {
-                code: status.code(),
-                stdout: said,
-                stderr: String::from_utf8_lossy(&errors).into_owned(),
-            },
-            None,
-        ))
-    }
-
     fn next_token(&self, host: &str) -> String {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -315,18 +213,15 @@ impl SshPool {
             .collect()
     }
 
-    /// The one probe exec: platform, home, work dir, cache, and the first sudo check. With
-    /// `start` (a command prefix), a probe that finds the verified cached agent starts it on
-    /// its own channel and returns it.
+    /// The one probe exec: platform, home, work dir, cache, and the first sudo check.
     async fn probe(
         &self,
         slot: &HostSlot,
-        session: &Arc<Session>,
+        session: &Session,
         key: InstallKey,
         sudo: Option<&SudoSpec>,
         requested: &RunAs,
-        start: Option<String>,
-    ) -> Result<(Install, Option<AgentProcess>), SshError> {
+    ) -> Result<Install, SshError> {
         let host = slot.planned.spec.name.as_str();
         let token = self.next_token(host);
         let (sudo_prefix, nopasswd_prefix) = if checks_sudo_first(requested) {
@@ -343,23 +238,13 @@ impl SshPool {
             shared: key.shared,
             sudo_prefix,
             sudo_nopasswd_prefix: nopasswd_prefix,
-            start: start.clone(),
         };
-        let (output, started) = match &start {
-            Some(_) => {
-                self.probe_then_start(host, session, &probe_script(&request))
-                    .await?
-            }
-            None => (
-                exec(session, &probe_script(&request), password_line(sudo))
-                    .await
-                    .map_err(|detail| SshError::Bootstrap {
-                        host: host.to_string(),
-                        detail: detail.to_string(),
-                    })?,
-                None,
-            ),
-        };
+        let output = exec(session, &probe_script(&request), password_line(sudo))
+            .await
+            .map_err(|detail| SshError::Bootstrap {
+                host: host.to_string(),
+                detail: detail.to_string(),
+            })?;
         let report = parse_probe(&output.stdout);
         let Some(work) = report.work.clone() else {
             if let Some(error) = report.error {
@@ -421,26 +306,7 @@ impl SshPool {
                 detail: exec_failure(&output, sudo),
             });
         }
-        let process = match (started, &start) {
-            (Some(started), Some(prefix)) if install.failure.is_none() => {
-                install.agent_ready = true;
-                let killer = SshAgentChild::new(
-                    host,
-                    started.child,
-                    session,
-                    kill_command(prefix, &install.work),
-                    None,
-                );
-                Some(AgentProcess {
-                    stdin: Box::pin(ClosingStdin::new(started.stdin)),
-                    stdout: Box::pin(started.stdout),
-                    stderr: Box::pin(started.stderr),
-                    child: AgentChild::Ssh(killer),
-                })
-            }
-            _ => None,
-        };
-        Ok((install, process))
+        Ok(install)
     }
 
     /// Why an agent started under `options` did not come up, when sudo was not checked before
@@ -465,15 +331,6 @@ impl SshPool {
         install.sudo_checks.insert(requested, checked.clone());
         checked.err()
     }
-}
-
-/// A probe whose last line was `started=yes`: the agent now owns its channel.
-struct StartedProbe {
-    child: openssh::Child<Arc<Session>>,
-    stdin: openssh::ChildStdin,
-    /// Buffered: it may already hold the agent's first bytes.
-    stdout: BufReader<openssh::ChildStdout>,
-    stderr: openssh::ChildStderr,
 }
 
 /// Which install an agent for `options` uses.
