@@ -56,6 +56,11 @@ fn drop_kills_sessions_and_removes_namespace_and_directory() {
         .filter(|h| h.name != "bastion" && h.name != "rack1-top")
         .any(|h| h.accepted_connections().unwrap_or(0) == 0)
     {
+        for session in &mut sessions {
+            if let Ok(Some(status)) = session.try_wait() {
+                panic!("an ssh session ended before logging in: {status}");
+            }
+        }
         assert!(Instant::now() < deadline, "sessions did not log in");
         std::thread::sleep(Duration::from_millis(20));
     }
