@@ -63,7 +63,10 @@ fn changed(run: &JsonRun) -> Vec<(String, Vec<String>)> {
                         .collect()
                 })
                 .unwrap_or_default();
-            (event["type"].as_str().unwrap_or_default().to_string(), changes)
+            (
+                event["type"].as_str().unwrap_or_default().to_string(),
+                changes,
+            )
         })
         .collect()
 }
@@ -71,7 +74,11 @@ fn changed(run: &JsonRun) -> Vec<(String, Vec<String>)> {
 fn crontab_of(user: &str) -> String {
     let output = run(Command::new("crontab").args(["-u", user, "-l"]));
     if output.exit != 0 {
-        assert!(output.stderr.contains("no crontab"), "{}", output.describe());
+        assert!(
+            output.stderr.contains("no crontab"),
+            "{}",
+            output.describe()
+        );
         return String::new();
     }
     output.stdout
@@ -272,7 +279,7 @@ fn validate_refuses_bad_schedules_keys_and_markers_with_positions() {
     let policy = dir.path().join("broken.toml");
     std::fs::write(
         &policy,
-        r#"[[roles]]
+        r##"[[roles]]
 name = "web"
 
 [[roles.resources]]
@@ -291,10 +298,13 @@ type = "block"
 path = "/etc/x.conf"
 marker = "# mop"
 block = "a = 1"
-"#,
+"##,
     )
     .expect("write the policy");
-    let output = run(crate::support::mop().arg("validate").arg(&policy));
+    let output = run(crate::support::mop()
+        .arg("validate")
+        .arg(&policy)
+        .args(["-i", "inventory/example.toml"]));
     assert_eq!(output.exit, 2, "{}", output.describe());
     let shown = policy.display().to_string();
     for expected in [

@@ -648,7 +648,14 @@ fn check_semantics(
                 ("insert_after", &block.insert_after),
                 ("insert_before", &block.insert_before),
             ] {
-                check_regex(reader, key, value.as_deref(), &["EOF", "BOF"], at(&[key]), context);
+                check_regex(
+                    reader,
+                    key,
+                    value.as_deref(),
+                    &["EOF", "BOF"],
+                    at(&[key]),
+                    context,
+                );
             }
         }
         ResourceSpec::Cron(cron) => {
@@ -698,13 +705,21 @@ fn check_semantics(
                                 "field `special` cannot be used with {}",
                                 suggest::quoted_list(schedule_fields.iter().copied())
                             ),
-                            Some("`special` (such as `@daily`) replaces the five schedule fields".to_string()),
+                            Some(
+                                "`special` (such as `@daily`) replaces the five schedule fields"
+                                    .to_string(),
+                            ),
                         );
                     }
                     if !templates::is_templated(special) {
                         if let Some(problem) = mop_protocol::cron_special_problem(special) {
                             let (message, hint) = split_problem(&problem);
-                            reader.error(at(&["special"]), context, format!("field `special`: {message}"), hint);
+                            reader.error(
+                                at(&["special"]),
+                                context,
+                                format!("field `special`: {message}"),
+                                hint,
+                            );
                         }
                     }
                 }
@@ -732,7 +747,12 @@ fn check_semantics(
             }
             for name in cron.env.keys() {
                 if let Some(problem) = mop_protocol::cron_env_name_problem(name) {
-                    reader.error(at(&["env"]), context, format!("field `env`: {problem}"), None);
+                    reader.error(
+                        at(&["env"]),
+                        context,
+                        format!("field `env`: {problem}"),
+                        None,
+                    );
                 }
             }
         }
@@ -755,7 +775,10 @@ fn check_semantics(
                         at(&["keys", "key"]),
                         context,
                         format!("field `{field}`: {problem}"),
-                        Some("write a whole line of a `.pub` file: `ssh-ed25519 AAAA... comment`".to_string()),
+                        Some(
+                            "write a whole line of a `.pub` file: `ssh-ed25519 AAAA... comment`"
+                                .to_string(),
+                        ),
                     );
                 }
             }

@@ -198,7 +198,9 @@ mod tests {
 
     #[test]
     fn rejects_what_cron_rejects() {
-        for text in ["", "60", "-1", "*/0", "5/10", "30-10", "a", "1,,2", "* *", "1-"] {
+        for text in [
+            "", "60", "-1", "*/0", "5/10", "30-10", "a", "1,,2", "* *", "1-",
+        ] {
             check("minute", text, false);
         }
         check("hour", "24", false);
@@ -210,7 +212,10 @@ mod tests {
             .expect("known")
             .problem("25")
             .expect("invalid");
-        assert!(message.starts_with("invalid hour `25`: 25 is out of range (0-23)"), "{message}");
+        assert!(
+            message.starts_with("invalid hour `25`: 25 is out of range (0-23)"),
+            "{message}"
+        );
         assert!(cron_special_problem("@daily").is_none());
         assert!(cron_special_problem("@often").is_some());
         assert!(cron_env_name_problem("MAILTO").is_none());

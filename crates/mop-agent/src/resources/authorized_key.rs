@@ -37,8 +37,9 @@ pub fn converge(
         return Err(ResourceError::new("`keys` is empty"));
     }
     let state = spec.state.resolved();
-    let user = accounts::lookup_user(&spec.user)
-        .map_err(|err| ResourceError::new(format!("cannot read `{}`: {err}", accounts::PASSWD_PATH)))?;
+    let user = accounts::lookup_user(&spec.user).map_err(|err| {
+        ResourceError::new(format!("cannot read `{}`: {err}", accounts::PASSWD_PATH))
+    })?;
     let Some(user) = user else {
         return match (check, state) {
             (_, Presence::Absent) => Ok(Outcome::unchanged()),

@@ -25,9 +25,8 @@ enum Anchor {
 impl Anchor {
     fn from_spec(spec: &BlockSpec) -> Result<Anchor, ResourceError> {
         let compile = |field: &str, pattern: &str| {
-            Regex::new(pattern).map_err(|err| {
-                ResourceError::new(format!("invalid `{field}` `{pattern}`: {err}"))
-            })
+            Regex::new(pattern)
+                .map_err(|err| ResourceError::new(format!("invalid `{field}` `{pattern}`: {err}")))
         };
         match (spec.insert_after.as_deref(), spec.insert_before.as_deref()) {
             (Some(_), Some(_)) => Err(ResourceError::new(
@@ -118,7 +117,15 @@ pub fn converge(spec: &BlockSpec, check: bool, diff: bool) -> Result<Outcome, Re
             final_newline: true,
         }
         .render();
-        return finish(spec, path, check, diff, None, text, "created with the block");
+        return finish(
+            spec,
+            path,
+            check,
+            diff,
+            None,
+            text,
+            "created with the block",
+        );
     };
     let mut lines = Lines::parse(old_text);
     let found = find_block(&lines.lines, &begin, &end, path)?;
@@ -257,7 +264,11 @@ mod tests {
 
     #[test]
     fn inserts_at_the_end_or_at_an_anchor() {
-        check("a\nb", |p| spec(p, "x\ny\n"), &format!("a\nb\n{B}\nx\ny\n{E}\n"));
+        check(
+            "a\nb",
+            |p| spec(p, "x\ny\n"),
+            &format!("a\nb\n{B}\nx\ny\n{E}\n"),
+        );
         check(
             "a\nb\na\n",
             |p| BlockSpec {
@@ -287,7 +298,11 @@ mod tests {
     #[test]
     fn replaces_in_place_and_removes() {
         let before = format!("a\n{B}\nold\n{E}\nz\n");
-        check(&before, |p| spec(p, "new"), &format!("a\n{B}\nnew\n{E}\nz\n"));
+        check(
+            &before,
+            |p| spec(p, "new"),
+            &format!("a\n{B}\nnew\n{E}\nz\n"),
+        );
         check(&before, |p| spec(p, "old"), &before);
         check(
             &before,

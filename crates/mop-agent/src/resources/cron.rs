@@ -162,17 +162,20 @@ fn is_env_line(line: &str) -> bool {
 fn edit(old: &str, name: &str, wanted: Option<Vec<String>>) -> Option<(String, String)> {
     let mut lines: Vec<String> = old.lines().map(str::to_string).collect();
     let marker = marker(name);
-    let found = lines.iter().position(|line| line.trim_end() == marker).map(|start| {
-        // The marker, the environment lines after it, and the job line if one follows.
-        let mut end = start + 1;
-        while end < lines.len() && is_env_line(&lines[end]) {
-            end += 1;
-        }
-        let job = lines
-            .get(end)
-            .is_some_and(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'));
-        start..end + usize::from(job)
-    });
+    let found = lines
+        .iter()
+        .position(|line| line.trim_end() == marker)
+        .map(|start| {
+            // The marker, the environment lines after it, and the job line if one follows.
+            let mut end = start + 1;
+            while end < lines.len() && is_env_line(&lines[end]) {
+                end += 1;
+            }
+            let job = lines
+                .get(end)
+                .is_some_and(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'));
+            start..end + usize::from(job)
+        });
     let change = match (found, wanted) {
         (None, None) => return None,
         (Some(range), None) => {
@@ -266,9 +269,7 @@ fn write_crontab(user: Option<&str>, text: &str) -> Result<CommandOutput, Resour
         .stdin
         .take()
         .map(|mut stdin| stdin.write_all(text.as_bytes()));
-    let output = child
-        .wait_with_output()
-        .map_err(|err| spawn_error(&err))?;
+    let output = child.wait_with_output().map_err(|err| spawn_error(&err))?;
     let result = to_output(&output);
     if let Some(Err(err)) = written {
         return Err(ResourceError::with_output(

@@ -594,9 +594,18 @@ mod tests {
         assert_eq!(daemon_reload_decision(true, Manager::Systemd, false), Run);
         assert_eq!(daemon_reload_decision(true, Manager::Systemd, true), Skip);
         assert_eq!(daemon_reload_decision(false, Manager::Systemd, false), Skip);
-        assert_eq!(daemon_reload_decision(true, Manager::OpenRc, false), NotSystemd);
-        assert_eq!(daemon_reload_decision(true, Manager::SysVinit, true), NotSystemd);
-        assert_eq!(daemon_reload_decision(false, Manager::SysVinit, false), Skip);
+        assert_eq!(
+            daemon_reload_decision(true, Manager::OpenRc, false),
+            NotSystemd
+        );
+        assert_eq!(
+            daemon_reload_decision(true, Manager::SysVinit, true),
+            NotSystemd
+        );
+        assert_eq!(
+            daemon_reload_decision(false, Manager::SysVinit, false),
+            Skip
+        );
     }
 
     #[test]
