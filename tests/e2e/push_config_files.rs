@@ -218,7 +218,7 @@ fn block_cron_and_key_converge_stay_converged_and_check_reports_a_manual_edit() 
         "[main]\n# BEGIN mop tuning\nworkers = 4\ntimeout = 30\n# END mop tuning\nname = x\n[other]\n"
     );
     let crontab = crontab_of(KEY_USER);
-    let entry = format!("# mop: {job}\nMAILTO=\n*/15 2-4 * * * /usr/bin/true {job}\n");
+    let entry = format!("# mop: {job}\nMAILTO=\"\"\n*/15 2-4 * * * /usr/bin/true {job}\n");
     assert!(crontab.contains(&entry), "crontab:\n{crontab}");
     assert!(
         sshd.login(KEY_USER, &key_file),

@@ -131,10 +131,12 @@ fn entry_lines(spec: &CronSpec) -> Result<Vec<String>, ResourceError> {
         .filter(|command| !command.trim().is_empty())
         .ok_or_else(|| ResourceError::new("`command` is required when the job is present"))?;
     let mut lines = vec![marker(&spec.name)];
+    // Quoted: cron strips one pair of quotes, and refuses an empty unquoted value
+    // (`MAILTO=` makes Debian's cron reject the whole crontab).
     lines.extend(
         spec.env
             .iter()
-            .map(|(name, value)| format!("{name}={value}")),
+            .map(|(name, value)| format!("{name}=\"{value}\"")),
     );
     let when = match &spec.special {
         Some(special) => special.clone(),
@@ -320,7 +322,7 @@ mod tests {
             entry_lines(&backup).expect("valid"),
             vec![
                 "# mop: backup".to_string(),
-                "MAILTO=ops@example.com".to_string(),
+                "MAILTO=\"ops@example.com\"".to_string(),
                 "0 3 * * * /usr/local/bin/backup".to_string(),
             ]
         );
