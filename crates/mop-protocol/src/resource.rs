@@ -341,7 +341,7 @@ pub struct CronSpec {
     /// `@reboot`, `@daily`...: replaces the five schedule fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub special: Option<String>,
-    /// `NAME=value` lines written in the job's block, before the job line.
+    /// `NAME="value"` lines written in the job's block, before the job line.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
