@@ -13,6 +13,7 @@ mod cli;
 mod install;
 mod local;
 mod persist;
+mod push_config_files;
 mod push_connect;
 mod push_converge;
 mod push_files;

@@ -63,6 +63,9 @@ fn resolve_choices(spec: &mut ResourceSpec) -> Result<(), String> {
         ResourceSpec::Directory(directory) => resolve("state", &mut directory.state),
         ResourceSpec::Link(link) => resolve("state", &mut link.state),
         ResourceSpec::Line(line) => resolve("state", &mut line.state),
+        ResourceSpec::Block(block) => resolve("state", &mut block.state),
+        ResourceSpec::Cron(cron) => resolve("state", &mut cron.state),
+        ResourceSpec::AuthorizedKey(key) => resolve("state", &mut key.state),
         ResourceSpec::Package(package) => {
             resolve("state", &mut package.state)?;
             known("manager", package.manager.as_deref(), PACKAGE_MANAGERS)
@@ -147,6 +150,34 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
             optional("line", &mut line.line, render)?;
             optional("regexp", &mut line.regexp, render)?;
             choice("state", &mut line.state, render)
+        }
+        ResourceSpec::Block(block) => {
+            render("path", &mut block.path)?;
+            optional("block", &mut block.block, render)?;
+            optional("marker", &mut block.marker, render)?;
+            optional("insert_after", &mut block.insert_after, render)?;
+            optional("insert_before", &mut block.insert_before, render)?;
+            choice("state", &mut block.state, render)
+        }
+        ResourceSpec::Cron(cron) => {
+            render("cron", &mut cron.name)?;
+            optional("user", &mut cron.user, render)?;
+            optional("command", &mut cron.command, render)?;
+            render("minute", &mut cron.minute)?;
+            render("hour", &mut cron.hour)?;
+            render("day", &mut cron.day)?;
+            render("month", &mut cron.month)?;
+            render("weekday", &mut cron.weekday)?;
+            optional("special", &mut cron.special, render)?;
+            for (key, value) in cron.env.iter_mut() {
+                render(&format!("env.{key}"), value)?;
+            }
+            choice("state", &mut cron.state, render)
+        }
+        ResourceSpec::AuthorizedKey(key) => {
+            render("user", &mut key.user)?;
+            list("keys", &mut key.keys, render)?;
+            choice("state", &mut key.state, render)
         }
         ResourceSpec::Shell(command) | ResourceSpec::Command(command) => {
             render("cmd", &mut command.cmd)?;

@@ -68,12 +68,13 @@ pub(crate) fn parse_resource(
             name: declared_name,
         };
     }
-    let Some(resource) = deserialize_reporting_all(reader, node, table, &context) else {
+    let Some(mut resource) = deserialize_reporting_all(reader, node, table, &context) else {
         return Parsed::Failed {
             name: declared_name,
         };
     };
 
+    default_block_marker(&mut resource);
     let label = final_label(&resource, kind, index);
     let context = join_context(prefix, &label);
     let origin = reader.source.origin(node.span.start);
@@ -147,6 +148,21 @@ pub(crate) fn parse_resource(
             source_keys,
         },
     }))
+}
+
+/// A `block` without `marker` is marked with its `name` (`# BEGIN mop NAME`), so that two
+/// named blocks in one file do not take each other's place. A name with template syntax is
+/// left out: `name` is never rendered, but `marker` is.
+fn default_block_marker(resource: &mut Resource) {
+    let ResourceSpec::Block(block) = &mut resource.spec else {
+        return;
+    };
+    match (&block.marker, &resource.name) {
+        (None, Some(name)) if !templates::is_templated(name) && !name.contains('\n') => {
+            block.marker = Some(mop_protocol::BlockSpec::marker_for_name(name));
+        }
+        _ => {}
+    }
 }
 
 /// Whitespace collapsed and long text cut, so a multi-line `msg` or `cmd` labels a resource
@@ -596,6 +612,185 @@ fn check_semantics(
                 }
             }
         }
+        ResourceSpec::Block(block) => {
+            check_absolute_path(reader, &block.path, at(&["path"]), context);
+            if block.state.literal() == Some(Presence::Present) && block.block.is_none() {
+                reader.error(
+                    node.span.start,
+                    context,
+                    "missing field `block`: a block that is present needs its lines",
+                    Some("add `block = \"\"\"...\"\"\"`, or `state = \"absent\"` to remove the block".to_string()),
+                );
+            }
+            if let Some(marker) = block
+                .marker
+                .as_deref()
+                .filter(|marker| !templates::is_templated(marker))
+            {
+                if !marker.contains("{mark}") || marker.contains('\n') {
+                    reader.error(
+                        at(&["marker"]),
+                        context,
+                        format!("field `marker` must be one line containing `{{mark}}`, found `{marker}`"),
+                        Some("`{mark}` is replaced by BEGIN and END, e.g. `marker = \"# {mark} mop php tuning\"`".to_string()),
+                    );
+                }
+            }
+            if block.insert_after.is_some() && block.insert_before.is_some() {
+                reader.error(
+                    at(&["insert_before"]),
+                    context,
+                    "fields `insert_after` and `insert_before` cannot be used together",
+                    None,
+                );
+            }
+            for (key, value) in [
+                ("insert_after", &block.insert_after),
+                ("insert_before", &block.insert_before),
+            ] {
+                check_regex(
+                    reader,
+                    key,
+                    value.as_deref(),
+                    &["EOF", "BOF"],
+                    at(&[key]),
+                    context,
+                );
+            }
+        }
+        ResourceSpec::Cron(cron) => {
+            if cron.name.trim().is_empty() || cron.name.contains(['\n', '\r']) {
+                reader.error(
+                    at(&["cron"]),
+                    context,
+                    "field `cron` (the job's name) must be a non-empty single line",
+                    None,
+                );
+            }
+            if let Some(user) = cron.user.as_deref() {
+                check_account_name(reader, "user", user, at(&["user"]), context);
+            }
+            if cron.state.literal() == Some(Presence::Present) && cron.command.is_none() {
+                reader.error(
+                    node.span.start,
+                    context,
+                    "missing field `command`: a cron job that is present needs a command",
+                    None,
+                );
+            }
+            if cron
+                .command
+                .as_deref()
+                .is_some_and(|command| command.contains(['\n', '\r']))
+            {
+                reader.error(
+                    at(&["command"]),
+                    context,
+                    "field `command` must be a single line",
+                    Some("put several commands in a script and run the script".to_string()),
+                );
+            }
+            let schedule_fields: Vec<&str> = mop_protocol::CRON_FIELDS
+                .iter()
+                .map(|field| field.name)
+                .filter(|name| table.get(name).is_some())
+                .collect();
+            match cron.special.as_deref() {
+                Some(special) => {
+                    if !schedule_fields.is_empty() {
+                        reader.error(
+                            at(&[schedule_fields[0]]),
+                            context,
+                            format!(
+                                "field `special` cannot be used with {}",
+                                suggest::quoted_list(schedule_fields.iter().copied())
+                            ),
+                            Some(
+                                "`special` (such as `@daily`) replaces the five schedule fields"
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                    if !templates::is_templated(special) {
+                        if let Some(problem) = mop_protocol::cron_special_problem(special) {
+                            let (message, hint) = split_problem(&problem);
+                            reader.error(
+                                at(&["special"]),
+                                context,
+                                format!("field `special`: {message}"),
+                                hint,
+                            );
+                        }
+                    }
+                }
+                None => {
+                    for field in mop_protocol::CRON_FIELDS {
+                        let Some(Value::String(text)) =
+                            table.get(field.name).map(|entry| &entry.value.value)
+                        else {
+                            continue;
+                        };
+                        if templates::is_templated(text) {
+                            continue;
+                        }
+                        if let Some(problem) = field.problem(text) {
+                            let (message, hint) = split_problem(&problem);
+                            reader.error(
+                                at(&[field.name]),
+                                context,
+                                format!("field `{}`: {message}", field.name),
+                                hint,
+                            );
+                        }
+                    }
+                }
+            }
+            for name in cron.env.keys() {
+                if let Some(problem) = mop_protocol::cron_env_name_problem(name) {
+                    reader.error(
+                        at(&["env"]),
+                        context,
+                        format!("field `env`: {problem}"),
+                        None,
+                    );
+                }
+            }
+        }
+        ResourceSpec::AuthorizedKey(key) => {
+            check_account_name(reader, "user", &key.user, at(&["user"]), context);
+            if key.keys.is_empty() {
+                reader.error(at(&["keys", "key"]), context, "field `keys` is empty", None);
+            }
+            for (index, line) in key.keys.iter().enumerate() {
+                if templates::is_templated(line) {
+                    continue;
+                }
+                if let Err(problem) = mop_protocol::parse_authorized_key(line) {
+                    let field = if table.get("key").is_some() {
+                        "key".to_string()
+                    } else {
+                        format!("keys[{index}]")
+                    };
+                    reader.error(
+                        at(&["keys", "key"]),
+                        context,
+                        format!("field `{field}`: {problem}"),
+                        Some(
+                            "write a whole line of a `.pub` file: `ssh-ed25519 AAAA... comment`"
+                                .to_string(),
+                        ),
+                    );
+                }
+            }
+            if key.exclusive && key.state.literal() == Some(Presence::Absent) {
+                reader.error(
+                    at(&["exclusive"]),
+                    context,
+                    "field `exclusive` cannot be used with `state = \"absent\"`",
+                    Some("`exclusive` removes every key not listed; it only means something for present keys".to_string()),
+                );
+            }
+        }
         ResourceSpec::Shell(command) | ResourceSpec::Command(command) => {
             if command.cmd.trim().is_empty() {
                 reader.error(at(&["cmd"]), context, "field `cmd` is empty", None);
@@ -837,6 +1032,43 @@ fn check_loop_items(reader: &mut Reader<'_>, table: &Table, resource: &Resource,
                 }
             }
         }
+    }
+}
+
+/// A message and its `hint:` line, as the shared checks in `mop-protocol` return them.
+fn split_problem(problem: &str) -> (String, Option<String>) {
+    match problem.split_once("\nhint: ") {
+        Some((message, hint)) => (message.to_string(), Some(hint.to_string())),
+        None => (problem.to_string(), None),
+    }
+}
+
+/// Checks a regular expression field with the agent's engine, unless it is templated or one
+/// of the `keywords` the field also accepts.
+fn check_regex(
+    reader: &mut Reader<'_>,
+    key: &str,
+    pattern: Option<&str>,
+    keywords: &[&str],
+    offset: usize,
+    context: &str,
+) {
+    let Some(pattern) = pattern else {
+        return;
+    };
+    if templates::is_templated(pattern) || keywords.contains(&pattern) {
+        return;
+    }
+    if let Err(error) = regex_lite::Regex::new(pattern) {
+        reader.error(
+            offset,
+            context,
+            format!(
+                "field `{key}`: invalid regular expression: {}",
+                first_line(&error.to_string())
+            ),
+            None,
+        );
     }
 }
 

@@ -172,6 +172,53 @@ const LINE: ResourceKind = ResourceKind {
     ],
 };
 
+const BLOCK: ResourceKind = ResourceKind {
+    name: "block",
+    main_field: "path",
+    fields: &[
+        field("path", Template),
+        field("block", Template),
+        field("marker", Template),
+        field("insert_after", Template),
+        field("insert_before", Template),
+        field("state", TemplateChoice(PRESENCE)),
+        field("create", Scalar),
+    ],
+};
+
+const CRON: ResourceKind = ResourceKind {
+    name: "cron",
+    main_field: "cron",
+    fields: &[
+        field("cron", Template),
+        field("user", Template),
+        field("command", Template),
+        field("minute", Template),
+        field("hour", Template),
+        field("day", Template),
+        field("month", Template),
+        field("weekday", Template),
+        field("special", Template),
+        field("env", Template),
+        field("state", TemplateChoice(PRESENCE)),
+    ],
+};
+
+const AUTHORIZED_KEY: ResourceKind = ResourceKind {
+    name: "authorized_key",
+    main_field: "user",
+    fields: &[
+        field("user", Template),
+        FieldDescription {
+            name: "keys",
+            aliases: &["key"],
+            kind: Template,
+        },
+        field("state", TemplateChoice(PRESENCE)),
+        field("exclusive", Scalar),
+    ],
+};
+
 const COMMAND_FIELDS: &[FieldDescription] = &[
     field("cmd", Template),
     field("creates", Template),
@@ -222,6 +269,7 @@ const SERVICE: ResourceKind = ResourceKind {
         ),
         field("enabled", TemplateChoice(&["true", "false"])),
         field("manager", TemplateChoice(SERVICE_MANAGERS)),
+        field("daemon_reload", Scalar),
     ],
 };
 
@@ -280,7 +328,22 @@ const FAIL: ResourceKind = ResourceKind {
 
 /// Every resource type, in documentation order.
 pub const RESOURCE_KINDS: &[ResourceKind] = &[
-    FILE, DIRECTORY, LINK, LINE, SHELL, COMMAND, PACKAGE, SERVICE, USER, GROUP, ECHO, SET, ASSERT,
+    FILE,
+    DIRECTORY,
+    LINK,
+    LINE,
+    BLOCK,
+    CRON,
+    AUTHORIZED_KEY,
+    SHELL,
+    COMMAND,
+    PACKAGE,
+    SERVICE,
+    USER,
+    GROUP,
+    ECHO,
+    SET,
+    ASSERT,
     FAIL,
 ];
 
@@ -303,6 +366,9 @@ impl ResourceSpec {
             ResourceSpec::Directory(_) => &DIRECTORY,
             ResourceSpec::Link(_) => &LINK,
             ResourceSpec::Line(_) => &LINE,
+            ResourceSpec::Block(_) => &BLOCK,
+            ResourceSpec::Cron(_) => &CRON,
+            ResourceSpec::AuthorizedKey(_) => &AUTHORIZED_KEY,
             ResourceSpec::Shell(_) => &SHELL,
             ResourceSpec::Command(_) => &COMMAND,
             ResourceSpec::Package(_) => &PACKAGE,
@@ -342,7 +408,7 @@ fn sample_value(kind: &ResourceKind, field: &FieldDescription) -> serde_json::Va
         (_, "mode", _) => json!("0644"),
         (_, _, TemplateChoice(_) | Literal | FieldKind::FileKey) => json!(text),
         (_, "env", _) => json!({ "A": text }),
-        (_, "packages" | "groups", _) => json!([text, "fixed"]),
+        (_, "packages" | "groups" | "keys", _) => json!([text, "fixed"]),
         (_, "that", _) => json!(["true"]),
         (_, "vars", _) => json!({ "a": text }),
         (_, "uid" | "gid" | "timeout", Scalar) => json!(7),

@@ -5,12 +5,14 @@
 //! that a role plan carries ([`resource`]), the facts an agent reports ([`facts`]) and the
 //! events it streams back ([`event`]). [`kinds`] describes each resource type once, for the
 //! policy validator, the agent's renderer and the docs; [`host_keys`] is the one spelling of
-//! the host key policy that inventories and policies share.
+//! the host key policy that inventories and policies share; [`cron`] and [`ssh_key`] are the
+//! grammars of cron schedules and key lines, checked alike by `mop validate` and the agent.
 //!
 //! Architecture invariant: this crate depends on serde and serde_json only. The agent links it,
 //! and the agent must stay small.
 
 pub mod choice;
+pub mod cron;
 pub mod event;
 pub mod facts;
 pub mod frame;
@@ -18,8 +20,10 @@ pub mod host_keys;
 pub mod kinds;
 pub mod message;
 pub mod resource;
+pub mod ssh_key;
 
 pub use choice::*;
+pub use cron::*;
 pub use event::{CommandOutput, ResourceEvent, ResourceStatus, RoleSummary};
 pub use facts::{Facts, OsInfo};
 pub use frame::{read_frame, write_data_frame, write_json_frame, Frame, FrameError};
@@ -27,10 +31,11 @@ pub use host_keys::HostKeyPolicy;
 pub use kinds::*;
 pub use message::{AgentMessage, CleanupRequest, ControllerMessage, FileEntry, Mode, RolePlan};
 pub use resource::*;
+pub use ssh_key::*;
 
 /// Version of the controller <-> agent protocol. Bumped on any incompatible change to the
 /// frame format or to a message; both sides refuse to talk across a mismatch.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Exit codes of `mop-agent`. 127 and 255 are never used: OpenSSH and the `openssh` crate
 /// reserve them for "command not found" and "connection failed".

@@ -68,6 +68,10 @@ pub enum ResourceSpec {
     Directory(DirectorySpec),
     Link(LinkSpec),
     Line(LineSpec),
+    Block(BlockSpec),
+    Cron(CronSpec),
+    #[serde(rename = "authorized_key")]
+    AuthorizedKey(AuthorizedKeySpec),
     Shell(CommandSpec),
     Command(CommandSpec),
     Package(PackageSpec),
@@ -89,6 +93,9 @@ impl ResourceSpec {
             ResourceSpec::Directory(spec) => spec.path.clone(),
             ResourceSpec::Link(spec) => spec.path.clone(),
             ResourceSpec::Line(spec) => spec.path.clone(),
+            ResourceSpec::Block(spec) => spec.path.clone(),
+            ResourceSpec::Cron(spec) => spec.name.clone(),
+            ResourceSpec::AuthorizedKey(spec) => spec.user.clone(),
             ResourceSpec::Shell(spec) | ResourceSpec::Command(spec) => spec.cmd.clone(),
             ResourceSpec::Package(spec) => spec.name.join(","),
             ResourceSpec::Service(spec) => spec.name.clone(),
@@ -273,6 +280,95 @@ pub struct LineSpec {
     pub create: bool,
 }
 
+/// A block of lines between two marker lines in a text file (like Ansible's blockinfile).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockSpec {
+    pub path: String,
+    /// The lines between the markers (required when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<String>,
+    /// The marker line, `{mark}` standing for `BEGIN` or `END` (default
+    /// `# {mark} mop <name>`, or `# {mark} mop managed block` without a `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+    /// A new block goes after the last line matching this regular expression (or at the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert_after: Option<String>,
+    /// A new block goes before the first line matching this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert_before: Option<String>,
+    #[serde(default)]
+    pub state: Templated<Presence>,
+    /// Create the file when it does not exist.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create: bool,
+}
+
+impl BlockSpec {
+    /// The default marker when the resource has no `name`.
+    pub const DEFAULT_MARKER: &'static str = "# {mark} mop managed block";
+
+    /// The marker for a resource labelled `name`.
+    pub fn marker_for_name(name: &str) -> String {
+        format!("# {{mark}} mop {name}")
+    }
+}
+
+/// One cron job in a user's crontab, found by its `# mop: NAME` marker line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronSpec {
+    /// Written `cron = "..."`: the job's identity in the crontab (the marker line).
+    #[serde(rename = "cron")]
+    pub name: String,
+    /// Whose crontab (default: the user the agent runs as).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The command line cron runs (required when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default = "cron_any")]
+    pub minute: String,
+    #[serde(default = "cron_any")]
+    pub hour: String,
+    #[serde(default = "cron_any")]
+    pub day: String,
+    #[serde(default = "cron_any")]
+    pub month: String,
+    #[serde(default = "cron_any")]
+    pub weekday: String,
+    /// `@reboot`, `@daily`...: replaces the five schedule fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub special: Option<String>,
+    /// `NAME="value"` lines written in the job's block, before the job line.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub state: Templated<Presence>,
+}
+
+fn cron_any() -> String {
+    "*".to_string()
+}
+
+/// SSH public keys in a user's `~/.ssh/authorized_keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizedKeySpec {
+    /// Whose `authorized_keys`.
+    pub user: String,
+    /// Written `key = "ssh-ed25519 AAAA... comment"` or `keys = [...]`: one key line each,
+    /// options first if any.
+    #[serde(rename = "keys", alias = "key", deserialize_with = "one_or_many")]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub state: Templated<Presence>,
+    /// With `present`: remove every other key from the file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
+}
+
 /// `shell` (run through `/bin/sh -c`) and `command` (split into words, no shell).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -361,6 +457,10 @@ pub struct ServiceSpec {
     /// Force `systemd`, `openrc` or `sysvinit` instead of the detected one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<String>,
+    /// Run `systemctl daemon-reload` first (systemd only), so that unit files written by
+    /// earlier resources are read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub daemon_reload: bool,
 }
 
 impl ServiceSpec {

@@ -15,13 +15,13 @@ use crate::outcome::{Outcome, ResourceError};
 
 /// A file split into lines, remembering whether it ended with a newline. Each line keeps a
 /// trailing `\r` if it had one (CRLF files stay CRLF), but comparisons ignore it.
-struct Lines {
-    lines: Vec<String>,
-    final_newline: bool,
+pub(super) struct Lines {
+    pub(super) lines: Vec<String>,
+    pub(super) final_newline: bool,
 }
 
 impl Lines {
-    fn parse(text: &str) -> Lines {
+    pub(super) fn parse(text: &str) -> Lines {
         if text.is_empty() {
             return Lines {
                 lines: Vec::new(),
@@ -40,7 +40,7 @@ impl Lines {
         }
     }
 
-    fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let mut text = self.lines.join("\n");
         if self.final_newline && !self.lines.is_empty() {
             text.push('\n');
@@ -55,7 +55,7 @@ impl Lines {
     }
 }
 
-fn bare(line: &str) -> &str {
+pub(super) fn bare(line: &str) -> &str {
     line.strip_suffix('\r').unwrap_or(line)
 }
 
@@ -196,7 +196,7 @@ fn edit(
     }
 }
 
-fn write(path: &Path, text: &str, existed: bool) -> Result<(), ResourceError> {
+pub(super) fn write(path: &Path, text: &str, existed: bool) -> Result<(), ResourceError> {
     // Write through a symlink to the file it points to, keeping the link.
     let target = if existed {
         fs::canonicalize(path).map_err(|err| io_error("cannot resolve", path, &err))?

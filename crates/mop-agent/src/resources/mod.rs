@@ -4,7 +4,10 @@
 //! it reports that and stops, in apply mode it makes exactly that change. A converged host
 //! therefore reports no change on a second run.
 
+mod authorized_key;
+mod block;
 mod command;
+mod cron;
 mod directory;
 mod file;
 mod line;
@@ -94,6 +97,11 @@ pub fn dispatch(
         ResourceSpec::Directory(directory_spec) => directory::converge(directory_spec, ctx.check),
         ResourceSpec::Link(link_spec) => link::converge(link_spec, ctx.check),
         ResourceSpec::Line(line_spec) => line::converge(line_spec, ctx.check, ctx.diff),
+        ResourceSpec::Block(block_spec) => block::converge(block_spec, ctx.check, ctx.diff),
+        ResourceSpec::Cron(cron_spec) => cron::converge(cron_spec, ctx.check, ctx.diff),
+        ResourceSpec::AuthorizedKey(key_spec) => {
+            authorized_key::converge(key_spec, ctx.check, ctx.diff)
+        }
         ResourceSpec::Shell(command_spec) => {
             command::converge(command_spec, command::Style::Shell, ctx.check)
         }

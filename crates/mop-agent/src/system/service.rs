@@ -57,6 +57,37 @@ impl Manager {
     }
 }
 
+impl Manager {
+    fn name(self) -> &'static str {
+        match self {
+            Manager::Systemd => "systemd",
+            Manager::OpenRc => "openrc",
+            Manager::SysVinit => "sysvinit",
+        }
+    }
+}
+
+/// What `daemon_reload = true` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DaemonReload {
+    /// Not asked for, or check mode (a reload changes no state the check reports on).
+    Skip,
+    /// `systemctl daemon-reload` before the service is probed, so a unit file written by an
+    /// earlier resource is what systemd acts on.
+    Run,
+    /// Other managers read their scripts on every call: nothing to reload, said in the message.
+    NotSystemd,
+}
+
+fn daemon_reload_decision(wanted: bool, manager: Manager, check: bool) -> DaemonReload {
+    match (wanted, manager) {
+        (false, _) => DaemonReload::Skip,
+        (true, Manager::Systemd) if check => DaemonReload::Skip,
+        (true, Manager::Systemd) => DaemonReload::Run,
+        (true, Manager::OpenRc | Manager::SysVinit) => DaemonReload::NotSystemd,
+    }
+}
+
 /// Whether the service runs now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Running {
@@ -134,11 +165,35 @@ pub(super) fn converge(
         spec.manager.as_deref(),
         ctx.facts.service_manager.as_deref(),
     )?;
+    let mut reload_output = None;
+    let mut reload_note = None;
+    match daemon_reload_decision(spec.daemon_reload, manager, ctx.check) {
+        DaemonReload::Skip => {}
+        DaemonReload::Run => {
+            let output = run_change(runner, &["systemctl", "daemon-reload"]).map_err(|err| {
+                ResourceError {
+                    message: format!("cannot reload systemd's units: {}", err.message),
+                    ..err
+                }
+            })?;
+            reload_output = Some(output);
+        }
+        DaemonReload::NotSystemd => {
+            reload_note = Some(format!(
+                "`daemon_reload` does nothing here: the service manager is {}, not systemd",
+                manager.name()
+            ));
+        }
+    }
     let status = probe(manager, name, spec, runner)?;
     let (actions, message) = plan(name, spec, &status)?;
 
     let mut outcome = Outcome::unchanged();
-    outcome.message = message;
+    outcome.message = match (message, reload_note) {
+        (Some(message), Some(note)) => Some(format!("{message}; {note}")),
+        (message, note) => message.or(note),
+    };
+    outcome.output = reload_output;
     if actions.is_empty() {
         return Ok(outcome);
     }
@@ -501,6 +556,7 @@ mod tests {
             state: state.map(Into::into),
             enabled: enabled.map(Into::into),
             manager: None,
+            daemon_reload: false,
         }
     }
 
@@ -530,6 +586,42 @@ mod tests {
         for name in mop_protocol::SERVICE_MANAGERS {
             assert!(Manager::resolve(Some(name), None).is_ok(), "`{name}`");
         }
+    }
+
+    #[test]
+    fn daemon_reload_runs_only_on_systemd_in_apply_mode() {
+        use DaemonReload::{NotSystemd, Run, Skip};
+        assert_eq!(daemon_reload_decision(true, Manager::Systemd, false), Run);
+        assert_eq!(daemon_reload_decision(true, Manager::Systemd, true), Skip);
+        assert_eq!(daemon_reload_decision(false, Manager::Systemd, false), Skip);
+        assert_eq!(
+            daemon_reload_decision(true, Manager::OpenRc, false),
+            NotSystemd
+        );
+        assert_eq!(
+            daemon_reload_decision(true, Manager::SysVinit, true),
+            NotSystemd
+        );
+        assert_eq!(
+            daemon_reload_decision(false, Manager::SysVinit, false),
+            Skip
+        );
+    }
+
+    #[test]
+    fn daemon_reload_comes_before_the_probe_and_is_not_a_change() {
+        let mut nginx = spec("nginx", Some(ServiceState::Started), None);
+        nginx.daemon_reload = true;
+        let mut runner = RecordedRunner::new()
+            .cmd("systemctl daemon-reload", 0, "")
+            .cmd(
+                "systemctl show --property=LoadState nginx",
+                0,
+                "LoadState=loaded\n",
+            )
+            .cmd("systemctl is-active nginx", 0, "active\n");
+        let outcome = run(&nginx, "systemd", false, &mut runner).expect("converges");
+        assert!(!outcome.changed, "{outcome:?}");
     }
 
     #[test]
