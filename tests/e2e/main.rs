@@ -15,6 +15,7 @@ mod local;
 mod persist;
 mod push_connect;
 mod push_converge;
+mod push_fetch;
 mod push_files;
 mod push_forks;
 mod push_interrupt;
