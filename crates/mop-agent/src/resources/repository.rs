@@ -287,14 +287,13 @@ fn refresh(
         }
         ResourceError::new(message)
     })?;
-    // apt-get update exits 0 on some fetch failures; its `E:`/`W: Failed` lines say so.
+    // Older apt-get update exits 0 on some fetch failures; its `E:`/`W: Failed` lines say so
+    // (`Err:` progress lines are not failures: apt retries, and may still succeed).
     let failed_line = output
         .stderr
         .lines()
         .chain(output.stdout.lines())
-        .find(|line| {
-            line.starts_with("E:") || line.starts_with("Err:") || line.starts_with("W: Failed")
-        });
+        .find(|line| line.starts_with("E:") || line.starts_with("W: Failed"));
     if output.rc != 0 || failed_line.is_some() {
         let reason = failed_line
             .or_else(|| output.stderr.lines().rfind(|line| !line.trim().is_empty()))
