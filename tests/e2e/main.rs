@@ -16,6 +16,7 @@ mod persist;
 mod push_config_files;
 mod push_connect;
 mod push_converge;
+mod push_fetch;
 mod push_files;
 mod push_forks;
 mod push_interrupt;

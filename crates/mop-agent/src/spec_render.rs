@@ -9,7 +9,9 @@
 //! the same fields); `visitor_renders_exactly_the_described_fields` holds this visitor to it.
 
 use minijinja::Value;
-use mop_protocol::{ChoiceValue, ResourceSpec, Templated, PACKAGE_MANAGERS, SERVICE_MANAGERS};
+use mop_protocol::{
+    ChoiceValue, ResourceSpec, Templated, PACKAGE_MANAGERS, REPOSITORY_MANAGERS, SERVICE_MANAGERS,
+};
 
 use crate::template::{has_template_syntax, Engine};
 
@@ -70,6 +72,14 @@ fn resolve_choices(spec: &mut ResourceSpec) -> Result<(), String> {
             resolve("state", &mut package.state)?;
             known("manager", package.manager.as_deref(), PACKAGE_MANAGERS)
         }
+        ResourceSpec::Repository(repository) => {
+            resolve("state", &mut repository.state)?;
+            known(
+                "manager",
+                repository.manager.as_deref(),
+                REPOSITORY_MANAGERS,
+            )
+        }
         ResourceSpec::Service(service) => {
             optional("state", &mut service.state)?;
             optional("enabled", &mut service.enabled)?;
@@ -79,6 +89,8 @@ fn resolve_choices(spec: &mut ResourceSpec) -> Result<(), String> {
         ResourceSpec::Group(group) => resolve("state", &mut group.state),
         ResourceSpec::Shell(_)
         | ResourceSpec::Command(_)
+        | ResourceSpec::Download(_)
+        | ResourceSpec::Git(_)
         | ResourceSpec::Echo(_)
         | ResourceSpec::Set(_)
         | ResourceSpec::Assert(_)
@@ -195,6 +207,27 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
             list("packages", &mut package.name, render)?;
             optional("manager", &mut package.manager, render)?;
             choice("state", &mut package.state, render)
+        }
+        ResourceSpec::Download(download) => {
+            render("url", &mut download.url)?;
+            render("dest", &mut download.dest)?;
+            render("sha256", &mut download.sha256)?;
+            optional("owner", &mut download.owner, render)?;
+            optional("group", &mut download.group, render)
+        }
+        ResourceSpec::Git(git) => {
+            render("repo", &mut git.repo)?;
+            render("dest", &mut git.dest)?;
+            optional("version", &mut git.version, render)
+        }
+        ResourceSpec::Repository(repository) => {
+            render("repository", &mut repository.name)?;
+            optional("url", &mut repository.url, render)?;
+            list("suites", &mut repository.suites, render)?;
+            list("components", &mut repository.components, render)?;
+            optional("key", &mut repository.key, render)?;
+            optional("manager", &mut repository.manager, render)?;
+            choice("state", &mut repository.state, render)
         }
         ResourceSpec::Service(service) => {
             render("service", &mut service.name)?;

@@ -9,6 +9,11 @@ use mop_protocol::{
     ResourceSpec, DEFAULT_LOOP_VAR, LOOP_INDEX_VARS, RESOURCE_KINDS,
 };
 
+use mop_protocol::fetch_rules::{
+    apt_word_problem, armored_key_problem, download_url_problem, git_repo_problem,
+    git_version_problem, repository_name_problem, repository_url_problem, sha256_problem,
+};
+
 use crate::error::Origin;
 use crate::fields::Reader;
 use crate::model::ResourceDetail;
@@ -815,6 +820,117 @@ fn check_semantics(
                 );
             }
         }
+        ResourceSpec::Download(download) => {
+            check_absolute_dest(reader, &download.dest, at(&["dest"]), context);
+            check_rule(
+                reader,
+                "url",
+                &download.url,
+                at(&["url"]),
+                context,
+                download_url_problem,
+                "the host fetches it with curl or wget: write `https://...`",
+            );
+            check_rule(
+                reader,
+                "sha256",
+                &download.sha256,
+                at(&["sha256"]),
+                context,
+                sha256_problem,
+                "compute it with `sha256sum FILE` on a copy you trust",
+            );
+        }
+        ResourceSpec::Git(git) => {
+            check_absolute_dest(reader, &git.dest, at(&["dest"]), context);
+            check_rule(
+                reader,
+                "repo",
+                &git.repo,
+                at(&["repo"]),
+                context,
+                git_repo_problem,
+                "write a URL (`https://...`, `ssh://...`, `file:///...`) or an absolute path",
+            );
+            if let Some(version) = &git.version {
+                check_rule(
+                    reader,
+                    "version",
+                    version,
+                    at(&["version"]),
+                    context,
+                    git_version_problem,
+                    "write a branch, a tag or a commit id",
+                );
+            }
+        }
+        ResourceSpec::Repository(repository) => {
+            check_rule(
+                reader,
+                "repository",
+                &repository.name,
+                at(&["repository"]),
+                context,
+                repository_name_problem,
+                "the name becomes a file name, e.g. `nginx-stable`",
+            );
+            if let Some(url) = &repository.url {
+                check_rule(
+                    reader,
+                    "url",
+                    url,
+                    at(&["url"]),
+                    context,
+                    repository_url_problem,
+                    "write the repository's base URL, e.g. `https://deb.example.org/debian`",
+                );
+            }
+            for (key, words) in [
+                ("suites", &repository.suites),
+                ("components", &repository.components),
+            ] {
+                for word in words {
+                    check_rule(
+                        reader,
+                        key,
+                        word,
+                        at(&[key]),
+                        context,
+                        apt_word_problem,
+                        "give several as a list: `[\"main\", \"contrib\"]`",
+                    );
+                }
+            }
+            if let Some(key) = &repository.key {
+                check_rule(
+                    reader,
+                    "key",
+                    key,
+                    at(&["key"]),
+                    context,
+                    armored_key_problem,
+                    "export it with `gpg --armor --export KEYID`",
+                );
+            }
+            let absent = repository.state.literal() == Some(Presence::Absent);
+            if !absent && repository.url.is_none() && !templates::is_templated(&repository.name) {
+                reader.error(
+                    node.span.start,
+                    context,
+                    "missing field `url`: a repository that is present needs its URL",
+                    Some("add `url = \"https://...\"`, or `state = \"absent\"` to remove the repository".to_string()),
+                );
+            }
+            let apt = repository.manager.as_deref() == Some("apt");
+            if !absent && apt && repository.suites.is_empty() {
+                reader.error(
+                    node.span.start,
+                    context,
+                    "missing field `suites`: an apt repository needs its suites",
+                    Some("for example `suites = [\"bookworm\"]`, or `suites = \"./\"` for a flat repository".to_string()),
+                );
+            }
+        }
         ResourceSpec::Service(service) => {
             if service.state.is_none() && service.enabled.is_none() {
                 reader.error(
@@ -1083,6 +1199,41 @@ fn check_absolute_path(reader: &mut Reader<'_>, path: &str, offset: usize, conte
             context,
             format!("field `path` must be an absolute path, found `{path}`"),
             None,
+        );
+    }
+}
+
+fn check_absolute_dest(reader: &mut Reader<'_>, dest: &str, offset: usize, context: &str) {
+    if !templates::is_templated(dest) && !dest.starts_with('/') {
+        reader.error(
+            offset,
+            context,
+            format!("field `dest` must be an absolute path, found `{dest}`"),
+            None,
+        );
+    }
+}
+
+/// Checks a literal value against one of the grammars the agent applies to the rendered
+/// value (`mop_protocol::fetch_rules`), with the same message.
+fn check_rule(
+    reader: &mut Reader<'_>,
+    key: &str,
+    value: &str,
+    offset: usize,
+    context: &str,
+    problem: fn(&str) -> Option<String>,
+    hint: &str,
+) {
+    if templates::is_templated(value) {
+        return;
+    }
+    if let Some(problem) = problem(value.trim()) {
+        reader.error(
+            offset,
+            context,
+            format!("field `{key}`: {problem}"),
+            Some(hint.to_string()),
         );
     }
 }

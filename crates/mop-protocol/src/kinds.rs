@@ -89,6 +89,9 @@ impl ResourceKind {
 /// Package managers the agent knows (`package.manager`).
 pub const PACKAGE_MANAGERS: &[&str] = &["apt", "dnf", "yum", "apk", "pacman", "zypper"];
 
+/// Package managers whose repositories `repository` writes (`repository.manager`).
+pub const REPOSITORY_MANAGERS: &[&str] = &["apt", "dnf", "yum"];
+
 /// Service managers the agent knows (`service.manager`).
 pub const SERVICE_MANAGERS: &[&str] = &["systemd", "openrc", "sysvinit"];
 
@@ -258,6 +261,45 @@ const PACKAGE: ResourceKind = ResourceKind {
     ],
 };
 
+const DOWNLOAD: ResourceKind = ResourceKind {
+    name: "download",
+    main_field: "dest",
+    fields: &[
+        field("url", Template),
+        field("dest", Template),
+        field("sha256", Template),
+        field("owner", Template),
+        field("group", Template),
+        field("mode", Literal),
+    ],
+};
+
+const GIT: ResourceKind = ResourceKind {
+    name: "git",
+    main_field: "dest",
+    fields: &[
+        field("repo", Template),
+        field("dest", Template),
+        field("version", Template),
+    ],
+};
+
+const REPOSITORY: ResourceKind = ResourceKind {
+    name: "repository",
+    main_field: "repository",
+    fields: &[
+        field("repository", Template),
+        field("url", Template),
+        field("suites", Template),
+        field("components", Template),
+        field("key", Template),
+        field("manager", TemplateChoice(REPOSITORY_MANAGERS)),
+        field("trusted", Scalar),
+        field("update_cache", Scalar),
+        field("state", TemplateChoice(PRESENCE)),
+    ],
+};
+
 const SERVICE: ResourceKind = ResourceKind {
     name: "service",
     main_field: "service",
@@ -338,6 +380,9 @@ pub const RESOURCE_KINDS: &[ResourceKind] = &[
     SHELL,
     COMMAND,
     PACKAGE,
+    DOWNLOAD,
+    GIT,
+    REPOSITORY,
     SERVICE,
     USER,
     GROUP,
@@ -372,6 +417,9 @@ impl ResourceSpec {
             ResourceSpec::Shell(_) => &SHELL,
             ResourceSpec::Command(_) => &COMMAND,
             ResourceSpec::Package(_) => &PACKAGE,
+            ResourceSpec::Download(_) => &DOWNLOAD,
+            ResourceSpec::Git(_) => &GIT,
+            ResourceSpec::Repository(_) => &REPOSITORY,
             ResourceSpec::Service(_) => &SERVICE,
             ResourceSpec::User(_) => &USER,
             ResourceSpec::Group(_) => &GROUP,
@@ -408,7 +456,7 @@ fn sample_value(kind: &ResourceKind, field: &FieldDescription) -> serde_json::Va
         (_, "mode", _) => json!("0644"),
         (_, _, TemplateChoice(_) | Literal | FieldKind::FileKey) => json!(text),
         (_, "env", _) => json!({ "A": text }),
-        (_, "packages" | "groups" | "keys", _) => json!([text, "fixed"]),
+        (_, "packages" | "groups" | "keys" | "suites" | "components", _) => json!([text, "fixed"]),
         (_, "that", _) => json!(["true"]),
         (_, "vars", _) => json!({ "a": text }),
         (_, "uid" | "gid" | "timeout", Scalar) => json!(7),

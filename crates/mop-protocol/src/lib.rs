@@ -15,6 +15,7 @@ pub mod choice;
 pub mod cron;
 pub mod event;
 pub mod facts;
+pub mod fetch_rules;
 pub mod frame;
 pub mod host_keys;
 pub mod kinds;

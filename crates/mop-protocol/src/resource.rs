@@ -75,6 +75,9 @@ pub enum ResourceSpec {
     Shell(CommandSpec),
     Command(CommandSpec),
     Package(PackageSpec),
+    Download(DownloadSpec),
+    Git(GitSpec),
+    Repository(RepositorySpec),
     Service(ServiceSpec),
     User(UserSpec),
     Group(GroupSpec),
@@ -98,6 +101,9 @@ impl ResourceSpec {
             ResourceSpec::AuthorizedKey(spec) => spec.user.clone(),
             ResourceSpec::Shell(spec) | ResourceSpec::Command(spec) => spec.cmd.clone(),
             ResourceSpec::Package(spec) => spec.name.join(","),
+            ResourceSpec::Download(spec) => spec.dest.clone(),
+            ResourceSpec::Git(spec) => spec.dest.clone(),
+            ResourceSpec::Repository(spec) => spec.name.clone(),
             ResourceSpec::Service(spec) => spec.name.clone(),
             ResourceSpec::User(spec) => spec.name.clone(),
             ResourceSpec::Group(spec) => spec.name.clone(),
@@ -429,6 +435,78 @@ pub struct PackageSpec {
     /// Refresh the package index before installing (apt-get update, etc.).
     #[serde(default)]
     pub update_cache: bool,
+}
+
+/// A file fetched on the host from a URL (with the host's `curl` or `wget`), verified
+/// against `sha256` before it replaces the destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadSpec {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Absolute path of the file on the host.
+    pub dest: String,
+    /// The sha256 the fetched bytes must have (64 hex digits).
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FileMode>,
+}
+
+/// A git checkout on the host (with the host's `git`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitSpec {
+    /// What `git clone` accepts: a URL or a path.
+    pub repo: String,
+    /// Absolute path of the working tree on the host.
+    pub dest: String,
+    /// A branch, a tag or a commit; `HEAD` (the remote's default branch) when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// A package repository: an apt source (deb822) or a yum/dnf `.repo` file, and its key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySpec {
+    /// Written `repository = "..."`: names the files (`/etc/apt/sources.list.d/NAME.sources`).
+    #[serde(rename = "repository")]
+    pub name: String,
+    /// apt `URIs` or yum `baseurl` (required when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// apt suites (`bookworm`, or `./` for a flat repository).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub suites: Vec<String>,
+    /// apt components (`main`); none for a flat repository.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub components: Vec<String>,
+    /// The ASCII-armored signing key, written beside the source and referenced by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Force `apt`, `dnf` or `yum` instead of the detected package manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    /// Trust the repository without a signature (apt `Trusted: yes`, yum `gpgcheck=0`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trusted: bool,
+    /// Refresh this repository's package index when a file changed (default true).
+    #[serde(default = "default_true")]
+    pub update_cache: bool,
+    #[serde(default)]
+    pub state: Templated<Presence>,
 }
 
 /// The run state a service should be in. The default only stands in for a template the

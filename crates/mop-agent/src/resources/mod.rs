@@ -9,11 +9,14 @@ mod block;
 mod command;
 mod cron;
 mod directory;
+mod download;
 mod file;
+mod git;
 mod line;
 mod link;
 mod meta;
 pub(crate) mod process;
+mod repository;
 mod words;
 
 use std::collections::BTreeMap;
@@ -111,6 +114,9 @@ pub fn dispatch(
         ResourceSpec::Package(package_spec) => {
             system::package(package_spec, &system_context, ctx.runner)
         }
+        ResourceSpec::Download(download_spec) => download::converge(download_spec, ctx),
+        ResourceSpec::Git(git_spec) => git::converge(git_spec, ctx),
+        ResourceSpec::Repository(repository_spec) => repository::converge(repository_spec, ctx),
         ResourceSpec::Service(service_spec) => {
             system::service(service_spec, &system_context, ctx.runner)
         }
