@@ -269,7 +269,8 @@ fn check_type(reader: &mut Reader<'_>, node: &Node, table: &Table, context: &str
 /// Deserializes the table into a `Resource`. serde stops at the first problem, so after each
 /// one the offending key is dropped and deserialization retried, until it succeeds or an
 /// error cannot be pinned on one key (then it points at the table). Returns the resource
-/// only when there was no error.
+/// without the broken keys when the rest deserializes (the errors are already reported, so
+/// the policy stays invalid).
 fn deserialize_reporting_all(
     reader: &mut Reader<'_>,
     node: &Node,
@@ -277,16 +278,16 @@ fn deserialize_reporting_all(
     context: &str,
 ) -> Option<Resource> {
     let mut remaining = table.to_json();
-    let mut failed = false;
     // Each round removes a key, so this ends.
     loop {
         let message = match serde_json::from_value::<Resource>(serde_json::Value::Object(
             remaining.clone(),
         )) {
-            Ok(resource) => return if failed { None } else { Some(resource) },
+            // With broken fields dropped (already reported) the rest still gets every other
+            // check: one run shows a bad `mode` and a relative `path` together.
+            Ok(resource) => return Some(resource),
             Err(error) => error.to_string(),
         };
-        failed = true;
         if let Some(field) = unknown_field_in(&message) {
             let span = table
                 .get(&field)

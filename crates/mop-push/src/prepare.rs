@@ -43,6 +43,20 @@ pub fn prepare(
     selected_roles: &[usize],
     protected_files: &[PathBuf],
 ) -> Result<PreparedRun, Vec<PolicyError>> {
+    match prepare_partially(policy, selected_roles, protected_files) {
+        (Some(prepared), errors) if errors.is_empty() => Ok(prepared),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Like [`prepare`], but keeps what could be prepared next to the errors: the templates
+/// that resolved are read even when another reference is refused, so their own checks run
+/// in the same report. `None` only when the manifest itself cannot be built.
+pub fn prepare_partially(
+    policy: &Policy,
+    selected_roles: &[usize],
+    protected_files: &[PathBuf],
+) -> (Option<PreparedRun>, Vec<PolicyError>) {
     let mut errors = Vec::new();
     // Per role: the server for `source` (the served roots) and the one for `template` (the
     // policy's directory plus the served roots: templates are part of the policy, but what
@@ -182,19 +196,19 @@ pub fn prepare(
             )),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
-    let manifest = builder.finish().map_err(|err| {
-        vec![PolicyError {
-            file: policy.path.clone(),
-            position: None,
-            context: "file server".to_string(),
-            message: err.to_string(),
-            hint: None,
-        }]
-    })?;
+    let manifest = match builder.finish() {
+        Ok(manifest) => manifest,
+        Err(err) => {
+            errors.push(PolicyError {
+                file: policy.path.clone(),
+                position: None,
+                context: "file server".to_string(),
+                message: err.to_string(),
+                hint: None,
+            });
+            return (None, errors);
+        }
+    };
     let mut roles = vec![PreparedRole::default(); policy.roles.len()];
     for (role_index, source, id) in sources {
         if let Some(entry) = manifest.entry_by_id(id) {
@@ -234,13 +248,11 @@ pub fn prepare(
             }),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(PreparedRun {
+    let prepared = PreparedRun {
         roles,
         manifest: Arc::new(manifest),
-    })
+    };
+    (Some(prepared), errors)
 }
 
 fn file_server(
