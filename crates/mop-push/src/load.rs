@@ -176,6 +176,15 @@ pub fn load_local_run(policy_path: &Path, extra: &[String]) -> Result<LoadedLoca
 /// policy parsed, so one run reports every problem, sorted into file order.
 pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     let (policy, policy_errors) = Policy::load_partially(request.policy);
+    // Roles whose `groups`/`hosts` the policy check already rejected: the selection below
+    // would say the same again.
+    let roles_with_bad_patterns: BTreeSet<String> = policy_errors
+        .iter()
+        .filter(|error| {
+            error.message.starts_with("field `groups`") || error.message.starts_with("field `hosts`")
+        })
+        .map(|error| error.context.clone())
+        .collect();
     let mut problems = Problems::new();
     problems.extend_policy(policy_errors);
     let inventory_path = inventory_path(
@@ -212,6 +221,9 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     for (role_index, role) in policy.roles.iter().enumerate() {
         let role_selection = match Selection::new(&role.groups, &role.hosts) {
             Ok(selection) => selection,
+            Err(_) if roles_with_bad_patterns.contains(&format!("role `{}`", role.name)) => {
+                continue;
+            }
             Err(error) => {
                 problems.push_at(
                     &role.origin,
