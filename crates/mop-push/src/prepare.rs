@@ -74,8 +74,11 @@ pub fn prepare_partially(
         match &role.role_dir {
             // No `files/`: nothing to serve; a `source` of the role directory is reported below.
             Some(role_dir) if role_dir.join("files").is_dir() => {
+                // Absolute: the file server resolves relative roots against the policy's
+                // directory, and `role_dir` is already relative to the working directory.
+                let files = role_dir.join("files");
                 let root = (
-                    role_dir.join("files"),
+                    std::path::absolute(&files).unwrap_or(files),
                     format!("role directory of role `{}`", role.name),
                 );
                 match file_server(policy, std::iter::once(root), protected_files) {
@@ -106,7 +109,8 @@ pub fn prepare_partially(
             role.role_dir
                 .as_ref()
                 .map(|dir| dir.join("templates"))
-                .filter(|templates| templates.is_dir()),
+                .filter(|templates| templates.is_dir())
+                .map(|templates| std::path::absolute(&templates).unwrap_or(templates)),
         );
         template_roots.extend(paths.iter().map(|spec| spec.path.clone()));
         let built = file_server(
