@@ -55,7 +55,7 @@ cmd = "echo {{ undefined_two }}"
         "\nsite.toml:15:8: role `web`: resource #2 (file etc/relative.conf): field `path` must be an absolute path",
         "\nsite.toml:16:11: role `web`: resource #2 (file etc/relative.conf): field `content`: undefined variable `undefined_one`",
         "\nsite.toml:21:10: role `web`: resource #3 (file /etc/motd): source `missing.txt`",
-        "\nsite.toml:24:7: role `web`: resource #4 (command echo {{ undefined_two }}): field `cmd`: undefined variable `undefined_two`",
+        "\nsite.toml:25:7: role `web`: resource #4 (command echo {{ undefined_two }}): field `cmd`: undefined variable `undefined_two`",
         "\n5 errors",
     ];
     let mut from = 0;

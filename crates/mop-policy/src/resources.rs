@@ -68,8 +68,7 @@ pub(crate) fn parse_resource(
             name: declared_name,
         };
     }
-    let Some((resource, dropped)) = deserialize_reporting_all(reader, node, table, &context)
-    else {
+    let Some((resource, dropped)) = deserialize_reporting_all(reader, node, table, &context) else {
         return Parsed::Failed {
             name: declared_name,
         };

@@ -42,8 +42,8 @@ fn inventory_var_names(path: &Path) -> BTreeSet<String> {
         for file in files {
             let file = file.expect("directory entry").path();
             let text = std::fs::read_to_string(&file).expect("read a vars file");
-            let vars: toml::Table = toml::from_str(&text)
-                .unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+            let vars: toml::Table =
+                toml::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
             names.extend(vars.keys().cloned());
         }
     }

@@ -181,7 +181,8 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     let roles_with_bad_patterns: BTreeSet<String> = policy_errors
         .iter()
         .filter(|error| {
-            error.message.starts_with("field `groups`") || error.message.starts_with("field `hosts`")
+            error.message.starts_with("field `groups`")
+                || error.message.starts_with("field `hosts`")
         })
         .map(|error| error.context.clone())
         .collect();
@@ -189,10 +190,12 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     problems.extend_policy(policy_errors);
     let inventory_path = inventory_path(
         request.inventory,
-        policy.as_ref().and_then(|policy| policy.inventory.as_deref()),
+        policy
+            .as_ref()
+            .and_then(|policy| policy.inventory.as_deref()),
     );
-    let inventory = inventory_path
-        .and_then(|path| load_inventory(&path).map(|inventory| (path, inventory)));
+    let inventory =
+        inventory_path.and_then(|path| load_inventory(&path).map(|inventory| (path, inventory)));
     // Without a policy only the inventory's own problems can join the report.
     let Some(policy) = policy else {
         if let Err(LoadError::Inventory(error)) = inventory {
@@ -260,8 +263,7 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
                 )),
             }
         }
-        for (error, text) in undefined_variable_errors(&policy, role_index, &hosts, &secret_vars)
-        {
+        for (error, text) in undefined_variable_errors(&policy, role_index, &hosts, &secret_vars) {
             problems.push_policy_text(&error, text);
         }
         roles.push(RoleHosts { role_index, hosts });
@@ -381,8 +383,9 @@ impl Problems {
             None => (None, None),
         });
         // `None` sorts first; problems without a place belong last.
-        let (placed, unplaced): (Vec<Problem>, Vec<Problem>) =
-            found.into_iter().partition(|problem| problem.place.is_some());
+        let (placed, unplaced): (Vec<Problem>, Vec<Problem>) = found
+            .into_iter()
+            .partition(|problem| problem.place.is_some());
         LoadError::Invalid(
             placed
                 .into_iter()
