@@ -31,3 +31,4 @@ mod security_limits;
 mod security_secrets;
 mod security_ssh;
 mod templates;
+mod validate_all;

@@ -92,6 +92,17 @@ struct Loader {
 
 /// Loads a policy from its text; `path` names it in errors and anchors relative paths.
 pub(crate) fn load_policy(text: String, path: &Path) -> Result<Policy, PolicyErrors> {
+    let (policy, errors) = load_policy_partially(text, path);
+    match policy {
+        Some(policy) if errors.is_empty() => Ok(policy),
+        _ => Err(errors),
+    }
+}
+
+/// Loads a policy, keeping whatever parsed even when there are errors: `None` only when the
+/// file is not TOML. Later checks (undefined variables, served files, templates) run on the
+/// partial policy so that one run reports every problem instead of one stage at a time.
+pub(crate) fn load_policy_partially(text: String, path: &Path) -> (Option<Policy>, PolicyErrors) {
     let mut loader = Loader {
         errors: Vec::new(),
         roles_files: BTreeMap::new(),
@@ -99,12 +110,10 @@ pub(crate) fn load_policy(text: String, path: &Path) -> Result<Policy, PolicyErr
         role_defaults: BTreeMap::new(),
     };
     let policy = loader.policy(text, path);
-    match policy {
-        Some(policy) if loader.errors.is_empty() => Ok(policy),
-        _ => Err(PolicyErrors {
-            errors: in_reading_order(loader.errors),
-        }),
-    }
+    let errors = PolicyErrors {
+        errors: in_reading_order(loader.errors),
+    };
+    (policy, errors)
 }
 
 /// Sorts errors by file (in the order files were first mentioned) and position, so they read

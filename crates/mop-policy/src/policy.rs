@@ -36,6 +36,27 @@ impl Policy {
         }
     }
 
+    /// Like [`Policy::load`], but returns whatever parsed together with every error, so that
+    /// the checks needing the inventory or the served files can still run on the rest and one
+    /// run reports everything. The policy is `None` only when the file cannot be read or is
+    /// not TOML; with errors it is incomplete (broken roles and resources are left out, broken
+    /// fields dropped) and must not be run.
+    pub fn load_partially(path: &Path) -> (Option<Policy>, PolicyErrors) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => load::load_policy_partially(text, path),
+            Err(error) => (
+                None,
+                PolicyErrors {
+                    errors: vec![PolicyError::whole_file(
+                        path,
+                        "",
+                        format!("cannot read policy: {error}"),
+                    )],
+                },
+            ),
+        }
+    }
+
     /// Validates policy text as if it were read from `path` (which names it in errors and
     /// anchors relative paths; included roles files are read from disk).
     #[allow(clippy::should_implement_trait)] // two arguments: not `FromStr`

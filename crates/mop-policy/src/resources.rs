@@ -73,7 +73,7 @@ pub(crate) fn parse_resource(
             name: declared_name,
         };
     }
-    let Some(mut resource) = deserialize_reporting_all(reader, node, table, &context) else {
+    let Some((mut resource, dropped)) = deserialize_reporting_all(reader, node, table, &context) else {
         return Parsed::Failed {
             name: declared_name,
         };
@@ -83,7 +83,18 @@ pub(crate) fn parse_resource(
     let label = final_label(&resource, kind, index);
     let context = join_context(prefix, &label);
     let origin = reader.source.origin(node.span.start);
+    let checked_from = reader.errors.len();
     check_semantics(reader, node, table, &resource, kind, &context);
+    // A check that names a dropped (already reported) field would only repeat that error or
+    // complain that the field is missing.
+    if !dropped.is_empty() {
+        let found = reader.errors.split_off(checked_from);
+        reader.errors.extend(found.into_iter().filter(|error| {
+            !dropped
+                .iter()
+                .any(|key| error.message.contains(&format!("`{key}`")))
+        }));
+    }
     let sites = collect_sites(reader, table);
     for site in &sites {
         if let Some(message) = templates::syntax_error(site.kind, &site.text) {
@@ -290,24 +301,26 @@ fn check_type(reader: &mut Reader<'_>, node: &Node, table: &Table, context: &str
 /// Deserializes the table into a `Resource`. serde stops at the first problem, so after each
 /// one the offending key is dropped and deserialization retried, until it succeeds or an
 /// error cannot be pinned on one key (then it points at the table). Returns the resource
-/// only when there was no error.
+/// without the broken keys, and those keys, when the rest deserializes (the errors are
+/// already reported, so the policy stays invalid).
 fn deserialize_reporting_all(
     reader: &mut Reader<'_>,
     node: &Node,
     table: &Table,
     context: &str,
-) -> Option<Resource> {
+) -> Option<(Resource, Vec<String>)> {
     let mut remaining = table.to_json();
-    let mut failed = false;
+    let mut dropped = Vec::new();
     // Each round removes a key, so this ends.
     loop {
         let message = match serde_json::from_value::<Resource>(serde_json::Value::Object(
             remaining.clone(),
         )) {
-            Ok(resource) => return if failed { None } else { Some(resource) },
+            // With broken fields dropped (already reported) the rest still gets every other
+            // check: one run shows a bad `mode` and a relative `path` together.
+            Ok(resource) => return Some((resource, dropped)),
             Err(error) => error.to_string(),
         };
-        failed = true;
         if let Some(field) = unknown_field_in(&message) {
             let span = table
                 .get(&field)
@@ -324,6 +337,7 @@ fn deserialize_reporting_all(
             reader.error(span, context, message, hint);
             // Without the key the next round reports the next problem.
             remaining.remove(&field)?;
+            dropped.push(field);
             continue;
         }
         match culprit(&remaining, &message) {
@@ -339,6 +353,7 @@ fn deserialize_reporting_all(
                 });
                 reader.error(span, context, format!("field `{key}`: {message}"), hint);
                 remaining.remove(&key);
+                dropped.push(key);
             }
             None => {
                 let hint = missing_main_field_hint(&message, table);

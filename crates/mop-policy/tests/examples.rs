@@ -33,6 +33,20 @@ fn inventory_var_names(path: &Path) -> BTreeSet<String> {
             }
         }
     }
+    // `group_vars/` and `host_vars/` beside the inventory file.
+    let beside = path.parent().unwrap_or(Path::new("."));
+    for dir in ["group_vars", "host_vars"] {
+        let Ok(files) = std::fs::read_dir(beside.join(dir)) else {
+            continue;
+        };
+        for file in files {
+            let file = file.expect("directory entry").path();
+            let text = std::fs::read_to_string(&file).expect("read a vars file");
+            let vars: toml::Table =
+                toml::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+            names.extend(vars.keys().cloned());
+        }
+    }
     names
 }
 
@@ -103,7 +117,13 @@ fn every_example_policy_validates() {
                     .map(|spec| spec.path.clone())
                     .collect::<Vec<_>>(),
             };
-            let served = policy.dir.join(&roots[0]).join(reference.path);
+            let served = match &reference.role.role_dir {
+                // A role directory serves its own `files/`.
+                Some(role_dir) if reference.role.defined_in_role_dir(&reference.origin.file) => {
+                    role_dir.join("files").join(reference.path)
+                }
+                _ => policy.dir.join(&roots[0]).join(reference.path),
+            };
             assert!(
                 served.is_file(),
                 "{}: `{}` is not a file",
@@ -141,6 +161,11 @@ fn site_shows_every_resource_type_and_feature() {
         .as_ref()
         .is_some_and(|inventory| inventory.ends_with("inventory/example.toml")));
     assert!(policy.roles.iter().any(|role| !role.includes.is_empty()));
+    assert!(policy
+        .roles
+        .iter()
+        .any(|role| role.role_dir.is_some() && !role.vars.is_empty()));
+    assert!(!policy.vars_files.is_empty());
     assert!(policy.roles.iter().any(|role| role.serial.is_some()
         && role.before.is_some()
         && role.after.is_some()

@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use mop_inventory::{ExtraLayers, InventoryError, ResolvedHost, Selection, UnmatchedPattern};
-use mop_policy::{Policy, PolicyError, Role};
+use mop_policy::{Origin, Policy, PolicyError, Position, Role};
 use serde_json::{Map, Value};
 
 use crate::adhoc::HostSpecError;
-use crate::prepare::{prepare, PreparedRun};
+use crate::prepare::{prepare_partially, PreparedRun};
 
 pub use inputs::{
     extra_vars, inventory_path, limit_selection, load_inventory, unmatched_limit_errors, Limits,
@@ -144,89 +144,131 @@ pub fn load_policy(path: &Path) -> Result<Policy, LoadError> {
 /// `mop local`: the policy with every role, `-e` on top; only the policy file and its vars
 /// files are protected.
 pub fn load_local_run(policy_path: &Path, extra: &[String]) -> Result<LoadedLocalRun, LoadError> {
-    let policy = load_policy(policy_path)?;
-    let extra_vars = extra_vars(extra)?.into_iter().collect();
+    let (policy, policy_errors) = Policy::load_partially(policy_path);
+    let mut problems = Problems::new();
+    problems.extend_policy(policy_errors);
+    let Some(policy) = policy else {
+        return Err(problems.into_error());
+    };
+    let extra_vars: Map<String, Value> = problems
+        .or_report(extra_vars(extra))?
+        .map(|vars| vars.into_iter().collect())
+        .unwrap_or_default();
     let all_roles: Vec<usize> = (0..policy.roles.len()).collect();
     let mut protected = vec![policy_path.to_path_buf()];
     protected.extend(policy_vars_files(&policy));
-    let prepared = prepare(&policy, &all_roles, &protected)
-        .map_err(|errors| LoadError::Invalid(errors.iter().map(ToString::to_string).collect()))?;
-    Ok(LoadedLocalRun {
-        policy,
-        prepared,
-        extra_vars,
-    })
+    let (prepared, prepare_errors) = prepare_partially(&policy, &all_roles, &protected);
+    problems.extend_policy(prepare_errors);
+    match prepared {
+        Some(prepared) if problems.is_empty() => Ok(LoadedLocalRun {
+            policy,
+            prepared,
+            extra_vars,
+        }),
+        _ => Err(problems.into_error()),
+    }
 }
 
 /// Loads the policy and inventory, resolves each role's hosts, and prepares the file server.
+///
+/// Validation is not staged: the checks that need the inventory (undefined variables), the
+/// file server (sources, templates) and the templates' text run on whatever part of the
+/// policy parsed, so one run reports every problem, sorted into file order.
 pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
-    let policy = match load_policy(request.policy) {
-        Ok(policy) => policy,
-        Err(LoadError::Invalid(mut errors)) => {
-            // The inventory's own problems (its vars files included) in the same report, when
-            // it can be found without the policy.
-            let inventory =
-                inventory_path(request.inventory, None).and_then(|path| load_inventory(&path));
-            if let Err(LoadError::Inventory(error)) = inventory {
-                errors.push(error.to_string());
-            }
-            return Err(LoadError::Invalid(errors));
+    let (policy, policy_errors) = Policy::load_partially(request.policy);
+    // Roles whose `groups`/`hosts` the policy check already rejected: the selection below
+    // would say the same again.
+    let roles_with_bad_patterns: BTreeSet<String> = policy_errors
+        .iter()
+        .filter(|error| {
+            error.message.starts_with("field `groups`")
+                || error.message.starts_with("field `hosts`")
+        })
+        .map(|error| error.context.clone())
+        .collect();
+    let mut problems = Problems::new();
+    problems.extend_policy(policy_errors);
+    let inventory_path = inventory_path(
+        request.inventory,
+        policy
+            .as_ref()
+            .and_then(|policy| policy.inventory.as_deref()),
+    );
+    let inventory =
+        inventory_path.and_then(|path| load_inventory(&path).map(|inventory| (path, inventory)));
+    // Without a policy only the inventory's own problems can join the report.
+    let Some(policy) = policy else {
+        if let Err(LoadError::Inventory(error)) = inventory {
+            problems.push_text(error.to_string());
         }
-        Err(other) => return Err(other),
+        return Err(problems.into_error());
     };
-    let inventory_path = inventory_path(request.inventory, policy.inventory.as_deref())?;
-    let inventory = load_inventory(&inventory_path)?;
-    let overrides = extra_vars(request.extra_vars)?;
-    let limit = limit_selection(request.limits)?;
+    // With a broken policy, a missing inventory or a bad `-e`/`--limit` is one more line of
+    // the report; with a valid one it is the error, as its own kind.
+    let inventory = problems.or_report(inventory)?;
+    let overrides = problems.or_report(extra_vars(request.extra_vars))?;
+    let limit = problems.or_report(limit_selection(request.limits))?;
+    let (Some((inventory_path, inventory)), Some(overrides), Some(limit)) =
+        (inventory, overrides, limit)
+    else {
+        return Err(problems.into_error());
+    };
 
     // No template may read a secret: the policy check names each read (see crate::secrets).
     let secret_vars = crate::secrets::secret_var_names();
-    let mut errors: Vec<String> = unmatched_limit_errors(&inventory, &limit);
+    for error in unmatched_limit_errors(&inventory, &limit) {
+        problems.push_text(error);
+    }
     let warnings: Vec<String> = inventory.warnings().to_vec();
     let mut roles = Vec::new();
     for (role_index, role) in policy.roles.iter().enumerate() {
         let role_selection = match Selection::new(&role.groups, &role.hosts) {
             Ok(selection) => selection,
+            Err(_) if roles_with_bad_patterns.contains(&format!("role `{}`", role.name)) => {
+                continue;
+            }
             Err(error) => {
-                errors.push(format!("{}: role `{}`: {error}", role.origin, role.name));
+                problems.push_at(
+                    &role.origin,
+                    format!("{}: role `{}`: {error}", role.origin, role.name),
+                );
                 continue;
             }
         };
         // A role term that matches no name is a typo or the wrong inventory: an error, so a
         // `!web9` that meant `!web2` cannot quietly touch web2.
         for unmatched in inventory.select(&role_selection).unmatched {
-            errors.push(format!(
-                "{}: role `{}`: {unmatched}",
-                role.origin, role.name
-            ));
+            problems.push_at(
+                &role.origin,
+                format!("{}: role `{}`: {unmatched}", role.origin, role.name),
+            );
         }
         let selected = inventory.select(&role_selection.and(limit.clone()));
         let layers = role_layers(&policy, role, &overrides);
         let mut hosts = Vec::with_capacity(selected.hosts.len());
         for host in &selected.hosts {
             match inventory.resolve(host.name(), &layers) {
-                Ok(resolved) if resolved.connection.password.is_some() => errors.push(format!(
-                    "role `{}`: host `{}`: {PASSWORD_REFUSED}",
-                    role.name,
-                    host.name()
-                )),
+                Ok(resolved) if resolved.connection.password.is_some() => {
+                    problems.push_text(format!(
+                        "role `{}`: host `{}`: {PASSWORD_REFUSED}",
+                        role.name,
+                        host.name()
+                    ));
+                }
                 Ok(resolved) => hosts.push(resolved),
-                Err(err) => errors.push(format!(
+                Err(err) => problems.push_text(format!(
                     "role `{}`: host `{}`: {err}",
                     role.name,
                     host.name()
                 )),
             }
         }
-        errors.extend(undefined_variable_errors(
-            &policy,
-            role_index,
-            &hosts,
-            &secret_vars,
-        ));
+        for (error, text) in undefined_variable_errors(&policy, role_index, &hosts, &secret_vars) {
+            problems.push_policy_text(&error, text);
+        }
         roles.push(RoleHosts { role_index, hosts });
     }
-    if roles.iter().all(|role| role.hosts.is_empty()) && errors.is_empty() {
+    if roles.iter().all(|role| role.hosts.is_empty()) && problems.is_empty() {
         return Err(LoadError::NoHostSelected {
             limited: !limit.is_all(),
         });
@@ -240,25 +282,117 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     let mut protected = protected_files(request.policy, &inventory_path);
     protected.extend(inventory.vars_file_paths().map(Path::to_path_buf));
     protected.extend(policy_vars_files(&policy));
-    let prepared = match prepare(&policy, &selected_roles, &protected) {
-        Ok(prepared) => Some(prepared),
-        Err(policy_errors) => {
-            errors.extend(policy_errors.iter().map(ToString::to_string));
-            None
-        }
-    };
+    let (prepared, prepare_errors) = prepare_partially(&policy, &selected_roles, &protected);
+    problems.extend_policy(prepare_errors);
     if let Some(prepared) = &prepared {
-        errors.extend(template_errors(&policy, prepared, &roles, &secret_vars));
+        problems.extend_policy(template_errors(&policy, prepared, &roles, &secret_vars));
     }
     match prepared {
-        Some(prepared) if errors.is_empty() => Ok(LoadedRun {
+        Some(prepared) if problems.is_empty() => Ok(LoadedRun {
             policy,
             inventory_path,
             roles,
             prepared,
             warnings,
         }),
-        _ => Err(LoadError::Invalid(errors)),
+        _ => Err(problems.into_error()),
+    }
+}
+
+/// The problems of a run being loaded, from every stage, reported together in file order:
+/// by file (in the order each file first comes up, as `mop_policy` orders its own errors),
+/// line and column. Problems that point at no file (a host's variables, `-e`, the inventory's own
+/// errors, which name their place in their text) follow, in the order they were found.
+struct Problems {
+    found: Vec<Problem>,
+}
+
+struct Problem {
+    place: Option<(PathBuf, Option<Position>)>,
+    text: String,
+}
+
+impl Problems {
+    fn new() -> Problems {
+        Problems { found: Vec::new() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
+    /// With problems already found, an input error joins them (`Ok(None)`); alone, it is
+    /// returned as its own kind of error.
+    fn or_report<T>(&mut self, result: Result<T, LoadError>) -> Result<Option<T>, LoadError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if self.is_empty() => Err(error),
+            Err(error) => {
+                self.push_text(error.to_string());
+                Ok(None)
+            }
+        }
+    }
+
+    fn extend_policy(&mut self, errors: impl IntoIterator<Item = PolicyError>) {
+        for error in errors {
+            let text = error.to_string();
+            self.push_policy_text(&error, text);
+        }
+    }
+
+    /// A policy error rendered as `text` (which may add to it), placed where it points.
+    fn push_policy_text(&mut self, error: &PolicyError, text: String) {
+        // The same problem found twice (a roles file used by two roles) is said once.
+        if self.found.iter().any(|problem| problem.text == text) {
+            return;
+        }
+        self.found.push(Problem {
+            place: Some((error.file.clone(), error.position)),
+            text,
+        });
+    }
+
+    fn push_at(&mut self, origin: &Origin, text: String) {
+        self.found.push(Problem {
+            place: Some((origin.file.clone(), Some(origin.position))),
+            text,
+        });
+    }
+
+    fn push_text(&mut self, text: String) {
+        self.found.push(Problem { place: None, text });
+    }
+
+    fn into_error(self) -> LoadError {
+        let mut files: Vec<PathBuf> = Vec::new();
+        for problem in &self.found {
+            if let Some((file, _)) = &problem.place {
+                if !files.contains(file) {
+                    files.push(file.clone());
+                }
+            }
+        }
+        let mut found = self.found;
+        // Stable: problems at the same place keep the order their checks ran in.
+        found.sort_by_key(|problem| match &problem.place {
+            Some((file, position)) => (
+                files.iter().position(|known| known == file),
+                position.map(|position| (position.line, position.column)),
+            ),
+            None => (None, None),
+        });
+        // `None` sorts first; problems without a place belong last.
+        let (placed, unplaced): (Vec<Problem>, Vec<Problem>) = found
+            .into_iter()
+            .partition(|problem| problem.place.is_some());
+        LoadError::Invalid(
+            placed
+                .into_iter()
+                .chain(unplaced)
+                .map(|problem| problem.text)
+                .collect(),
+        )
     }
 }
 
@@ -315,7 +449,7 @@ fn undefined_variable_errors(
     role_index: usize,
     hosts: &[ResolvedHost],
     secret_vars: &BTreeSet<String>,
-) -> Vec<String> {
+) -> Vec<(PolicyError, String)> {
     let mut by_names: BTreeMap<BTreeSet<String>, Vec<&str>> = BTreeMap::new();
     for host in hosts {
         by_names
@@ -323,24 +457,24 @@ fn undefined_variable_errors(
             .or_default()
             .push(&host.name);
     }
-    let mut found: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut found: Vec<(PolicyError, Vec<&str>)> = Vec::new();
     for (names, host_names) in &by_names {
         for error in policy.check_undefined(role_index, names, secret_vars) {
-            let text = error.to_string();
-            match found.iter_mut().find(|(existing, _)| *existing == text) {
+            match found.iter_mut().find(|(existing, _)| *existing == error) {
                 Some((_, hosts_with_error)) => hosts_with_error.extend(host_names),
-                None => found.push((text, host_names.clone())),
+                None => found.push((error, host_names.clone())),
             }
         }
     }
     found
         .into_iter()
-        .map(|(text, error_hosts)| {
-            if error_hosts.len() == hosts.len() {
-                text
+        .map(|(error, error_hosts)| {
+            let text = if error_hosts.len() == hosts.len() {
+                error.to_string()
             } else {
-                format!("{text}\n  (on hosts: {})", error_hosts.join(", "))
-            }
+                format!("{error}\n  (on hosts: {})", error_hosts.join(", "))
+            };
+            (error, text)
         })
         .collect()
 }
@@ -350,7 +484,7 @@ fn template_errors(
     prepared: &PreparedRun,
     roles: &[RoleHosts],
     secret_vars: &BTreeSet<String>,
-) -> Vec<String> {
+) -> Vec<PolicyError> {
     let mut errors: Vec<PolicyError> = Vec::new();
     for reference in policy.template_paths() {
         let Some(text) = prepared.roles[reference.role_index]
@@ -377,7 +511,7 @@ fn template_errors(
             }
         }
     }
-    errors.iter().map(ToString::to_string).collect()
+    errors
 }
 
 /// The variable files a policy reads (`vars_files`, role directories' defaults): never served,

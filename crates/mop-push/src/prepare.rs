@@ -43,6 +43,20 @@ pub fn prepare(
     selected_roles: &[usize],
     protected_files: &[PathBuf],
 ) -> Result<PreparedRun, Vec<PolicyError>> {
+    match prepare_partially(policy, selected_roles, protected_files) {
+        (Some(prepared), errors) if errors.is_empty() => Ok(prepared),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Like [`prepare`], but keeps what could be prepared next to the errors: the templates
+/// that resolved are read even when another reference is refused, so their own checks run
+/// in the same report. `None` only when the manifest itself cannot be built.
+pub fn prepare_partially(
+    policy: &Policy,
+    selected_roles: &[usize],
+    protected_files: &[PathBuf],
+) -> (Option<PreparedRun>, Vec<PolicyError>) {
     let mut errors = Vec::new();
     // Per role: the server for `source` (the served roots) and the one for `template` (the
     // policy's directory plus the served roots: templates are part of the policy, but what
@@ -60,8 +74,11 @@ pub fn prepare(
         match &role.role_dir {
             // No `files/`: nothing to serve; a `source` of the role directory is reported below.
             Some(role_dir) if role_dir.join("files").is_dir() => {
+                // Absolute: the file server resolves relative roots against the policy's
+                // directory, and `role_dir` is already relative to the working directory.
+                let files = role_dir.join("files");
                 let root = (
-                    role_dir.join("files"),
+                    std::path::absolute(&files).unwrap_or(files),
                     format!("role directory of role `{}`", role.name),
                 );
                 match file_server(policy, std::iter::once(root), protected_files) {
@@ -92,7 +109,8 @@ pub fn prepare(
             role.role_dir
                 .as_ref()
                 .map(|dir| dir.join("templates"))
-                .filter(|templates| templates.is_dir()),
+                .filter(|templates| templates.is_dir())
+                .map(|templates| std::path::absolute(&templates).unwrap_or(templates)),
         );
         template_roots.extend(paths.iter().map(|spec| spec.path.clone()));
         let built = file_server(
@@ -182,19 +200,19 @@ pub fn prepare(
             )),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
-    let manifest = builder.finish().map_err(|err| {
-        vec![PolicyError {
-            file: policy.path.clone(),
-            position: None,
-            context: "file server".to_string(),
-            message: err.to_string(),
-            hint: None,
-        }]
-    })?;
+    let manifest = match builder.finish() {
+        Ok(manifest) => manifest,
+        Err(err) => {
+            errors.push(PolicyError {
+                file: policy.path.clone(),
+                position: None,
+                context: "file server".to_string(),
+                message: err.to_string(),
+                hint: None,
+            });
+            return (None, errors);
+        }
+    };
     let mut roles = vec![PreparedRole::default(); policy.roles.len()];
     for (role_index, source, id) in sources {
         if let Some(entry) = manifest.entry_by_id(id) {
@@ -234,13 +252,11 @@ pub fn prepare(
             }),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(PreparedRun {
+    let prepared = PreparedRun {
         roles,
         manifest: Arc::new(manifest),
-    })
+    };
+    (Some(prepared), errors)
 }
 
 fn file_server(

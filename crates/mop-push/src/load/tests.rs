@@ -270,8 +270,11 @@ web3 = "mop_host=192.0.2.3 nosuch=1"
 "#;
     let files = Files::new(&policy(roles), inventory);
     let loaded = files.load(&Limits::default(), &[], &[]);
+    // The undefined variable points into the policy, so it comes first; the host's problem
+    // points at no file and follows.
+    assert!(loaded.starts_with("error: site.toml:"), "{loaded}");
     assert!(
-        loaded.starts_with("error: role `web`: host `web2`: `mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key"),
+        loaded.contains("\nrole `web`: host `web2`: `mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key"),
         "{loaded}"
     );
     assert!(loaded.contains("`nosuch`"), "{loaded}");
@@ -516,4 +519,47 @@ use = "roles/missing"
          hint: a vars file is a TOML table of variables, e.g. `http_port = 8080`\n\
          3 errors"
     );
+}
+
+/// Validation is not staged: a field serde rejects (`mode`), a check on the rest of the same
+/// resource (a relative `path`), the inventory-dependent undefined-variable check, the file
+/// server's refusal of a `source` and a template file's own undefined variable are all in one
+/// report, in file order.
+#[test]
+fn one_load_reports_every_stage_in_file_order() {
+    let roles = r#"
+[[roles]]
+name = "web"
+groups = ["web"]
+max_fail = "lots"
+
+[[roles.resources]]
+type = "file"
+path = "etc/app.conf"
+content = "{{ undefined_in_content }}"
+mode = "rwx"
+
+[[roles.resources]]
+type = "file"
+path = "/etc/motd"
+source = "missing.txt"
+
+[[roles.resources]]
+type = "file"
+path = "/etc/issue"
+template = "issue.j2"
+owner = "{{ undefined_owner }}"
+
+[[roles.resources]]
+type = "service"
+service = "nginx"
+state = "runing"
+
+[[roles.resources]]
+type = "echo"
+msg = "{{ undefined_in_msg }}"
+"#;
+    let files = Files::new(&policy(roles), INVENTORY);
+    std::fs::write(files.path("issue.j2"), "{{ undefined_in_template }}\n").expect("write");
+    insta::assert_snapshot!(files.load(&Limits::default(), &[], &[]));
 }

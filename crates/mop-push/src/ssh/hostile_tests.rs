@@ -308,6 +308,19 @@ fn field() -> impl Strategy<Value = Field> {
     ]
 }
 
+/// A user name ending in `$` is valid (machine accounts) and quoted where it reaches sh; the
+/// property test below found this only now and then (random inputs rarely end in `$`).
+#[test]
+fn a_machine_account_sudo_user_is_quoted() {
+    assert!(inventory_accepts("mop_sudo_username", "HOST$"));
+    let prefix = RunAs::Sudo {
+        user: Some("HOST$".to_string()),
+        with_password: false,
+    }
+    .command_prefix();
+    assert_eq!(prefix, "sudo -n -u 'HOST$' -- ");
+}
+
 /// The inventory's verdict on `name=value` given with `-e` (the same check as in files).
 fn inventory_accepts(name: &str, value: &str) -> bool {
     mop_inventory::parse_extra_var(&format!("{name}={value}")).is_ok()
@@ -378,9 +391,12 @@ proptest! {
     #[test]
     fn sudo_users_are_refused_or_plain(user in hostile()) {
         if inventory_accepts("mop_sudo_username", &user) {
-            prop_assert_eq!(quote(&user), user.clone());
+            // Plain except a trailing `$` (machine accounts), which is quoted.
+            if !user.ends_with('$') {
+                prop_assert_eq!(quote(&user), user.clone());
+            }
             let prefix = RunAs::Sudo { user: Some(user.clone()), with_password: false }.command_prefix();
-            prop_assert_eq!(prefix, format!("sudo -n -u {user} -- "));
+            prop_assert_eq!(prefix, format!("sudo -n -u {} -- ", quote(&user)));
         }
     }
 
