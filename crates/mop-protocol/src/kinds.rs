@@ -225,6 +225,47 @@ const SERVICE: ResourceKind = ResourceKind {
     ],
 };
 
+const SYSCTL: ResourceKind = ResourceKind {
+    name: "sysctl",
+    main_field: "sysctl",
+    fields: &[
+        field("sysctl", Template),
+        field("value", Template),
+        field("state", TemplateChoice(PRESENCE)),
+        field("file", Template),
+    ],
+};
+
+const MOUNT: ResourceKind = ResourceKind {
+    name: "mount",
+    main_field: "path",
+    fields: &[
+        field("path", Template),
+        field("src", Template),
+        field("fstype", Template),
+        field("opts", Template),
+        field("dump", Scalar),
+        field("passno", Scalar),
+        field(
+            "state",
+            TemplateChoice(&["mounted", "unmounted", "present", "absent"]),
+        ),
+        field("fstab", Template),
+    ],
+};
+
+const UNARCHIVE: ResourceKind = ResourceKind {
+    name: "unarchive",
+    main_field: "dest",
+    fields: &[
+        field("dest", Template),
+        field("src", Template),
+        field("source", FieldKind::FileKey),
+        field("format", TemplateChoice(&["tar", "tar.gz", "tar.xz", "zip"])),
+        field("creates", Template),
+    ],
+};
+
 const USER: ResourceKind = ResourceKind {
     name: "user",
     main_field: "user",
@@ -280,8 +321,8 @@ const FAIL: ResourceKind = ResourceKind {
 
 /// Every resource type, in documentation order.
 pub const RESOURCE_KINDS: &[ResourceKind] = &[
-    FILE, DIRECTORY, LINK, LINE, SHELL, COMMAND, PACKAGE, SERVICE, USER, GROUP, ECHO, SET, ASSERT,
-    FAIL,
+    FILE, DIRECTORY, LINK, LINE, SHELL, COMMAND, PACKAGE, SERVICE, SYSCTL, MOUNT, UNARCHIVE, USER,
+    GROUP, ECHO, SET, ASSERT, FAIL,
 ];
 
 /// The resource type named `name` (the `type` value).
@@ -307,6 +348,9 @@ impl ResourceSpec {
             ResourceSpec::Command(_) => &COMMAND,
             ResourceSpec::Package(_) => &PACKAGE,
             ResourceSpec::Service(_) => &SERVICE,
+            ResourceSpec::Sysctl(_) => &SYSCTL,
+            ResourceSpec::Mount(_) => &MOUNT,
+            ResourceSpec::Unarchive(_) => &UNARCHIVE,
             ResourceSpec::User(_) => &USER,
             ResourceSpec::Group(_) => &GROUP,
             ResourceSpec::Echo(_) => &ECHO,
@@ -345,7 +389,7 @@ fn sample_value(kind: &ResourceKind, field: &FieldDescription) -> serde_json::Va
         (_, "packages" | "groups", _) => json!([text, "fixed"]),
         (_, "that", _) => json!(["true"]),
         (_, "vars", _) => json!({ "a": text }),
-        (_, "uid" | "gid" | "timeout", Scalar) => json!(7),
+        (_, "uid" | "gid" | "timeout" | "dump" | "passno", Scalar) => json!(7),
         (_, _, Scalar) => json!(true),
         _ => json!(text),
     }

@@ -30,7 +30,7 @@ pub use resource::*;
 
 /// Version of the controller <-> agent protocol. Bumped on any incompatible change to the
 /// frame format or to a message; both sides refuse to talk across a mismatch.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Exit codes of `mop-agent`. 127 and 255 are never used: OpenSSH and the `openssh` crate
 /// reserve them for "command not found" and "connection failed".
