@@ -78,7 +78,9 @@ pub fn converge(
 
     if ctx.check && host_archive.is_none() {
         // Checking a served archive's entries would mean fetching it in check mode.
-        changes.push(format!("unpacked `{label}` into `{}`", dest.display()));
+        if changes.is_empty() {
+            changes.push(format!("unpacked `{label}` into `{}`", dest.display()));
+        }
         return Ok(with_diff(Outcome::changed(changes), ctx.diff, old_sha256, &sha256));
     }
 
@@ -123,10 +125,13 @@ pub fn converge(
     let entries = read_entries(reader_path, reader_format, label)?;
     check_against_destination(&entries, dest)?;
     let counts = Counts::of(&entries);
-    changes.push(format!(
-        "unpacked `{label}` into `{}` ({counts})",
-        dest.display()
-    ));
+    // Drift is reported as what drifted; a new or changed archive as what it unpacks.
+    if changes.is_empty() {
+        changes.push(format!(
+            "unpacked `{label}` into `{}` ({counts})",
+            dest.display()
+        ));
+    }
     let outcome = with_diff(Outcome::changed(changes), ctx.diff, old_sha256, &sha256);
     if ctx.check {
         return Ok(outcome);
@@ -193,7 +198,7 @@ fn sniff_format(path: &Path) -> Result<ArchiveFormat, ResourceError> {
         Ok(ArchiveFormat::TarXz)
     } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         Ok(ArchiveFormat::Zip)
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+    } else if head.len() == 512 && tar_checksum_matches(head) {
         Ok(ArchiveFormat::Tar)
     } else {
         Err(ResourceError::new(format!(
@@ -201,6 +206,26 @@ fn sniff_format(path: &Path) -> Result<ArchiveFormat, ResourceError> {
             path.display()
         )))
     }
+}
+
+/// A tar header block (ustar or the older v7 layout, which has no magic) whose checksum field
+/// matches the sum of its bytes, that field counted as spaces.
+fn tar_checksum_matches(block: &[u8]) -> bool {
+    let field = &block[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|byte| **byte != 0)
+        .map(|byte| *byte as char)
+        .collect();
+    let Ok(stored) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(index, byte)| if (148..156).contains(&index) { 32 } else { u32::from(*byte) })
+        .sum();
+    sum == stored
 }
 
 fn decompress_xz(archive: &Path, dest: &Path, label: &str) -> Result<TempFile, ResourceError> {
@@ -787,4 +812,238 @@ fn write_marker(path: &Path, text: &str) -> Result<(), ResourceError> {
     wanted.mode = Some(0o644);
     let attributes = FinalAttributes::for_replacement(&wanted, None)?;
     fsutil::write_atomic(path, text.as_bytes(), attributes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+
+    use mop_protocol::{Facts, Templated};
+
+    use super::super::testing::{snapshot, MemoryFetcher};
+    use super::*;
+    use crate::outcome::SystemRunner;
+    use crate::template::{Engine, Scope};
+
+    /// One tar entry as the test writes it: the name goes into the header raw, so hostile
+    /// names (`../x`, `/etc/x`) that `tar::Builder` refuses can be written.
+    enum Item<'a> {
+        File(&'a str, &'a [u8]),
+        Dir(&'a str),
+        Symlink(&'a str, &'a str),
+        Hardlink(&'a str, &'a str),
+        Fifo(&'a str),
+    }
+
+    fn tar_bytes(items: &[Item<'_>]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for item in items {
+            let mut header = tar::Header::new_old();
+            let (name, kind, link, data): (&str, tar::EntryType, Option<&str>, &[u8]) = match item {
+                Item::File(name, data) => (name, tar::EntryType::Regular, None, data),
+                Item::Dir(name) => (name, tar::EntryType::Directory, None, b""),
+                Item::Symlink(name, target) => (name, tar::EntryType::Symlink, Some(target), b""),
+                Item::Hardlink(name, target) => (name, tar::EntryType::Link, Some(target), b""),
+                Item::Fifo(name) => (name, tar::EntryType::Fifo, None, b""),
+            };
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(link) = link {
+                header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            }
+            header.set_entry_type(kind);
+            header.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o640 });
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder.append(&header, data).expect("append");
+        }
+        builder.into_inner().expect("finish")
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).expect("gzip");
+        encoder.finish().expect("gzip")
+    }
+
+    struct Host {
+        root: tempfile::TempDir,
+    }
+
+    impl Host {
+        fn new() -> Host {
+            Host {
+                root: tempfile::tempdir().expect("tempdir"),
+            }
+        }
+
+        fn path(&self, relative: &str) -> PathBuf {
+            self.root.path().join(relative)
+        }
+
+        fn run(&self, spec: &UnarchiveSpec, check: bool) -> Result<Outcome, ResourceError> {
+            let facts = Facts::default();
+            let engine = Engine::new();
+            let mut scope = Scope::new(&facts);
+            let templates = BTreeMap::new();
+            let files = BTreeMap::new();
+            let mut fetcher = MemoryFetcher::default();
+            let mut runner = SystemRunner;
+            let mut ctx = ResourceContext {
+                check,
+                diff: false,
+                facts: &facts,
+                engine: &engine,
+                scope: &mut scope,
+                templates: &templates,
+                files: &files,
+                fetcher: &mut fetcher,
+                runner: &mut runner,
+                bytes_received: 0,
+            };
+            converge(spec, &mut ctx)
+        }
+    }
+
+    fn spec(host: &Host, archive: &str) -> UnarchiveSpec {
+        UnarchiveSpec {
+            dest: host.path("dest").display().to_string(),
+            src: Some(host.path(archive).display().to_string()),
+            source: None,
+            format: None,
+            creates: None,
+        }
+    }
+
+    #[test]
+    fn unpacks_tar_gz_once_and_reports_exactly_an_edit() {
+        let host = Host::new();
+        let archive = tar_bytes(&[
+            Item::Dir("app/"),
+            Item::File("app/run.sh", b"#!/bin/sh\n"),
+            Item::Symlink("app/current", "run.sh"),
+            Item::Hardlink("app/again.sh", "app/run.sh"),
+        ]);
+        fs::write(host.path("app.tar.gz"), gzip(&archive)).expect("write");
+        let spec = spec(&host, "app.tar.gz");
+        let before = snapshot(host.root.path());
+        let checked = host.run(&spec, true).expect("check");
+        assert_eq!(snapshot(host.root.path()), before, "check mode wrote");
+        assert!(checked.changes[0].contains("(2 files, 1 directories, 1 links)"), "{checked:?}");
+        host.run(&spec, false).expect("apply");
+        assert_eq!(fs::read(host.path("dest/app/run.sh")).expect("read"), b"#!/bin/sh\n");
+        assert_eq!(
+            fs::read_link(host.path("dest/app/current")).expect("link"),
+            Path::new("run.sh")
+        );
+        assert!(!host.run(&spec, false).expect("again").changed);
+
+        fs::write(host.path("dest/app/run.sh"), "edited").expect("edit");
+        let before = snapshot(host.root.path());
+        let checked = host.run(&spec, true).expect("check");
+        assert_eq!(snapshot(host.root.path()), before, "check mode wrote");
+        // `again.sh` is a hard link to `run.sh`: the edit shows in both.
+        let edited = |name: &str| {
+            format!("`{}` differs from the archive", host.path(name).display())
+        };
+        assert_eq!(
+            checked.changes,
+            vec![edited("dest/app/again.sh"), edited("dest/app/run.sh")]
+        );
+        host.run(&spec, false).expect("repair");
+        assert_eq!(fs::read(host.path("dest/app/run.sh")).expect("read"), b"#!/bin/sh\n");
+        assert!(!host.run(&spec, false).expect("again").changed);
+    }
+
+    #[test]
+    fn hostile_entries_refuse_the_archive_and_write_nothing() {
+        let cases: Vec<(Vec<Item<'_>>, &str)> = vec![
+            (vec![Item::File("ok", b"x"), Item::File("../evil", b"x")], "has a `..` component"),
+            (vec![Item::File("/tmp/evil", b"x")], "is an absolute path"),
+            (vec![Item::Symlink("out", "../../etc")], "outside the destination"),
+            (vec![Item::Symlink("abs", "/etc")], "absolute path `/etc`"),
+            (
+                vec![Item::Symlink("link", "sub"), Item::File("link/passwd", b"x")],
+                "lies below the link `link`",
+            ),
+            (
+                vec![Item::Dir("a/"), Item::Symlink("a/deep", "b/c"), Item::Symlink("up", "a/deep/../..")],
+                "steps out of the link",
+            ),
+            (vec![Item::Hardlink("shadow", "/etc/shadow")], "is an absolute path"),
+            (vec![Item::Hardlink("h", "nothing")], "not a file earlier in the archive"),
+            (vec![Item::Fifo("pipe")], "is a fifo"),
+        ];
+        for (items, expected) in cases {
+            let host = Host::new();
+            fs::write(host.path("bad.tar"), tar_bytes(&items)).expect("write");
+            fs::create_dir(host.path("dest")).expect("mkdir");
+            fs::write(host.path("dest/keep"), "mine").expect("write");
+            let before = snapshot(host.root.path());
+            let err = host.run(&spec(&host, "bad.tar"), false).expect_err(expected);
+            assert!(err.message.contains(expected), "{expected}: {err}");
+            assert!(err.message.contains("nothing was unpacked"), "{err}");
+            assert_eq!(snapshot(host.root.path()), before, "{expected}: something was written");
+        }
+    }
+
+    #[test]
+    fn a_link_in_the_destination_is_not_followed() {
+        let host = Host::new();
+        fs::create_dir_all(host.path("dest")).expect("mkdir");
+        fs::create_dir_all(host.path("outside")).expect("mkdir");
+        std::os::unix::fs::symlink(host.path("outside"), host.path("dest/conf")).expect("link");
+        fs::write(host.path("a.tar"), tar_bytes(&[Item::File("conf/x", b"x")])).expect("write");
+        let err = host.run(&spec(&host, "a.tar"), false).expect_err("refused");
+        assert!(err.message.contains("is a link where the archive has a directory"), "{err}");
+        assert!(!host.path("outside/x").exists());
+    }
+
+    #[test]
+    fn zip_and_xz_unpack_and_merge_into_an_existing_directory() {
+        let host = Host::new();
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(0o600);
+        writer.add_directory("docs/", options).expect("dir");
+        writer.start_file("docs/readme.txt", options).expect("file");
+        writer.write_all(b"read me\n").expect("write");
+        writer.add_symlink("docs/latest", "readme.txt", options).expect("link");
+        fs::write(host.path("docs.zip"), writer.finish().expect("zip").into_inner()).expect("write");
+        fs::create_dir_all(host.path("dest/docs")).expect("mkdir");
+        fs::write(host.path("dest/docs/mine"), "kept").expect("write");
+        host.run(&spec(&host, "docs.zip"), false).expect("zip");
+        assert_eq!(fs::read(host.path("dest/docs/readme.txt")).expect("read"), b"read me\n");
+        assert_eq!(fs::read(host.path("dest/docs/mine")).expect("read"), b"kept");
+        assert_eq!(
+            fs::read_link(host.path("dest/docs/latest")).expect("link"),
+            Path::new("readme.txt")
+        );
+        assert!(!host.run(&spec(&host, "docs.zip"), false).expect("again").changed);
+
+        let tar = tar_bytes(&[Item::File("x.txt", b"xz\n")]);
+        let xz = std::process::Command::new("xz")
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        // The system `xz` makes a real .tar.xz; without it this part has nothing to read.
+        if let Ok(mut child) = xz {
+            child.stdin.take().expect("stdin").write_all(&tar).expect("pipe");
+            let output = child.wait_with_output().expect("xz");
+            fs::write(host.path("x.tar.xz"), output.stdout).expect("write");
+            let mut xz_spec = spec(&host, "x.tar.xz");
+            xz_spec.format = Some(Templated::Value(ArchiveFormat::TarXz));
+            host.run(&xz_spec, false).expect("xz");
+            assert_eq!(fs::read(host.path("dest/x.txt")).expect("read"), b"xz\n");
+        }
+        // Nothing but the unpacked entries and the two markers is left behind.
+        let mut names: Vec<String> = fs::read_dir(host.root.path())
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert!(names.iter().all(|name| !name.starts_with('.')), "{names:?}");
+    }
 }
