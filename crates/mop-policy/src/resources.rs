@@ -5,8 +5,8 @@
 use std::ops::Range;
 
 use mop_protocol::{
-    resource_kind, resource_type_names, FieldKind, LoopSource, MountState, Presence, Resource, ResourceKind,
-    ResourceSpec, DEFAULT_LOOP_VAR, LOOP_INDEX_VARS, RESOURCE_KINDS,
+    resource_kind, resource_type_names, FieldKind, LoopSource, MountState, Presence, Resource,
+    ResourceKind, ResourceSpec, DEFAULT_LOOP_VAR, LOOP_INDEX_VARS, RESOURCE_KINDS,
 };
 
 use crate::error::Origin;
@@ -647,11 +647,23 @@ fn check_semantics(
                     node.span.start,
                     context,
                     "missing field `value`: a sysctl that is present needs a value",
-                    Some("add `value = \"1\"`, or `state = \"absent\"` to remove its line".to_string()),
+                    Some(
+                        "add `value = \"1\"`, or `state = \"absent\"` to remove its line"
+                            .to_string(),
+                    ),
                 );
             }
-            if sysctl.value.as_deref().is_some_and(|value| value.contains(['\n', '\r'])) {
-                reader.error(at(&["value"]), context, "field `value` must be a single line", None);
+            if sysctl
+                .value
+                .as_deref()
+                .is_some_and(|value| value.contains(['\n', '\r']))
+            {
+                reader.error(
+                    at(&["value"]),
+                    context,
+                    "field `value` must be a single line",
+                    None,
+                );
             }
             if let Some(file) = &sysctl.file {
                 check_absolute_field(reader, "file", file, at(&["file"]), context);
@@ -677,11 +689,16 @@ fn check_semantics(
                 }
             }
             for (key, value) in [("fstype", &mount.fstype), ("opts", &mount.opts)] {
-                let Some(value) = value.as_deref().filter(|value| !templates::is_templated(value))
+                let Some(value) = value
+                    .as_deref()
+                    .filter(|value| !templates::is_templated(value))
                 else {
                     continue;
                 };
-                if value.is_empty() || value.starts_with('-') || value.chars().any(char::is_whitespace) {
+                if value.is_empty()
+                    || value.starts_with('-')
+                    || value.chars().any(char::is_whitespace)
+                {
                     reader.error(
                         at(&[key]),
                         context,

@@ -261,7 +261,10 @@ const UNARCHIVE: ResourceKind = ResourceKind {
         field("dest", Template),
         field("src", Template),
         field("source", FieldKind::FileKey),
-        field("format", TemplateChoice(&["tar", "tar.gz", "tar.xz", "zip"])),
+        field(
+            "format",
+            TemplateChoice(&["tar", "tar.gz", "tar.xz", "zip"]),
+        ),
         field("creates", Template),
     ],
 };

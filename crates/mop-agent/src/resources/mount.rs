@@ -117,7 +117,10 @@ pub fn converge(
         }
         (Some(Action::Remount), Some(entry)) => {
             let opts = format!("remount,{}", entry.opts);
-            output = Some(run_change(runner, &["mount", "-o", &opts, "--", path_text])?);
+            output = Some(run_change(
+                runner,
+                &["mount", "-o", &opts, "--", path_text],
+            )?);
         }
         (Some(Action::Unmount), _) => {
             output = Some(run_change(runner, &["umount", "--", path_text])?);
@@ -217,8 +220,15 @@ fn unescape(field: &str) -> String {
     while index < bytes.len() {
         let digits = bytes.get(index + 1..index + 4);
         if let (b'\\', Some(digits)) = (bytes[index], digits) {
-            if digits.iter().all(|digit| (b'0'..=b'3').contains(&digits[0]) && (b'0'..=b'7').contains(digit)) {
-                out.push(digits.iter().fold(0u8, |value, digit| value * 8 + (digit - b'0')));
+            if digits
+                .iter()
+                .all(|digit| (b'0'..=b'3').contains(&digits[0]) && (b'0'..=b'7').contains(digit))
+            {
+                out.push(
+                    digits
+                        .iter()
+                        .fold(0u8, |value, digit| value * 8 + (digit - b'0')),
+                );
                 index += 4;
                 continue;
             }
@@ -238,7 +248,11 @@ fn entry_mount_point(line: &str) -> Option<String> {
     let mount_point = trimmed.split_whitespace().nth(1)?;
     let unescaped = unescape(mount_point);
     let unescaped = unescaped.trim_end_matches('/');
-    Some(if unescaped.is_empty() { "/".to_string() } else { unescaped.to_string() })
+    Some(if unescaped.is_empty() {
+        "/".to_string()
+    } else {
+        unescaped.to_string()
+    })
 }
 
 fn lines_of(text: &str) -> Vec<String> {

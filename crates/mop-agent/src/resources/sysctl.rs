@@ -264,7 +264,10 @@ mod tests {
                 format!("`{}`: added the line", file.display())
             ]
         );
-        assert!(checked.diff.expect("diff").contains("+net.ipv4.ip_forward = 1"));
+        assert!(checked
+            .diff
+            .expect("diff")
+            .contains("+net.ipv4.ip_forward = 1"));
         converge_at(&spec, &proc_sys, false, false).expect("apply");
         assert_eq!(
             fs::read_to_string(proc_sys.join("net/ipv4/ip_forward")).expect("read"),
@@ -301,7 +304,11 @@ mod tests {
         let (_root, proc_sys, file) = fixture("32768\t60999\n", None);
         fs::write(&file, "net.ipv4.ip_forward = 32768 60999\n").expect("write");
         let spec = spec("net.ipv4.ip_forward", Some("32768  60999"), &file);
-        assert!(!converge_at(&spec, &proc_sys, true, false).expect("check").changed);
+        assert!(
+            !converge_at(&spec, &proc_sys, true, false)
+                .expect("check")
+                .changed
+        );
     }
 
     #[test]
@@ -321,14 +328,32 @@ mod tests {
     #[test]
     fn bad_names_and_unknown_parameters_fail_clearly() {
         let (_root, proc_sys, file) = fixture("0\n", None);
-        for name in ["", "net..x", "../etc/passwd", "net/../../etc", "a b", "net.ipv4.*"] {
-            let err = converge_at(&spec(name, Some("1"), &file), &proc_sys, true, false)
-                .expect_err(name);
-            assert!(err.message.contains("invalid kernel parameter name"), "{err}");
+        for name in [
+            "",
+            "net..x",
+            "../etc/passwd",
+            "net/../../etc",
+            "a b",
+            "net.ipv4.*",
+        ] {
+            let err =
+                converge_at(&spec(name, Some("1"), &file), &proc_sys, true, false).expect_err(name);
+            assert!(
+                err.message.contains("invalid kernel parameter name"),
+                "{err}"
+            );
         }
-        let err = converge_at(&spec("net.ipv4.nope", Some("1"), &file), &proc_sys, true, false)
-            .expect_err("unknown");
-        assert!(err.message.contains("the kernel has no such parameter"), "{err}");
+        let err = converge_at(
+            &spec("net.ipv4.nope", Some("1"), &file),
+            &proc_sys,
+            true,
+            false,
+        )
+        .expect_err("unknown");
+        assert!(
+            err.message.contains("the kernel has no such parameter"),
+            "{err}"
+        );
         assert!(!file.exists());
     }
 }

@@ -44,9 +44,8 @@ pub fn converge(
     let marker_path = dest.join(marker_name(label));
 
     let sha256 = match host_archive {
-        Some(path) => fsutil::file_sha256(path).map_err(|err| {
-            io_error("cannot read the archive", path, &err)
-        })?,
+        Some(path) => fsutil::file_sha256(path)
+            .map_err(|err| io_error("cannot read the archive", path, &err))?,
         None => {
             let entry = served_entry(label, ctx)?;
             served_sha256(label, entry, ctx)?
@@ -81,7 +80,12 @@ pub fn converge(
         if changes.is_empty() {
             changes.push(format!("unpacked `{label}` into `{}`", dest.display()));
         }
-        return Ok(with_diff(Outcome::changed(changes), ctx.diff, old_sha256, &sha256));
+        return Ok(with_diff(
+            Outcome::changed(changes),
+            ctx.diff,
+            old_sha256,
+            &sha256,
+        ));
     }
 
     let parent = match dest.parent() {
@@ -223,7 +227,13 @@ fn tar_checksum_matches(block: &[u8]) -> bool {
     let sum: u32 = block
         .iter()
         .enumerate()
-        .map(|(index, byte)| if (148..156).contains(&index) { 32 } else { u32::from(*byte) })
+        .map(|(index, byte)| {
+            if (148..156).contains(&index) {
+                32
+            } else {
+                u32::from(*byte)
+            }
+        })
         .sum();
     sum == stored
 }
@@ -232,9 +242,8 @@ fn decompress_xz(archive: &Path, dest: &Path, label: &str) -> Result<TempFile, R
     let mut temp = TempFile::next_to(dest)?;
     let file = File::open(archive).map_err(|err| io_error("cannot open", archive, &err))?;
     let mut reader = BufReader::new(file);
-    lzma_rs::xz_decompress(&mut reader, temp.file()).map_err(|err| {
-        ResourceError::new(format!("cannot decompress `{label}` as xz: {err}"))
-    })?;
+    lzma_rs::xz_decompress(&mut reader, temp.file())
+        .map_err(|err| ResourceError::new(format!("cannot decompress `{label}` as xz: {err}")))?;
     Ok(temp)
 }
 
@@ -383,9 +392,7 @@ fn read_entries(
         let relative = relative_path(&raw.path).map_err(|why| refuse(&raw.path, why))?;
         let kind = match raw.kind {
             RawKind::Ignored => return Ok(()),
-            RawKind::Unsupported(what) => {
-                return Err(refuse(&raw.path, format!("is {what}")))
-            }
+            RawKind::Unsupported(what) => return Err(refuse(&raw.path, format!("is {what}"))),
             // `./` itself: the destination.
             _ if relative.as_os_str().is_empty() => return Ok(()),
             RawKind::Regular => Kind::File,
@@ -522,7 +529,11 @@ fn check_against_destination(entries: &[Entry], dest: &Path) -> Result<(), Resou
                     return Err(ResourceError::new(format!(
                         "`{}` is {} where the archive has a directory; nothing was unpacked",
                         on_host.display(),
-                        if meta.file_type().is_symlink() { "a link" } else { "a file" }
+                        if meta.file_type().is_symlink() {
+                            "a link"
+                        } else {
+                            "a file"
+                        }
                     )));
                 }
             }
@@ -578,7 +589,10 @@ impl StagingDir {
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
         for attempt in 0u32.. {
-            let path = parent.join(format!(".{base}.mop-unpack-{}-{attempt}", std::process::id()));
+            let path = parent.join(format!(
+                ".{base}.mop-unpack-{}-{attempt}",
+                std::process::id()
+            ));
             match fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(StagingDir(path)),
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -642,7 +656,9 @@ fn unpack(
                     .map_err(|err| io_error("cannot create", &target, &err))?;
                 directory_modes.insert(
                     target.clone(),
-                    entry.mode.map_or_else(fsutil::default_dir_mode, |mode| mode & 0o777),
+                    entry
+                        .mode
+                        .map_or_else(fsutil::default_dir_mode, |mode| mode & 0o777),
                 );
             }
             Kind::File => {
@@ -658,7 +674,9 @@ fn unpack(
                     ))
                 })?;
                 // Set-id bits are not carried over from an archive.
-                let mode = entry.mode.map_or_else(fsutil::default_file_mode, |mode| mode & 0o777);
+                let mode = entry
+                    .mode
+                    .map_or_else(fsutil::default_file_mode, |mode| mode & 0o777);
                 file.set_permissions(fs::Permissions::from_mode(mode))
                     .map_err(|err| io_error("cannot set the mode of", &target, &err))?;
             }
@@ -781,7 +799,9 @@ impl Marker {
             let on_host = dest.join(path);
             match state_of(&on_host) {
                 Ok(Some(state)) if &state == wanted => {}
-                Ok(Some(_)) => changes.push(format!("`{}` differs from the archive", on_host.display())),
+                Ok(Some(_)) => {
+                    changes.push(format!("`{}` differs from the archive", on_host.display()))
+                }
                 Ok(None) => changes.push(format!("`{}` is missing", on_host.display())),
                 Err(err) => changes.push(err.message),
             }
@@ -852,7 +872,11 @@ mod tests {
                 header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
             }
             header.set_entry_type(kind);
-            header.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o640 });
+            header.set_mode(if kind == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o640
+            });
             header.set_size(data.len() as u64);
             header.set_cksum();
             builder.append(&header, data).expect("append");
@@ -929,9 +953,15 @@ mod tests {
         let before = snapshot(host.root.path());
         let checked = host.run(&spec, true).expect("check");
         assert_eq!(snapshot(host.root.path()), before, "check mode wrote");
-        assert!(checked.changes[0].contains("(2 files, 1 directories, 1 links)"), "{checked:?}");
+        assert!(
+            checked.changes[0].contains("(2 files, 1 directories, 1 links)"),
+            "{checked:?}"
+        );
         host.run(&spec, false).expect("apply");
-        assert_eq!(fs::read(host.path("dest/app/run.sh")).expect("read"), b"#!/bin/sh\n");
+        assert_eq!(
+            fs::read(host.path("dest/app/run.sh")).expect("read"),
+            b"#!/bin/sh\n"
+        );
         assert_eq!(
             fs::read_link(host.path("dest/app/current")).expect("link"),
             Path::new("run.sh")
@@ -943,35 +973,56 @@ mod tests {
         let checked = host.run(&spec, true).expect("check");
         assert_eq!(snapshot(host.root.path()), before, "check mode wrote");
         // `again.sh` is a hard link to `run.sh`: the edit shows in both.
-        let edited = |name: &str| {
-            format!("`{}` differs from the archive", host.path(name).display())
-        };
+        let edited =
+            |name: &str| format!("`{}` differs from the archive", host.path(name).display());
         assert_eq!(
             checked.changes,
             vec![edited("dest/app/again.sh"), edited("dest/app/run.sh")]
         );
         host.run(&spec, false).expect("repair");
-        assert_eq!(fs::read(host.path("dest/app/run.sh")).expect("read"), b"#!/bin/sh\n");
+        assert_eq!(
+            fs::read(host.path("dest/app/run.sh")).expect("read"),
+            b"#!/bin/sh\n"
+        );
         assert!(!host.run(&spec, false).expect("again").changed);
     }
 
     #[test]
     fn hostile_entries_refuse_the_archive_and_write_nothing() {
         let cases: Vec<(Vec<Item<'_>>, &str)> = vec![
-            (vec![Item::File("ok", b"x"), Item::File("../evil", b"x")], "has a `..` component"),
+            (
+                vec![Item::File("ok", b"x"), Item::File("../evil", b"x")],
+                "has a `..` component",
+            ),
             (vec![Item::File("/tmp/evil", b"x")], "is an absolute path"),
-            (vec![Item::Symlink("out", "../../etc")], "outside the destination"),
+            (
+                vec![Item::Symlink("out", "../../etc")],
+                "outside the destination",
+            ),
             (vec![Item::Symlink("abs", "/etc")], "absolute path `/etc`"),
             (
-                vec![Item::Symlink("link", "sub"), Item::File("link/passwd", b"x")],
+                vec![
+                    Item::Symlink("link", "sub"),
+                    Item::File("link/passwd", b"x"),
+                ],
                 "lies below the link `link`",
             ),
             (
-                vec![Item::Dir("a/"), Item::Symlink("a/deep", "b/c"), Item::Symlink("up", "a/deep/../..")],
+                vec![
+                    Item::Dir("a/"),
+                    Item::Symlink("a/deep", "b/c"),
+                    Item::Symlink("up", "a/deep/../.."),
+                ],
                 "steps out of the link",
             ),
-            (vec![Item::Hardlink("shadow", "/etc/shadow")], "is an absolute path"),
-            (vec![Item::Hardlink("h", "nothing")], "not a file earlier in the archive"),
+            (
+                vec![Item::Hardlink("shadow", "/etc/shadow")],
+                "is an absolute path",
+            ),
+            (
+                vec![Item::Hardlink("h", "nothing")],
+                "not a file earlier in the archive",
+            ),
             (vec![Item::Fifo("pipe")], "is a fifo"),
         ];
         for (items, expected) in cases {
@@ -980,10 +1031,16 @@ mod tests {
             fs::create_dir(host.path("dest")).expect("mkdir");
             fs::write(host.path("dest/keep"), "mine").expect("write");
             let before = snapshot(host.root.path());
-            let err = host.run(&spec(&host, "bad.tar"), false).expect_err(expected);
+            let err = host
+                .run(&spec(&host, "bad.tar"), false)
+                .expect_err(expected);
             assert!(err.message.contains(expected), "{expected}: {err}");
             assert!(err.message.contains("nothing was unpacked"), "{err}");
-            assert_eq!(snapshot(host.root.path()), before, "{expected}: something was written");
+            assert_eq!(
+                snapshot(host.root.path()),
+                before,
+                "{expected}: something was written"
+            );
         }
     }
 
@@ -995,7 +1052,11 @@ mod tests {
         std::os::unix::fs::symlink(host.path("outside"), host.path("dest/conf")).expect("link");
         fs::write(host.path("a.tar"), tar_bytes(&[Item::File("conf/x", b"x")])).expect("write");
         let err = host.run(&spec(&host, "a.tar"), false).expect_err("refused");
-        assert!(err.message.contains("is a link where the archive has a directory"), "{err}");
+        assert!(
+            err.message
+                .contains("is a link where the archive has a directory"),
+            "{err}"
+        );
         assert!(!host.path("outside/x").exists());
     }
 
@@ -1009,18 +1070,35 @@ mod tests {
         writer.add_directory("docs/", options).expect("dir");
         writer.start_file("docs/readme.txt", options).expect("file");
         writer.write_all(b"read me\n").expect("write");
-        writer.add_symlink("docs/latest", "readme.txt", options).expect("link");
-        fs::write(host.path("docs.zip"), writer.finish().expect("zip").into_inner()).expect("write");
+        writer
+            .add_symlink("docs/latest", "readme.txt", options)
+            .expect("link");
+        fs::write(
+            host.path("docs.zip"),
+            writer.finish().expect("zip").into_inner(),
+        )
+        .expect("write");
         fs::create_dir_all(host.path("dest/docs")).expect("mkdir");
         fs::write(host.path("dest/docs/mine"), "kept").expect("write");
         host.run(&spec(&host, "docs.zip"), false).expect("zip");
-        assert_eq!(fs::read(host.path("dest/docs/readme.txt")).expect("read"), b"read me\n");
-        assert_eq!(fs::read(host.path("dest/docs/mine")).expect("read"), b"kept");
+        assert_eq!(
+            fs::read(host.path("dest/docs/readme.txt")).expect("read"),
+            b"read me\n"
+        );
+        assert_eq!(
+            fs::read(host.path("dest/docs/mine")).expect("read"),
+            b"kept"
+        );
         assert_eq!(
             fs::read_link(host.path("dest/docs/latest")).expect("link"),
             Path::new("readme.txt")
         );
-        assert!(!host.run(&spec(&host, "docs.zip"), false).expect("again").changed);
+        assert!(
+            !host
+                .run(&spec(&host, "docs.zip"), false)
+                .expect("again")
+                .changed
+        );
 
         let tar = tar_bytes(&[Item::File("x.txt", b"xz\n")]);
         let xz = std::process::Command::new("xz")
@@ -1030,7 +1108,12 @@ mod tests {
             .spawn();
         // The system `xz` makes a real .tar.xz; without it this part has nothing to read.
         if let Ok(mut child) = xz {
-            child.stdin.take().expect("stdin").write_all(&tar).expect("pipe");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(&tar)
+                .expect("pipe");
             let output = child.wait_with_output().expect("xz");
             fs::write(host.path("x.tar.xz"), output.stdout).expect("write");
             let mut xz_spec = spec(&host, "x.tar.xz");
@@ -1041,7 +1124,13 @@ mod tests {
         // Nothing but the unpacked entries and the two markers is left behind.
         let mut names: Vec<String> = fs::read_dir(host.root.path())
             .expect("list")
-            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         names.sort();
         assert!(names.iter().all(|name| !name.starts_with('.')), "{names:?}");
