@@ -27,7 +27,7 @@ fn changes(run: &JsonRun, host: &str, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn status<'a>(run: &'a JsonRun, host: &str, name: &str) -> &'a str {
+fn status<'a>(run: &'a JsonRun, host: &'a str, name: &str) -> &'a str {
     run.resources_of(host)
         .find(|event| event["resource"] == name)
         .and_then(|event| event["status"].as_str())
