@@ -828,8 +828,10 @@ fn state_of(path: &Path) -> Result<Option<String>, ResourceError> {
 }
 
 fn write_marker(path: &Path, text: &str) -> Result<(), ResourceError> {
-    let mut wanted = WantedAttributes::default();
-    wanted.mode = Some(0o644);
+    let wanted = WantedAttributes {
+        mode: Some(0o644),
+        ..WantedAttributes::default()
+    };
     let attributes = FinalAttributes::for_replacement(&wanted, None)?;
     fsutil::write_atomic(path, text.as_bytes(), attributes)
 }
