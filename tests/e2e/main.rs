@@ -26,6 +26,7 @@ mod push_rollout;
 mod push_select;
 mod push_sudo;
 mod push_summary;
+mod push_system;
 mod security_lifetime;
 mod security_limits;
 mod security_secrets;

@@ -85,6 +85,9 @@ fn resolve_choices(spec: &mut ResourceSpec) -> Result<(), String> {
             optional("enabled", &mut service.enabled)?;
             known("manager", service.manager.as_deref(), SERVICE_MANAGERS)
         }
+        ResourceSpec::Sysctl(sysctl) => resolve("state", &mut sysctl.state),
+        ResourceSpec::Mount(mount) => resolve("state", &mut mount.state),
+        ResourceSpec::Unarchive(unarchive) => optional("format", &mut unarchive.format),
         ResourceSpec::User(user) => resolve("state", &mut user.state),
         ResourceSpec::Group(group) => resolve("state", &mut group.state),
         ResourceSpec::Shell(_)
@@ -234,6 +237,28 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
             optional("manager", &mut service.manager, render)?;
             optional_choice("state", &mut service.state, render)?;
             optional_choice("enabled", &mut service.enabled, render)
+        }
+        ResourceSpec::Sysctl(sysctl) => {
+            render("sysctl", &mut sysctl.name)?;
+            optional("value", &mut sysctl.value, render)?;
+            optional("file", &mut sysctl.file, render)?;
+            choice("state", &mut sysctl.state, render)
+        }
+        ResourceSpec::Mount(mount) => {
+            render("path", &mut mount.path)?;
+            optional("src", &mut mount.src, render)?;
+            optional("fstype", &mut mount.fstype, render)?;
+            optional("opts", &mut mount.opts, render)?;
+            optional("fstab", &mut mount.fstab, render)?;
+            choice("state", &mut mount.state, render)
+        }
+        ResourceSpec::Unarchive(unarchive) => {
+            render("dest", &mut unarchive.dest)?;
+            optional("src", &mut unarchive.src, render)?;
+            // Template syntax here only passes validation in a loop written as a list.
+            optional("source", &mut unarchive.source, render)?;
+            optional_choice("format", &mut unarchive.format, render)?;
+            optional("creates", &mut unarchive.creates, render)
         }
         ResourceSpec::User(user) => {
             render("user", &mut user.name)?;

@@ -74,16 +74,30 @@ impl Policy {
     pub fn template_paths(&self) -> impl Iterator<Item = FileReference<'_>> + '_ {
         self.file_references(
             |detail| detail.template_origin.as_ref(),
-            |spec, detail| keys_or_literal(spec.template.as_deref(), &detail.template_keys),
+            |spec, detail| match spec {
+                mop_protocol::ResourceSpec::File(file) => {
+                    keys_or_literal(file.template.as_deref(), &detail.template_keys)
+                }
+                _ => Vec::new(),
+            },
             true,
         )
     }
 
-    /// Every `source = "..."` of every `file` resource and handler, role by role.
+    /// Every `source = "..."` of every `file` and `unarchive` resource and handler, role by
+    /// role.
     pub fn source_paths(&self) -> impl Iterator<Item = FileReference<'_>> + '_ {
         self.file_references(
             |detail| detail.source_origin.as_ref(),
-            |spec, detail| keys_or_literal(spec.source.as_deref(), &detail.source_keys),
+            |spec, detail| match spec {
+                mop_protocol::ResourceSpec::File(file) => {
+                    keys_or_literal(file.source.as_deref(), &detail.source_keys)
+                }
+                mop_protocol::ResourceSpec::Unarchive(unarchive) => {
+                    keys_or_literal(unarchive.source.as_deref(), &detail.source_keys)
+                }
+                _ => Vec::new(),
+            },
             false,
         )
     }
@@ -91,7 +105,7 @@ impl Policy {
     fn file_references<'a>(
         &'a self,
         origin_of: fn(&ResourceDetail) -> Option<&crate::error::Origin>,
-        paths_of: for<'p> fn(&'p mop_protocol::FileSpec, &'p ResourceDetail) -> Vec<&'p str>,
+        paths_of: for<'p> fn(&'p mop_protocol::ResourceSpec, &'p ResourceDetail) -> Vec<&'p str>,
         resolve_against_defining_file: bool,
     ) -> impl Iterator<Item = FileReference<'a>> + 'a {
         self.roles
@@ -118,9 +132,7 @@ impl Policy {
                     });
                 resources.chain(handlers).flat_map(
                     move |(handler, index, resource, resource_origin, detail)| {
-                        let mop_protocol::ResourceSpec::File(spec) = &resource.spec else {
-                            return Vec::new();
-                        };
+                        let spec = &resource.spec;
                         let Some(origin) = origin_of(detail) else {
                             return Vec::new();
                         };

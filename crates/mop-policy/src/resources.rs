@@ -5,8 +5,8 @@
 use std::ops::Range;
 
 use mop_protocol::{
-    resource_kind, resource_type_names, FieldKind, LoopSource, Presence, Resource, ResourceKind,
-    ResourceSpec, DEFAULT_LOOP_VAR, LOOP_INDEX_VARS, RESOURCE_KINDS,
+    resource_kind, resource_type_names, FieldKind, LoopSource, MountState, Presence, Resource,
+    ResourceKind, ResourceSpec, DEFAULT_LOOP_VAR, LOOP_INDEX_VARS, RESOURCE_KINDS,
 };
 
 use mop_protocol::fetch_rules::{
@@ -125,6 +125,7 @@ pub(crate) fn parse_resource(
     };
     let (template_origin, source_origin) = match &resource.spec {
         ResourceSpec::File(_) => (value_origin("template"), value_origin("source")),
+        ResourceSpec::Unarchive(_) => (None, value_origin("source")),
         _ => (None, None),
     };
     let notify_origin = value_origin("notify");
@@ -143,6 +144,7 @@ pub(crate) fn parse_resource(
     };
     let (template_keys, source_keys) = match &resource.spec {
         ResourceSpec::File(file) => (keys(&file.template), keys(&file.source)),
+        ResourceSpec::Unarchive(unarchive) => (Vec::new(), keys(&unarchive.source)),
         _ => (Vec::new(), Vec::new()),
     };
     let mut defines: Vec<String> = resource.register.iter().cloned().collect();
@@ -956,6 +958,118 @@ fn check_semantics(
                 );
             }
         }
+        ResourceSpec::Sysctl(sysctl) => {
+            let name = &sysctl.name;
+            if !templates::is_templated(name) && !sysctl_name_is_valid(name) {
+                reader.error(
+                    at(&["sysctl"]),
+                    context,
+                    format!("field `sysctl`: invalid kernel parameter name `{name}`"),
+                    Some("write it as sysctl does, such as `net.ipv4.ip_forward`".to_string()),
+                );
+            }
+            if sysctl.state.literal() == Some(Presence::Present) && sysctl.value.is_none() {
+                reader.error(
+                    node.span.start,
+                    context,
+                    "missing field `value`: a sysctl that is present needs a value",
+                    Some(
+                        "add `value = \"1\"`, or `state = \"absent\"` to remove its line"
+                            .to_string(),
+                    ),
+                );
+            }
+            if sysctl
+                .value
+                .as_deref()
+                .is_some_and(|value| value.contains(['\n', '\r']))
+            {
+                reader.error(
+                    at(&["value"]),
+                    context,
+                    "field `value` must be a single line",
+                    None,
+                );
+            }
+            if let Some(file) = &sysctl.file {
+                check_absolute_field(reader, "file", file, at(&["file"]), context);
+            }
+        }
+        ResourceSpec::Mount(mount) => {
+            check_absolute_path(reader, &mount.path, at(&["path"]), context);
+            if let Some(fstab) = &mount.fstab {
+                check_absolute_field(reader, "fstab", fstab, at(&["fstab"]), context);
+            }
+            let needs_entry = matches!(
+                mount.state.literal(),
+                Some(MountState::Mounted | MountState::Present)
+            );
+            for (key, value) in [("src", &mount.src), ("fstype", &mount.fstype)] {
+                if needs_entry && value.is_none() {
+                    reader.error(
+                        node.span.start,
+                        context,
+                        format!("missing field `{key}`: a mounted or present filesystem needs `src` and `fstype`"),
+                        Some("for example `src = \"tmpfs\"` and `fstype = \"tmpfs\"`".to_string()),
+                    );
+                }
+            }
+            for (key, value) in [("fstype", &mount.fstype), ("opts", &mount.opts)] {
+                let Some(value) = value
+                    .as_deref()
+                    .filter(|value| !templates::is_templated(value))
+                else {
+                    continue;
+                };
+                if value.is_empty()
+                    || value.starts_with('-')
+                    || value.chars().any(char::is_whitespace)
+                {
+                    reader.error(
+                        at(&[key]),
+                        context,
+                        format!("field `{key}`: invalid value `{value}`: expected a word without spaces, not starting with `-`"),
+                        Some("separate mount options with commas: `opts = \"noatime,nodev\"`".to_string()),
+                    );
+                }
+            }
+        }
+        ResourceSpec::Unarchive(unarchive) => {
+            if !templates::is_templated(&unarchive.dest) && !unarchive.dest.starts_with('/') {
+                check_absolute_field(reader, "dest", &unarchive.dest, at(&["dest"]), context);
+            }
+            match (&unarchive.src, &unarchive.source) {
+                (Some(_), Some(_)) => reader.error(
+                    at(&["source"]),
+                    context,
+                    "fields `src` and `source` cannot be used together",
+                    Some("`src` is an archive on the host, `source` one the controller serves: keep one".to_string()),
+                ),
+                (None, None) => reader.error(
+                    node.span.start,
+                    context,
+                    "missing field `src` or `source`: which archive to unpack",
+                    Some("`src = \"/path/on/host.tar.gz\"` or `source = \"files/app.tar.gz\"`".to_string()),
+                ),
+                (Some(src), None) => {
+                    check_absolute_field(reader, "src", src, at(&["src"]), context);
+                }
+                (None, Some(source)) if templates::is_templated(source) => {
+                    if let Err(problem) = item_keys(resource, source) {
+                        reader.error(
+                            at(&["source"]),
+                            context,
+                            format!("field `source` cannot contain template syntax{problem}"),
+                            Some("`source` names a file on the controller, sent before the host renders anything: write a fixed path, or loop over a list and read only the item".to_string()),
+                        );
+                    }
+                }
+                (None, Some(_)) => {}
+            }
+            if let Some(creates) = &unarchive.creates {
+                check_absolute_field(reader, "creates", creates, at(&["creates"]), context);
+            }
+        }
         ResourceSpec::User(user) => {
             let name = resource.spec.main_argument();
             check_account_name(reader, "user", &name, at(&["user", "name"]), context);
@@ -1208,25 +1322,28 @@ fn first_line(text: &str) -> &str {
 }
 
 fn check_absolute_path(reader: &mut Reader<'_>, path: &str, offset: usize, context: &str) {
+    check_absolute_field(reader, "path", path, offset, context);
+}
+
+fn check_absolute_field(
+    reader: &mut Reader<'_>,
+    key: &str,
+    path: &str,
+    offset: usize,
+    context: &str,
+) {
     if !templates::is_templated(path) && !path.starts_with('/') {
         reader.error(
             offset,
             context,
-            format!("field `path` must be an absolute path, found `{path}`"),
+            format!("field `{key}` must be an absolute path, found `{path}`"),
             None,
         );
     }
 }
 
 fn check_absolute_dest(reader: &mut Reader<'_>, dest: &str, offset: usize, context: &str) {
-    if !templates::is_templated(dest) && !dest.starts_with('/') {
-        reader.error(
-            offset,
-            context,
-            format!("field `dest` must be an absolute path, found `{dest}`"),
-            None,
-        );
-    }
+    check_absolute_field(reader, "dest", dest, offset, context);
 }
 
 /// Checks a literal value against one of the grammars the agent applies to the rendered
@@ -1251,6 +1368,20 @@ fn check_rule(
             Some(hint.to_string()),
         );
     }
+}
+
+/// The agent's rule (`mop-agent` `resources/sysctl.rs`): `a.b.c` or `a/b/c`, plain names.
+fn sysctl_name_is_valid(name: &str) -> bool {
+    let separator = if name.contains('/') { '/' } else { '.' };
+    !name.is_empty()
+        && name.split(separator).all(|component| {
+            !component.is_empty()
+                && component != "."
+                && component != ".."
+                && component
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"_-.:@+".contains(&byte))
+        })
 }
 
 fn check_choice(

@@ -746,3 +746,36 @@ loop = ["a", "b"]
 "#,
     );
 }
+
+#[test]
+fn sysctl_mount_and_unarchive_fields() {
+    check(
+        "sysctl_mount_unarchive",
+        r#"
+[[roles]]
+name = "system"
+
+[[roles.resources]]
+type = "sysctl"
+sysctl = "net..ipv4/../x"
+file = "sysctl.d/99.conf"
+
+[[roles.resources]]
+type = "mount"
+path = "/srv/cache"
+fstype = "-oexec"
+opts = "size=1m mode=0700"
+
+[[roles.resources]]
+type = "unarchive"
+dest = "opt/app"
+src = "/tmp/app.tar.gz"
+source = "app.tar.gz"
+format = "rar"
+
+[[roles.resources]]
+type = "unarchive"
+dest = "/opt/app"
+"#,
+    );
+}

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::resource::{PackageState, Presence, ServiceState};
+use crate::resource::{ArchiveFormat, MountState, PackageState, Presence, ServiceState};
 
 /// A value that is one of a fixed set, as the policy spells it.
 pub trait ChoiceValue: Sized + Copy + Default {
@@ -133,6 +133,20 @@ macro_rules! choice_enum {
 }
 
 choice_enum!(Presence, Present = "present", Absent = "absent");
+choice_enum!(
+    MountState,
+    Mounted = "mounted",
+    Unmounted = "unmounted",
+    Present = "present",
+    Absent = "absent"
+);
+choice_enum!(
+    ArchiveFormat,
+    Tar = "tar",
+    TarGz = "tar.gz",
+    TarXz = "tar.xz",
+    Zip = "zip"
+);
 choice_enum!(
     PackageState,
     Present = "present",

@@ -315,6 +315,50 @@ const SERVICE: ResourceKind = ResourceKind {
     ],
 };
 
+const SYSCTL: ResourceKind = ResourceKind {
+    name: "sysctl",
+    main_field: "sysctl",
+    fields: &[
+        field("sysctl", Template),
+        field("value", Template),
+        field("state", TemplateChoice(PRESENCE)),
+        field("file", Template),
+    ],
+};
+
+const MOUNT: ResourceKind = ResourceKind {
+    name: "mount",
+    main_field: "path",
+    fields: &[
+        field("path", Template),
+        field("src", Template),
+        field("fstype", Template),
+        field("opts", Template),
+        field("dump", Scalar),
+        field("passno", Scalar),
+        field(
+            "state",
+            TemplateChoice(&["mounted", "unmounted", "present", "absent"]),
+        ),
+        field("fstab", Template),
+    ],
+};
+
+const UNARCHIVE: ResourceKind = ResourceKind {
+    name: "unarchive",
+    main_field: "dest",
+    fields: &[
+        field("dest", Template),
+        field("src", Template),
+        field("source", FieldKind::FileKey),
+        field(
+            "format",
+            TemplateChoice(&["tar", "tar.gz", "tar.xz", "zip"]),
+        ),
+        field("creates", Template),
+    ],
+};
+
 const USER: ResourceKind = ResourceKind {
     name: "user",
     main_field: "user",
@@ -384,6 +428,9 @@ pub const RESOURCE_KINDS: &[ResourceKind] = &[
     GIT,
     REPOSITORY,
     SERVICE,
+    SYSCTL,
+    MOUNT,
+    UNARCHIVE,
     USER,
     GROUP,
     ECHO,
@@ -421,6 +468,9 @@ impl ResourceSpec {
             ResourceSpec::Git(_) => &GIT,
             ResourceSpec::Repository(_) => &REPOSITORY,
             ResourceSpec::Service(_) => &SERVICE,
+            ResourceSpec::Sysctl(_) => &SYSCTL,
+            ResourceSpec::Mount(_) => &MOUNT,
+            ResourceSpec::Unarchive(_) => &UNARCHIVE,
             ResourceSpec::User(_) => &USER,
             ResourceSpec::Group(_) => &GROUP,
             ResourceSpec::Echo(_) => &ECHO,
@@ -459,7 +509,7 @@ fn sample_value(kind: &ResourceKind, field: &FieldDescription) -> serde_json::Va
         (_, "packages" | "groups" | "keys" | "suites" | "components", _) => json!([text, "fixed"]),
         (_, "that", _) => json!(["true"]),
         (_, "vars", _) => json!({ "a": text }),
-        (_, "uid" | "gid" | "timeout", Scalar) => json!(7),
+        (_, "uid" | "gid" | "timeout" | "dump" | "passno", Scalar) => json!(7),
         (_, _, Scalar) => json!(true),
         _ => json!(text),
     }

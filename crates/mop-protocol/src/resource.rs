@@ -79,6 +79,9 @@ pub enum ResourceSpec {
     Git(GitSpec),
     Repository(RepositorySpec),
     Service(ServiceSpec),
+    Sysctl(SysctlSpec),
+    Mount(MountSpec),
+    Unarchive(UnarchiveSpec),
     User(UserSpec),
     Group(GroupSpec),
     Echo(EchoSpec),
@@ -105,6 +108,9 @@ impl ResourceSpec {
             ResourceSpec::Git(spec) => spec.dest.clone(),
             ResourceSpec::Repository(spec) => spec.name.clone(),
             ResourceSpec::Service(spec) => spec.name.clone(),
+            ResourceSpec::Sysctl(spec) => spec.name.clone(),
+            ResourceSpec::Mount(spec) => spec.path.clone(),
+            ResourceSpec::Unarchive(spec) => spec.dest.clone(),
             ResourceSpec::User(spec) => spec.name.clone(),
             ResourceSpec::Group(spec) => spec.name.clone(),
             ResourceSpec::Echo(spec) => spec.msg.clone(),
@@ -551,6 +557,129 @@ impl ServiceSpec {
     pub fn boot_enabled(&self) -> Option<bool> {
         self.enabled.as_ref().map(Templated::resolved)
     }
+}
+
+/// The sysctl file a `sysctl` resource persists its parameter in when `file` is not given.
+pub const DEFAULT_SYSCTL_FILE: &str = "/etc/sysctl.d/99-mop.conf";
+
+/// A kernel parameter: its live value (`/proc/sys/...`) and its line in a sysctl file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysctlSpec {
+    /// Written `sysctl = "net.ipv4.ip_forward"` (the common `name` field is the label).
+    #[serde(rename = "sysctl")]
+    pub name: String,
+    /// The value (required when present); a TOML integer is taken as its decimal text.
+    #[serde(
+        default,
+        deserialize_with = "optional_text_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub value: Option<String>,
+    /// `absent` removes the parameter's line from the file and leaves the live value alone.
+    #[serde(default)]
+    pub state: Templated<Presence>,
+    /// The file the parameter is persisted in (default [`DEFAULT_SYSCTL_FILE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// The fstab file a `mount` resource edits when `fstab` is not given.
+pub const DEFAULT_FSTAB: &str = "/etc/fstab";
+
+/// What a `mount` resource converges: the fstab entry and whether it is mounted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountState {
+    /// In fstab and mounted.
+    #[default]
+    Mounted,
+    /// In fstab (as given) and not mounted.
+    Unmounted,
+    /// In fstab; whether it is mounted is left alone.
+    Present,
+    /// Not in fstab and not mounted.
+    Absent,
+}
+
+/// A filesystem: its fstab entry and its mounted state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountSpec {
+    /// The mount point.
+    pub path: String,
+    /// The device, `UUID=...`, `server:/export` or pseudo source (`tmpfs`); required unless
+    /// absent or unmounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    /// Required unless absent or unmounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fstype: Option<String>,
+    /// Mount options (default `defaults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opts: Option<String>,
+    /// fstab's fifth field (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<u32>,
+    /// fstab's sixth field (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passno: Option<u32>,
+    #[serde(default)]
+    pub state: Templated<MountState>,
+    /// The fstab file to edit (default [`DEFAULT_FSTAB`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fstab: Option<String>,
+}
+
+/// The archive formats `unarchive` reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArchiveFormat {
+    /// Only stands in for a template not rendered yet (see [`Templated::resolved`]).
+    #[default]
+    #[serde(rename = "tar")]
+    Tar,
+    #[serde(rename = "tar.gz")]
+    TarGz,
+    #[serde(rename = "tar.xz")]
+    TarXz,
+    #[serde(rename = "zip")]
+    Zip,
+}
+
+/// An archive unpacked into a directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnarchiveSpec {
+    /// The directory the archive is unpacked into (created when missing).
+    pub dest: String,
+    /// Path of the archive on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    /// Path of the archive served by the controller's file server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The format; read from the archive's first bytes when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Templated<ArchiveFormat>>,
+    /// Skip the resource when this path exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creates: Option<String>,
+}
+
+/// Accepts `"1"` or `1` as the text `1`.
+fn optional_text_or_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Integer(i64),
+    }
+    Ok(Some(match Raw::deserialize(deserializer)? {
+        Raw::Text(text) => text,
+        Raw::Integer(number) => number.to_string(),
+    }))
 }
 
 /// A local user account.

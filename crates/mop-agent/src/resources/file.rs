@@ -276,7 +276,7 @@ fn parent_display(path: &Path) -> String {
 
 /// The sha256 of a served file: the plan's, or asked of the controller when the plan was sent
 /// before the controller had hashed the file.
-fn served_sha256(
+pub(super) fn served_sha256(
     source: &str,
     entry: &FileEntry,
     ctx: &mut ResourceContext<'_>,
@@ -299,7 +299,7 @@ fn served_sha256(
 /// checks its size against the plan and its sha256 against the one the controller announced
 /// at the end of the stream (and the plan's, if it had one). Returns the file and that sha256.
 /// On any mismatch the temporary file is dropped (removed) and the destination is untouched.
-fn receive(
+pub(super) fn receive(
     path: &Path,
     source: &str,
     entry: &FileEntry,

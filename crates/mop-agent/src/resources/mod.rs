@@ -15,8 +15,11 @@ mod git;
 mod line;
 mod link;
 mod meta;
+mod mount;
 pub(crate) mod process;
 mod repository;
+mod sysctl;
+mod unarchive;
 mod words;
 
 use std::collections::BTreeMap;
@@ -120,6 +123,11 @@ pub fn dispatch(
         ResourceSpec::Service(service_spec) => {
             system::service(service_spec, &system_context, ctx.runner)
         }
+        ResourceSpec::Sysctl(sysctl_spec) => sysctl::converge(sysctl_spec, ctx.check, ctx.diff),
+        ResourceSpec::Mount(mount_spec) => {
+            mount::converge(mount_spec, ctx.check, ctx.diff, ctx.runner)
+        }
+        ResourceSpec::Unarchive(unarchive_spec) => unarchive::converge(unarchive_spec, ctx),
         ResourceSpec::User(user_spec) => system::user(user_spec, &system_context, ctx.runner),
         ResourceSpec::Group(group_spec) => system::group(group_spec, &system_context, ctx.runner),
         ResourceSpec::Echo(echo_spec) => Ok(meta::echo(echo_spec)),

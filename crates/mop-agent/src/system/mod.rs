@@ -62,7 +62,10 @@ fn display_command(argv: &[&str]) -> String {
 
 /// Runs a command that only reads host state. The caller interprets the exit code; only a
 /// failure to start the program is an error here.
-fn run_query(runner: &mut dyn Runner, argv: &[&str]) -> Result<CommandOutput, ResourceError> {
+pub(crate) fn run_query(
+    runner: &mut dyn Runner,
+    argv: &[&str],
+) -> Result<CommandOutput, ResourceError> {
     runner.run(argv).map_err(|err| {
         let program = argv.first().copied().unwrap_or_default();
         let mut message = format!("cannot run `{}`: {err}", display_command(argv));
@@ -99,7 +102,10 @@ fn run_change_with(
 }
 
 /// [`run_change_with`] for tools that exit 0 on success.
-fn run_change(runner: &mut dyn Runner, argv: &[&str]) -> Result<CommandOutput, ResourceError> {
+pub(crate) fn run_change(
+    runner: &mut dyn Runner,
+    argv: &[&str],
+) -> Result<CommandOutput, ResourceError> {
     run_change_with(runner, argv, |rc| rc == 0)
 }
 
