@@ -510,6 +510,11 @@ pub struct DownloadArgs {
     #[arg(long)]
     pub suffix: bool,
 
+    /// Read the files as root, through sudo (the host's `mop_sudo_password` is fed to sudo):
+    /// sudo copies them into a private directory under `/tmp`, removed afterwards.
+    #[arg(long)]
+    pub sudo: bool,
+
     #[command(flatten)]
     pub output: JsonOutput,
 }

@@ -76,6 +76,9 @@ pub struct DownloadOptions {
     pub recursive: bool,
     /// `LOCAL_DIR/<name>_<host>` instead of `LOCAL_DIR/<host>/<name>`.
     pub suffix: bool,
+    /// Read the files as root: sudo copies them into a private directory of the login user
+    /// under `/tmp`, SFTP (which runs as the login user) fetches that copy, which is removed.
+    pub sudo: bool,
     /// Hosts worked on at once.
     pub forks: NonZeroUsize,
 }
@@ -455,16 +458,20 @@ async fn download_one(
     let session = pool.open(name).await.map_err(|error| error.to_string())?;
     let remote = remote.trim_end_matches('/');
     let base = name_of(remote).to_string();
+    // Root, whatever `mop_sudo_username` says: the copy is chowned to the login user.
+    let sudo = sudo_for(host, options.sudo, Some("root"));
+    let prefix = RunAs::from_spec(sudo.as_ref()).command_prefix();
+    let list = r#"if [ -d "$1" ]; then echo dir; find "$1" -type f -print; elif [ -e "$1" ]; then echo file; else echo missing; fi"#;
     let listing = session
         .exec(
-        &format!(
-            "if [ -d {path} ]; then echo dir; find {path} -type f -print; elif [ -e {path} ]; then echo file; else echo missing; fi",
-            path = quote(remote)
-        ),
-        None,
-    )
-    .await
-    .map_err(|detail| format!("host `{name}`: {detail}"))?;
+            &format!("LC_ALL=C; export LC_ALL; {prefix}sh -c {} sh {}", quote(list), quote(remote)),
+            password_line(sudo.as_ref()),
+        )
+        .await
+        .map_err(|detail| format!("host `{name}`: {detail}"))?;
+    if listing.code != Some(0) {
+        return Err(sudo_failure(&session, host, sudo.as_ref(), &listing.stderr).await);
+    }
     let mut lines = listing.stdout.lines();
     let files: Vec<(String, String)> = match lines.next() {
         Some("file") => vec![(remote.to_string(), String::new())],
@@ -487,6 +494,84 @@ async fn download_one(
         }
         _ => return Err(format!("host `{name}`: `{remote}` does not exist")),
     };
+    let stage = match &sudo {
+        Some(spec) => Some(stage_for_reading(&session, host, spec, remote).await?),
+        None => None,
+    };
+    let fetched = fetch_files(&session, host, &files, stage.as_deref(), remote, local_dir, &base, options).await;
+    if let Some(stage) = &stage {
+        // The copy belongs to the login user: no sudo needed to remove it.
+        let _ = session.exec(&format!("rm -rf {}", quote(stage)), None).await;
+    }
+    fetched
+}
+
+/// With `--sudo`: copies `remote` as root into a fresh private directory of the login user
+/// (`mktemp -d`, mode 0700) and gives the copy to the login user; returns the directory.
+async fn stage_for_reading(
+    session: &crate::ssh::RemoteSession,
+    host: &AdhocHost,
+    sudo: &SudoSpec,
+    remote: &str,
+) -> Result<String, String> {
+    let name = host.name.as_str();
+    let copy = r#"cp -R -- "$1" "$2/copy" && chown -R "$3" "$2/copy""#;
+    let prefix = RunAs::from_spec(Some(sudo)).command_prefix();
+    let script = format!(
+        "LC_ALL=C; export LC_ALL; umask 077; stage=$(mktemp -d /tmp/.mop-download-XXXXXXXX) || exit 3; \
+         if {prefix}sh -c {} sh {} \"$stage\" \"$(id -u)\"; then echo \"$stage\"; else rm -rf \"$stage\"; exit 4; fi",
+        quote(copy),
+        quote(remote)
+    );
+    let output = session
+        .exec(&script, password_line(Some(sudo)))
+        .await
+        .map_err(|detail| format!("host `{name}`: {detail}"))?;
+    match (output.code, output.stdout.trim()) {
+        (Some(0), stage) if stage.starts_with("/tmp/.mop-download-") => Ok(stage.to_string()),
+        (Some(3), _) => Err(format!(
+            "host `{name}`: cannot create a private directory under `/tmp` for the copy: {}",
+            redact(output.stderr.trim(), Some(sudo))
+        )),
+        _ => Err(sudo_failure(session, host, Some(sudo), &output.stderr).await),
+    }
+}
+
+/// What a failed sudo'd step says, in mop's words when sudo itself refused (sudo's own
+/// "a password is required" is never shown).
+async fn sudo_failure(
+    session: &crate::ssh::RemoteSession,
+    host: &AdhocHost,
+    sudo: Option<&SudoSpec>,
+    stderr: &str,
+) -> String {
+    let name = host.name.as_str();
+    let stderr = redact(stderr.trim(), sudo);
+    match sudo {
+        Some(spec) if crate::ssh::is_sudo_refusal(&stderr) => {
+            let login_user = host.connection.user.as_deref().unwrap_or("the login user");
+            let run_as = RunAs::from_spec(Some(spec));
+            crate::ssh::diagnose_refusal(session, name, login_user, &run_as, Some(spec), &stderr)
+                .await
+                .to_string()
+        }
+        _ => format!("host `{name}`: {stderr}"),
+    }
+}
+
+/// Fetches the listed files over SFTP, from the staged copy when there is one.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_files(
+    session: &crate::ssh::RemoteSession,
+    host: &AdhocHost,
+    files: &[(String, String)],
+    stage: Option<&str>,
+    remote: &str,
+    local_dir: &Path,
+    base: &str,
+    options: &DownloadOptions,
+) -> Result<CopyOutcome, String> {
+    let name = host.name.as_str();
     let sftp = session
         .sftp()
         .await
@@ -496,22 +581,38 @@ async fn download_one(
         ..CopyOutcome::default()
     };
     let mut result = Ok(());
-    for (path, relative) in &files {
-        let target = local_target(local_dir, name, &base, relative, options.suffix);
-        match sftp.download_to(path, &target).await {
+    for (path, relative) in files {
+        let target = local_target(local_dir, name, base, relative, options.suffix);
+        let source = match stage {
+            Some(stage) => format!("{stage}/copy{}", &path[remote.len().min(path.len())..]),
+            None => path.clone(),
+        };
+        match sftp.download_to(&source, &target).await {
             Ok(bytes) => {
                 outcome.files_sent += 1;
                 outcome.bytes_sent += bytes;
                 outcome.paths.push(target.display().to_string());
             }
             Err(detail) => {
-                result = Err(format!("host `{name}`: cannot download `{path}`: {detail}"));
+                result = Err(download_error(name, path, &detail.to_string(), stage.is_some()));
                 break;
             }
         }
     }
     drop(sftp);
     result.map(|()| outcome)
+}
+
+/// `host `db1`: cannot download `/x`: permission denied` plus what to do about it.
+fn download_error(host: &str, path: &str, detail: &str, sudo: bool) -> String {
+    let hint = match detail {
+        "permission denied" if !sudo => {
+            "\n  hint: the login user cannot read it; pass --sudo to read it as root"
+        }
+        "no such file or directory" => "\n  hint: it was removed while mop was copying it",
+        _ => "",
+    };
+    format!("host `{host}`: cannot download `{path}`: {detail}{hint}")
 }
 
 /// Copies `source_path` on `source_host` to `target_path` on `target_host`, streamed through

@@ -69,7 +69,9 @@ pub fn run(args: RunArgs) -> Result<u8> {
     let on_line = move |line: OutputLine<'_>| {
         if stream {
             match line.stream {
-                StreamKind::Stdout => println!("{} | {}", line.host, line.text),
+                StreamKind::Stdout => {
+                    crate::pipe::print_line(&format!("{} | {}", line.host, line.text))
+                }
                 StreamKind::Stderr => eprintln!("{} | {}", line.host, line.text),
             }
         }
