@@ -50,7 +50,10 @@ fn login_as(sandbox: &Sandbox, user: &str, password: Option<&str>) {
         .unwrap_or_default();
     sandbox.set_inventory_extra(
         "",
-        &format!("[groups.web.vars]\nmop_ssh_username = \"{user}\"\nmop_sudo = true\n{password}"),
+        &format!(
+            "[groups.web.vars]\nmop_ssh_username = \"{user}\"\nmop_sudo = true\n{password}mop_agent_dir = \"/home/{user}/.mop-e2e-{}\"\n",
+            unique_name("sudo")
+        ),
     );
 }
 
@@ -118,7 +121,9 @@ fn run_sudo_without_rights_is_diagnosed_in_mops_words() {
     assert_eq!(output.exit, 1, "{}", output.describe());
     let all = format!("{}{}", output.stdout, output.stderr);
     assert!(
-        all.contains(&format!("user {TEST_NO_SUDO_USER} may not use sudo on host1")),
+        all.contains(&format!(
+            "user {TEST_NO_SUDO_USER} may not use sudo on host1"
+        )),
         "{}",
         output.describe()
     );
@@ -128,23 +133,21 @@ fn run_sudo_without_rights_is_diagnosed_in_mops_words() {
     let output = mop_in(&sandbox, &["run", "web", "--sudo", "--", "id -u"]);
     assert_eq!(output.exit, 1, "{}", output.describe());
     let all = format!("{}{}", output.stdout, output.stderr);
-    assert!(
-        all.contains("needs a password"),
-        "{}",
-        output.describe()
-    );
+    assert!(all.contains("needs a password"), "{}", output.describe());
     assert_no_raw_sudo(&all);
 }
 
 #[test]
 fn download_with_sudo_reads_a_root_only_file() {
-    let sandbox = Sandbox::start("download-sudo", TestHostsBuilder::new().hosts(1).group("web"));
+    let sandbox = Sandbox::start(
+        "download-sudo",
+        TestHostsBuilder::new().hosts(1).group("web"),
+    );
     let secret_dir = sandbox.out.join(unique_name("rootonly"));
     std::fs::create_dir(&secret_dir).expect("create the directory");
     let secret = secret_dir.join("secret.conf");
     std::fs::write(&secret, "root only\n").expect("write the root-only file");
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
-        .expect("chmod 0600");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
     let remote = secret.display().to_string();
     let downloads = sandbox.dir().join("dl");
     let dl = downloads.display().to_string();
@@ -177,6 +180,32 @@ fn download_with_sudo_reads_a_root_only_file() {
         !output.stderr.contains("warning"),
         "no warning on a clean download: {}",
         output.describe()
+    );
+
+    // transfer --sudo: from the root-only file into a directory only root may write.
+    let protected = secret_dir.join("protected");
+    std::fs::create_dir(&protected).expect("create the protected directory");
+    std::fs::set_permissions(&protected, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let copy = protected.join("copy.conf");
+    let source = format!("host1:{remote}");
+    let destination = format!("host1:{}", copy.display());
+    let refused = mop_in(&sandbox, &["transfer", &source, &destination]);
+    assert_eq!(refused.exit, 1, "{}", refused.describe());
+    assert!(
+        refused.stdout.contains("permission denied") && !refused.stdout.contains("PermDenied"),
+        "{}",
+        refused.describe()
+    );
+    let output = mop_in(&sandbox, &["transfer", &source, &destination, "--sudo"]);
+    assert_eq!(output.exit, 0, "{}", output.describe());
+    assert_eq!(
+        std::fs::read_to_string(&copy).expect("transferred"),
+        "root only\n"
+    );
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&copy).expect("stat")),
+        0,
+        "the transferred file belongs to root"
     );
     let _ = std::fs::remove_dir_all(&secret_dir);
 }

@@ -25,7 +25,10 @@ msg = "two"
 
 /// Runs mop with a stdout pipe whose only reader is closed before mop writes anything, so the
 /// first write finds no reader (deterministic, unlike a racing `| head`).
-fn with_closed_stdout(args: &[OsString], control_dir: &std::path::Path) -> (Option<i32>, Option<i32>, String) {
+fn with_closed_stdout(
+    args: &[OsString],
+    control_dir: &std::path::Path,
+) -> (Option<i32>, Option<i32>, String) {
     let mut command = mop();
     command
         .args(args)
@@ -61,10 +64,45 @@ fn list_commands_die_of_sigpipe_quietly_when_the_reader_is_gone() {
     let mut commands: Vec<Vec<OsString>> = vec![
         [os(&["inventory", "-i"]), vec![inventory.clone()]].concat(),
         [os(&["inventory", "--json", "-i"]), vec![inventory.clone()]].concat(),
-        [os(&["push"]), vec![policy.clone()], os(&["--list-hosts", "-i"]), vec![inventory.clone()]].concat(),
-        [os(&["push"]), vec![policy.clone()], os(&["--list-tasks", "--json", "-i"]), vec![inventory.clone()]].concat(),
-        [os(&["run", "-i"]), vec![inventory.clone()], os(&["web", "--stream", "--", "seq 1 1000"])].concat(),
-        [os(&["run", "--json", "-i"]), vec![inventory.clone()], os(&["web", "--", "seq 1 1000"])].concat(),
+        [
+            os(&["push"]),
+            vec![policy.clone()],
+            os(&["--list-hosts", "-i"]),
+            vec![inventory.clone()],
+        ]
+        .concat(),
+        [
+            os(&["push"]),
+            vec![policy.clone()],
+            os(&["--list-tasks", "--json", "-i"]),
+            vec![inventory.clone()],
+        ]
+        .concat(),
+        [
+            os(&["run", "-i"]),
+            vec![inventory.clone()],
+            os(&["web", "--stream", "--", "seq 1 1000"]),
+        ]
+        .concat(),
+        [
+            os(&["run", "--json", "-i"]),
+            vec![inventory.clone()],
+            os(&["web", "--", "seq 1 1000"]),
+        ]
+        .concat(),
+        [
+            os(&["run", "-i"]),
+            vec![inventory.clone()],
+            os(&["web", "--", "seq 1 1000"]),
+        ]
+        .concat(),
+        [os(&["clean", "-i"]), vec![inventory.clone()], os(&["web"])].concat(),
+        [
+            os(&["clean", "--json", "-i"]),
+            vec![inventory.clone()],
+            os(&["web"]),
+        ]
+        .concat(),
     ];
     // With a persisted master there is a line to print.
     let persisted = crate::support::run(
@@ -84,15 +122,17 @@ fn list_commands_die_of_sigpipe_quietly_when_the_reader_is_gone() {
             "mop {args:?} should end by SIGPIPE; stderr: {stderr}"
         );
         assert!(
-            !stderr.contains("Broken pipe") && !stderr.contains("error") && !stderr.contains("panicked"),
+            !stderr.contains("Broken pipe")
+                && !stderr.contains("error")
+                && !stderr.contains("panicked"),
             "mop {args:?} complained about the closed pipe: {stderr}"
         );
     }
-    let closed = crate::support::run(
-        mop()
-            .env("MOP_CONTROL_DIR", &control_dir)
-            .args(["connections", "close", "host1"]),
-    );
+    let closed = crate::support::run(mop().env("MOP_CONTROL_DIR", &control_dir).args([
+        "connections",
+        "close",
+        "host1",
+    ]));
     assert_eq!(closed.exit, 0, "{}", closed.describe());
     // Nothing of the master is left in the directory, its lock file included.
     let left: Vec<_> = std::fs::read_dir(&control_dir)

@@ -23,7 +23,9 @@ type = "file"
 path = "@CASE@/missing/app.conf"
 content = "x\n"
 "#,
-        failure: Some("parent directory `@CASE@/missing` of `@CASE@/missing/app.conf` does not exist"),
+        failure: Some(
+            "parent directory `@CASE@/missing` of `@CASE@/missing/app.conf` does not exist",
+        ),
     },
     Case {
         name: "file in a directory an earlier resource creates",

@@ -55,8 +55,7 @@ impl Blackhole {
             address: format!("{network}.{}", fourth + 2),
         };
         ip(&[
-            "link", "add", &near_end, "type", "veth", "peer", "name", &far_end, "netns",
-            &namespace,
+            "link", "add", &near_end, "type", "veth", "peer", "name", &far_end, "netns", &namespace,
         ]);
         ip(&[
             "addr",

@@ -538,6 +538,11 @@ pub struct TransferArgs {
     #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
     pub persist: Option<std::time::Duration>,
 
+    /// Read the source and write the destination as root, through sudo on both hosts (their
+    /// `mop_sudo_password` is fed to sudo); staging files live in private places under `/tmp`.
+    #[arg(long)]
+    pub sudo: bool,
+
     #[command(flatten)]
     pub output: JsonOutput,
 }

@@ -19,7 +19,13 @@ pub fn print_line(line: &str) {
         return;
     }
     let mut out = std::io::stdout().lock();
-    if let Err(error) = writeln!(out, "{line}") {
+    note(writeln!(out, "{line}"));
+}
+
+/// Remembers a write to stdout that found the reader gone (other errors stay ignored, as
+/// before: the caller had nothing better to do with them).
+pub fn note(result: std::io::Result<()>) {
+    if let Err(error) = result {
         if error.kind() == std::io::ErrorKind::BrokenPipe {
             STDOUT_CLOSED.store(true, Ordering::Relaxed);
         }

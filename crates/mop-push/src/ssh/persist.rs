@@ -567,7 +567,10 @@ async fn proven_ours(control: &ControlDir, connection: &PersistedConnection) -> 
     let pid = master_pid(&socket)
         .await
         .ok_or_else(|| "its master does not say its pid".to_string())?;
-    if connection.master_pid.is_some_and(|recorded| recorded != pid) {
+    if connection
+        .master_pid
+        .is_some_and(|recorded| recorded != pid)
+    {
         return Err(format!(
             "the process on its socket (pid {pid}) is not the master mop started"
         ));

@@ -120,9 +120,7 @@ pub(crate) fn sftp_failure(error: &openssh_sftp_client::Error) -> ChannelError {
             SftpErrorKind::NoSuchFile => "no such file or directory".to_string(),
             SftpErrorKind::PermDenied => "permission denied".to_string(),
             SftpErrorKind::OpUnsupported => "the sftp server does not support this".to_string(),
-            SftpErrorKind::Failure | SftpErrorKind::BadMessage | SftpErrorKind::Unknown => {
-                "the sftp server refused (it gives no reason)".to_string()
-            }
+            _ => "the sftp server refused (it gives no reason)".to_string(),
         },
         other => other.to_string(),
     };

@@ -196,7 +196,9 @@ pub(crate) fn classify_sudo_failure(
     // sudoers asks for a password before it looks the user up, so a user with no rule at all
     // gets the same "a password is required" as one who only lacks the password: the check
     // scripts ask `sudo -n -v` too, which says "may not run sudo" for the former only.
-    if output.lines().any(|line| line.trim() == NO_SUDO_RIGHTS_MARK)
+    if output
+        .lines()
+        .any(|line| line.trim() == NO_SUDO_RIGHTS_MARK)
         || output.contains("is not in the sudoers file")
     {
         return SshError::SudoNoRights {
@@ -484,7 +486,9 @@ mod tests {
         );
         check(
             &with_password,
-            &format!("Sorry, try again.\nsudo: 1 incorrect password attempt\n{NO_SUDO_RIGHTS_MARK}\n"),
+            &format!(
+                "Sorry, try again.\nsudo: 1 incorrect password attempt\n{NO_SUDO_RIGHTS_MARK}\n"
+            ),
             "user deploy may not use sudo on web1",
         );
         check(

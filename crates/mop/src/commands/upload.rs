@@ -96,7 +96,9 @@ pub fn print_outcomes(outcomes: &[CopyOutcome], as_json: bool, verb: &str) -> u8
             );
         } else {
             match &outcome.error {
-                Some(error) => crate::pipe::print_line(&format!("{}: FAILED: {error}", outcome.host)),
+                Some(error) => {
+                    crate::pipe::print_line(&format!("{}: FAILED: {error}", outcome.host))
+                }
                 None => crate::pipe::print_line(&format!(
                     "{}: {verb} {} file{} ({} bytes), {} already up to date ({:.2}s)",
                     outcome.host,
