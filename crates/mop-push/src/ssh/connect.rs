@@ -521,7 +521,7 @@ mod tests {
         );
         check(
             "ssh: connect to host 127.0.1.1 port 22: Connection timed out\r\n",
-            "web1 (127.0.1.1:22) did not complete the ssh login within 30 s",
+            "web1 (127.0.1.1:22) did not complete the ssh login within 10 s",
         );
         check(
             "channel 0: open failed: connect failed: Connection refused\r\nstdio forwarding failed\r\nkex_exchange_identification: Connection closed by remote host\r\n",
