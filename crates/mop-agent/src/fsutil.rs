@@ -76,20 +76,12 @@ impl WantedAttributes {
     pub fn require_accounts(&self) -> Result<(Option<u32>, Option<u32>), ResourceError> {
         let uid = match &self.owner {
             Some(Wanted::Id(uid)) => Some(*uid),
-            Some(Wanted::Missing(name)) => {
-                return Err(ResourceError::new(format!(
-                "user `{name}` does not exist\nhint: add a `user` resource for it before this one"
-            )))
-            }
+            Some(Wanted::Missing(name)) => return Err(missing_user(name)),
             None => None,
         };
         let gid = match &self.group {
             Some(Wanted::Id(gid)) => Some(*gid),
-            Some(Wanted::Missing(name)) => {
-                return Err(ResourceError::new(format!(
-                    "group `{name}` does not exist\nhint: add a `group` resource for it before this one"
-                )))
-            }
+            Some(Wanted::Missing(name)) => return Err(missing_group(name)),
             None => None,
         };
         Ok((uid, gid))
@@ -158,6 +150,21 @@ pub fn io_error(what: &str, path: &Path, err: &io::Error) -> ResourceError {
 }
 
 /// The error for a missing parent directory.
+/// The failure of an `owner` naming no user (apply, and check mode when no earlier resource
+/// creates it).
+pub fn missing_user(name: &str) -> ResourceError {
+    ResourceError::new(format!(
+        "user `{name}` does not exist\nhint: add a `user` resource for it before this one"
+    ))
+}
+
+/// The failure of a `group` naming no group.
+pub fn missing_group(name: &str) -> ResourceError {
+    ResourceError::new(format!(
+        "group `{name}` does not exist\nhint: add a `group` resource for it before this one"
+    ))
+}
+
 pub fn missing_parent(path: &Path) -> ResourceError {
     let parent = path.parent().unwrap_or(Path::new("/"));
     ResourceError::new(format!(

@@ -41,6 +41,8 @@ pub struct SessionState {
     pub facts: Facts,
     pub engine: Engine,
     pub scope: Scope,
+    /// Check mode: what the session's earlier resources would have created (all roles).
+    pub predicted: crate::resources::Predicted,
 }
 
 impl SessionState {
@@ -50,6 +52,7 @@ impl SessionState {
             facts,
             engine: Engine::new(),
             scope,
+            predicted: crate::resources::Predicted::default(),
         }
     }
 }
@@ -432,6 +435,7 @@ impl RoleRun<'_> {
             fetcher: self.io.fetcher(),
             runner: &mut *self.runner,
             bytes_received: 0,
+            predicted: &mut self.state.predicted,
         };
         let result = resources::dispatch(&spec, &mut ctx);
         let bytes_received = ctx.bytes_received;

@@ -137,8 +137,8 @@ pub const MAGIC_VARIABLES: &[MagicVariable] = &[
         "mop_connect_timeout",
         MagicKind::Timeout,
         "integer seconds 1-3600",
-        "unset (SSH's own default)",
-        "how long to wait for the SSH connection",
+        "10",
+        "how long the TCP connect and the SSH banner exchange may each take",
     ),
     magic(
         "mop_agent_dir",

@@ -73,7 +73,8 @@ pub(crate) fn parse_resource(
             name: declared_name,
         };
     }
-    let Some((mut resource, dropped)) = deserialize_reporting_all(reader, node, table, &context) else {
+    let Some((mut resource, dropped)) = deserialize_reporting_all(reader, node, table, &context)
+    else {
         return Parsed::Failed {
             name: declared_name,
         };

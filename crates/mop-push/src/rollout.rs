@@ -760,9 +760,15 @@ async fn start_agent(
     let host_name = host.to_string();
     let stderr = process.stderr;
     let diagnostics = state.diagnostics.clone();
+    // When sudo refuses to start the agent, what it printed is diagnosed afterwards in mop's
+    // words (ssh/sudo.rs); its raw lines ("a password is required") are not passed on.
+    let under_sudo = options.sudo.is_some();
     let stderr_task = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
+            if under_sudo && crate::ssh::is_sudo_refusal(&line) {
+                continue;
+            }
             diagnostics.host_line(&host_name, &line);
         }
     });

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use crate::host::TestHost;
-use crate::users::{TEST_SUDO_PASSWORD_USER, TEST_USER};
+use crate::users::{TEST_NO_SUDO_USER, TEST_SUDO_PASSWORD_USER, TEST_USER};
 
 /// What one sshd needs in its config.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ pub(crate) fn sshd_config(settings: &SshdSettings<'_>) -> String {
          PasswordAuthentication {password}\n\
          KbdInteractiveAuthentication no\n\
          PermitRootLogin no\n\
-         AllowUsers {TEST_USER} {TEST_SUDO_PASSWORD_USER}\n\
+         AllowUsers {TEST_USER} {TEST_SUDO_PASSWORD_USER} {TEST_NO_SUDO_USER}\n\
          AllowTcpForwarding yes\n\
          Subsystem sftp internal-sftp\n\
          MaxSessions 64\n\
@@ -309,7 +309,7 @@ mop_known_hosts_file = "/tmp/run/known_hosts"
             "MaxSessions 64",
             "MaxStartups 200",
             "LogLevel VERBOSE",
-            "AllowUsers moptest moptestpw",
+            "AllowUsers moptest moptestpw moptestnosudo",
             "PerSourcePenalties no",
         ] {
             assert!(

@@ -1,6 +1,7 @@
-//! The two local test users and their sudoers drop-in, created idempotently under a file lock.
+//! The three local test users and their sudoers drop-in, created idempotently under a file lock.
 //!
-//! `moptest` has passwordless sudo; `moptestpw` must type [`TEST_SUDO_PASSWORD`] every time.
+//! `moptest` has passwordless sudo; `moptestpw` must type [`TEST_SUDO_PASSWORD`] every time;
+//! `moptestnosudo` has no sudoers rule at all.
 //! Both log in with the run's client key only (sshd has password authentication off unless a
 //! test asks for it). Their homes are real and shared by every test host: all hosts are this
 //! machine, so "a file on host3" is a file on this machine.
@@ -16,6 +17,8 @@ use crate::Error;
 pub const TEST_USER: &str = "moptest";
 /// A second user whose sudo requires [`TEST_SUDO_PASSWORD`] (no cached credentials).
 pub const TEST_SUDO_PASSWORD_USER: &str = "moptestpw";
+/// A third user with no sudo rights at all (no sudoers rule), who logs in with the key only.
+pub const TEST_NO_SUDO_USER: &str = "moptestnosudo";
 /// The login and sudo password of [`TEST_SUDO_PASSWORD_USER`].
 pub const TEST_SUDO_PASSWORD: &str = "mop-test-sudo-password";
 /// The sudoers drop-in this crate owns.
@@ -91,6 +94,7 @@ pub fn ensure_test_users() -> Result<UserSetupReport, Error> {
         Some(TEST_SUDO_PASSWORD),
         &mut report,
     )?;
+    ensure_user(TEST_NO_SUDO_USER, None, &mut report)?;
     ensure_sudoers(&mut report)?;
     Ok(report)
 }

@@ -510,6 +510,11 @@ pub struct DownloadArgs {
     #[arg(long)]
     pub suffix: bool,
 
+    /// Read the files as root, through sudo (the host's `mop_sudo_password` is fed to sudo):
+    /// sudo copies them into a private directory under `/tmp`, removed afterwards.
+    #[arg(long)]
+    pub sudo: bool,
+
     #[command(flatten)]
     pub output: JsonOutput,
 }
@@ -532,6 +537,11 @@ pub struct TransferArgs {
     /// `1h`), so the next mop command to them skips the login. See `mop connections`.
     #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
     pub persist: Option<std::time::Duration>,
+
+    /// Read the source and write the destination as root, through sudo on both hosts (their
+    /// `mop_sudo_password` is fed to sudo); staging files live in private places under `/tmp`.
+    #[arg(long)]
+    pub sudo: bool,
 
     #[command(flatten)]
     pub output: JsonOutput,

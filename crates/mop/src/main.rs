@@ -5,6 +5,7 @@ mod build_info;
 mod cli;
 mod commands;
 mod common;
+mod pipe;
 
 use std::process::ExitCode;
 
@@ -81,6 +82,8 @@ fn main() -> ExitCode {
         Command::ManPages(args) => commands::docs::man_pages(args),
     };
     match result {
+        Err(err) if pipe::is_broken_pipe(&err) => pipe::die_of_sigpipe(),
+        Ok(_) if pipe::stdout_closed() => pipe::die_of_sigpipe(),
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             common::print_error(&err, color);

@@ -44,6 +44,15 @@ fn present(path: &Path, spec: &DirectorySpec, check: bool) -> Result<Outcome, Re
     }
 }
 
+/// Apply's failure for a directory whose parent is missing (check mode says the same when no
+/// earlier resource creates the parent).
+pub(super) fn missing_parent(path: &Path) -> ResourceError {
+    ResourceError::new(format!(
+        "parent directory of `{}` does not exist\nhint: set `parents = true`, or add a `directory` resource for the parent first",
+        path.display()
+    ))
+}
+
 fn create(
     path: &Path,
     spec: &DirectorySpec,
@@ -60,10 +69,7 @@ fn create(
                     .unwrap_or_default()
             )]));
         }
-        return Err(ResourceError::new(format!(
-            "parent directory of `{}` does not exist\nhint: set `parents = true`, or add a `directory` resource for the parent first",
-            path.display()
-        )));
+        return Err(missing_parent(path));
     }
     if check {
         return Ok(Outcome::changed(vec!["created".to_string()]));

@@ -399,6 +399,7 @@ mod tests {
         files: BTreeMap<String, FileEntry>,
         fetcher: MemoryFetcher,
         bytes_received: u64,
+        predicted: crate::resources::Predicted,
     }
 
     impl Harness {
@@ -415,6 +416,7 @@ mod tests {
                 files: BTreeMap::new(),
                 fetcher: MemoryFetcher::default(),
                 bytes_received: 0,
+                predicted: crate::resources::Predicted::default(),
             }
         }
 
@@ -458,6 +460,7 @@ mod tests {
                 fetcher: &mut self.fetcher,
                 runner: &mut runner,
                 bytes_received: 0,
+                predicted: &mut self.predicted,
             };
             let result = dispatch(&ResourceSpec::File(spec.clone()), &mut ctx);
             self.bytes_received = ctx.bytes_received;
@@ -753,16 +756,16 @@ mod tests {
             content: Some("x".into()),
             ..spec(&dir.path().join("missing/file"))
         };
-        let outcome = harness.run(&orphan, true, false).expect("check reports");
-        assert!(
-            outcome.changes[0].contains("parent directory does not exist yet"),
-            "{outcome:?}"
-        );
+        // Check mode predicts apply: the same failure, word for word.
+        let predicted = harness
+            .run(&orphan, true, false)
+            .expect_err("check predicts the failure");
         let err = harness.run(&orphan, false, false).expect_err("apply fails");
         assert!(
             err.message.contains("hint: add a `directory` resource"),
             "{err}"
         );
+        assert_eq!(predicted.message, err.message);
     }
 
     #[test]

@@ -16,11 +16,14 @@ mod line;
 mod link;
 mod meta;
 mod mount;
+mod predicted;
 pub(crate) mod process;
 mod repository;
 mod sysctl;
 mod unarchive;
 mod words;
+
+pub use predicted::Predicted;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -87,6 +90,8 @@ pub struct ResourceContext<'a> {
     pub runner: &'a mut dyn Runner,
     /// File bytes received for this resource, filled in by `file`.
     pub bytes_received: u64,
+    /// Check mode: what earlier resources would have created (see `predicted.rs`).
+    pub predicted: &'a mut Predicted,
 }
 
 /// Runs one resource whose string fields are already rendered.
@@ -94,6 +99,19 @@ pub fn dispatch(
     spec: &ResourceSpec,
     ctx: &mut ResourceContext<'_>,
 ) -> Result<Outcome, ResourceError> {
+    if !ctx.check {
+        return converge(spec, ctx);
+    }
+    // Check mode fails where apply would, with apply's message.
+    ctx.predicted.preflight(spec)?;
+    let result = converge(spec, ctx);
+    if let Ok(outcome) = &result {
+        ctx.predicted.record(spec, outcome);
+    }
+    result
+}
+
+fn converge(spec: &ResourceSpec, ctx: &mut ResourceContext<'_>) -> Result<Outcome, ResourceError> {
     let system_context = SystemContext {
         check: ctx.check,
         facts: ctx.facts,

@@ -915,6 +915,7 @@ mod tests {
             let files = BTreeMap::new();
             let mut fetcher = MemoryFetcher::default();
             let mut runner = SystemRunner;
+            let mut predicted = crate::resources::Predicted::default();
             let mut ctx = ResourceContext {
                 check,
                 diff: false,
@@ -926,6 +927,7 @@ mod tests {
                 fetcher: &mut fetcher,
                 runner: &mut runner,
                 bytes_received: 0,
+                predicted: &mut predicted,
             };
             converge(spec, &mut ctx)
         }

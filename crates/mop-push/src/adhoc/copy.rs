@@ -76,6 +76,9 @@ pub struct DownloadOptions {
     pub recursive: bool,
     /// `LOCAL_DIR/<name>_<host>` instead of `LOCAL_DIR/<host>/<name>`.
     pub suffix: bool,
+    /// Read the files as root: sudo copies them into a private directory of the login user
+    /// under `/tmp`, SFTP (which runs as the login user) fetches that copy, which is removed.
+    pub sudo: bool,
     /// Hosts worked on at once.
     pub forks: NonZeroUsize,
 }
@@ -455,16 +458,24 @@ async fn download_one(
     let session = pool.open(name).await.map_err(|error| error.to_string())?;
     let remote = remote.trim_end_matches('/');
     let base = name_of(remote).to_string();
+    // Root, whatever `mop_sudo_username` says: the copy is chowned to the login user.
+    let sudo = sudo_for(host, options.sudo, Some("root"));
+    let prefix = RunAs::from_spec(sudo.as_ref()).command_prefix();
+    let list = r#"if [ -d "$1" ]; then echo dir; find "$1" -type f -print; elif [ -e "$1" ]; then echo file; else echo missing; fi"#;
     let listing = session
         .exec(
-        &format!(
-            "if [ -d {path} ]; then echo dir; find {path} -type f -print; elif [ -e {path} ]; then echo file; else echo missing; fi",
-            path = quote(remote)
-        ),
-        None,
-    )
-    .await
-    .map_err(|detail| format!("host `{name}`: {detail}"))?;
+            &format!(
+                "LC_ALL=C; export LC_ALL; {prefix}sh -c {} sh {}",
+                quote(list),
+                quote(remote)
+            ),
+            password_line(sudo.as_ref()),
+        )
+        .await
+        .map_err(|detail| format!("host `{name}`: {detail}"))?;
+    if listing.code != Some(0) {
+        return Err(sudo_failure(&session, host, sudo.as_ref(), &listing.stderr).await);
+    }
     let mut lines = listing.stdout.lines();
     let files: Vec<(String, String)> = match lines.next() {
         Some("file") => vec![(remote.to_string(), String::new())],
@@ -487,6 +498,96 @@ async fn download_one(
         }
         _ => return Err(format!("host `{name}`: `{remote}` does not exist")),
     };
+    let stage = match &sudo {
+        Some(spec) => Some(stage_for_reading(&session, host, spec, remote).await?),
+        None => None,
+    };
+    let fetched = fetch_files(
+        &session,
+        host,
+        &files,
+        stage.as_deref(),
+        remote,
+        local_dir,
+        &base,
+        options,
+    )
+    .await;
+    if let Some(stage) = &stage {
+        // The copy belongs to the login user: no sudo needed to remove it.
+        let _ = session
+            .exec(&format!("rm -rf {}", quote(stage)), None)
+            .await;
+    }
+    fetched
+}
+
+/// With `--sudo`: copies `remote` as root into a fresh private directory of the login user
+/// (`mktemp -d`, mode 0700) and gives the copy to the login user; returns the directory.
+async fn stage_for_reading(
+    session: &crate::ssh::RemoteSession,
+    host: &AdhocHost,
+    sudo: &SudoSpec,
+    remote: &str,
+) -> Result<String, String> {
+    let name = host.name.as_str();
+    let copy = r#"cp -R -- "$1" "$2/copy" && chown -R "$3" "$2/copy""#;
+    let prefix = RunAs::from_spec(Some(sudo)).command_prefix();
+    let script = format!(
+        "LC_ALL=C; export LC_ALL; umask 077; stage=$(mktemp -d /tmp/.mop-download-XXXXXXXX) || exit 3; \
+         if {prefix}sh -c {} sh {} \"$stage\" \"$(id -u)\"; then echo \"$stage\"; else rm -rf \"$stage\"; exit 4; fi",
+        quote(copy),
+        quote(remote)
+    );
+    let output = session
+        .exec(&script, password_line(Some(sudo)))
+        .await
+        .map_err(|detail| format!("host `{name}`: {detail}"))?;
+    match (output.code, output.stdout.trim()) {
+        (Some(0), stage) if stage.starts_with("/tmp/.mop-download-") => Ok(stage.to_string()),
+        (Some(3), _) => Err(format!(
+            "host `{name}`: cannot create a private directory under `/tmp` for the copy: {}",
+            redact(output.stderr.trim(), Some(sudo))
+        )),
+        _ => Err(sudo_failure(session, host, Some(sudo), &output.stderr).await),
+    }
+}
+
+/// What a failed sudo'd step says, in mop's words when sudo itself refused (sudo's own
+/// "a password is required" is never shown).
+async fn sudo_failure(
+    session: &crate::ssh::RemoteSession,
+    host: &AdhocHost,
+    sudo: Option<&SudoSpec>,
+    stderr: &str,
+) -> String {
+    let name = host.name.as_str();
+    let stderr = redact(stderr.trim(), sudo);
+    match sudo {
+        Some(spec) if crate::ssh::is_sudo_refusal(&stderr) => {
+            let login_user = host.connection.user.as_deref().unwrap_or("the login user");
+            let run_as = RunAs::from_spec(Some(spec));
+            crate::ssh::diagnose_refusal(session, name, login_user, &run_as, Some(spec), &stderr)
+                .await
+                .to_string()
+        }
+        _ => format!("host `{name}`: {stderr}"),
+    }
+}
+
+/// Fetches the listed files over SFTP, from the staged copy when there is one.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_files(
+    session: &crate::ssh::RemoteSession,
+    host: &AdhocHost,
+    files: &[(String, String)],
+    stage: Option<&str>,
+    remote: &str,
+    local_dir: &Path,
+    base: &str,
+    options: &DownloadOptions,
+) -> Result<CopyOutcome, String> {
+    let name = host.name.as_str();
     let sftp = session
         .sftp()
         .await
@@ -496,64 +597,130 @@ async fn download_one(
         ..CopyOutcome::default()
     };
     let mut result = Ok(());
-    for (path, relative) in &files {
-        let target = local_target(local_dir, name, &base, relative, options.suffix);
-        match sftp.download_to(path, &target).await {
+    for (path, relative) in files {
+        let target = local_target(local_dir, name, base, relative, options.suffix);
+        let source = match stage {
+            Some(stage) => format!("{stage}/copy{}", &path[remote.len().min(path.len())..]),
+            None => path.clone(),
+        };
+        match sftp.download_to(&source, &target).await {
             Ok(bytes) => {
                 outcome.files_sent += 1;
                 outcome.bytes_sent += bytes;
                 outcome.paths.push(target.display().to_string());
             }
             Err(detail) => {
-                result = Err(format!("host `{name}`: cannot download `{path}`: {detail}"));
+                result = Err(download_error(
+                    name,
+                    path,
+                    &detail.to_string(),
+                    stage.is_some(),
+                ));
                 break;
             }
         }
     }
-    drop(sftp);
+    // Waited for, not dropped: a dropped session ends in the background, still holding the
+    // connection when the pool closes it, which then warned "an agent channel was still
+    // open". Every file of it was a reader, already dropped, so `close` is safe here.
+    sftp.close().await;
     result.map(|()| outcome)
 }
 
-/// Copies `source_path` on `source_host` to `target_path` on `target_host`, streamed through
-/// this process (no temporary file on local disk) and renamed into place on the target.
-pub async fn transfer(
-    pool: &SshPool,
-    source_host: &str,
-    source_path: &str,
-    target_host: &str,
-    target_path: &str,
-) -> CopyOutcome {
+/// `host `db1`: cannot download `/x`: permission denied` plus what to do about it.
+fn download_error(host: &str, path: &str, detail: &str, sudo: bool) -> String {
+    let hint = match detail {
+        "permission denied" if !sudo => {
+            "\n  hint: the login user cannot read it; pass --sudo to read it as root"
+        }
+        "no such file or directory" => "\n  hint: it was removed while mop was copying it",
+        _ => "",
+    };
+    format!("host `{host}`: cannot download `{path}`: {detail}{hint}")
+}
+
+/// `mop transfer`: which hosts and paths, and whether both ends work as root.
+#[derive(Debug, Clone)]
+pub struct Transfer<'a> {
+    pub source: &'a AdhocHost,
+    pub source_path: &'a str,
+    pub target: &'a AdhocHost,
+    pub target_path: &'a str,
+    /// Read the source and write the target as root (sudo on both hosts): the source is
+    /// copied by sudo into a private directory of the login user, the target is written to a
+    /// private staging file and moved into place by sudo.
+    pub sudo: bool,
+}
+
+/// Copies the source file to the target, streamed through this process (no temporary file on
+/// local disk) and renamed into place on the target.
+pub async fn transfer(pool: &SshPool, request: &Transfer<'_>) -> CopyOutcome {
     let started = Instant::now();
-    let mut outcome =
-        match transfer_inner(pool, source_host, source_path, target_host, target_path).await {
-            Ok(bytes) => CopyOutcome {
-                host: target_host.to_string(),
-                files_sent: 1,
-                bytes_sent: bytes,
-                paths: vec![target_path.to_string()],
-                ..CopyOutcome::default()
-            },
-            Err(detail) => CopyOutcome {
-                host: target_host.to_string(),
-                error: Some(detail),
-                ..CopyOutcome::default()
-            },
-        };
+    let target_host = request.target.name.clone();
+    let mut outcome = match transfer_inner(pool, request).await {
+        Ok(bytes) => CopyOutcome {
+            host: target_host,
+            files_sent: 1,
+            bytes_sent: bytes,
+            paths: vec![request.target_path.to_string()],
+            ..CopyOutcome::default()
+        },
+        Err(detail) => CopyOutcome {
+            host: target_host,
+            error: Some(detail),
+            ..CopyOutcome::default()
+        },
+    };
     outcome.elapsed = started.elapsed();
     outcome
 }
 
-async fn transfer_inner(
-    pool: &SshPool,
-    source_host: &str,
-    source_path: &str,
-    target_host: &str,
-    target_path: &str,
-) -> Result<u64, String> {
+async fn transfer_inner(pool: &SshPool, request: &Transfer<'_>) -> Result<u64, String> {
+    let source_host = request.source.name.as_str();
+    let target_host = request.target.name.as_str();
     let (source_session, target_session) =
         tokio::join!(pool.open(source_host), pool.open(target_host));
     let source_session = source_session.map_err(|error| error.to_string())?;
     let target_session = target_session.map_err(|error| error.to_string())?;
+    let source_sudo = sudo_for(request.source, request.sudo, Some("root"));
+    let target_sudo = sudo_for(request.target, request.sudo, Some("root"));
+    let staged_source = match &source_sudo {
+        Some(spec) => Some(
+            stage_for_reading(&source_session, request.source, spec, request.source_path).await?,
+        ),
+        None => None,
+    };
+    let result = copy_between(
+        request,
+        &source_session,
+        &target_session,
+        staged_source.as_deref(),
+        target_sudo.as_ref(),
+    )
+    .await;
+    if let Some(stage) = &staged_source {
+        let _ = source_session
+            .exec(&format!("rm -rf {}", quote(stage)), None)
+            .await;
+    }
+    result
+}
+
+async fn copy_between(
+    request: &Transfer<'_>,
+    source_session: &crate::ssh::RemoteSession,
+    target_session: &crate::ssh::RemoteSession,
+    staged_source: Option<&str>,
+    target_sudo: Option<&SudoSpec>,
+) -> Result<u64, String> {
+    let source_host = request.source.name.as_str();
+    let target_host = request.target.name.as_str();
+    let source_path = request.source_path;
+    let target_path = request.target_path;
+    let read_from = match staged_source {
+        Some(stage) => format!("{stage}/copy"),
+        None => source_path.to_string(),
+    };
     let source_sftp = source_session
         .sftp()
         .await
@@ -562,32 +729,47 @@ async fn transfer_inner(
         .sftp()
         .await
         .map_err(|error| format!("host `{target_host}`: cannot start sftp: {error}"))?;
-    let mode = target_session
-        .exec(&format!("mkdir -p {}", quote(parent_of(target_path))), None)
+    let prefix = RunAs::from_spec(target_sudo).command_prefix();
+    let mkdir = target_session
+        .exec(
+            &format!(
+                "LC_ALL=C; export LC_ALL; {prefix}mkdir -p {}",
+                quote(parent_of(target_path))
+            ),
+            password_line(target_sudo),
+        )
         .await
         .map_err(|detail| format!("host `{target_host}`: {detail}"))?;
-    if mode.code != Some(0) {
+    if mkdir.code != Some(0) {
+        if target_sudo.is_some() {
+            return Err(
+                sudo_failure(target_session, request.target, target_sudo, &mkdir.stderr).await,
+            );
+        }
         return Err(format!(
             "host `{target_host}`: cannot create `{}`: {}",
             parent_of(target_path),
-            mode.stderr.trim()
+            mkdir.stderr.trim()
         ));
     }
-    let stage = format!(
-        "{}/.{}.mop-{}",
-        parent_of(target_path),
-        name_of(target_path),
-        token()
-    );
+    let token = token();
+    // With sudo, SFTP (the login user) writes a private file in /tmp; sudo moves it in place.
+    let stage = if target_sudo.is_some() {
+        format!("/tmp/.mop-transfer-{token}")
+    } else {
+        format!(
+            "{}/.{}.mop-{token}",
+            parent_of(target_path),
+            name_of(target_path)
+        )
+    };
     let copied = async {
-        let mut source = source_sftp
-            .open(source_path)
-            .await
-            .map_err(|error| format!("host `{source_host}`: cannot open `{source_path}`: {error}"))?;
-        let mut target = target_sftp
-            .create(&stage)
-            .await
-            .map_err(|error| format!("host `{target_host}`: cannot create `{stage}`: {error}"))?;
+        let mut source = source_sftp.open(&read_from).await.map_err(|error| {
+            copy_error(source_host, "cannot open", source_path, &error.to_string(), staged_source.is_some())
+        })?;
+        let mut target = target_sftp.create(&stage).await.map_err(|error| {
+            copy_error(target_host, "cannot create", &stage, &error.to_string(), target_sudo.is_some())
+        })?;
         let copied = tokio::io::copy_buf(&mut source, &mut target)
             .await
             .map_err(|error| format!("copying `{source_host}:{source_path}` to `{target_host}:{stage}` failed: {error}"))?;
@@ -600,26 +782,58 @@ async fn transfer_inner(
     .await;
     source_sftp.close().await;
     target_sftp.close().await;
-    let finish = match &copied {
-        Ok(_) => format!(
+    let finish = match (&copied, target_sudo) {
+        (Ok(_), None) => format!(
             "mv -f {stage} {target} || {{ rm -f {stage}; exit 4; }}",
             stage = quote(&stage),
             target = quote(target_path)
         ),
-        Err(_) => format!("rm -f {}", quote(&stage)),
+        (Ok(_), Some(_)) => {
+            let next_to = quote(&format!(
+                "{}/.{}.mop-{token}",
+                parent_of(target_path),
+                name_of(target_path)
+            ));
+            let moved = format!(
+                "cp {stage} {next_to} && mv -f {next_to} {target} || {{ rm -f {next_to}; exit 4; }}",
+                stage = quote(&stage),
+                target = quote(target_path)
+            );
+            format!(
+                "LC_ALL=C; export LC_ALL; {prefix}sh -c {}; status=$?; rm -f {}; exit $status",
+                quote(&moved),
+                quote(&stage)
+            )
+        }
+        (Err(_), _) => format!("rm -f {}", quote(&stage)),
+    };
+    let stdin = if copied.is_ok() {
+        password_line(target_sudo)
+    } else {
+        None
     };
     let output = target_session
-        .exec(&finish, None)
+        .exec(&finish, stdin)
         .await
         .map_err(|detail| format!("host `{target_host}`: {detail}"))?;
     let copied = copied?;
     if output.code != Some(0) {
         return Err(format!(
             "host `{target_host}`: cannot move the file into `{target_path}`: {}",
-            output.stderr.trim()
+            redact(output.stderr.trim(), target_sudo)
         ));
     }
     Ok(copied)
+}
+
+/// `host `db1`: cannot open `/x`: permission denied` plus what to do about it.
+fn copy_error(host: &str, what: &str, path: &str, detail: &str, sudo: bool) -> String {
+    let hint = if detail == "permission denied" && !sudo {
+        "\n  hint: the login user may not do that; pass --sudo to work as root"
+    } else {
+        ""
+    };
+    format!("host `{host}`: {what} `{path}`: {detail}{hint}")
 }
 
 #[cfg(test)]

@@ -233,6 +233,28 @@ async fn run_one(
     outcome.stdout = redact(&outcome.stdout, sudo.as_ref());
     outcome.stderr = redact(&outcome.stderr, sudo.as_ref());
     outcome.elapsed = started.elapsed();
+    // sudo refusing exits 1 like a failing command: told apart by what it printed, and said
+    // in mop's words (no rights, needs a password, wrong password) instead of sudo's.
+    if let Some(spec) = &sudo {
+        if outcome.exit_code == Some(1)
+            && outcome.stdout.is_empty()
+            && crate::ssh::is_sudo_refusal(&outcome.stderr)
+        {
+            let login_user = host.connection.user.as_deref().unwrap_or("the login user");
+            let run_as = RunAs::from_spec(Some(spec));
+            let error = crate::ssh::diagnose_refusal(
+                &session,
+                &host.name,
+                login_user,
+                &run_as,
+                Some(spec),
+                &outcome.stderr,
+            )
+            .await;
+            outcome.stderr.clear();
+            outcome.error = Some(error.to_string());
+        }
+    }
     if let Some(timeout) = options.timeout {
         if is_timeout_status(outcome.exit_code) && outcome.elapsed >= timeout {
             outcome.timed_out = true;

@@ -286,9 +286,12 @@ pub(crate) fn render_config(
             "StrictHostKeyChecking",
             strict_host_key_checking(spec.host_keys),
         );
-        if let Some(timeout) = spec.connect_timeout {
-            line("ConnectTimeout", &timeout_seconds(timeout).to_string());
-        }
+        // Always written: without it ssh waits for the kernel's SYN retries (about a minute
+        // or more) before giving up on a host that drops packets.
+        let timeout = spec
+            .connect_timeout
+            .unwrap_or(super::connect::DEFAULT_CONNECT_TIMEOUT);
+        line("ConnectTimeout", &timeout_seconds(timeout).to_string());
         if let Some(via) = &spec.via {
             line("ProxyJump", &planned[via].alias);
         }
@@ -483,6 +486,7 @@ Host mop-h2
   UserKnownHostsFile /dev/null
   GlobalKnownHostsFile /dev/null
   StrictHostKeyChecking no
+  ConnectTimeout 10
   ProxyJump mop-h1
   ControlMaster no
   ControlPath \"/tmp/mop-test/mop-h2.sock\"

@@ -90,6 +90,9 @@ pub enum SshError {
         hint: String,
     },
 
+    #[error("user {login_user} may not use sudo on {host} (no sudoers rule for it on that host)\n  hint: add a sudoers rule for {login_user} on {host}, or log in as a user that has one (mop_user)")]
+    SudoNoRights { host: String, login_user: String },
+
     #[error("sudo on {host} needs a password for user {login_user}\n  hint: set the host's sudo password (mop_sudo_password), or allow the commands without a password (NOPASSWD) in sudoers")]
     SudoNeedsPassword { host: String, login_user: String },
 
@@ -154,6 +157,7 @@ impl SshError {
             | SshError::JumpFailed { host, .. }
             | SshError::Connect { host, .. }
             | SshError::UnsupportedArch { host, .. }
+            | SshError::SudoNoRights { host, .. }
             | SshError::SudoNeedsPassword { host, .. }
             | SshError::SudoWrongPassword { host, .. }
             | SshError::SudoRefused { host, .. }

@@ -58,7 +58,7 @@ pub(crate) use bootstrap::{
 pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
 pub use error::{AgentDirError, AgentFileError, PersistDurationError, SshError};
-pub(crate) use exec::RemoteProcess;
+pub(crate) use exec::{RemoteProcess, RemoteSession};
 pub use limits::raise_nofile_limit;
 pub(crate) use lost::connection_lost;
 pub use persist::{
@@ -68,5 +68,7 @@ pub use persist::{
 pub use pool::{SshPool, SshPoolOptions};
 pub(crate) use shell::quote;
 pub use start::AgentOptions;
-pub(crate) use sudo::{check_password, password_line, redact, RunAs};
+pub(crate) use sudo::{
+    check_password, diagnose_refusal, is_sudo_refusal, password_line, redact, RunAs,
+};
 pub use sudo::{Secret, SudoSpec};

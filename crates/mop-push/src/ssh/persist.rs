@@ -253,18 +253,9 @@ impl ControlDir {
         key: &str,
         limit: Duration,
     ) -> Result<KeyLock, ControlDirError> {
-        let path = self.path.join(format!("{key}.lock"));
+        let path = self.lock_path(key);
         let deadline = tokio::time::Instant::now() + limit;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|error| ControlDirError::OpenLock {
-                path: path.clone(),
-                detail: error.to_string(),
-            })?;
+        let mut file = open_lock_file(&path)?;
         loop {
             // SAFETY: flock(2) on a descriptor this function owns.
             let locked = unsafe {
@@ -274,12 +265,31 @@ impl ControlDir {
                 )
             } == 0;
             if locked {
-                return Ok(KeyLock { _file: file });
+                // `connections close` unlinks a lock file while holding it: a lock taken on
+                // a file that is no longer at `path` guards nothing, so take the new one.
+                if same_file(&file, &path) {
+                    return Ok(KeyLock { _file: file });
+                }
+                file = open_lock_file(&path)?;
+                continue;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ControlDirError::LockBusy { path });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn lock_path(&self, key: &str) -> PathBuf {
+        self.path.join(format!("{key}.lock"))
+    }
+
+    /// Removes the lock file of a master that is gone, under the lock itself so a run starting
+    /// that master right now keeps it (and [`ControlDir::lock`] never trusts an unlinked one).
+    async fn remove_lock(&self, key: &str) {
+        if let Ok(held) = self.lock(key, Duration::from_millis(200)).await {
+            let _ = std::fs::remove_file(self.lock_path(key));
+            drop(held);
         }
     }
 
@@ -299,6 +309,27 @@ impl ControlDir {
         }
         entries.sort_by(|a, b| (&a.host, &a.key).cmp(&(&b.host, &b.key)));
         Ok(entries)
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<std::fs::File, ControlDirError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|error| ControlDirError::OpenLock {
+            path: path.to_path_buf(),
+            detail: error.to_string(),
+        })
+}
+
+/// Whether the open `file` is still the one at `path`.
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
     }
 }
 
@@ -504,6 +535,7 @@ async fn live_entries(control: &ControlDir) -> Result<Vec<PersistedConnection>, 
             live.push(entry);
         } else {
             control.remove_entry(&entry.key);
+            control.remove_lock(&entry.key).await;
         }
     }
     Ok(live)
@@ -517,6 +549,39 @@ pub struct ClosedConnection {
     pub through: Option<String>,
     /// Why `ssh -O exit` failed, if it did (the files are removed either way once it is dead).
     pub error: Option<String>,
+    /// Not closed: a `close` without host names could not prove the master is this user's.
+    pub left_open: Option<String>,
+}
+
+/// Proves a master is this user's: its socket belongs to this uid, and the process answering
+/// on it is the ssh master the metadata names, running as this uid.
+async fn proven_ours(control: &ControlDir, connection: &PersistedConnection) -> Result<(), String> {
+    let socket = control.socket(&connection.key);
+    let uid = effective_uid();
+    let socket_uid = std::fs::symlink_metadata(&socket)
+        .map_err(|error| format!("cannot inspect its socket: {error}"))?
+        .uid();
+    if socket_uid != uid {
+        return Err(format!("its socket belongs to uid {socket_uid}"));
+    }
+    let pid = master_pid(&socket)
+        .await
+        .ok_or_else(|| "its master does not say its pid".to_string())?;
+    if connection
+        .master_pid
+        .is_some_and(|recorded| recorded != pid)
+    {
+        return Err(format!(
+            "the process on its socket (pid {pid}) is not the master mop started"
+        ));
+    }
+    let process_uid = std::fs::metadata(format!("/proc/{pid}"))
+        .map_err(|error| format!("cannot inspect its master (pid {pid}): {error}"))?
+        .uid();
+    if process_uid != uid {
+        return Err(format!("its master (pid {pid}) runs as uid {process_uid}"));
+    }
+    Ok(())
 }
 
 /// No persisted master for a host named in `mop connections close`.
@@ -578,16 +643,31 @@ pub async fn close_connections(
     chosen.sort_by_key(|(entry, _)| std::cmp::Reverse(entry.via_keys.len()));
     let mut closed = Vec::new();
     for (connection, through) in chosen {
+        // Unnamed, a master is closed only when it provably is this user's: a bare `close`
+        // must not stop what it merely found in the directory.
+        if hosts.is_empty() {
+            if let Err(reason) = proven_ours(&control, &connection).await {
+                closed.push(ClosedConnection {
+                    connection,
+                    through,
+                    error: None,
+                    left_open: Some(reason),
+                });
+                continue;
+            }
+        }
         let socket = control.socket(&connection.key);
         let error = ssh_control(&socket, "exit").await.err();
         let gone = error.is_none() || !alive(&socket).await;
         if gone {
             control.remove_entry(&connection.key);
+            control.remove_lock(&connection.key).await;
         }
         closed.push(ClosedConnection {
             connection,
             through,
             error,
+            left_open: None,
         });
     }
     Ok(Ok(closed))

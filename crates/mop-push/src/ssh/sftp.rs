@@ -34,7 +34,7 @@ impl RemoteFiles {
     pub(super) async fn start(session: Arc<Session>) -> Result<RemoteFiles, ChannelError> {
         let sftp = Sftp::from_clonable_session(session, SftpOptions::new())
             .await
-            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+            .map_err(|error| sftp_failure(&error))?;
         Ok(RemoteFiles { sftp })
     }
 
@@ -44,7 +44,7 @@ impl RemoteFiles {
             .sftp
             .open(path)
             .await
-            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+            .map_err(|error| sftp_failure(&error))?;
         Ok(RemoteFile {
             file: Box::pin(TokioCompatFile::with_capacity(file, READ_BUFFER)),
         })
@@ -60,7 +60,7 @@ impl RemoteFiles {
             .truncate(true)
             .open(path)
             .await
-            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+            .map_err(|error| sftp_failure(&error))?;
         Ok(RemoteFile {
             file: Box::pin(TokioCompatFile::new(file)),
         })
@@ -73,8 +73,8 @@ impl RemoteFiles {
         let copied = tokio::io::copy_buf(&mut source, &mut remote).await;
         let flushed = remote.flush().await;
         drop(remote);
-        copied.map_err(|error| ChannelError::Sftp(error.to_string()))?;
-        flushed.map_err(|error| ChannelError::Sftp(error.to_string()))
+        copied.map_err(|error| io_failure(&error))?;
+        flushed.map_err(|error| io_failure(&error))
     }
 
     /// Copies the remote file `path` into the local `target` through a temporary file beside
@@ -91,11 +91,11 @@ impl RemoteFiles {
         let mut local = tokio::fs::File::from_std(std_file);
         let copied = tokio::io::copy_buf(&mut source, &mut local)
             .await
-            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+            .map_err(|error| io_failure(&error))?;
         local
             .flush()
             .await
-            .map_err(|error| ChannelError::Sftp(error.to_string()))?;
+            .map_err(|error| local_failure("cannot write", target, &error))?;
         drop(source);
         temp_path
             .persist(target)
@@ -108,6 +108,33 @@ impl RemoteFiles {
     /// close task still holds the connection, so writers just drop the session instead.
     pub(crate) async fn close(self) {
         let _ = self.sftp.close().await;
+    }
+}
+
+/// What an SFTP failure means in mop's words: the server's status code as plain words
+/// (`permission denied`), never the crate's `Sftp server reported error kind PermDenied, msg:`.
+pub(crate) fn sftp_failure(error: &openssh_sftp_client::Error) -> ChannelError {
+    use openssh_sftp_client::error::SftpErrorKind;
+    let text = match error {
+        openssh_sftp_client::Error::SftpError(kind, _) => match kind {
+            SftpErrorKind::NoSuchFile => "no such file or directory".to_string(),
+            SftpErrorKind::PermDenied => "permission denied".to_string(),
+            SftpErrorKind::OpUnsupported => "the sftp server does not support this".to_string(),
+            _ => "the sftp server refused (it gives no reason)".to_string(),
+        },
+        other => other.to_string(),
+    };
+    ChannelError::Sftp(text)
+}
+
+/// An error of a copy over an SFTP file: the SFTP failure inside it when there is one.
+fn io_failure(error: &io::Error) -> ChannelError {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<openssh_sftp_client::Error>())
+    {
+        Some(sftp) => sftp_failure(sftp),
+        None => ChannelError::Sftp(error.to_string()),
     }
 }
 

@@ -147,6 +147,43 @@ pub(crate) fn redact(text: &str, sudo: Option<&SudoSpec>) -> String {
     }
 }
 
+/// Whether `stderr` (of a command run under sudo, with `LC_ALL=C`) is sudo refusing rather
+/// than the command failing: every line is one sudo prints when it will not run anything.
+pub(crate) fn is_sudo_refusal(stderr: &str) -> bool {
+    let refusal = |line: &str| {
+        line.starts_with("sudo: ")
+            || line == "Sorry, try again."
+            || line.contains("is not in the sudoers file")
+            || line.contains("may not run sudo")
+            || line == NO_SUDO_RIGHTS_MARK
+    };
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    !lines.is_empty() && lines.iter().all(|line| refusal(line))
+}
+
+/// Why sudo refused a command an ad hoc step ran under it: asks `sudo -n -v` whether the user
+/// has any sudo rights (the refusal alone cannot tell), then classifies like the agent start.
+pub(crate) async fn diagnose_refusal(
+    session: &super::RemoteSession,
+    host: &str,
+    login_user: &str,
+    run_as: &RunAs,
+    sudo: Option<&SudoSpec>,
+    stderr: &str,
+) -> SshError {
+    let mut output = stderr.to_string();
+    let probe = format!("LC_ALL=C; export LC_ALL; {}", no_rights_probe());
+    if let Ok(rights) = session.exec(&probe, None).await {
+        output.push('\n');
+        output.push_str(&rights.stdout);
+    }
+    classify_sudo_failure(host, login_user, run_as, sudo, &output)
+}
+
 /// Turns what sudo printed when it refused into an error (sudo runs with `LC_ALL=C`).
 pub(crate) fn classify_sudo_failure(
     host: &str,
@@ -156,6 +193,19 @@ pub(crate) fn classify_sudo_failure(
     output: &str,
 ) -> SshError {
     let output = redact(output.trim(), sudo);
+    // sudoers asks for a password before it looks the user up, so a user with no rule at all
+    // gets the same "a password is required" as one who only lacks the password: the check
+    // scripts ask `sudo -n -v` too, which says "may not run sudo" for the former only.
+    if output
+        .lines()
+        .any(|line| line.trim() == NO_SUDO_RIGHTS_MARK)
+        || output.contains("is not in the sudoers file")
+    {
+        return SshError::SudoNoRights {
+            host: host.to_string(),
+            login_user: login_user.to_string(),
+        };
+    }
     let with_password = matches!(
         run_as,
         RunAs::Sudo {
@@ -325,9 +375,21 @@ pub(super) fn sudo_check_line(prefix: &str, nopasswd_prefix: Option<&str>) -> St
     }
     let _ = write!(
         line,
-        r#"if out=$({prefix}{check} 2>&1); then echo sudo=ok; else echo sudo=fail; printf '%s\n' "$out"; exit 0; fi"#
+        r#"if out=$({prefix}{check} 2>&1); then echo sudo=ok; else echo sudo=fail; printf '%s\n' "$out"; {}; exit 0; fi"#,
+        no_rights_probe()
     );
     line
+}
+
+/// The line the check scripts print when the login user has no sudoers rule on the host.
+pub(crate) const NO_SUDO_RIGHTS_MARK: &str = "mop-sudo-rights=none";
+
+/// Shell that prints [`NO_SUDO_RIGHTS_MARK`] when `sudo -n -v` says the user may not run sudo
+/// at all (run with `LC_ALL=C`; `-v` with `-n` never prompts and never runs anything).
+pub(crate) fn no_rights_probe() -> String {
+    format!(
+        r#"case $(sudo -n -v 2>&1 </dev/null) in *"may not run sudo"*) echo {NO_SUDO_RIGHTS_MARK};; esac"#
+    )
 }
 
 /// A sudo check on its own, for an identity the probe did not check.
@@ -397,6 +459,8 @@ mod tests {
             let message =
                 classify_sudo_failure("web1", "deploy", run_as, Some(&sudo), output).to_string();
             assert!(message.contains(expected), "{message}");
+            assert!(!message.contains("a password is required"), "{message}");
+            assert!(!message.contains(NO_SUDO_RIGHTS_MARK), "{message}");
             assert!(!message.contains("s3cret"), "{message}");
         };
         check(
@@ -409,10 +473,28 @@ mod tests {
             "Sorry, try again.\nsudo: no password was provided\nsudo: 1 incorrect password attempt\n",
             "rejected the sudo password of user deploy",
         );
+        // No sudoers rule at all: told apart from a missing password, sudo's words never shown.
+        check(
+            &with_password,
+            "deploy is not in the sudoers file.\n",
+            "user deploy may not use sudo on web1",
+        );
         check(
             &login,
-            "deploy is not in the sudoers file.\n",
-            "sudo on web1 refused to run the agent as root: deploy is not in the sudoers file.",
+            &format!("sudo: a password is required\n{NO_SUDO_RIGHTS_MARK}\n"),
+            "user deploy may not use sudo on web1",
+        );
+        check(
+            &with_password,
+            &format!(
+                "Sorry, try again.\nsudo: 1 incorrect password attempt\n{NO_SUDO_RIGHTS_MARK}\n"
+            ),
+            "user deploy may not use sudo on web1",
+        );
+        check(
+            &login,
+            "sudo: no tty present and no askpass program specified\n",
+            "sudo on web1 refused to run the agent as root: sudo: no tty present",
         );
         check(
             &login,

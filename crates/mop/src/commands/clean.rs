@@ -64,7 +64,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
             failed.push(result.host.clone());
         }
         if args.output.json {
-            let _ = writeln!(
+            crate::pipe::note(writeln!(
                 out,
                 "{}",
                 json!({
@@ -75,7 +75,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
                     "removed_dir": report.removed_dir,
                     "error": error,
                 })
-            );
+            ));
         } else {
             print_host(&mut out, &result.host, &report, error.as_deref());
         }
@@ -119,25 +119,37 @@ fn print_host(
     error: Option<&str>,
 ) {
     if let Some(error) = error {
-        let _ = writeln!(out, "{host}: FAILED: {}", inert(error));
+        crate::pipe::note(writeln!(out, "{host}: FAILED: {}", inert(error)));
         return;
     }
     let Some(dir) = &report.dir else {
-        let _ = writeln!(out, "{host}: nothing to clean (no agent directory)");
+        crate::pipe::note(writeln!(
+            out,
+            "{host}: nothing to clean (no agent directory)"
+        ));
         return;
     };
     if report.removed.is_empty() {
-        let _ = writeln!(out, "{host}: nothing removed in {}", inert(dir));
+        crate::pipe::note(writeln!(out, "{host}: nothing removed in {}", inert(dir)));
     } else {
-        let _ = writeln!(out, "{host}: removed in {}:", inert(dir));
+        crate::pipe::note(writeln!(out, "{host}: removed in {}:", inert(dir)));
         for name in &report.removed {
-            let _ = writeln!(out, "  {}", inert(name));
+            crate::pipe::note(writeln!(out, "  {}", inert(name)));
         }
     }
     for kept in &report.kept {
-        let _ = writeln!(out, "  kept {}: {}", inert(&kept.name), inert(&kept.reason));
+        crate::pipe::note(writeln!(
+            out,
+            "  kept {}: {}",
+            inert(&kept.name),
+            inert(&kept.reason)
+        ));
     }
     if report.removed_dir {
-        let _ = writeln!(out, "  removed the empty directory {}", inert(dir));
+        crate::pipe::note(writeln!(
+            out,
+            "  removed the empty directory {}",
+            inert(dir)
+        ));
     }
 }

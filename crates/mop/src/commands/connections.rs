@@ -86,8 +86,24 @@ fn close(hosts: &[String], json: bool) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut failures = 0;
+    let mut left_open = 0;
     for entry in &closed {
         let connection = &entry.connection;
+        if let Some(reason) = &entry.left_open {
+            if json {
+                let mut object = connection_json(connection);
+                object["closed"] = json!(false);
+                object["left_open"] = json!(reason);
+                writeln!(out, "{object}")?;
+            } else {
+                eprintln!(
+                    "left open {} ({}@{}): {reason}\n  hint: name its host to close it anyway (`mop connections close HOST`)",
+                    connection.host, connection.user, connection.address
+                );
+            }
+            left_open += 1;
+            continue;
+        }
         if json {
             let mut object = connection_json(connection);
             object["closed"] = json!(entry.error.is_none());
@@ -117,11 +133,8 @@ fn close(hosts: &[String], json: bool) -> Result<u8> {
         if closed.is_empty() {
             eprintln!("no persistent connections to close");
         } else {
-            eprintln!(
-                "{} connection{} closed",
-                closed.len() - failures,
-                plural(closed.len() - failures)
-            );
+            let count = closed.len() - failures - left_open;
+            eprintln!("{count} connection{} closed", plural(count));
         }
     }
     Ok(if failures == 0 {

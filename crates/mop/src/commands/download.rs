@@ -20,6 +20,7 @@ pub fn run(args: DownloadArgs) -> Result<u8> {
     let options = DownloadOptions {
         recursive: args.recursive,
         suffix: args.suffix,
+        sudo: args.sudo,
         forks: args.selection.forks.forks,
     };
     let pool = pool_for(

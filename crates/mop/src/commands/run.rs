@@ -69,7 +69,9 @@ pub fn run(args: RunArgs) -> Result<u8> {
     let on_line = move |line: OutputLine<'_>| {
         if stream {
             match line.stream {
-                StreamKind::Stdout => println!("{} | {}", line.host, line.text),
+                StreamKind::Stdout => {
+                    crate::pipe::print_line(&format!("{} | {}", line.host, line.text))
+                }
                 StreamKind::Stderr => eprintln!("{} | {}", line.host, line.text),
             }
         }
@@ -141,20 +143,25 @@ fn print_results(results: &[HostRun], args: &RunArgs) {
     let mut out = stdout.lock();
     for result in results {
         if args.output.json {
-            let _ = writeln!(out, "{}", host_json(result));
+            crate::pipe::note(writeln!(out, "{}", host_json(result)));
         } else if args.stream {
             eprintln!("{}: {}", result.host, status_text(result));
         } else {
-            let _ = writeln!(out, "=== {}: {}", result.host, status_text(result));
-            let _ = out.write_all(result.stdout.as_bytes());
+            crate::pipe::note(writeln!(
+                out,
+                "=== {}: {}",
+                result.host,
+                status_text(result)
+            ));
+            crate::pipe::note(out.write_all(result.stdout.as_bytes()));
             if !result.stdout.is_empty() && !result.stdout.ends_with('\n') {
-                let _ = writeln!(out);
+                crate::pipe::note(writeln!(out));
             }
             if !result.stderr.is_empty() {
-                let _ = writeln!(out, "--- {} stderr", result.host);
-                let _ = out.write_all(result.stderr.as_bytes());
+                crate::pipe::note(writeln!(out, "--- {} stderr", result.host));
+                crate::pipe::note(out.write_all(result.stderr.as_bytes()));
                 if !result.stderr.ends_with('\n') {
-                    let _ = writeln!(out);
+                    crate::pipe::note(writeln!(out));
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! machine, with no temporary file on local disk.
 
 use anyhow::{anyhow, bail, Result};
-use mop_push::adhoc::{pool_for, transfer, until_interrupted};
+use mop_push::adhoc::{pool_for, transfer, until_interrupted, Transfer};
 use mop_push::load::{resolve_targets, TargetRequest};
 
 use crate::cli::TransferArgs;
@@ -39,22 +39,23 @@ pub fn run(args: TransferArgs) -> Result<u8> {
         inventory: args.inventory.as_deref(),
         ..TargetRequest::default()
     })?;
-    for name in [&source_host, &target_host] {
-        if !hosts.iter().any(|host| &host.name == name) {
-            bail!("`{name}` is not a host of the inventory (it names a group)\n  hint: name one host on each side");
-        }
-    }
+    let find = |name: &str| {
+        hosts.iter().find(|host| host.name == name).ok_or_else(|| {
+            anyhow!("`{name}` is not a host of the inventory (it names a group)\n  hint: name one host on each side")
+        })
+    };
+    let (source, target) = (find(&source_host)?, find(&target_host)?);
+    let request = Transfer {
+        source,
+        source_path: &source_path,
+        target,
+        target_path: &target_path,
+        sudo: args.sudo,
+    };
     // Two hosts, both at once.
     let pool = pool_for(&hosts, TRANSFER_FORKS, args.persist, &print_warning)?;
     let outcome = runtime()?.block_on(async {
-        let outcome = until_interrupted(transfer(
-            &pool,
-            &source_host,
-            &source_path,
-            &target_host,
-            &target_path,
-        ))
-        .await;
+        let outcome = until_interrupted(transfer(&pool, &request)).await;
         close_pool(pool).await;
         outcome
     });

@@ -82,9 +82,8 @@ pub fn split_args(
 pub fn print_outcomes(outcomes: &[CopyOutcome], as_json: bool, verb: &str) -> u8 {
     for outcome in outcomes {
         if as_json {
-            println!(
-                "{}",
-                json!({
+            crate::pipe::print_line(
+                &json!({
                     "host": outcome.host,
                     "files_sent": outcome.files_sent,
                     "bytes_sent": outcome.bytes_sent,
@@ -93,11 +92,14 @@ pub fn print_outcomes(outcomes: &[CopyOutcome], as_json: bool, verb: &str) -> u8
                     "elapsed_secs": outcome.elapsed.as_secs_f64(),
                     "error": outcome.error,
                 })
+                .to_string(),
             );
         } else {
             match &outcome.error {
-                Some(error) => println!("{}: FAILED: {error}", outcome.host),
-                None => println!(
+                Some(error) => {
+                    crate::pipe::print_line(&format!("{}: FAILED: {error}", outcome.host))
+                }
+                None => crate::pipe::print_line(&format!(
                     "{}: {verb} {} file{} ({} bytes), {} already up to date ({:.2}s)",
                     outcome.host,
                     outcome.files_sent,
@@ -105,7 +107,7 @@ pub fn print_outcomes(outcomes: &[CopyOutcome], as_json: bool, verb: &str) -> u8
                     outcome.bytes_sent,
                     outcome.files_skipped,
                     outcome.elapsed.as_secs_f64()
-                ),
+                )),
             }
         }
     }

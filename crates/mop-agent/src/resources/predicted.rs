@@ -1,0 +1,146 @@
+//! Check mode predicts apply: what earlier resources of this session would have created, so a
+//! later resource can tell "its parent directory will exist by then" from "apply will fail".
+//!
+//! In check mode nothing is created, so a `file` whose parent directory does not exist yet
+//! either has it made by an earlier `directory` resource (apply succeeds) or by nobody (apply
+//! fails with "parent directory ... does not exist"). The same holds for a missing `owner` or
+//! `group`: an earlier `user`/`group` resource creates it, or apply fails. Anything that would
+//! run a program or unpack a tree (`shell`, `command`, `package`, `service`, `git`,
+//! `unarchive`, ... that would change) may create directories and accounts mop cannot see, so
+//! after one the prediction stays silent rather than calling a failure that might not happen.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use mop_protocol::{Presence, ResourceSpec};
+
+use super::file::absolute_path;
+use crate::accounts;
+use crate::fsutil;
+use crate::outcome::{Outcome, ResourceError};
+
+/// What earlier resources would have created by now (check mode only).
+#[derive(Debug, Default)]
+pub struct Predicted {
+    directories: BTreeSet<PathBuf>,
+    users: BTreeSet<String>,
+    groups: BTreeSet<String>,
+    /// An earlier resource would have run a command: its effects are unknown.
+    opaque: bool,
+}
+
+impl Predicted {
+    /// Fails `spec` now when apply would fail at the same point, with apply's own message.
+    pub fn preflight(&self, spec: &ResourceSpec) -> Result<(), ResourceError> {
+        if self.opaque {
+            return Ok(());
+        }
+        match spec {
+            ResourceSpec::File(file) if file.state.resolved() == Presence::Present => {
+                let path = absolute_path(&file.path)?;
+                if fsutil::symlink_metadata(path)?.is_none() && !self.parent_will_exist(path) {
+                    return Err(fsutil::missing_parent(path));
+                }
+                self.accounts_will_exist(file.owner.as_deref(), file.group.as_deref())
+            }
+            ResourceSpec::Directory(directory)
+                if directory.state.resolved() == Presence::Present =>
+            {
+                let path = absolute_path(&directory.path)?;
+                let missing = std::fs::metadata(path).is_err();
+                if missing && !directory.parents && !self.parent_will_exist(path) {
+                    return Err(super::directory::missing_parent(path));
+                }
+                self.accounts_will_exist(directory.owner.as_deref(), directory.group.as_deref())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers what `spec` would have created, given its check-mode outcome.
+    pub fn record(&mut self, spec: &ResourceSpec, outcome: &Outcome) {
+        if !outcome.changed {
+            return;
+        }
+        match spec {
+            ResourceSpec::Directory(directory)
+                if directory.state.resolved() == Presence::Present =>
+            {
+                let path = Path::new(&directory.path);
+                // With `parents`, every missing ancestor is made too; existing ones are
+                // harmless in the set.
+                let made = if directory.parents {
+                    path.ancestors().map(Path::to_path_buf).collect()
+                } else {
+                    vec![path.to_path_buf()]
+                };
+                self.directories.extend(made);
+            }
+            ResourceSpec::User(user) if user.state.resolved() == Presence::Present => {
+                self.users.insert(user.name.clone());
+                // useradd makes a group of the user's name unless told otherwise.
+                self.groups
+                    .insert(user.group.clone().unwrap_or_else(|| user.name.clone()));
+            }
+            ResourceSpec::Group(group) if group.state.resolved() == Presence::Present => {
+                self.groups.insert(group.name.clone());
+            }
+            // A link may stand for a directory a later file goes into.
+            ResourceSpec::Link(link) => {
+                self.directories.insert(PathBuf::from(&link.path));
+            }
+            // These change file contents or kernel state, never which directories or
+            // accounts exist.
+            ResourceSpec::File(_)
+            | ResourceSpec::Directory(_)
+            | ResourceSpec::User(_)
+            | ResourceSpec::Group(_)
+            | ResourceSpec::Line(_)
+            | ResourceSpec::Block(_)
+            | ResourceSpec::Cron(_)
+            | ResourceSpec::Sysctl(_)
+            | ResourceSpec::Echo(_)
+            | ResourceSpec::Set(_)
+            | ResourceSpec::Assert(_)
+            | ResourceSpec::Fail(_) => {}
+            // These run programs or unpack trees (a clone, an archive, a package, `~/.ssh`,
+            // a mount point): what they create is not known here, so stay silent from now on.
+            // Listed without a catch-all so a new type has to choose.
+            ResourceSpec::Shell(_)
+            | ResourceSpec::Command(_)
+            | ResourceSpec::Package(_)
+            | ResourceSpec::Service(_)
+            | ResourceSpec::AuthorizedKey(_)
+            | ResourceSpec::Download(_)
+            | ResourceSpec::Git(_)
+            | ResourceSpec::Repository(_)
+            | ResourceSpec::Mount(_)
+            | ResourceSpec::Unarchive(_) => self.opaque = true,
+        }
+    }
+
+    fn parent_will_exist(&self, path: &Path) -> bool {
+        match path.parent() {
+            Some(parent) => parent.is_dir() || self.directories.contains(parent),
+            None => true,
+        }
+    }
+
+    fn accounts_will_exist(
+        &self,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<(), ResourceError> {
+        if let Some(owner) = owner {
+            if matches!(accounts::resolve_uid(owner), Ok(None)) && !self.users.contains(owner) {
+                return Err(fsutil::missing_user(owner));
+            }
+        }
+        if let Some(group) = group {
+            if matches!(accounts::resolve_gid(group), Ok(None)) && !self.groups.contains(group) {
+                return Err(fsutil::missing_group(group));
+            }
+        }
+        Ok(())
+    }
+}
