@@ -20,7 +20,7 @@ pub mod message;
 pub mod resource;
 
 pub use choice::*;
-pub use event::{CommandOutput, ResourceEvent, ResourceStatus, RoleSummary};
+pub use event::{CommandOutput, ResourceEvent, ResourceStarted, ResourceStatus, RoleSummary};
 pub use facts::{Facts, OsInfo};
 pub use frame::{read_frame, write_data_frame, write_json_frame, Frame, FrameError};
 pub use host_keys::HostKeyPolicy;
@@ -30,7 +30,7 @@ pub use resource::*;
 
 /// Version of the controller <-> agent protocol. Bumped on any incompatible change to the
 /// frame format or to a message; both sides refuse to talk across a mismatch.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Exit codes of `mop-agent`. 127 and 255 are never used: OpenSSH and the `openssh` crate
 /// reserve them for "command not found" and "connection failed".

@@ -5,6 +5,7 @@ mod build_info;
 mod cli;
 mod commands;
 mod common;
+mod progress;
 
 use std::process::ExitCode;
 
