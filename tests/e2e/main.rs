@@ -23,6 +23,7 @@ mod push_roles;
 mod push_rollout;
 mod push_select;
 mod push_sudo;
+mod progress;
 mod push_summary;
 mod security_lifetime;
 mod security_limits;
