@@ -144,7 +144,12 @@ struct RoleRun<'r> {
 impl RoleRun<'_> {
     /// Tells the controller what runs next, before `when` and rendering: those can take time
     /// too (a slow `loop` expression), and the host is on this resource meanwhile.
-    fn start(&mut self, index: usize, handler: bool, resource: &Resource) -> Result<(), SessionError> {
+    fn start(
+        &mut self,
+        index: usize,
+        handler: bool,
+        resource: &Resource,
+    ) -> Result<(), SessionError> {
         let started = ResourceStarted {
             index,
             handler,

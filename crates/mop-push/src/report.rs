@@ -1011,6 +1011,155 @@ mod tests {
         );
     }
 
+    /// Records what a reporter tells its live view.
+    #[derive(Clone, Default)]
+    struct Recorded(Arc<Mutex<Vec<String>>>);
+
+    impl Progress for Recorded {
+        fn role_started(&mut self, role: &str, hosts: usize, batches: usize) {
+            self.push(format!("role {role} {hosts} {batches}"));
+        }
+        fn batch_started(&mut self, batch: usize) {
+            self.push(format!("batch {batch}"));
+        }
+        fn host_started(&mut self, host: &str) {
+            self.push(format!("host {host}"));
+        }
+        fn resource_started(&mut self, host: &str, resource: &str) {
+            self.push(format!("on {host} {resource}"));
+        }
+        fn resource_finished(&mut self, host: &str, status: ResourceStatus) {
+            self.push(format!("done {host} {status:?}"));
+        }
+        fn host_finished(&mut self, host: &str) {
+            self.push(format!("end {host}"));
+        }
+        fn finish(&mut self) {
+            self.push("finish".into());
+        }
+    }
+
+    impl Recorded {
+        fn push(&self, line: String) {
+            self.0.lock().expect("not poisoned").push(line);
+        }
+    }
+
+    #[test]
+    fn the_live_view_hears_every_start_and_end_and_never_with_json() {
+        let run = |json: bool| {
+            let recorded = Recorded::default();
+            let mut reporter = Reporter::new(
+                ReportStyle {
+                    json,
+                    ..ReportStyle::default()
+                },
+                Box::new(std::io::sink()),
+                Diagnostics::new(Box::new(std::io::sink())),
+            )
+            .with_progress(Box::new(recorded.clone()));
+            reporter.role_started_in_batches("web", &["a".into(), "b".into()], 2);
+            reporter.batch_started(1);
+            reporter.host_started("a");
+            let started: ResourceStarted = serde_json::from_value(serde_json::json!({
+                "index": 0, "handler": true, "type": "shell", "resource": "restart\u{1b}[2J"
+            }))
+            .expect("a started event");
+            reporter.role_event("a", "web", &crate::session::RoleEvent::Started(started));
+            let event: ResourceEvent = serde_json::from_value(serde_json::json!({
+                "index": 0, "type": "shell", "resource": "restart", "status": "changed",
+                "duration_ms": 1
+            }))
+            .expect("a resource event");
+            reporter.role_event("a", "web", &crate::session::RoleEvent::Finished(event));
+            reporter.host_finished("a");
+            reporter.finish(&RunSummary::default());
+            let mut recorded_lines = recorded.0.lock().expect("not poisoned");
+            std::mem::take(&mut *recorded_lines)
+        };
+        assert_eq!(
+            run(false),
+            [
+                "role web 2 2",
+                "batch 1",
+                "host a",
+                "on a handler restart\\u{1b}[2J",
+                "done a Changed",
+                "end a",
+                "finish",
+            ]
+        );
+        assert!(run(true).is_empty());
+    }
+
+    #[test]
+    fn verbose_prints_command_output_per_host_and_cuts_it() {
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("not poisoned").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        let mut reporter = Reporter::new(
+            ReportStyle {
+                verbose: true,
+                ..ReportStyle::default()
+            },
+            Box::new(out.clone()),
+            Diagnostics::new(Box::new(std::io::sink())),
+        );
+        let stdout: String = (1..=52).map(|n| format!("{n}\n")).collect();
+        let event: ResourceEvent = serde_json::from_value(serde_json::json!({
+            "index": 0, "type": "shell", "resource": "shell seq", "status": "ok",
+            "duration_ms": 1, "output": {"rc": 0, "stdout": stdout, "stderr": "careful\u{1b}[2J\n"}
+        }))
+        .expect("a resource event");
+        reporter.resource("web1", "r", &event);
+        let printed =
+            String::from_utf8(out.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(lines[0], "  web1  ok  shell seq");
+        assert_eq!(lines[1], "      web1 stdout: 1");
+        assert_eq!(lines[50], "      web1 stdout: 50");
+        assert_eq!(
+            lines[51..],
+            [
+                "      web1 stdout: ... 2 more lines not shown (--json has them all)",
+                "      web1 stderr: careful\\u{1b}[2J",
+                "      web1 rc: 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn steps_are_printed_only_with_vv() {
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("not poisoned").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        Diagnostics::new(Box::new(out.clone())).step("web1", "ssh", "quiet");
+        Diagnostics::new(Box::new(out.clone()))
+            .with_steps(true)
+            .step("web1", "ssh", "ssh -F x\n");
+        let printed =
+            String::from_utf8(out.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        assert_eq!(printed, "[web1] ssh: ssh -F x\\u{a}\n");
+    }
+
     #[test]
     fn failures_and_not_attempted_hosts_decide_success() {
         let mut summary = RunSummary::default();
