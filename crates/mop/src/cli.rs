@@ -142,10 +142,8 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub output: JsonOutput,
 
-    /// More output: -v unchanged/skipped resources and command output, -vv connection steps
-    ///
-    /// `-v` also prints unchanged and skipped resources and each command's stdout and stderr;
-    /// `-vv` also the connection and agent steps (ssh options, agent upload, sudo).
+    /// Also print unchanged and skipped resources and command output; -vv also the connection
+    /// and agent steps (ssh options, agent upload, sudo)
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
