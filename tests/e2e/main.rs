@@ -15,6 +15,7 @@ mod cli_pipe;
 mod install;
 mod local;
 mod persist;
+mod progress;
 mod push_check_predicts;
 mod push_config_files;
 mod push_connect;

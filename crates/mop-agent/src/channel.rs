@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 
 use mop_protocol::{
     exit_code, read_frame, write_json_frame, AgentMessage, ControllerMessage, Frame, FrameError,
-    ResourceEvent,
+    ResourceEvent, ResourceStarted,
 };
 
 use crate::resources::{FetchError, Fetched, FileFetcher};
@@ -233,6 +233,10 @@ impl<R: Read, W: Write> FileFetcher for Channel<R, W> {
 impl<R: Read, W: Write> RoleIo for Channel<R, W> {
     fn emit(&mut self, event: ResourceEvent) -> Result<(), SessionError> {
         self.send(&AgentMessage::Event(Box::new(event)))
+    }
+
+    fn started(&mut self, started: ResourceStarted) -> Result<(), SessionError> {
+        self.send(&AgentMessage::Started(started))
     }
 
     fn take_broken(&mut self) -> Option<SessionError> {

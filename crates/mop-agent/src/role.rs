@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use minijinja::Value;
 use mop_protocol::{
-    CommandOutput, Facts, LoopSource, Mode, Resource, ResourceEvent, ResourceStatus, RolePlan,
-    RoleSummary, DEFAULT_LOOP_VAR,
+    CommandOutput, Facts, LoopSource, Mode, Resource, ResourceEvent, ResourceStarted,
+    ResourceStatus, RolePlan, RoleSummary, DEFAULT_LOOP_VAR,
 };
 
 use crate::channel::SessionError;
@@ -29,6 +29,8 @@ use crate::template::{Engine, Scope};
 pub trait RoleIo: FileFetcher {
     /// Sends one event and flushes it.
     fn emit(&mut self, event: ResourceEvent) -> Result<(), SessionError>;
+    /// Says which resource is about to run (the controller shows it while it runs), flushed.
+    fn started(&mut self, started: ResourceStarted) -> Result<(), SessionError>;
     /// A fatal channel error met during a file transfer, if any.
     fn take_broken(&mut self) -> Option<SessionError>;
     /// This channel as the file fetcher resources use.
@@ -82,6 +84,7 @@ pub fn run_role(
     let mut notified: BTreeSet<&str> = BTreeSet::new();
 
     for (index, resource) in plan.resources.iter().enumerate() {
+        run.start(index, false, resource)?;
         let events = run.resource_or_loop(index, false, resource)?;
         let (changed, failed) = run.emit_all(events)?;
         // However many items changed, a handler is notified once.
@@ -104,6 +107,7 @@ pub fn run_role(
             } else if check {
                 vec![run.would_run(index, handler)]
             } else {
+                run.start(index, true, handler)?;
                 run.resource_or_loop(index, true, handler)?
             };
             let (changed, failed) = run.emit_all(events)?;
@@ -141,6 +145,23 @@ struct RoleRun<'r> {
 }
 
 impl RoleRun<'_> {
+    /// Tells the controller what runs next, before `when` and rendering: those can take time
+    /// too (a slow `loop` expression), and the host is on this resource meanwhile.
+    fn start(
+        &mut self,
+        index: usize,
+        handler: bool,
+        resource: &Resource,
+    ) -> Result<(), SessionError> {
+        let started = ResourceStarted {
+            index,
+            handler,
+            kind: resource.spec.type_name().to_string(),
+            resource: self.display_name(resource),
+        };
+        self.io.started(started)
+    }
+
     fn emit(&mut self, event: ResourceEvent) -> Result<(), SessionError> {
         match event.status {
             ResourceStatus::Ok => self.summary.ok += 1,
@@ -649,6 +670,8 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         events: Vec<ResourceEvent>,
+        /// Every message in order: `started <resource>` or `event <resource>`.
+        order: Vec<String>,
         fetcher: MemoryFetcher,
     }
 
@@ -669,7 +692,13 @@ mod tests {
 
     impl RoleIo for Recorder {
         fn emit(&mut self, event: ResourceEvent) -> Result<(), SessionError> {
+            self.order.push(format!("event {}", event.resource));
             self.events.push(event);
+            Ok(())
+        }
+
+        fn started(&mut self, started: ResourceStarted) -> Result<(), SessionError> {
+            self.order.push(format!("started {}", started.resource));
             Ok(())
         }
 
@@ -702,6 +731,38 @@ mod tests {
         let summary =
             run_role(plan, &mut state, &mut recorder, &mut SystemRunner).expect("no channel error");
         (summary, recorder.events)
+    }
+
+    #[test]
+    fn each_run_resource_is_announced_before_its_event() {
+        let plan = plan(
+            "apply",
+            serde_json::json!([
+                {"type": "shell", "cmd": "true", "notify": ["h1"]},
+                {"type": "echo", "msg": "{{ item }}", "loop": ["a", "b"]},
+            ]),
+            serde_json::json!([
+                {"type": "echo", "msg": "ran", "name": "h1"},
+                {"type": "echo", "msg": "never", "name": "h2"},
+            ]),
+        );
+        let mut state = SessionState::new(Facts::default());
+        let mut recorder = Recorder::default();
+        run_role(&plan, &mut state, &mut recorder, &mut SystemRunner).expect("no channel error");
+        assert_eq!(
+            recorder.order,
+            [
+                "started shell true",
+                "event shell true",
+                // Announced once, before the items exist: the name as written.
+                "started echo {{ item }}",
+                "event echo a [item=a]",
+                "event echo b [item=b]",
+                "started h1",
+                "event h1",
+                "event h2",
+            ]
+        );
     }
 
     fn statuses(events: &[ResourceEvent]) -> Vec<(bool, usize, ResourceStatus)> {

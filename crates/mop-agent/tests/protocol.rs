@@ -116,11 +116,26 @@ impl Agent {
     ) -> RoleRun {
         self.send(&ControllerMessage::Role(Box::new(plan.clone())));
         let mut events = Vec::new();
+        let mut started_indexes: Vec<usize> = Vec::new();
         let mut requested = Vec::new();
         let mut digests_requested = Vec::new();
         loop {
             match self.receive() {
+                // Announced before it runs: the same resource's event(s) follow.
+                Some(AgentMessage::Started(started)) => {
+                    if !started.handler {
+                        started_indexes.push(started.index);
+                    }
+                }
                 Some(AgentMessage::Event(event)) => {
+                    // Handlers only reported (not notified, check mode) are not announced.
+                    if !event.handler {
+                        assert_eq!(
+                            started_indexes.last(),
+                            Some(&event.index),
+                            "an event without its `started`: {event:?}"
+                        );
+                    }
                     on_event(&event);
                     events.push(*event);
                 }
@@ -621,6 +636,10 @@ fn a_broken_transfer_ends_the_session_without_touching_the_destination() {
     agent.send(&ControllerMessage::Role(Box::new(served_plan(
         &dest, &content,
     ))));
+    assert!(
+        matches!(agent.receive(), Some(AgentMessage::Started(started)) if started.index == 0),
+        "the resource is announced first"
+    );
     assert_eq!(agent.receive(), Some(AgentMessage::FileRequest { id: 42 }));
     agent.send(&ControllerMessage::FileBegin { id: 42, size: 1000 });
     write_data_frame(agent.stdin(), &content[..500]).expect("data");

@@ -24,6 +24,23 @@ pub struct CommandOutput {
     pub stderr: String,
 }
 
+/// One resource (or handler) is about to run: the agent sends it before the work, so the
+/// controller can show what each host is on while it runs. Its [`ResourceEvent`] follows when
+/// it finishes (one per loop item for a loop). Not sent for resources that are only reported
+/// (handlers that were not notified, or that check mode reports as "would run").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceStarted {
+    /// Position in the role's resource list (or handler list when `handler` is true).
+    pub index: usize,
+    #[serde(default)]
+    pub handler: bool,
+    /// The resource type, e.g. `file`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The display name its event will carry (without a loop item's `[item=...]`).
+    pub resource: String,
+}
+
 /// One resource finished.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceEvent {

@@ -25,7 +25,7 @@ pub mod ssh_key;
 
 pub use choice::*;
 pub use cron::*;
-pub use event::{CommandOutput, ResourceEvent, ResourceStatus, RoleSummary};
+pub use event::{CommandOutput, ResourceEvent, ResourceStarted, ResourceStatus, RoleSummary};
 pub use facts::{Facts, OsInfo};
 pub use frame::{read_frame, write_data_frame, write_json_frame, Frame, FrameError};
 pub use host_keys::HostKeyPolicy;

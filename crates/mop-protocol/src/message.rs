@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ResourceEvent, RoleSummary};
+use crate::event::{ResourceEvent, ResourceStarted, RoleSummary};
 use crate::facts::Facts;
 use crate::resource::Resource;
 
@@ -110,6 +110,8 @@ pub enum AgentMessage {
         agent_version: String,
         facts: Box<Facts>,
     },
+    /// One resource (or handler) is about to run (protocol 5).
+    Started(ResourceStarted),
     /// One resource (or handler) finished.
     Event(Box<ResourceEvent>),
     /// The agent needs the content of file `id` from the role's file list.

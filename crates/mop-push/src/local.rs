@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::plan::{merge_vars, role_plan, PlanOptions};
 use crate::prepare::{ManifestFiles, PreparedRun};
 use crate::report::{FailureKind, HostStatus, Reporter, RunSummary};
-use crate::session::{AgentSession, SessionError};
+use crate::session::{AgentSession, RoleEvent, SessionError};
 use crate::transport::{LocalTransport, TransportError};
 
 /// The host name `mop local` reports and templates see as `host.name`.
@@ -59,6 +59,8 @@ pub async fn run_local(
         let groups = vec!["all".to_string()];
         for (index, role) in policy.roles.iter().enumerate() {
             reporter.role_started(&role.name, &[LOCAL_HOST.to_string()]);
+            reporter.batch_started(1);
+            reporter.host_started(LOCAL_HOST);
             current_role.clone_from(&role.name);
             let layers = policy.var_layers(role);
             let vars = merge_vars(
@@ -79,13 +81,15 @@ pub async fn run_local(
             let mut first_failure: Option<String> = None;
             let role_outcome = session
                 .run_role(&plan, &files, &mut |event| {
-                    if event.status == ResourceStatus::Failed
-                        && !event.ignored
-                        && first_failure.is_none()
-                    {
-                        first_failure = Some(crate::report::failure_line(&event));
+                    if let RoleEvent::Finished(finished) = &event {
+                        if finished.status == ResourceStatus::Failed
+                            && !finished.ignored
+                            && first_failure.is_none()
+                        {
+                            first_failure = Some(crate::report::failure_line(finished));
+                        }
                     }
-                    reporter.resource(LOCAL_HOST, &role.name, &event)
+                    reporter.role_event(LOCAL_HOST, &role.name, &event)
                 })
                 .await?;
             reporter.role_done(
@@ -94,6 +98,7 @@ pub async fn run_local(
                 &role_outcome.summary,
                 role_outcome.bytes_sent,
             );
+            reporter.host_finished(LOCAL_HOST);
             summary.add_role(LOCAL_HOST, &role_outcome.summary, role_outcome.bytes_sent);
             if role_outcome.summary.role_failed {
                 let message = match first_failure {

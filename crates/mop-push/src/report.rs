@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use mop_protocol::{ResourceEvent, ResourceStatus, RoleSummary};
+use mop_protocol::{ResourceEvent, ResourceStarted, ResourceStatus, RoleSummary};
 use serde::Serialize;
 
 /// How to print.
@@ -21,8 +21,33 @@ pub struct ReportStyle {
     pub color: bool,
     /// Print diffs carried by events.
     pub diff: bool,
-    /// Print unchanged and skipped resources too.
+    /// `-v`: print unchanged and skipped resources too, and every command's output.
     pub verbose: bool,
+}
+
+/// Lines of a command's stdout (and of its stderr) printed under its resource with `-v`; the
+/// rest is summed up in one line (`--json` carries everything).
+pub const VERBOSE_OUTPUT_LINES: usize = 50;
+
+/// The live view of a run on a terminal (the binary draws it with indicatif): the reporter
+/// tells it what starts and ends. It only draws; the change lines and the summary still go
+/// through the reporter's writers, which the binary makes print above the live lines. The
+/// library never draws anything itself (it does not know whether there is a terminal).
+pub trait Progress: Send {
+    /// A role starts on `hosts` hosts, in `batches` batches (`serial`; 1 without).
+    fn role_started(&mut self, role: &str, hosts: usize, batches: usize);
+    /// Batch `batch` (1-based) of the current role starts.
+    fn batch_started(&mut self, batch: usize);
+    /// A host starts working on the current role.
+    fn host_started(&mut self, host: &str);
+    /// A host's agent is about to run `resource`.
+    fn resource_started(&mut self, host: &str, resource: &str);
+    /// A resource finished on a host (for the running counts).
+    fn resource_finished(&mut self, host: &str, status: ResourceStatus);
+    /// A host is done with the current role, however it ended.
+    fn host_finished(&mut self, host: &str);
+    /// The run is over: remove every live line before the summary.
+    fn finish(&mut self);
 }
 
 /// A host's one final status in the summary (`status` in the JSON summary).
@@ -277,12 +302,34 @@ enum JsonBody<'a> {
 #[derive(Clone)]
 pub struct Diagnostics {
     err: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// `-vv`: print the connection and agent steps ([`Diagnostics::step`]).
+    steps: bool,
 }
 
 impl Diagnostics {
     pub fn new(err: Box<dyn Write + Send>) -> Diagnostics {
         Diagnostics {
             err: Arc::new(Mutex::new(err)),
+            steps: false,
+        }
+    }
+
+    /// With `-vv`: also print the connection and agent steps.
+    pub fn with_steps(mut self, steps: bool) -> Diagnostics {
+        self.steps = steps;
+        self
+    }
+
+    /// Whether `-vv` steps are printed (callers skip building costly messages otherwise).
+    pub fn shows_steps(&self) -> bool {
+        self.steps
+    }
+
+    /// A connection or agent step for a host (`-vv` only), e.g. `[web1] ssh: ...`. Callers
+    /// never pass secrets: passwords are named as "sent on stdin", never shown.
+    pub fn step(&self, host: &str, topic: &str, message: &str) {
+        if self.steps {
+            self.line(&format!("[{host}] {topic}: {}", inert(message)));
         }
     }
 
@@ -322,6 +369,7 @@ pub struct Reporter {
     style: ReportStyle,
     out: Box<dyn Write + Send>,
     diagnostics: Diagnostics,
+    progress: Option<Box<dyn Progress>>,
 }
 
 impl Reporter {
@@ -334,6 +382,53 @@ impl Reporter {
             style,
             out,
             diagnostics,
+            progress: None,
+        }
+    }
+
+    /// Draws a live view of the run too (never with `--json`: ignored then).
+    pub fn with_progress(mut self, progress: Box<dyn Progress>) -> Reporter {
+        if !self.style.json {
+            self.progress = Some(progress);
+        }
+        self
+    }
+
+    /// Batch `batch` of `batches` of the current role starts (live view only).
+    pub fn batch_started(&mut self, batch: usize) {
+        if let Some(progress) = &mut self.progress {
+            progress.batch_started(batch);
+        }
+    }
+
+    /// A host starts working on the current role (live view only).
+    pub fn host_started(&mut self, host: &str) {
+        if let Some(progress) = &mut self.progress {
+            progress.host_started(host);
+        }
+    }
+
+    /// A host is done with the current role (live view only).
+    pub fn host_finished(&mut self, host: &str) {
+        if let Some(progress) = &mut self.progress {
+            progress.host_finished(host);
+        }
+    }
+
+    /// A host's agent is about to run a resource (live view only).
+    pub fn resource_started(&mut self, host: &str, started: &ResourceStarted) {
+        if let Some(progress) = &mut self.progress {
+            let kind = if started.handler { "handler " } else { "" };
+            progress.resource_started(host, &format!("{kind}{}", inert(&started.resource)));
+        }
+    }
+
+    /// What the agent says while a role runs, to [`Reporter::resource_started`] or
+    /// [`Reporter::resource`].
+    pub fn role_event(&mut self, host: &str, role: &str, event: &crate::session::RoleEvent) {
+        match event {
+            crate::session::RoleEvent::Started(started) => self.resource_started(host, started),
+            crate::session::RoleEvent::Finished(finished) => self.resource(host, role, finished),
         }
     }
 
@@ -366,6 +461,14 @@ impl Reporter {
 
     /// A role starts on a set of hosts.
     pub fn role_started(&mut self, role: &str, hosts: &[String]) {
+        self.role_started_in_batches(role, hosts, 1);
+    }
+
+    /// A role starts on a set of hosts split into `batches` batches (`serial`).
+    pub fn role_started_in_batches(&mut self, role: &str, hosts: &[String], batches: usize) {
+        if let Some(progress) = &mut self.progress {
+            progress.role_started(role, hosts.len(), batches);
+        }
         if self.style.json {
             return;
         }
@@ -381,6 +484,9 @@ impl Reporter {
 
     /// A resource finished on a host.
     pub fn resource(&mut self, host: &str, role: &str, event: &ResourceEvent) {
+        if let Some(progress) = &mut self.progress {
+            progress.resource_finished(host, event.status);
+        }
         if self.style.json {
             self.emit_json(&JsonEvent {
                 event: "resource",
@@ -431,7 +537,11 @@ impl Reporter {
             line.push_str(&format!(": {}", inert_lines(message)));
         }
         let _ = writeln!(self.out, "{line}");
-        if event.status == ResourceStatus::Failed {
+        if self.style.verbose {
+            if let Some(output) = &event.output {
+                self.command_output(host, output);
+            }
+        } else if event.status == ResourceStatus::Failed {
             if let Some(output) = &event.output {
                 for (stream, text) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
                     for text_line in text.lines().take(20) {
@@ -456,6 +566,25 @@ impl Reporter {
             }
         }
         let _ = self.out.flush();
+    }
+
+    /// `-v`: a command's stdout and stderr under its line, each line prefixed with the host
+    /// (several hosts print at once), at most [`VERBOSE_OUTPUT_LINES`] of each stream.
+    fn command_output(&mut self, host: &str, output: &mop_protocol::CommandOutput) {
+        for (stream, text) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+            let total = text.lines().count();
+            for text_line in text.lines().take(VERBOSE_OUTPUT_LINES) {
+                let _ = writeln!(self.out, "      {host} {stream}: {}", inert(text_line));
+            }
+            if total > VERBOSE_OUTPUT_LINES {
+                let _ = writeln!(
+                    self.out,
+                    "      {host} {stream}: ... {} more lines not shown (--json has them all)",
+                    total - VERBOSE_OUTPUT_LINES
+                );
+            }
+        }
+        let _ = writeln!(self.out, "      {host} rc: {}", output.rc);
     }
 
     /// Something the controller did for a host (a hook ran, would run, failed).
@@ -553,6 +682,9 @@ impl Reporter {
     /// did not end `ok` or `changed` (its status, the role, its first error); or, in JSON, one
     /// `{"summary": ...}` object.
     pub fn finish(&mut self, summary: &RunSummary) {
+        if let Some(progress) = &mut self.progress {
+            progress.finish();
+        }
         if self.style.json {
             #[derive(Serialize)]
             struct Final<'a> {
@@ -877,6 +1009,155 @@ mod tests {
             ],
             "{printed}"
         );
+    }
+
+    /// Records what a reporter tells its live view.
+    #[derive(Clone, Default)]
+    struct Recorded(Arc<Mutex<Vec<String>>>);
+
+    impl Progress for Recorded {
+        fn role_started(&mut self, role: &str, hosts: usize, batches: usize) {
+            self.push(format!("role {role} {hosts} {batches}"));
+        }
+        fn batch_started(&mut self, batch: usize) {
+            self.push(format!("batch {batch}"));
+        }
+        fn host_started(&mut self, host: &str) {
+            self.push(format!("host {host}"));
+        }
+        fn resource_started(&mut self, host: &str, resource: &str) {
+            self.push(format!("on {host} {resource}"));
+        }
+        fn resource_finished(&mut self, host: &str, status: ResourceStatus) {
+            self.push(format!("done {host} {status:?}"));
+        }
+        fn host_finished(&mut self, host: &str) {
+            self.push(format!("end {host}"));
+        }
+        fn finish(&mut self) {
+            self.push("finish".into());
+        }
+    }
+
+    impl Recorded {
+        fn push(&self, line: String) {
+            self.0.lock().expect("not poisoned").push(line);
+        }
+    }
+
+    #[test]
+    fn the_live_view_hears_every_start_and_end_and_never_with_json() {
+        let run = |json: bool| {
+            let recorded = Recorded::default();
+            let mut reporter = Reporter::new(
+                ReportStyle {
+                    json,
+                    ..ReportStyle::default()
+                },
+                Box::new(std::io::sink()),
+                Diagnostics::new(Box::new(std::io::sink())),
+            )
+            .with_progress(Box::new(recorded.clone()));
+            reporter.role_started_in_batches("web", &["a".into(), "b".into()], 2);
+            reporter.batch_started(1);
+            reporter.host_started("a");
+            let started: ResourceStarted = serde_json::from_value(serde_json::json!({
+                "index": 0, "handler": true, "type": "shell", "resource": "restart\u{1b}[2J"
+            }))
+            .expect("a started event");
+            reporter.role_event("a", "web", &crate::session::RoleEvent::Started(started));
+            let event: ResourceEvent = serde_json::from_value(serde_json::json!({
+                "index": 0, "type": "shell", "resource": "restart", "status": "changed",
+                "duration_ms": 1
+            }))
+            .expect("a resource event");
+            reporter.role_event("a", "web", &crate::session::RoleEvent::Finished(event));
+            reporter.host_finished("a");
+            reporter.finish(&RunSummary::default());
+            let mut recorded_lines = recorded.0.lock().expect("not poisoned");
+            std::mem::take(&mut *recorded_lines)
+        };
+        assert_eq!(
+            run(false),
+            [
+                "role web 2 2",
+                "batch 1",
+                "host a",
+                "on a handler restart\\u{1b}[2J",
+                "done a Changed",
+                "end a",
+                "finish",
+            ]
+        );
+        assert!(run(true).is_empty());
+    }
+
+    #[test]
+    fn verbose_prints_command_output_per_host_and_cuts_it() {
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("not poisoned").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        let mut reporter = Reporter::new(
+            ReportStyle {
+                verbose: true,
+                ..ReportStyle::default()
+            },
+            Box::new(out.clone()),
+            Diagnostics::new(Box::new(std::io::sink())),
+        );
+        let stdout: String = (1..=52).map(|n| format!("{n}\n")).collect();
+        let event: ResourceEvent = serde_json::from_value(serde_json::json!({
+            "index": 0, "type": "shell", "resource": "shell seq", "status": "ok",
+            "duration_ms": 1, "output": {"rc": 0, "stdout": stdout, "stderr": "careful\u{1b}[2J\n"}
+        }))
+        .expect("a resource event");
+        reporter.resource("web1", "r", &event);
+        let printed =
+            String::from_utf8(out.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(lines[0], "  web1  ok  shell seq");
+        assert_eq!(lines[1], "      web1 stdout: 1");
+        assert_eq!(lines[50], "      web1 stdout: 50");
+        assert_eq!(
+            lines[51..],
+            [
+                "      web1 stdout: ... 2 more lines not shown (--json has them all)",
+                "      web1 stderr: careful\\u{1b}[2J",
+                "      web1 rc: 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn steps_are_printed_only_with_vv() {
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("not poisoned").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        Diagnostics::new(Box::new(out.clone())).step("web1", "ssh", "quiet");
+        Diagnostics::new(Box::new(out.clone()))
+            .with_steps(true)
+            .step("web1", "ssh", "ssh -F x\n");
+        let printed =
+            String::from_utf8(out.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        assert_eq!(printed, "[web1] ssh: ssh -F x\\u{a}\n");
     }
 
     #[test]

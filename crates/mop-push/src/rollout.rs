@@ -21,7 +21,7 @@ use crate::hooks::{contact_when, hook_context, render_hook, run_hook};
 use crate::plan::{role_plan, PlanOptions};
 use crate::prepare::{ManifestFiles, PreparedRun};
 use crate::report::{Diagnostics, FailureKind, HostStatus, Reporter, RunSummary};
-use crate::session::{AgentSession, SessionError};
+use crate::session::{AgentSession, RoleEvent, SessionError};
 use crate::ssh::{self, AgentOptions, SshError, SshHost, SshPool, SudoSpec};
 use crate::transport::AgentChild;
 
@@ -214,7 +214,7 @@ pub async fn run_push(
         diagnostics.warning(&format!("could not raise the open-files limit: {err}"));
     }
     let hosts = ssh_hosts(roles);
-    let pool = SshPool::with_agents(
+    let mut pool = SshPool::with_agents(
         &hosts,
         agents,
         &ssh::SshPoolOptions {
@@ -223,6 +223,7 @@ pub async fn run_push(
             ..ssh::SshPoolOptions::default()
         },
     )?;
+    pool.report_steps(diagnostics.clone());
     let mut summary = RunSummary {
         check: options.plan.mode == Mode::Check,
         ..RunSummary::default()
@@ -377,13 +378,6 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
         if hosts.is_empty() {
             continue;
         }
-        state.reporter().role_started(
-            &role.name,
-            &hosts
-                .iter()
-                .map(|host| host.name.clone())
-                .collect::<Vec<_>>(),
-        );
         let serial = state
             .options
             .serial
@@ -392,7 +386,16 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
         let allowed_failures = role.max_fail.allowed(hosts.len());
         let mut role_failures = 0usize;
         let batches: Vec<&[&PushHost]> = hosts.chunks(serial).collect();
+        state.reporter().role_started_in_batches(
+            &role.name,
+            &hosts
+                .iter()
+                .map(|host| host.name.clone())
+                .collect::<Vec<_>>(),
+            batches.len(),
+        );
         for (batch_index, batch) in batches.iter().enumerate() {
+            state.reporter().batch_started(batch_index + 1);
             for host in batch.iter() {
                 if let Some(failed_in) = failed_hosts.get(&host.name) {
                     state.reporter().not_attempted(
@@ -421,7 +424,9 @@ async fn rollout(state: &RunState<'_>, roles: &[PushRole]) {
                         .await
                         .expect("the forks semaphore is never closed");
                     state.mark_in_progress(&host.name, &role.name);
+                    state.reporter().host_started(&host.name);
                     let outcome = run_host_role(state, push_role.role_index, role, host).await;
+                    state.reporter().host_finished(&host.name);
                     state.mark_finished(&host.name, position);
                     outcome
                 }
@@ -676,10 +681,15 @@ async fn run_role_on_host(
     let outcome = agent
         .session
         .run_role(&plan, &state.files, &mut |event| {
-            if event.status == ResourceStatus::Failed && !event.ignored && first_failure.is_none() {
-                first_failure = Some(crate::report::failure_line(&event));
+            if let RoleEvent::Finished(finished) = &event {
+                if finished.status == ResourceStatus::Failed
+                    && !finished.ignored
+                    && first_failure.is_none()
+                {
+                    first_failure = Some(crate::report::failure_line(finished));
+                }
             }
-            state.reporter().resource(&host.name, &role.name, &event)
+            state.reporter().role_event(&host.name, &role.name, &event)
         })
         .await;
     match outcome {

@@ -8,13 +8,22 @@ use std::io::Read;
 use std::pin::Pin;
 
 use mop_protocol::{
-    AgentMessage, CleanupRequest, ControllerMessage, Facts, Frame, ResourceEvent, RolePlan,
-    RoleSummary, PROTOCOL_VERSION,
+    AgentMessage, CleanupRequest, ControllerMessage, Facts, Frame, ResourceEvent, ResourceStarted,
+    RolePlan, RoleSummary, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use crate::wire::{FrameReader, FrameWriter};
+
+/// What the agent says about a resource while a role runs.
+#[derive(Debug, Clone)]
+pub enum RoleEvent {
+    /// The resource is about to run (shown by the live progress).
+    Started(ResourceStarted),
+    /// The resource finished.
+    Finished(ResourceEvent),
+}
 
 /// The sha256 of a served file, or why there is none; see [`FileProvider::sha256`].
 pub type DigestFuture<'a> = Pin<Box<dyn Future<Output = Result<String, FileError>> + Send + 'a>>;
@@ -146,7 +155,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         &mut self,
         plan: &RolePlan,
         files: &dyn FileProvider,
-        on_event: &mut (dyn FnMut(ResourceEvent) + Send),
+        on_event: &mut (dyn FnMut(RoleEvent) + Send),
     ) -> Result<RoleOutcome, SessionError> {
         let mut sent_plan = plan.clone();
         for entry in sent_plan.files.values_mut() {
@@ -160,7 +169,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> AgentSession<R, W> {
         let mut outcome = RoleOutcome::default();
         loop {
             match next_message(&mut self.reader).await? {
-                AgentMessage::Event(event) => on_event(*event),
+                AgentMessage::Started(started) => on_event(RoleEvent::Started(started)),
+                AgentMessage::Event(event) => on_event(RoleEvent::Finished(*event)),
                 AgentMessage::FileRequest { id } => {
                     if !self.refuse_unplanned(plan, id, &mut outcome).await? {
                         outcome.bytes_sent += self.send_file(id, files).await?;
@@ -355,6 +365,7 @@ async fn next_message<R: AsyncRead + Unpin>(
 fn message_name(message: &AgentMessage) -> &'static str {
     match message {
         AgentMessage::Hello { .. } => "hello",
+        AgentMessage::Started(_) => "started",
         AgentMessage::Event(_) => "event",
         AgentMessage::FileRequest { .. } => "file_request",
         AgentMessage::FileDigestRequest { .. } => "file_digest_request",

@@ -142,9 +142,10 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub output: JsonOutput,
 
-    /// Also print unchanged and skipped resources.
-    #[arg(short, long)]
-    pub verbose: bool,
+    /// Also print unchanged and skipped resources and command output; -vv also the connection
+    /// and agent steps (ssh options, agent upload, sudo)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// `--forks`: one meaning for every command that reaches hosts.

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod common;
 mod pipe;
+mod progress;
 
 use std::process::ExitCode;
 

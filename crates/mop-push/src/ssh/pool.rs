@@ -81,6 +81,8 @@ pub struct SshPool {
     pub(super) persist: Option<std::time::Duration>,
     /// The run directory's lock and the watchdog that reaps it if mop dies (`lifetime.rs`).
     pub(super) guard: RunGuard,
+    /// Where `-vv` connection and agent steps go (`None`: nowhere).
+    pub(super) steps: Option<crate::report::Diagnostics>,
 }
 
 pub(super) struct HostSlot {
@@ -205,7 +207,37 @@ impl SshPool {
             control,
             persist: options.persist,
             guard,
+            steps: None,
         })
+    }
+
+    /// `-vv`: report the connection and agent steps of each host to `diagnostics` (printed
+    /// only when its steps are on).
+    pub fn report_steps(&mut self, diagnostics: crate::report::Diagnostics) {
+        self.steps = diagnostics.shows_steps().then_some(diagnostics);
+    }
+
+    /// One `-vv` step for a host; `message` is built only when steps are shown.
+    pub(super) fn step(&self, host: &str, topic: &str, message: impl FnOnce() -> String) {
+        if let Some(steps) = &self.steps {
+            steps.step(host, topic, &message());
+        }
+    }
+
+    /// The options the run's ssh_config gives `host` (its `Host` block, on one line), for `-vv`.
+    pub(super) fn config_options(&self, host: &str) -> String {
+        let Some(alias) = self.hosts.get(host).map(|slot| slot.planned.alias.clone()) else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        let header = format!("Host {alias}");
+        text.lines()
+            .skip_while(|line| *line != header)
+            .skip(1)
+            .take_while(|line| line.starts_with("  "))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The hosts whose connection is a persisted master that stays up after this run.

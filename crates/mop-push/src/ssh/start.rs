@@ -78,6 +78,14 @@ impl SshPool {
             });
         }
         let slot = self.slot(host)?;
+        self.step(host, "ssh", || {
+            format!(
+                "ssh -F {} {} ({})",
+                self.config_path.display(),
+                slot.planned.alias,
+                self.config_options(host)
+            )
+        });
         let session = self.session(host).await?;
         let requested = RunAs::from_spec(options.sudo.as_ref());
         let key = install_key(host, options, &requested)?;
@@ -113,7 +121,15 @@ impl SshPool {
             Some(Err(error)) => return Err(error.clone()),
         };
         let mut fresh_upload = None;
-        if !install.agent_ready {
+        if install.agent_ready {
+            self.step(host, "agent", || {
+                format!(
+                    "upload skipped: agent {} already on the host (cached in `{}`)",
+                    short_digest(&self.agents[install.agent].sha256),
+                    install.dir
+                )
+            });
+        } else {
             let agent = &self.agents[install.agent];
             let mut plan = upload_plan(
                 &install.dir,
@@ -143,6 +159,15 @@ impl SshPool {
             }
             slot.agent_bytes
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.step(host, "agent", || {
+                format!(
+                    "sent agent {} ({} bytes{}) to `{}`",
+                    short_digest(&agent.sha256),
+                    bytes.len(),
+                    if plan.compressed { ", gzip" } else { "" },
+                    install.work
+                )
+            });
             install.agent_ready = true;
             fresh_upload = Some(plan);
         }
@@ -151,6 +176,19 @@ impl SshPool {
             .started_as
             .insert(effective.clone(), stdin_line.clone());
         let prefix = effective.command_prefix();
+        // The prefix holds no secret (a password only ever travels on stdin), so it is shown.
+        self.step(host, "sudo", || match &effective {
+            RunAs::Login => "none: the agent runs as the login user".to_string(),
+            RunAs::Sudo { with_password, .. } => format!(
+                "agent started with `{}`{}",
+                prefix.trim_end(),
+                if *with_password {
+                    " (the sudo password is sent on stdin, never shown)"
+                } else {
+                    " (no password)"
+                }
+            ),
+        });
         let mut child = session
             .clone()
             .arc_raw_command(agent_command(&prefix, &install.work, fresh_upload.as_ref()))
@@ -349,4 +387,9 @@ fn install_key(
         cache: options.cache,
         shared: requested.needs_shared_access(),
     })
+}
+
+/// The first 12 hex digits of a digest, enough to tell agents apart in `-vv` output.
+fn short_digest(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
 }

@@ -6,7 +6,7 @@ use mop_push::agents::AgentSet;
 use mop_push::load::load_local_run;
 use mop_push::local::{run_local, LocalOptions};
 use mop_push::plan::PlanOptions;
-use mop_push::report::{ReportStyle, Reporter};
+use mop_push::report::ReportStyle;
 
 use crate::cli::LocalArgs;
 use crate::exit;
@@ -37,9 +37,9 @@ pub fn run(args: LocalArgs, color: bool) -> Result<u8> {
         json: args.report.output.json,
         color: color && !args.report.output.json,
         diff: args.report.diff,
-        verbose: args.report.verbose,
+        verbose: args.report.verbose >= 1,
     };
-    let mut reporter = Reporter::stdout(style);
+    let mut reporter = crate::progress::reporter(style, args.report.verbose >= 2);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

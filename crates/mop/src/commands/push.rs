@@ -7,7 +7,7 @@ use mop_protocol::Mode;
 use mop_push::agents::AgentSet;
 use mop_push::load::{load_run, RunRequest};
 use mop_push::plan::PlanOptions;
-use mop_push::report::{ReportStyle, Reporter, RunSummary};
+use mop_push::report::{ReportStyle, RunSummary};
 use mop_push::rollout::{run_push, PushHost, PushOptions, PushRole};
 
 use crate::cli::PushArgs;
@@ -73,7 +73,7 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
         json: args.report.output.json,
         color: color && !args.report.output.json,
         diff: args.report.diff,
-        verbose: args.report.verbose,
+        verbose: args.report.verbose >= 1,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,7 +84,7 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
         &roles,
         agents,
         &options,
-        Reporter::stdout(style),
+        crate::progress::reporter(style, args.report.verbose >= 2),
     ))?;
     reporter.finish(&summary);
     write_retry_file(&args.policy, &summary)?;
