@@ -29,3 +29,4 @@ mod security_limits;
 mod security_secrets;
 mod security_ssh;
 mod templates;
+mod vault;
