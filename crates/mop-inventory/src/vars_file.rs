@@ -66,9 +66,7 @@ pub(crate) fn read_vars_file_with(
     unlocker: &mop_vault::Unlocker,
 ) -> Result<VarsFile, InventoryError> {
     if mop_vault::is_vault_path(path) {
-        let plaintext = unlocker
-            .decrypt_file(path)
-            .map_err(InventoryError::Vault)?;
+        let plaintext = unlocker.decrypt_file(path).map_err(InventoryError::Vault)?;
         let text = std::str::from_utf8(plaintext.expose()).map_err(|_| InventoryError::At {
             location: SourceMap::new(&path.display().to_string(), "").location(0),
             message: "the decrypted vault file is not UTF-8 text".to_string(),
@@ -230,9 +228,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let password_file = dir.path().join("password");
         std::fs::write(&password_file, "pass\n").expect("write");
-        let passphrase = mop_vault::Recipients::Passphrase(mop_vault::SecretString::from(
-            "pass".to_string(),
-        ));
+        let passphrase =
+            mop_vault::Recipients::Passphrase(mop_vault::SecretString::from("pass".to_string()));
         let vault = dir.path().join("web.age.toml");
         let sealed = mop_vault::encrypt(
             b"vault_test_db_password = \"canary-7731\"\nmop_port = 2222\n",
@@ -254,7 +251,10 @@ mod tests {
         std::fs::write(&bad, sealed).expect("write");
         let error = read_vars_file_with(&bad, &unlocker).expect_err("mop_port is a number");
         let text = error.to_string();
-        assert!(text.contains("bad.toml.age:2:12: invalid value for `mop_port`"), "{text}");
+        assert!(
+            text.contains("bad.toml.age:2:12: invalid value for `mop_port`"),
+            "{text}"
+        );
         assert!(!text.contains("canary-8842"), "{text}");
 
         let locked = read_vars_file_with(&vault, &mop_vault::Unlocker::new(Vec::new(), None))
@@ -271,7 +271,15 @@ mod tests {
         let found: Vec<(String, String)> = toml_files_in(dir.path())
             .expect("readable")
             .into_iter()
-            .map(|(name, path)| (name, path.file_name().unwrap_or_default().to_string_lossy().into()))
+            .map(|(name, path)| {
+                (
+                    name,
+                    path.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into(),
+                )
+            })
             .collect();
         assert_eq!(
             found,

@@ -228,9 +228,8 @@ impl Unlocker {
             path: path.to_path_buf(),
             reason: error.to_string(),
         };
-        let decryptor =
-            age::Decryptor::new_buffered(BufReader::new(ArmoredReader::new(bytes)))
-                .map_err(not_age)?;
+        let decryptor = age::Decryptor::new_buffered(BufReader::new(ArmoredReader::new(bytes)))
+            .map_err(not_age)?;
         if decryptor.is_scrypt() {
             let passphrase = self.passphrase(path)?;
             let identity = age::scrypt::Identity::new(passphrase);
@@ -238,7 +237,10 @@ impl Unlocker {
                 Ok(reader) => reader,
                 Err(age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys) => {
                     // A wrong passphrase is forgotten so a retry can ask again.
-                    *self.passphrase.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                    *self
+                        .passphrase
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = None;
                     return Err(VaultError::WrongPassphrase {
                         path: path.to_path_buf(),
                     });
@@ -248,8 +250,7 @@ impl Unlocker {
             return Ok((read_all(reader, path)?, UnlockedWith::Passphrase));
         }
         let identities = self.identities()?;
-        let reader = match decryptor.decrypt(identities.iter().map(|identity| identity.as_ref()))
-        {
+        let reader = match decryptor.decrypt(identities.iter().map(|identity| identity.as_ref())) {
             Ok(reader) => reader,
             Err(age::DecryptError::NoMatchingKeys) => {
                 let tried = if self.identity_files.is_empty() {
@@ -283,11 +284,8 @@ impl Unlocker {
         let passphrase = if let Some(file) = &self.password_file {
             read_password_file(file)?
         } else if self.prompt {
-            let text = prompt::ask(&format!(
-                "vault passphrase for `{}`: ",
-                for_path.display()
-            ))
-            .map_err(VaultError::Prompt)?;
+            let text = prompt::ask(&format!("vault passphrase for `{}`: ", for_path.display()))
+                .map_err(VaultError::Prompt)?;
             SecretString::from(text.to_string())
         } else {
             return Err(VaultError::NoPassphrase {
@@ -312,7 +310,10 @@ impl Unlocker {
             if text.windows(15).any(|window| window == b"AGE-SECRET-KEY-") {
                 let file = age::IdentityFile::from_buffer(&text[..])
                     .map_err(|error| bad(error.to_string()))?;
-                identities.extend(file.into_identities().map_err(|error| bad(error.to_string()))?);
+                identities.extend(
+                    file.into_identities()
+                        .map_err(|error| bad(error.to_string()))?,
+                );
                 continue;
             }
             let identity =
@@ -321,14 +322,18 @@ impl Unlocker {
             match identity {
                 age::ssh::Identity::Unencrypted(_) => identities.push(Box::new(identity)),
                 age::ssh::Identity::Encrypted(_) => {
-                    return Err(bad("the key is protected by a passphrase, which `mop vault` \
+                    return Err(bad(
+                        "the key is protected by a passphrase, which `mop vault` \
                                     cannot ask for yet\nhint: point MOP_VAULT_IDENTITY at an \
                                     unencrypted age identity (`age-keygen`) kept in a private \
                                     file"
-                        .to_string()))
+                            .to_string(),
+                    ))
                 }
                 age::ssh::Identity::Unsupported(_) => {
-                    return Err(bad("unsupported key type (use ssh-ed25519 or ssh-rsa)".to_string()))
+                    return Err(bad(
+                        "unsupported key type (use ssh-ed25519 or ssh-rsa)".to_string()
+                    ))
                 }
             }
         }
@@ -338,10 +343,12 @@ impl Unlocker {
 
 /// The first line of a password file, without its line ending.
 pub fn read_password_file(file: &Path) -> Result<SecretString, VaultError> {
-    let text = Zeroizing::new(std::fs::read_to_string(file).map_err(|source| VaultError::Io {
-        path: file.to_path_buf(),
-        source,
-    })?);
+    let text = Zeroizing::new(
+        std::fs::read_to_string(file).map_err(|source| VaultError::Io {
+            path: file.to_path_buf(),
+            source,
+        })?,
+    );
     let line = text.lines().next().unwrap_or_default();
     if line.is_empty() {
         return Err(VaultError::EmptyPassphrase);

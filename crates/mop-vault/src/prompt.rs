@@ -18,10 +18,7 @@ pub(crate) fn have_terminal() -> bool {
 
 /// Writes `question` to the terminal and reads one line with echo off.
 pub(crate) fn ask(question: &str) -> io::Result<Zeroizing<String>> {
-    let tty = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")?;
+    let tty = OpenOptions::new().read(true).write(true).open("/dev/tty")?;
     let fd = tty.as_raw_fd();
     // SAFETY: termios is plain data; tcgetattr fills it for a valid fd or fails.
     let mut saved: libc::termios = unsafe { std::mem::zeroed() };

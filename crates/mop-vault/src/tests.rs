@@ -22,7 +22,10 @@ fn passphrase_round_trip_and_wrong_passphrase() {
     )
     .expect("encrypts");
     let text = String::from_utf8(sealed.clone()).expect("armored text");
-    assert!(text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"), "{text}");
+    assert!(
+        text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "{text}"
+    );
     assert!(!text.contains("canary"), "{text}");
 
     write(&dir.path().join("good"), "correct horse\n");
@@ -43,7 +46,10 @@ fn passphrase_round_trip_and_wrong_passphrase() {
     let error = Unlocker::new(Vec::new(), None)
         .decrypt(&sealed, Path::new("s.age"))
         .expect_err("no passphrase source");
-    assert!(error.to_string().contains("MOP_VAULT_PASSWORD_FILE"), "{error}");
+    assert!(
+        error.to_string().contains("MOP_VAULT_PASSWORD_FILE"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -82,7 +88,10 @@ fn ssh_ed25519_keys_share_a_vault() {
         .decrypt(&sealed, Path::new("v.age"))
         .expect_err("not a recipient");
     let text = error.to_string();
-    assert!(text.starts_with("none of the identities tried can decrypt `v.age`"), "{text}");
+    assert!(
+        text.starts_with("none of the identities tried can decrypt `v.age`"),
+        "{text}"
+    );
     assert!(text.contains("outsider"), "{text}");
 }
 
@@ -93,7 +102,10 @@ fn age_keys_round_trip() {
     let identity_file = dir.path().join("key.txt");
     write(
         &identity_file,
-        &format!("# created for a test\n{}\n", identity.to_string().expose_secret()),
+        &format!(
+            "# created for a test\n{}\n",
+            identity.to_string().expose_secret()
+        ),
     );
     let recipients =
         parse_recipients(&identity.to_public().to_string(), "inline").expect("valid key");
@@ -114,9 +126,18 @@ fn bad_recipient_lines_are_all_reported_without_echoing_them() {
     .err()
     .expect("bad lines");
     let text = error.to_string();
-    assert!(text.contains("team/.mop-vault-recipients:1:1: not a valid"), "{text}");
-    assert!(text.contains("team/.mop-vault-recipients:3:1: expected"), "{text}");
-    assert!(text.contains("team/.mop-vault-recipients:4:1: not a usable"), "{text}");
+    assert!(
+        text.contains("team/.mop-vault-recipients:1:1: not a valid"),
+        "{text}"
+    );
+    assert!(
+        text.contains("team/.mop-vault-recipients:3:1: expected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("team/.mop-vault-recipients:4:1: not a usable"),
+        "{text}"
+    );
     assert!(!text.contains("PRIVATE"), "{text}");
     assert!(parse_recipients("# nobody\n", "r").is_err());
 }
@@ -124,7 +145,10 @@ fn bad_recipient_lines_are_all_reported_without_echoing_them() {
 #[test]
 fn plaintext_files_are_refused_naming_the_file() {
     let error = Unlocker::new(Vec::new(), None)
-        .decrypt(b"db_password = \"x\"\n", Path::new("group_vars/db.age.toml"))
+        .decrypt(
+            b"db_password = \"x\"\n",
+            Path::new("group_vars/db.age.toml"),
+        )
         .expect_err("not encrypted");
     assert!(
         error

@@ -71,7 +71,11 @@ fn decrypt(args: VaultDecryptArgs) -> Result<u8> {
     let plaintext = Unlocker::global().decrypt_file(&args.file)?;
     // 0600: the plaintext of a secret is nobody else's to read.
     write_file(&output, plaintext.expose(), 0o600)?;
-    eprintln!("decrypted `{}` into `{}`", args.file.display(), output.display());
+    eprintln!(
+        "decrypted `{}` into `{}`",
+        args.file.display(),
+        output.display()
+    );
     Ok(exit::SUCCESS)
 }
 
@@ -156,7 +160,11 @@ fn edit(args: VaultEditArgs) -> Result<u8> {
 fn run_editor(path: &Path) -> Result<()> {
     let editor = ["VISUAL", "EDITOR"]
         .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|value| !value.trim().is_empty()))
+        .find_map(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        })
         .unwrap_or_else(|| "vi".to_string());
     let status = std::process::Command::new("/bin/sh")
         .arg("-c")
