@@ -38,3 +38,4 @@ mod security_secrets;
 mod security_ssh;
 mod templates;
 mod validate_all;
+mod vault;

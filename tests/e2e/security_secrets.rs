@@ -172,7 +172,7 @@ fn mop_run_that_reads_a_secret_is_refused_before_any_host_is_contacted() {
 
 /// What a [`ProcessWatch`] saw.
 #[derive(Debug, Default)]
-struct WatchReport {
+pub(crate) struct WatchReport {
     /// Full passes over `/proc`.
     samples: usize,
     /// `pid argv|environ: command line` of each process that held the secret, once each.
@@ -183,13 +183,13 @@ struct WatchReport {
 
 /// Reads every `/proc/*/cmdline` and `/proc/*/environ` over and over on a thread until
 /// stopped, looking for a secret, and noting which markers it saw in an argv.
-struct ProcessWatch {
+pub(crate) struct ProcessWatch {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<WatchReport>,
 }
 
 impl ProcessWatch {
-    fn start(secret: &str, markers: &[String]) -> ProcessWatch {
+    pub(crate) fn start(secret: &str, markers: &[String]) -> ProcessWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let secret = secret.as_bytes().to_vec();
         let markers = markers.to_vec();
@@ -235,7 +235,7 @@ impl ProcessWatch {
         ProcessWatch { stop, thread }
     }
 
-    fn finish(self) -> WatchReport {
+    pub(crate) fn finish(self) -> WatchReport {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().expect("the process watch thread")
     }
@@ -340,7 +340,7 @@ fn a_push_and_a_run_with_a_sudo_password_leak_it_nowhere() {
     assert_not_leaked(TEST_SUDO_PASSWORD, "stderr of mop run", &run.stderr);
 }
 
-fn assert_watch_clean(report: &WatchReport, markers: &[String], what: &str) {
+pub(crate) fn assert_watch_clean(report: &WatchReport, markers: &[String], what: &str) {
     eprintln!("{what}: {} samples of every process", report.samples);
     assert!(
         report.leaks.is_empty(),

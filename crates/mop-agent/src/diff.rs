@@ -52,6 +52,9 @@ pub fn content_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
     }
 }
 
+/// The whole diff of a vault-encrypted served file.
+pub const SECRET_DIFF: &str = "secret content changed (a vault file: its diff is not shown)";
+
 /// `sha256 a -> b`; a missing side is written `(none)`.
 pub fn hash_diff(old: Option<&str>, new: &str) -> String {
     format!("sha256 {} -> {new}", old.unwrap_or("(none)"))

@@ -406,6 +406,7 @@ fn served_plan(dest: &Path, content: &[u8]) -> RolePlan {
     plan.files.insert(
         "files/blob".into(),
         FileEntry {
+            secret: false,
             id: 42,
             sha256: Some(sha256_hex(content)),
             size: content.len() as u64,

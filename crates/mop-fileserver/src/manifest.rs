@@ -35,6 +35,9 @@ pub struct Entry {
     pub size: u64,
     /// Permission bits (`st_mode & 0o7777`); `0o644` where the platform has none.
     pub mode: u32,
+    /// A vault file (`*.age`): `size` is its plaintext's, the content is decrypted into the
+    /// controller's memory and nowhere else, and hosts must not show how it changed.
+    pub secret: bool,
 }
 
 /// Figures for the executor to print once the manifest is hashed ([`Manifest::wait_all`]).
@@ -70,6 +73,11 @@ pub enum ManifestError {
     },
     #[error("`{relative}` (`{}`) is no longer a regular file", .path.display())]
     NotRegularFile { relative: String, path: PathBuf },
+    #[error("cannot serve `{relative}`: {error}")]
+    Vault {
+        relative: String,
+        error: mop_vault::VaultError,
+    },
     #[error("cannot start the threads that hash served files: {0}")]
     Threads(io::Error),
     #[error(
@@ -143,15 +151,32 @@ impl ManifestBuilder {
         let started = Instant::now();
         let mut entries = Vec::with_capacity(self.files.len());
         let mut paths = Vec::with_capacity(self.files.len());
+        let mut plaintexts = Vec::with_capacity(self.files.len());
         for (index, file) in self.files.iter().enumerate() {
-            let (size, mode) = stat_regular(file.absolute(), file.relative())?;
+            let (mut size, mode) = stat_regular(file.absolute(), file.relative())?;
+            // A vault file is decrypted here, once, before any host is contacted: a missing
+            // key stops the run up front, and the plaintext stays in this process's memory.
+            let plaintext = if mop_vault::is_vault_path(Path::new(file.relative())) {
+                let plaintext = mop_vault::Unlocker::global()
+                    .decrypt_file(file.absolute())
+                    .map_err(|error| ManifestError::Vault {
+                        relative: file.relative().to_owned(),
+                        error,
+                    })?;
+                size = plaintext.expose().len() as u64;
+                Some(Arc::new(plaintext))
+            } else {
+                None
+            };
             entries.push(Entry {
                 id: FileId(u32::try_from(index).expect("ids fit in u32 (checked in add)")),
                 relative: file.relative().to_owned(),
                 size,
                 mode,
+                secret: plaintext.is_some(),
             });
             paths.push(file.absolute().to_path_buf());
+            plaintexts.push(plaintext);
         }
         // Largest first, so a big file does not start last and leave the others idle.
         let mut order: Vec<usize> = (0..entries.len()).collect();
@@ -163,6 +188,7 @@ impl ManifestBuilder {
         let shared = Arc::new(Shared {
             entries,
             paths,
+            plaintexts,
             order,
             next: AtomicUsize::new(0),
             digests,
@@ -185,6 +211,8 @@ struct Shared {
     entries: Vec<Entry>,
     /// Canonical absolute path of each entry, same index; never sent to hosts.
     paths: Vec<PathBuf>,
+    /// Same index: the decrypted content of a vault file, `None` for a plain file.
+    plaintexts: Vec<Option<Arc<mop_vault::Plaintext>>>,
     /// Entry indexes in hashing order (largest first); `next` is the first one nobody took.
     order: Vec<usize>,
     next: AtomicUsize,
@@ -209,7 +237,10 @@ impl Shared {
                 return;
             };
             let (entry, path) = (&self.entries[index], &self.paths[index]);
-            let result = hash_one(entry, path, &mut buffer, &self.cancelled);
+            let result = match &self.plaintexts[index] {
+                Some(plaintext) => Ok(crate::sha256_hex(plaintext.expose())),
+                None => hash_one(entry, path, &mut buffer, &self.cancelled),
+            };
             if self.cancelled.load(Ordering::Relaxed) {
                 return;
             }
@@ -393,6 +424,10 @@ impl Manifest {
     pub fn open(&self, id: FileId) -> Result<ChunkReader, StreamError> {
         let entry = self.entry_by_id(id).ok_or(StreamError::UnknownId(id))?;
         let path = self.source_path(id).ok_or(StreamError::UnknownId(id))?;
+        let index = self.index(id).ok_or(StreamError::UnknownId(id))?;
+        if let Some(plaintext) = &self.shared.plaintexts[index] {
+            return Ok(ChunkReader::from_memory(entry, path, Arc::clone(plaintext)));
+        }
         ChunkReader::open(entry, path)
     }
 

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::manifest::{Entry, FileId};
 
@@ -73,7 +74,8 @@ pub struct ChunkReader {
     id: FileId,
     relative: String,
     path: PathBuf,
-    file: File,
+    /// The file on disk, or (for a vault file) its plaintext, decrypted once into memory.
+    source: Source,
     expected_size: u64,
     bytes_read: u64,
     bytes_delivered: u64,
@@ -81,7 +83,42 @@ pub struct ChunkReader {
     state: State,
 }
 
+/// Where a [`ChunkReader`] reads from.
+enum Source {
+    File(File),
+    /// A vault file's plaintext: it never exists on the controller's disk.
+    Memory(Arc<mop_vault::Plaintext>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(file) => write!(f, "File({file:?})"),
+            Source::Memory(plaintext) => write!(f, "Memory({plaintext:?})"),
+        }
+    }
+}
+
 impl ChunkReader {
+    /// Streams a vault file's decrypted content (already size-checked by the manifest).
+    pub(crate) fn from_memory(
+        entry: &Entry,
+        path: &Path,
+        plaintext: Arc<mop_vault::Plaintext>,
+    ) -> ChunkReader {
+        ChunkReader {
+            id: entry.id,
+            relative: entry.relative.clone(),
+            path: path.to_path_buf(),
+            source: Source::Memory(plaintext),
+            expected_size: entry.size,
+            bytes_read: 0,
+            bytes_delivered: 0,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            state: State::Streaming,
+        }
+    }
+
     pub(crate) fn open(entry: &Entry, path: &Path) -> Result<ChunkReader, StreamError> {
         let read_error = |error| StreamError::Read {
             relative: entry.relative.clone(),
@@ -102,7 +139,7 @@ impl ChunkReader {
             id: entry.id,
             relative: entry.relative.clone(),
             path: path.to_path_buf(),
-            file,
+            source: Source::File(file),
             expected_size: entry.size,
             bytes_read: 0,
             bytes_delivered: 0,
@@ -169,9 +206,27 @@ impl ChunkReader {
         let wanted = buffer
             .len()
             .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        if let Source::Memory(plaintext) = &self.source {
+            // The manifest's size is the plaintext's length: nothing can change it.
+            let plaintext = Arc::clone(plaintext);
+            let start = usize::try_from(self.bytes_read).unwrap_or(usize::MAX);
+            let bytes = plaintext
+                .expose()
+                .get(start..start.saturating_add(wanted))
+                .unwrap_or_default();
+            buffer[..bytes.len()].copy_from_slice(bytes);
+            self.bytes_read += bytes.len() as u64;
+            if self.bytes_read == self.expected_size {
+                self.state = State::Verified;
+            }
+            return Ok(bytes.len());
+        }
         let mut filled = 0;
         while filled < wanted {
-            match self.file.read(&mut buffer[filled..wanted]) {
+            let Source::File(file) = &mut self.source else {
+                unreachable!("memory sources returned above");
+            };
+            match file.read(&mut buffer[filled..wanted]) {
                 Ok(0) => {
                     return Err(StreamError::SizeChanged {
                         relative: self.relative.clone(),
@@ -197,11 +252,13 @@ impl ChunkReader {
     fn verify_end(&mut self) -> Result<(), StreamError> {
         let mut probe = [0u8; 1];
         loop {
-            match self.file.read(&mut probe) {
+            let Source::File(file) = &mut self.source else {
+                return Ok(());
+            };
+            match file.read(&mut probe) {
                 Ok(0) => break,
                 Ok(_) => {
-                    let actual = self
-                        .file
+                    let actual = file
                         .metadata()
                         .map_or(self.expected_size + 1, |metadata| metadata.len());
                     return Err(StreamError::SizeChanged {

@@ -67,6 +67,10 @@ pub enum InventoryError {
         hint: Option<String>,
     },
 
+    /// A vault variable file could not be decrypted.
+    #[error(transparent)]
+    Vault(mop_vault::VaultError),
+
     /// Several independent problems (variable files), in the order found.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Several(Vec<InventoryError>),

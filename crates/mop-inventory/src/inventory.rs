@@ -244,10 +244,22 @@ impl Inventory {
                     ));
                     continue;
                 }
-                if kind == "group" {
-                    self.group_vars_files.insert(name, file);
+                let files = if kind == "group" {
+                    &mut self.group_vars_files
                 } else {
-                    self.host_vars_files.insert(name, file);
+                    &mut self.host_vars_files
+                };
+                // `db.toml` and the vault file `db.age.toml` both speak for `db`: plain and
+                // secret variables side by side, each name set in one of them only.
+                match files.get_mut(&name) {
+                    Some(first) => {
+                        if let Err(error) = first.merge(file) {
+                            errors.push(error);
+                        }
+                    }
+                    None => {
+                        files.insert(name, file);
+                    }
                 }
             }
         }

@@ -168,9 +168,33 @@ pub fn magic_variable(name: &str) -> Option<&'static MagicVariable> {
     MAGIC_VARIABLES.iter().find(|var| var.name == name)
 }
 
-/// Whether `name` is a password variable whose value must never be printed.
+/// Whether `name` is a variable whose value must never be printed: a password magic
+/// variable, or a variable some vault file of this run sets.
 pub fn is_secret_var(name: &str) -> bool {
     magic_variable(name).is_some_and(|var| var.secret)
+        || vault_var_names()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(name)
+}
+
+/// Names set by a vault file. Secrecy follows the name, not the value's path through the
+/// layers: a name a vault sets is secret in every layer and display of the run (the
+/// conservative reading when a plain file sets the same name too). Process-wide because every
+/// display that redacts (`Debug`, `mop inventory`, events, the plans) asks [`is_secret_var`]
+/// with a name only.
+fn vault_var_names() -> &'static std::sync::RwLock<std::collections::BTreeSet<String>> {
+    static NAMES: std::sync::OnceLock<std::sync::RwLock<std::collections::BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    NAMES.get_or_init(Default::default)
+}
+
+/// Marks `name` as set by a vault file: from now on [`is_secret_var`] is true for it.
+pub fn mark_vault_var(name: &str) {
+    vault_var_names()
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(name.to_string());
 }
 
 /// Looks a name up: a magic variable, an ordinary one, or an error for a reserved name that

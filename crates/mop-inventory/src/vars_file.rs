@@ -1,6 +1,7 @@
 //! Variable files: `group_vars/NAME.toml`, `host_vars/NAME.toml` beside an inventory and the
-//! policy's `vars_files`. [`read_vars_file`] is the one place such a file is read, so the
-//! encrypted `*.age.toml` files of issue 16 need one change here.
+//! policy's `vars_files`. [`read_vars_file`] is the one place such a file is read: a vault file
+//! (`*.age.toml`, `*.toml.age`) is decrypted here, in memory, and every variable it sets
+//! becomes a secret ([`crate::magic::mark_vault_var`]).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,22 @@ impl VarsFile {
             .collect()
     }
 
+    /// Adds the variables of `other`, a second file for the same group or host; a name both
+    /// set is an error pointing at the second.
+    pub(crate) fn merge(&mut self, other: VarsFile) -> Result<(), InventoryError> {
+        for (name, setting) in other.vars.0 {
+            if let Some(first) = self.vars.0.get(&name) {
+                return Err(InventoryError::At {
+                    location: setting.location,
+                    message: format!("`{name}` is already set at {}", first.location),
+                    hint: Some("set each variable of a group or host in one file".to_string()),
+                });
+            }
+            self.vars.0.insert(name, setting);
+        }
+        Ok(())
+    }
+
     /// Where `name` is set in the file.
     pub fn location(&self, name: &str) -> Option<&Location> {
         self.vars.0.get(name).map(|setting| &setting.location)
@@ -37,8 +54,26 @@ impl VarsFile {
 }
 
 /// Reads and checks one variable file: TOML whose top-level keys are variables, checked like
-/// inventory variables (names, reserved names, magic variable types).
+/// inventory variables (names, reserved names, magic variable types). A vault file is
+/// decrypted with the process's [`mop_vault::Unlocker::global`] keys first.
 pub fn read_vars_file(path: &Path) -> Result<VarsFile, InventoryError> {
+    read_vars_file_with(path, mop_vault::Unlocker::global())
+}
+
+/// [`read_vars_file`] with the keys of `unlocker`.
+pub(crate) fn read_vars_file_with(
+    path: &Path,
+    unlocker: &mop_vault::Unlocker,
+) -> Result<VarsFile, InventoryError> {
+    if mop_vault::is_vault_path(path) {
+        let plaintext = unlocker.decrypt_file(path).map_err(InventoryError::Vault)?;
+        let text = std::str::from_utf8(plaintext.expose()).map_err(|_| InventoryError::At {
+            location: SourceMap::new(&path.display().to_string(), "").location(0),
+            message: "the decrypted vault file is not UTF-8 text".to_string(),
+            hint: Some("a vault variable file holds TOML; check it with `mop vault view`".into()),
+        })?;
+        return parse_text(text, path, true);
+    }
     let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
         path: path.to_path_buf(),
         source,
@@ -48,6 +83,12 @@ pub fn read_vars_file(path: &Path) -> Result<VarsFile, InventoryError> {
 
 /// Parses the text of a variable file read from `path` (which names it in errors).
 pub fn parse_vars_file(text: &str, path: &Path) -> Result<VarsFile, InventoryError> {
+    parse_text(text, path, false)
+}
+
+/// Parses a variable file; `from_vault` marks every variable secret and keeps values out of
+/// error messages.
+fn parse_text(text: &str, path: &Path, from_vault: bool) -> Result<VarsFile, InventoryError> {
     let name = path.display().to_string();
     let map = SourceMap::new(&name, text);
     let error = |offset: usize, problem: Problem| InventoryError::At {
@@ -81,9 +122,25 @@ pub fn parse_vars_file(text: &str, path: &Path) -> Result<VarsFile, InventoryErr
             error(at, value_error.problem)
         })?;
         let json = match magic_var {
-            Some(var) => magic::validate_typed(var, &json).map_err(|p| error(value_at, p))?,
+            Some(var) => magic::validate_typed(var, &json).map_err(|problem| {
+                if from_vault {
+                    // The problem may quote the value; a vault value is never shown.
+                    error(
+                        value_at,
+                        Problem::with_hint(
+                            format!("invalid value for `{var_name}` (a vault value, not shown)"),
+                            format!("`{var_name}` is {}", var.value_type),
+                        ),
+                    )
+                } else {
+                    error(value_at, problem)
+                }
+            })?,
             None => json,
         };
+        if from_vault {
+            magic::mark_vault_var(var_name);
+        }
         vars.0.insert(
             var_name.to_string(),
             VarSetting {
@@ -99,7 +156,8 @@ pub fn parse_vars_file(text: &str, path: &Path) -> Result<VarsFile, InventoryErr
 }
 
 /// The `*.toml` files of `dir` in name order with the name they are for (`web.toml` is for
-/// `web`); nothing when `dir` does not exist.
+/// `web`, and so are the vault files `web.age.toml` and `web.toml.age`); nothing when `dir`
+/// does not exist.
 pub(crate) fn toml_files_in(dir: &Path) -> Result<Vec<(String, PathBuf)>, InventoryError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -122,7 +180,11 @@ pub(crate) fn toml_files_in(dir: &Path) -> Result<Vec<(String, PathBuf)>, Invent
         let Some(file_name) = path.file_name().and_then(|name| name.to_str()) else {
             continue;
         };
-        if let Some(name) = file_name.strip_suffix(".toml") {
+        let name = file_name
+            .strip_suffix(".age.toml")
+            .or_else(|| file_name.strip_suffix(".toml.age"))
+            .or_else(|| file_name.strip_suffix(".toml"));
+        if let Some(name) = name {
             if path.is_file() && !name.is_empty() {
                 files.push((name.to_string(), path.clone()));
             }
@@ -157,6 +219,76 @@ mod tests {
         let text = error.to_string();
         assert!(text.starts_with("v.toml:2:"), "{text}");
         assert!(text.contains("invalid TOML"), "{text}");
+    }
+
+    /// A passphrase vault: its variables read like a plain file's, become secrets (redacted in
+    /// Debug), and a bad value in it is reported without the value.
+    #[test]
+    fn vault_files_decrypt_and_their_variables_are_secret() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, "pass\n").expect("write");
+        let passphrase =
+            mop_vault::Recipients::Passphrase(mop_vault::SecretString::from("pass".to_string()));
+        let vault = dir.path().join("web.age.toml");
+        let sealed = mop_vault::encrypt(
+            b"vault_test_db_password = \"canary-7731\"\nmop_port = 2222\n",
+            &passphrase,
+        )
+        .expect("encrypts");
+        std::fs::write(&vault, sealed).expect("write");
+        let unlocker = mop_vault::Unlocker::new(Vec::new(), Some(password_file.clone()));
+
+        let file = read_vars_file_with(&vault, &unlocker).expect("decrypts and parses");
+        assert_eq!(file.vars()["vault_test_db_password"], "canary-7731");
+        assert_eq!(file.vars()["mop_port"], 2222);
+        assert!(crate::is_secret_var("vault_test_db_password"));
+        assert!(!format!("{file:?}").contains("canary-7731"), "{file:?}");
+
+        let bad = dir.path().join("bad.toml.age");
+        let sealed = mop_vault::encrypt(b"x = 1\nmop_port = \"canary-8842\"\n", &passphrase)
+            .expect("encrypts");
+        std::fs::write(&bad, sealed).expect("write");
+        let error = read_vars_file_with(&bad, &unlocker).expect_err("mop_port is a number");
+        let text = error.to_string();
+        assert!(
+            text.contains("bad.toml.age:2:12: invalid value for `mop_port`"),
+            "{text}"
+        );
+        assert!(!text.contains("canary-8842"), "{text}");
+
+        let locked = read_vars_file_with(&vault, &mop_vault::Unlocker::new(Vec::new(), None))
+            .expect_err("no passphrase");
+        assert!(locked.to_string().contains("web.age.toml"), "{locked}");
+    }
+
+    #[test]
+    fn vault_files_are_found_beside_plain_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for name in ["web.toml", "web.age.toml", "db.toml.age", "notes.txt"] {
+            std::fs::write(dir.path().join(name), "").expect("write");
+        }
+        let found: Vec<(String, String)> = toml_files_in(dir.path())
+            .expect("readable")
+            .into_iter()
+            .map(|(name, path)| {
+                (
+                    name,
+                    path.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("db".to_string(), "db.toml.age".to_string()),
+                ("web".to_string(), "web.age.toml".to_string()),
+                ("web".to_string(), "web.toml".to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct FileEntry {
     pub size: u64,
     /// Permission bits of the file on the controller (informational; the resource's `mode` wins).
     pub mode: u32,
+    /// Decrypted from a vault file on the controller: a diff says only that it changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
 }
 
 /// Everything an agent needs to run one role on its host without asking anything back except

@@ -224,11 +224,24 @@ pub fn prepare_partially(
                     sha256: None,
                     size: entry.size,
                     mode: entry.mode,
+                    secret: entry.secret,
                 },
             );
         }
     }
     for (role_index, template, id) in templates {
+        // A template is inlined into the plan and rendered into a diffable file on the host:
+        // a vault file's plaintext must not travel that way.
+        if manifest.entry_by_id(id).is_some_and(|entry| entry.secret) {
+            errors.push(PolicyError {
+                file: policy.path.clone(),
+                position: None,
+                context: format!("template `{template}`"),
+                message: "a vault file cannot be a template".to_string(),
+                hint: Some("serve it as it is with `source`".to_string()),
+            });
+            continue;
+        }
         match manifest
             .read_whole(id, MAX_TEMPLATE_BYTES)
             .map(String::from_utf8)

@@ -475,6 +475,7 @@ mod tests {
             files: BTreeMap::from([(
                 "files/data".to_string(),
                 FileEntry {
+                    secret: false,
                     id,
                     sha256: None,
                     size,

@@ -76,11 +76,107 @@ pub enum Command {
     /// Remove the cached agents and dead agents' work directories mop left on hosts.
     #[command(after_help = ADHOC_AFTER_HELP)]
     Clean(CleanArgs),
+    /// Encrypt, decrypt, view, edit and rekey vault files (age format).
+    #[command(subcommand, after_help = VAULT_AFTER_HELP)]
+    Vault(VaultCommand),
     /// Print a shell completion script: `mop completions bash > /etc/bash_completion.d/mop`.
     Completions(CompletionsArgs),
     /// Write man pages generated from this command line into DIR (used by `scripts/man`).
     #[command(hide = true)]
     ManPages(ManPagesArgs),
+}
+
+const VAULT_AFTER_HELP: &str = "\
+Keys:
+  decrypting   MOP_VAULT_IDENTITY (an age identity file or an unencrypted ssh private key),
+               else ~/.ssh/id_ed25519 and ~/.ssh/id_rsa; a passphrase file is decrypted with
+               MOP_VAULT_PASSWORD_FILE's first line, else asked on the terminal
+  encrypting   --recipient/--recipients-file, else the nearest .mop-vault-recipients above
+               the file, else a passphrase
+
+Exit status:
+  0    success
+  2    invalid input, or the file could not be decrypted or written
+
+Docs: docs/reference/vault.md";
+
+/// `mop vault` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Encrypt FILE into FILE.age (or --output); the plaintext file is left alone.
+    Encrypt(VaultEncryptArgs),
+    /// Decrypt a vault file into a file (FILE without `.age`, or --output), mode 0600.
+    Decrypt(VaultDecryptArgs),
+    /// Print a vault file's plaintext on stdout.
+    View(VaultFileArg),
+    /// Edit a vault file in $EDITOR; the plaintext exists only in a private temporary file.
+    Edit(VaultEditArgs),
+    /// Re-encrypt vault files for new recipients or a new passphrase.
+    Rekey(VaultRekeyArgs),
+}
+
+/// Whom to encrypt to.
+#[derive(Debug, Args)]
+pub struct VaultRecipientArgs {
+    /// A public key to encrypt to: `age1...`, or an `ssh-ed25519 ...`/`ssh-rsa ...` line.
+    #[arg(long = "recipient", short = 'r', value_name = "KEY")]
+    pub recipients: Vec<String>,
+    /// A file of public keys, one a line (`#` comments), like `.mop-vault-recipients`.
+    #[arg(long, short = 'R', value_name = "PATH")]
+    pub recipients_file: Option<PathBuf>,
+    /// Encrypt to a passphrase (MOP_VAULT_PASSWORD_FILE, or MOP_VAULT_NEW_PASSWORD_FILE for
+    /// rekey; else asked twice on the terminal).
+    #[arg(long, conflicts_with_all = ["recipients", "recipients_file"])]
+    pub passphrase: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VaultEncryptArgs {
+    /// The plaintext file.
+    pub file: PathBuf,
+    /// Where to write the vault file (default: FILE.age).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub recipients: VaultRecipientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VaultDecryptArgs {
+    /// The vault file.
+    pub file: PathBuf,
+    /// Where to write the plaintext (default: FILE without `.age`).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VaultFileArg {
+    /// The vault file.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VaultEditArgs {
+    /// The vault file (created when it does not exist).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub recipients: VaultRecipientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VaultRekeyArgs {
+    /// The vault files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub recipients: VaultRecipientArgs,
 }
 
 #[derive(Debug, Args)]

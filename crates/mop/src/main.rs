@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         Command::Transfer(args) => commands::transfer::run(args),
         Command::Connections(args) => commands::connections::run(args),
         Command::Clean(args) => commands::clean::run(args),
+        Command::Vault(command) => commands::vault::run(command),
         Command::Completions(args) => commands::docs::completions(args),
         Command::ManPages(args) => commands::docs::man_pages(args),
     };

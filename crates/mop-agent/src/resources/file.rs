@@ -39,7 +39,14 @@ pub fn converge(spec: &FileSpec, ctx: &mut ResourceContext<'_>) -> Result<Outcom
         Presence::Present => {
             let files = ctx.files;
             let desired = desired_content(spec, files, ctx)?;
-            present(path, existing.as_ref(), desired, spec, ctx)
+            let secret = matches!(&desired, Desired::Served { entry, .. } if entry.secret);
+            let mut outcome = present(path, existing.as_ref(), desired, spec, ctx)?;
+            // A vault file's diff says that the content changed, never how: neither lines
+            // nor the plaintext's sha256 (a short secret's hash is a guessable one).
+            if secret && outcome.diff.is_some() {
+                outcome.diff = Some(diff::SECRET_DIFF.to_string());
+            }
+            Ok(outcome)
         }
     }
 }
@@ -433,6 +440,7 @@ mod tests {
             self.files.insert(
                 source.to_string(),
                 FileEntry {
+                    secret: false,
                     id,
                     sha256: None,
                     size: content.len() as u64,

@@ -11,3 +11,4 @@ pub mod run;
 pub mod transfer;
 pub mod upload;
 pub mod validate;
+pub mod vault;

@@ -1,0 +1,324 @@
+//! The vault end to end: files encrypted with `mop vault encrypt` (one to an operator's
+//! ssh-ed25519 key, one to a passphrase) give a host its sudo password (`mop_sudo_password` in
+//! `group_vars/web.age.toml`) and a served key file, and their plaintext appears nowhere but
+//! in the destination file: not in stdout, stderr, `--json`, `-v`, `--diff`, the retry file,
+//! the process list sampled during the run, files on the controller or under the login user's
+//! home.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mop_testhosts::{TestHostsBuilder, TEST_SUDO_PASSWORD, TEST_SUDO_PASSWORD_USER};
+
+use crate::security_secrets::{assert_watch_clean, ProcessWatch};
+use crate::support::{
+    assert_not_leaked, mop, parse_json_run, run, unique_name, JsonRun, Output, Sandbox,
+};
+
+const VAULT_POLICY: &str = r#"
+[fileserver]
+paths = ["files"]
+
+[[roles]]
+name = "vaulted"
+groups = ["web"]
+
+[[roles.resources]]
+type = "file"
+path = "@OUT@/{{ host.name }}-key.pem"
+source = "key.pem.age"
+mode = "0600"
+
+[[roles.resources]]
+type = "command"
+cmd = "id -un"
+failed_when = "host.name == 'host2'"
+"#;
+
+/// Keys and passphrase files for the run, outside the inventory and policy directories.
+struct Keys {
+    identity: PathBuf,
+    public_key: String,
+    password_file: PathBuf,
+}
+
+fn make_keys(dir: &Path) -> Keys {
+    let keys = dir.join("keys");
+    std::fs::create_dir(&keys).expect("create keys/");
+    let identity = keys.join("id_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "operator", "-f"])
+        .arg(&identity)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success(), "ssh-keygen failed");
+    let public_key = std::fs::read_to_string(identity.with_extension("pub"))
+        .expect("the public key")
+        .trim()
+        .to_string();
+    let password_file = keys.join("vault-password");
+    std::fs::write(&password_file, "a passphrase for the served files\n")
+        .expect("write the password file");
+    Keys {
+        identity,
+        public_key,
+        password_file,
+    }
+}
+
+/// `mop ARGS` with the vault's keys in the environment (paths only: never key material).
+fn mop_with_keys(keys: &Keys, args: &[OsString]) -> Output {
+    let mut command = mop();
+    command
+        .args(args)
+        .env("MOP_VAULT_IDENTITY", &keys.identity)
+        .env("MOP_VAULT_PASSWORD_FILE", &keys.password_file);
+    run(&mut command)
+}
+
+/// Every regular file under `dir` (not following links) whose content holds `secret`.
+fn files_holding(dir: &Path, secret: &[u8], skip: &[PathBuf], found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            files_holding(&path, secret, skip, found);
+        } else if kind.is_file() && !skip.contains(&path) {
+            let small = entry.metadata().is_ok_and(|meta| meta.len() < 4 << 20);
+            if small {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                if bytes.windows(secret.len()).any(|window| window == secret) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn vault_secrets_reach_the_hosts_and_nothing_else() {
+    let sandbox = Sandbox::start_as(
+        "vault",
+        TestHostsBuilder::new().hosts(2).group("web"),
+        TEST_SUDO_PASSWORD_USER,
+    );
+    let keys = make_keys(sandbox.dir());
+    let canary = format!("-----BEGIN CANARY----- {}", unique_name("vault-canary"));
+
+    // The sudo password, encrypted to the operator's ssh key with `mop vault encrypt`.
+    sandbox.set_inventory_extra(
+        "",
+        &format!(
+            "[groups.web.vars]\nmop_ssh_username = \"{TEST_SUDO_PASSWORD_USER}\"\nmop_sudo = true\n"
+        ),
+    );
+    let group_vars = sandbox.inventory.join("group_vars");
+    std::fs::create_dir(&group_vars).expect("create group_vars/");
+    let plain_vars = sandbox.dir().join("web.plain.toml");
+    std::fs::write(
+        &plain_vars,
+        format!("mop_sudo_password = \"{TEST_SUDO_PASSWORD}\"\n"),
+    )
+    .expect("write the plaintext vars");
+    let vars_vault = group_vars.join("web.age.toml");
+    let encrypted = mop_with_keys(
+        &keys,
+        &[
+            "vault".into(),
+            "encrypt".into(),
+            plain_vars.clone().into(),
+            "-o".into(),
+            vars_vault.clone().into(),
+            "--recipient".into(),
+            keys.public_key.clone().into(),
+        ],
+    );
+    assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
+    std::fs::remove_file(&plain_vars).expect("remove the plaintext vars");
+
+    // The served file, encrypted to the passphrase in MOP_VAULT_PASSWORD_FILE.
+    let files = sandbox.dir().join("files");
+    std::fs::create_dir(&files).expect("create files/");
+    let plain_key = sandbox.dir().join("key.pem");
+    std::fs::write(&plain_key, format!("{canary}\n")).expect("write the plaintext key");
+    let encrypted = mop_with_keys(
+        &keys,
+        &[
+            "vault".into(),
+            "encrypt".into(),
+            plain_key.clone().into(),
+            "-o".into(),
+            files.join("key.pem.age").into(),
+            "--passphrase".into(),
+        ],
+    );
+    assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
+    std::fs::remove_file(&plain_key).expect("remove the plaintext key");
+    for sealed in [&vars_vault, &files.join("key.pem.age")] {
+        let text = std::fs::read_to_string(sealed).expect("read the vault file");
+        assert!(
+            text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+            "{text}"
+        );
+        assert_not_leaked(&canary, "a vault file", &text);
+        assert_not_leaked(TEST_SUDO_PASSWORD, "a vault file", &text);
+    }
+
+    // `mop inventory` shows the vault variable redacted.
+    let inventory = mop_with_keys(
+        &keys,
+        &[
+            "inventory".into(),
+            "-i".into(),
+            sandbox.inventory.clone().into(),
+            "--host".into(),
+            "host1".into(),
+        ],
+    );
+    assert_eq!(inventory.exit, 0, "{}", inventory.describe());
+    assert!(
+        inventory.stdout.contains("mop_sudo_password"),
+        "{}",
+        inventory.describe()
+    );
+    assert_not_leaked(TEST_SUDO_PASSWORD, "mop inventory", &inventory.stdout);
+
+    let policy = sandbox.policy("vaulted", VAULT_POLICY);
+    let retry = sandbox.dir().join("vaulted.retry");
+    // Every process's argv and environment are sampled all through both runs, for the canary
+    // (unique to this run). Not for the sudo password: it is the same for every test process,
+    // and mop-testhosts' own readiness check of concurrently starting hosts passes it in argv.
+    let markers = vec![sandbox.agent_dir.clone()];
+    let canary_watch = ProcessWatch::start(&canary, &markers);
+    let mut args = sandbox.push_args(&policy, &["--apply", "-v", "--diff", "--json"]);
+    let json: JsonRun = parse_json_run(mop_with_keys(&keys, &args));
+    // Read now: the clean check run below removes it.
+    let retry_text = std::fs::read_to_string(&retry)
+        .unwrap_or_else(|error| panic!("no retry file `{}`: {error}", retry.display()));
+    args = sandbox.push_args(&policy, &["--check", "-v", "--diff"]);
+    let text = mop_with_keys(&keys, &args);
+    assert_watch_clean(
+        &canary_watch.finish(),
+        &markers,
+        "the vault push (served file)",
+    );
+    json.assert_exit(1);
+    // Check mode runs no command, so host2's `failed_when` does not fail it there.
+    assert_eq!(text.exit, 0, "{}", text.describe());
+
+    // The file arrived with the plaintext, and sudo took the vault's password: the command
+    // ran as root.
+    for host in ["host1", "host2"] {
+        let on_host = std::fs::read_to_string(sandbox.out.join(format!("{host}-key.pem")))
+            .unwrap_or_else(|error| panic!("{host}: no key file: {error}\n{}", json.describe()));
+        assert_eq!(on_host, format!("{canary}\n"), "{host}");
+    }
+    for host in ["host1", "host2"] {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(sandbox.out.join(format!("{host}-key.pem"))).expect("stat");
+        assert_eq!(
+            meta.uid(),
+            0,
+            "{host}: the key file was not written by sudo as root"
+        );
+    }
+    assert!(
+        json.stdout.contains("secret content changed"),
+        "the served vault file's diff should say only that it changed:\n{}",
+        json.describe()
+    );
+    for secret in [canary.as_str(), TEST_SUDO_PASSWORD] {
+        for (what, output) in [
+            ("stdout of --json -v --diff", &json.stdout),
+            ("stderr of --json -v --diff", &json.stderr),
+            ("stdout of --check -v --diff", &text.stdout),
+            ("stderr of --check -v --diff", &text.stderr),
+            ("the retry file", &retry_text),
+        ] {
+            assert_not_leaked(secret, what, output);
+        }
+    }
+
+    // No file on the controller or under the login user's home holds the plaintext, except
+    // the destination files themselves.
+    let destinations: Vec<PathBuf> = ["host1", "host2"]
+        .iter()
+        .map(|host| sandbox.out.join(format!("{host}-key.pem")))
+        .collect();
+    let mut found = Vec::new();
+    for dir in [
+        sandbox.dir().to_path_buf(),
+        PathBuf::from(format!("/home/{TEST_SUDO_PASSWORD_USER}")),
+        std::env::temp_dir(),
+    ] {
+        files_holding(&dir, canary.as_bytes(), &destinations, &mut found);
+    }
+    found.retain(|path| !destinations.iter().any(|dest| path.ends_with(dest)));
+    assert!(
+        found.is_empty(),
+        "the vault's plaintext was left in {found:?}"
+    );
+    sandbox.assert_hosts_clean();
+}
+
+#[test]
+fn a_vault_nobody_here_can_open_stops_the_run_before_any_host_is_contacted() {
+    let sandbox = Sandbox::start(
+        "vault-locked",
+        TestHostsBuilder::new().hosts(1).group("web"),
+    );
+    let keys = make_keys(sandbox.dir());
+    let group_vars = sandbox.inventory.join("group_vars");
+    std::fs::create_dir(&group_vars).expect("create group_vars/");
+    let plain = sandbox.dir().join("plain.toml");
+    std::fs::write(&plain, "db_password = \"locked-canary\"\n").expect("write");
+    // Encrypted to someone else's key.
+    let other = sandbox.dir().join("other");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "other", "-f"])
+        .arg(&other)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success());
+    let other_public = std::fs::read_to_string(other.with_extension("pub")).expect("pub");
+    let encrypted = mop_with_keys(
+        &keys,
+        &[
+            "vault".into(),
+            "encrypt".into(),
+            plain.into(),
+            "-o".into(),
+            group_vars.join("web.age.toml").into(),
+            "-r".into(),
+            other_public.trim().into(),
+        ],
+    );
+    assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
+    let policy = sandbox.policy(
+        "locked",
+        "[[roles]]\nname = \"locked\"\ngroups = [\"web\"]\n\n[[roles.resources]]\ntype = \"echo\"\nmsg = \"hi\"\n",
+    );
+    let logins = sandbox.logins("host1");
+    let output = mop_with_keys(&keys, &sandbox.push_args(&policy, &["--apply"]));
+    assert_eq!(output.exit, 2, "{}", output.describe());
+    assert!(
+        output
+            .stderr
+            .contains("none of the identities tried can decrypt"),
+        "{}",
+        output.describe()
+    );
+    assert!(
+        output.stderr.contains("web.age.toml"),
+        "{}",
+        output.describe()
+    );
+    assert_not_leaked("locked-canary", "stderr", &output.stderr);
+    assert_eq!(sandbox.logins("host1"), logins, "a host was contacted");
+}
