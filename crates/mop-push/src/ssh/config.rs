@@ -20,6 +20,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use mop_inventory::grammar::{self, GrammarError};
 
+use super::lookup::{check_proxy_jump, SshConfigLookup, SshConfigSettings};
 use super::SshError;
 
 /// How a host's key is checked against known_hosts: the protocol crate's enum, the one the
@@ -54,6 +55,12 @@ pub struct SshHost {
     pub connect_timeout: Option<Duration>,
     /// Name of another [`SshHost`] of the same run to jump through (its own settings apply).
     pub via: Option<String>,
+    /// Look the host up in the user's and the system's ssh_config, as `ssh NAME` does, for
+    /// the settings above that are left unset (`lookup.rs`); `None`: no lookup.
+    pub lookup: Option<SshConfigLookup>,
+    /// What the lookup filled in that has no field above (identity files, known_hosts files,
+    /// a ProxyJump chain); `address`, `port` and `user` are filled in place.
+    pub from_ssh_config: SshConfigSettings,
 }
 
 impl SshHost {
@@ -69,6 +76,18 @@ impl SshHost {
             host_keys: HostKeyPolicy::Strict,
             connect_timeout: None,
             via: None,
+            lookup: None,
+            from_ssh_config: SshConfigSettings::default(),
+        }
+    }
+
+    /// Whether the run's config states the port: when neither the inventory nor ssh_config
+    /// for the name gave one, ssh's own rules pick it (22, or a `Port` in the user's block for
+    /// the address).
+    fn port_is_stated(&self) -> bool {
+        match &self.lookup {
+            None => true,
+            Some(lookup) => lookup.port_given || self.from_ssh_config.port.is_some(),
         }
     }
 
@@ -100,10 +119,18 @@ pub struct ConfigIncludes {
     pub system_config: Option<PathBuf>,
 }
 
+/// Names a file that replaces `~/.ssh/config` for mop (as `ssh -F` would, but the system's
+/// config still applies); for tests and for operators who keep a separate config for mop.
+pub const SSH_CONFIG_ENV: &str = "MOP_SSH_CONFIG";
+
 impl Default for ConfigIncludes {
+    /// `~/.ssh/config` (or `$MOP_SSH_CONFIG`) and `/etc/ssh/ssh_config`.
     fn default() -> Self {
+        let user_config = std::env::var_os(SSH_CONFIG_ENV)
+            .filter(|path| !path.is_empty())
+            .map_or_else(|| PathBuf::from("~/.ssh/config"), PathBuf::from);
         ConfigIncludes {
-            user_config: Some(PathBuf::from("~/.ssh/config")),
+            user_config: Some(user_config),
             system_config: Some(PathBuf::from("/etc/ssh/ssh_config")),
         }
     }
@@ -218,6 +245,17 @@ fn validate_host(host: &SshHost) -> Result<(), SshError> {
             check_grammar(host, what, text, grammar::check_config_path)?;
         }
     }
+    let from_config = &host.from_ssh_config;
+    for path in from_config
+        .identity_files
+        .iter()
+        .chain(&from_config.known_hosts_files)
+    {
+        check_grammar(host, "path from ssh_config", path, grammar::check_config_path)?;
+    }
+    if let Some(jump) = &from_config.proxy_jump {
+        check_grammar(host, "ProxyJump from ssh_config", jump, check_proxy_jump)?;
+    }
     if host
         .connect_timeout
         .is_some_and(|timeout| timeout.is_zero())
@@ -262,14 +300,22 @@ pub(crate) fn render_config(
         let mut line = |option: &str, value: &str| {
             let _ = writeln!(text, "  {option} {value}");
         };
+        let from_config = &spec.from_ssh_config;
         line("HostName", &config_word(&spec.address));
-        line("Port", &spec.port.to_string());
+        if spec.port_is_stated() {
+            line("Port", &spec.port.to_string());
+        }
         if let Some(user) = &spec.user {
             line("User", &config_word(user));
         }
         if let Some(identity) = &spec.identity_file {
             line("IdentityFile", &path_value(identity));
             line("IdentitiesOnly", "yes");
+        }
+        // As the user's config wrote them: `%` tokens are ssh's to expand, as they would be
+        // there (and IdentitiesOnly stays the user's choice).
+        for identity in &from_config.identity_files {
+            line("IdentityFile", &format!("\"{identity}\""));
         }
         match spec.host_keys {
             HostKeyPolicy::Off => {
@@ -279,6 +325,13 @@ pub(crate) fn render_config(
             HostKeyPolicy::Strict | HostKeyPolicy::AcceptNew => {
                 if let Some(known_hosts) = &spec.known_hosts_file {
                     line("UserKnownHostsFile", &path_value(known_hosts));
+                } else if !from_config.known_hosts_files.is_empty() {
+                    let files: Vec<String> = from_config
+                        .known_hosts_files
+                        .iter()
+                        .map(|file| format!("\"{file}\""))
+                        .collect();
+                    line("UserKnownHostsFile", &files.join(" "));
                 }
             }
         }
@@ -291,6 +344,10 @@ pub(crate) fn render_config(
         }
         if let Some(via) = &spec.via {
             line("ProxyJump", &planned[via].alias);
+        } else if let Some(jump) = &from_config.proxy_jump {
+            // Jump hosts named by the user's config are resolved by ssh through the includes
+            // at the end of this file, as `ssh NAME` would.
+            line("ProxyJump", jump);
         }
         // The master for this host is started by mop (with -M -S); other ssh processes that
         // reach this host, i.e. the `ssh -W` of hosts jumping through it, reuse that master
