@@ -73,7 +73,10 @@ fn ssh_config_aliases_resolve_as_ssh_does() {
     write_alias_inventory(
         &sandbox,
         &inventory,
-        &format!("\"alias1\" = \"\"\n\"alias2\" = \"mop_port={}\"\n", host2.port),
+        &format!(
+            "\"alias1\" = \"\"\n\"alias2\" = \"mop_port={}\"\n",
+            host2.port
+        ),
     );
     let policy = sandbox.policy("mark", MARK_POLICY);
 

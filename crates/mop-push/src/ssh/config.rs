@@ -251,7 +251,12 @@ fn validate_host(host: &SshHost) -> Result<(), SshError> {
         .iter()
         .chain(&from_config.known_hosts_files)
     {
-        check_grammar(host, "path from ssh_config", path, grammar::check_config_path)?;
+        check_grammar(
+            host,
+            "path from ssh_config",
+            path,
+            grammar::check_config_path,
+        )?;
     }
     if let Some(jump) = &from_config.proxy_jump {
         check_grammar(host, "ProxyJump from ssh_config", jump, check_proxy_jump)?;
@@ -612,5 +617,48 @@ Match final
         assert!(bastion.contains("user jump\n"), "{bastion}");
         assert!(bastion.contains("port 4001\n"), "{bastion}");
         assert!(bastion.contains("compression no\n"), "{bastion}");
+    }
+
+    /// A host resolved through the user's ssh_config: no forced `Port 22`, the config's
+    /// identity files, known_hosts files and ProxyJump written as ssh_config wrote them.
+    #[test]
+    fn renders_what_ssh_config_gave() {
+        let web = SshHost {
+            lookup: Some(SshConfigLookup {
+                name: "web1".into(),
+                port_given: false,
+            }),
+            from_ssh_config: SshConfigSettings {
+                identity_files: vec!["%d/.ssh/web".into()],
+                known_hosts_files: vec!["/kh/a".into(), "/kh/b".into()],
+                proxy_jump: Some("ops@jump:2200".into()),
+                ..SshConfigSettings::default()
+            },
+            ..SshHost::new("web1", "127.0.8.1", 22)
+        };
+        let planned = plan(&[web]).expect("valid");
+        let no_includes = ConfigIncludes {
+            user_config: None,
+            system_config: None,
+        };
+        let text = render_config(&planned, &no_includes);
+        assert!(!text.contains("Port"), "{text}");
+        for expected in [
+            "  IdentityFile \"%d/.ssh/web\"\n",
+            "  UserKnownHostsFile \"/kh/a\" \"/kh/b\"\n",
+            "  ProxyJump ops@jump:2200\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert!(!text.contains("IdentitiesOnly"), "{text}");
+        let hostile = SshHost {
+            from_ssh_config: SshConfigSettings {
+                proxy_jump: Some("x -oProxyCommand=id".into()),
+                ..SshConfigSettings::default()
+            },
+            ..SshHost::new("web1", "127.0.8.1", 22)
+        };
+        let message = plan(&[hostile]).expect_err("refused").to_string();
+        assert!(message.contains("ProxyJump from ssh_config"), "{message}");
     }
 }

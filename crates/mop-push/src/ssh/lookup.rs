@@ -236,7 +236,11 @@ pub(crate) fn resolve_hosts(
 }
 
 /// Runs `ssh -F config -G name` and returns its `option value` lines.
-fn evaluate(config: &Path, name: &str, shown_path: &Path) -> Result<Vec<(String, String)>, SshError> {
+fn evaluate(
+    config: &Path,
+    name: &str,
+    shown_path: &Path,
+) -> Result<Vec<(String, String)>, SshError> {
     let output = Command::new("ssh")
         .arg("-F")
         .arg(config)
@@ -344,7 +348,10 @@ mod tests {
         );
         assert!(reader.settings("db1").expect("resolves").is_empty());
         // Never handed to ssh: it would read it as an option.
-        assert!(reader.settings("-oProxyCommand=x").expect("skips").is_empty());
+        assert!(reader
+            .settings("-oProxyCommand=x")
+            .expect("skips")
+            .is_empty());
     }
 
     #[test]
@@ -408,7 +415,12 @@ mod tests {
 
     #[test]
     fn proxy_jump_grammar() {
-        for good in ["bastion", "ops@10.0.0.1:2200,b2", "ssh://u@[::1]:22", "a_b.example"] {
+        for good in [
+            "bastion",
+            "ops@10.0.0.1:2200,b2",
+            "ssh://u@[::1]:22",
+            "a_b.example",
+        ] {
             assert!(check_proxy_jump(good).is_ok(), "{good}");
         }
         for bad in ["-oProxyCommand=x", "a b", "u@h:port", "h;id", "\"x"] {

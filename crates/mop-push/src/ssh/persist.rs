@@ -744,6 +744,29 @@ mod tests {
                     ..web.clone()
                 },
             ),
+            (
+                "ssh_config identity file",
+                bastion.clone(),
+                SshHost {
+                    from_ssh_config: crate::ssh::SshConfigSettings {
+                        identity_files: vec!["/k".into()],
+                        ..Default::default()
+                    },
+                    ..web.clone()
+                },
+            ),
+            (
+                "ssh_config ProxyJump",
+                bastion.clone(),
+                SshHost {
+                    via: None,
+                    from_ssh_config: crate::ssh::SshConfigSettings {
+                        proxy_jump: Some("jump".into()),
+                        ..Default::default()
+                    },
+                    ..web.clone()
+                },
+            ),
         ];
         for (what, bastion, web) in variants {
             let changed = keys(&[bastion, web]);

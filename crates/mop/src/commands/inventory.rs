@@ -163,9 +163,8 @@ fn print_host_detail(
             String::new()
         }
     )?;
-    if from_ssh_config.is_empty() {
-        writeln!(out, "ssh_config: adds nothing")?;
-    } else {
+    // Shown only when ssh_config adds something, so the view stays what it was without one.
+    if !from_ssh_config.is_empty() {
         let includes = ssh::ConfigIncludes::default();
         let files: Vec<String> = [includes.user_config, includes.system_config]
             .into_iter()
