@@ -243,7 +243,11 @@ mod tests {
         assert_eq!(connection.address, "10.0.0.5");
         assert_eq!(connection.port, 2222);
         assert!(connection.port_given, "mop_port was set");
-        assert!(!Connection::from_vars("web1", &empty).expect("valid").port_given);
+        assert!(
+            !Connection::from_vars("web1", &empty)
+                .expect("valid")
+                .port_given
+        );
         assert_eq!(connection.user.as_deref(), Some("deploy"));
         assert_eq!(connection.key, Some(PathBuf::from("keys/deploy")));
         assert!(connection.sudo);

@@ -7,7 +7,8 @@
 //! line do not reach jump hosts).
 //!
 //! `-F` replaces `~/.ssh/config` and `/etc/ssh/ssh_config`, so the file ends with a
-//! `Match final` block that includes both. In that final pass ssh matches `Host` patterns
+//! `Match all` block that includes both (for the names ssh is given, such as the jump hosts of
+//! a `ProxyJump` from the user's config) and a `Match final` block that includes them again. In that final pass ssh matches `Host` patterns
 //! against the real host name (the `HostName` we set), so the user's blocks for
 //! `web1.example.com` still apply; ssh keeps the first value it obtains for each option, so
 //! the inventory's settings (written first) win where both say something.
@@ -372,6 +373,11 @@ pub(crate) fn render_config(
         let _ = writeln!(final_includes, "  Include {}", path_value(path));
     }
     if !final_includes.is_empty() {
+        // First pass, matched against the names ssh was given: what makes a jump host named
+        // by the user's own `ProxyJump` (`ssh -W ... jump1`) resolve as `ssh jump1` would. Our
+        // blocks come first, so their settings still win.
+        text.push_str("\n# the user's and the system's own ssh configuration, matched against the names given to ssh\nMatch all\n");
+        text.push_str(&final_includes);
         text.push_str("\n# the user's and the system's own ssh configuration, matched against the real host names\nMatch final\n");
         text.push_str(&final_includes);
     }
@@ -551,6 +557,11 @@ Host mop-h2
   BatchMode yes
   ServerAliveInterval 15
   ServerAliveCountMax 4
+
+# the user's and the system's own ssh configuration, matched against the names given to ssh
+Match all
+  Include \"~/.ssh/config\"
+  Include \"/etc/ssh/ssh_config\"
 
 # the user's and the system's own ssh configuration, matched against the real host names
 Match final
