@@ -28,6 +28,7 @@ mod push_loops;
 mod push_roles;
 mod push_rollout;
 mod push_select;
+mod push_ssh_config;
 mod push_sudo;
 mod push_summary;
 mod push_system;

@@ -56,6 +56,8 @@ pub struct Connection {
     pub address: String,
     /// `mop_port`, default 22.
     pub port: u16,
+    /// Whether `mop_port` was set; when not, the user's ssh_config may give the port.
+    pub port_given: bool,
     /// `mop_ssh_username`; `None` leaves it to SSH (config file, then the local user).
     pub user: Option<String>,
     /// `mop_ssh_key`, as written (no `~` expansion here).
@@ -88,6 +90,7 @@ impl Connection {
         Connection {
             address: address.into(),
             port: 22,
+            port_given: false,
             user: None,
             key: None,
             known_hosts_file: None,
@@ -132,6 +135,7 @@ impl Connection {
                 Some(value) => value.as_u64().map(Some).ok_or_else(|| internal(name)),
             }
         };
+        let port_given = vars.contains_key("mop_port");
         let port = match number("mop_port")? {
             None => 22,
             Some(port) => u16::try_from(port).map_err(|_| internal("mop_port"))?,
@@ -168,6 +172,7 @@ impl Connection {
         Ok(Connection {
             address,
             port,
+            port_given,
             user: text("mop_ssh_username")?,
             key: text("mop_ssh_key")?.map(PathBuf::from),
             known_hosts_file: text("mop_known_hosts_file")?.map(PathBuf::from),
@@ -237,6 +242,12 @@ mod tests {
         let connection = Connection::from_vars("web1", &vars).expect("valid");
         assert_eq!(connection.address, "10.0.0.5");
         assert_eq!(connection.port, 2222);
+        assert!(connection.port_given, "mop_port was set");
+        assert!(
+            !Connection::from_vars("web1", &empty)
+                .expect("valid")
+                .port_given
+        );
         assert_eq!(connection.user.as_deref(), Some("deploy"));
         assert_eq!(connection.key, Some(PathBuf::from("keys/deploy")));
         assert!(connection.sudo);

@@ -60,14 +60,14 @@ pub const MAGIC_VARIABLES: &[MagicVariable] = &[
         "mop_host",
         MagicKind::Address,
         "string (host name or IP address)",
-        "the inventory host name",
+        "the inventory host name, or its ssh_config `HostName`",
         "address to connect to",
     ),
     magic(
         "mop_port",
         MagicKind::Port,
         "integer 1-65535",
-        "22",
+        "ssh_config's `Port`, else 22",
         "SSH port",
     ),
     magic(

@@ -51,6 +51,7 @@ fn ssh_hosts(hosts: &TestHosts) -> Vec<SshHost> {
             host_keys: HostKeyPolicy::Strict,
             connect_timeout: Some(Duration::from_secs(10)),
             via: None,
+            ..SshHost::new(&host.name, "", 0)
         })
         .collect()
 }

@@ -171,7 +171,7 @@ pub fn ssh_hosts(roles: &[PushRole]) -> Vec<SshHost> {
     hosts
 }
 
-pub(crate) fn ssh_host(name: &str, connection: &Connection, via: Option<String>) -> SshHost {
+pub fn ssh_host(name: &str, connection: &Connection, via: Option<String>) -> SshHost {
     let mut host = SshHost::new(name, &connection.address, connection.port);
     host.user = connection.user.clone();
     host.identity_file = connection.key.clone();
@@ -181,6 +181,17 @@ pub(crate) fn ssh_host(name: &str, connection: &Connection, via: Option<String>)
         .connect_timeout
         .map(|secs| Duration::from_secs(u64::from(secs)));
     host.via = via;
+    // `ssh NAME` semantics: the user's ssh_config fills what the inventory leaves unset. An ad
+    // hoc `user@web1:2222` is looked up as `web1`, as ssh would.
+    let lookup_name = if mop_inventory::grammar::check_host_address(name).is_ok() {
+        name
+    } else {
+        &connection.address
+    };
+    host.lookup = Some(ssh::SshConfigLookup {
+        name: lookup_name.to_string(),
+        port_given: connection.port_given,
+    });
     host
 }
 

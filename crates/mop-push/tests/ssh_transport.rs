@@ -64,6 +64,7 @@ fn ssh_host(hosts: &TestHosts, host: &TestHost) -> SshHost {
         host_keys: HostKeyPolicy::Strict,
         connect_timeout: Some(Duration::from_secs(10)),
         via: host.via.clone(),
+        ..SshHost::new(&host.name, "", 0)
     }
 }
 

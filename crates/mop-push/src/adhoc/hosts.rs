@@ -72,6 +72,7 @@ pub fn parse_host_spec(spec: &str) -> Result<AdhocHost, HostSpecError> {
             return Err(error(&format!("the user `{user}` is invalid: {invalid}")));
         }
     }
+    let port_given = port.is_some();
     let port = match port {
         None => 22,
         Some(text) => match text.parse::<u16>() {
@@ -81,6 +82,7 @@ pub fn parse_host_spec(spec: &str) -> Result<AdhocHost, HostSpecError> {
     };
     let mut connection = Connection::new(address);
     connection.port = port;
+    connection.port_given = port_given;
     connection.user = user;
     Ok(AdhocHost {
         name: trimmed.to_string(),

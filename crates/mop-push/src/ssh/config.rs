@@ -7,7 +7,8 @@
 //! line do not reach jump hosts).
 //!
 //! `-F` replaces `~/.ssh/config` and `/etc/ssh/ssh_config`, so the file ends with a
-//! `Match final` block that includes both. In that final pass ssh matches `Host` patterns
+//! `Match all` block that includes both (for the names ssh is given, such as the jump hosts of
+//! a `ProxyJump` from the user's config) and a `Match final` block that includes them again. In that final pass ssh matches `Host` patterns
 //! against the real host name (the `HostName` we set), so the user's blocks for
 //! `web1.example.com` still apply; ssh keeps the first value it obtains for each option, so
 //! the inventory's settings (written first) win where both say something.
@@ -20,6 +21,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use mop_inventory::grammar::{self, GrammarError};
 
+use super::lookup::{check_proxy_jump, SshConfigLookup, SshConfigSettings};
 use super::SshError;
 
 /// How a host's key is checked against known_hosts: the protocol crate's enum, the one the
@@ -54,6 +56,12 @@ pub struct SshHost {
     pub connect_timeout: Option<Duration>,
     /// Name of another [`SshHost`] of the same run to jump through (its own settings apply).
     pub via: Option<String>,
+    /// Look the host up in the user's and the system's ssh_config, as `ssh NAME` does, for
+    /// the settings above that are left unset (`lookup.rs`); `None`: no lookup.
+    pub lookup: Option<SshConfigLookup>,
+    /// What the lookup filled in that has no field above (identity files, known_hosts files,
+    /// a ProxyJump chain); `address`, `port` and `user` are filled in place.
+    pub from_ssh_config: SshConfigSettings,
 }
 
 impl SshHost {
@@ -69,6 +77,18 @@ impl SshHost {
             host_keys: HostKeyPolicy::Strict,
             connect_timeout: None,
             via: None,
+            lookup: None,
+            from_ssh_config: SshConfigSettings::default(),
+        }
+    }
+
+    /// Whether the run's config states the port: when neither the inventory nor ssh_config
+    /// for the name gave one, ssh's own rules pick it (22, or a `Port` in the user's block for
+    /// the address).
+    fn port_is_stated(&self) -> bool {
+        match &self.lookup {
+            None => true,
+            Some(lookup) => lookup.port_given || self.from_ssh_config.port.is_some(),
         }
     }
 
@@ -100,10 +120,18 @@ pub struct ConfigIncludes {
     pub system_config: Option<PathBuf>,
 }
 
+/// Names a file that replaces `~/.ssh/config` for mop (as `ssh -F` would, but the system's
+/// config still applies); for tests and for operators who keep a separate config for mop.
+pub const SSH_CONFIG_ENV: &str = "MOP_SSH_CONFIG";
+
 impl Default for ConfigIncludes {
+    /// `~/.ssh/config` (or `$MOP_SSH_CONFIG`) and `/etc/ssh/ssh_config`.
     fn default() -> Self {
+        let user_config = std::env::var_os(SSH_CONFIG_ENV)
+            .filter(|path| !path.is_empty())
+            .map_or_else(|| PathBuf::from("~/.ssh/config"), PathBuf::from);
         ConfigIncludes {
-            user_config: Some(PathBuf::from("~/.ssh/config")),
+            user_config: Some(user_config),
             system_config: Some(PathBuf::from("/etc/ssh/ssh_config")),
         }
     }
@@ -218,6 +246,22 @@ fn validate_host(host: &SshHost) -> Result<(), SshError> {
             check_grammar(host, what, text, grammar::check_config_path)?;
         }
     }
+    let from_config = &host.from_ssh_config;
+    for path in from_config
+        .identity_files
+        .iter()
+        .chain(&from_config.known_hosts_files)
+    {
+        check_grammar(
+            host,
+            "path from ssh_config",
+            path,
+            grammar::check_config_path,
+        )?;
+    }
+    if let Some(jump) = &from_config.proxy_jump {
+        check_grammar(host, "ProxyJump from ssh_config", jump, check_proxy_jump)?;
+    }
     if host
         .connect_timeout
         .is_some_and(|timeout| timeout.is_zero())
@@ -262,14 +306,22 @@ pub(crate) fn render_config(
         let mut line = |option: &str, value: &str| {
             let _ = writeln!(text, "  {option} {value}");
         };
+        let from_config = &spec.from_ssh_config;
         line("HostName", &config_word(&spec.address));
-        line("Port", &spec.port.to_string());
+        if spec.port_is_stated() {
+            line("Port", &spec.port.to_string());
+        }
         if let Some(user) = &spec.user {
             line("User", &config_word(user));
         }
         if let Some(identity) = &spec.identity_file {
             line("IdentityFile", &path_value(identity));
             line("IdentitiesOnly", "yes");
+        }
+        // As the user's config wrote them: `%` tokens are ssh's to expand, as they would be
+        // there (and IdentitiesOnly stays the user's choice).
+        for identity in &from_config.identity_files {
+            line("IdentityFile", &format!("\"{identity}\""));
         }
         match spec.host_keys {
             HostKeyPolicy::Off => {
@@ -279,6 +331,13 @@ pub(crate) fn render_config(
             HostKeyPolicy::Strict | HostKeyPolicy::AcceptNew => {
                 if let Some(known_hosts) = &spec.known_hosts_file {
                     line("UserKnownHostsFile", &path_value(known_hosts));
+                } else if !from_config.known_hosts_files.is_empty() {
+                    let files: Vec<String> = from_config
+                        .known_hosts_files
+                        .iter()
+                        .map(|file| format!("\"{file}\""))
+                        .collect();
+                    line("UserKnownHostsFile", &files.join(" "));
                 }
             }
         }
@@ -294,6 +353,10 @@ pub(crate) fn render_config(
         line("ConnectTimeout", &timeout_seconds(timeout).to_string());
         if let Some(via) = &spec.via {
             line("ProxyJump", &planned[via].alias);
+        } else if let Some(jump) = &from_config.proxy_jump {
+            // Jump hosts named by the user's config are resolved by ssh through the includes
+            // at the end of this file, as `ssh NAME` would.
+            line("ProxyJump", jump);
         }
         // The master for this host is started by mop (with -M -S); other ssh processes that
         // reach this host, i.e. the `ssh -W` of hosts jumping through it, reuse that master
@@ -313,6 +376,11 @@ pub(crate) fn render_config(
         let _ = writeln!(final_includes, "  Include {}", path_value(path));
     }
     if !final_includes.is_empty() {
+        // First pass, matched against the names ssh was given: what makes a jump host named
+        // by the user's own `ProxyJump` (`ssh -W ... jump1`) resolve as `ssh jump1` would. Our
+        // blocks come first, so their settings still win.
+        text.push_str("\n# the user's and the system's own ssh configuration, matched against the names given to ssh\nMatch all\n");
+        text.push_str(&final_includes);
         text.push_str("\n# the user's and the system's own ssh configuration, matched against the real host names\nMatch final\n");
         text.push_str(&final_includes);
     }
@@ -494,6 +562,11 @@ Host mop-h2
   ServerAliveInterval 15
   ServerAliveCountMax 4
 
+# the user's and the system's own ssh configuration, matched against the names given to ssh
+Match all
+  Include \"~/.ssh/config\"
+  Include \"/etc/ssh/ssh_config\"
+
 # the user's and the system's own ssh configuration, matched against the real host names
 Match final
   Include \"~/.ssh/config\"
@@ -559,5 +632,48 @@ Match final
         assert!(bastion.contains("user jump\n"), "{bastion}");
         assert!(bastion.contains("port 4001\n"), "{bastion}");
         assert!(bastion.contains("compression no\n"), "{bastion}");
+    }
+
+    /// A host resolved through the user's ssh_config: no forced `Port 22`, the config's
+    /// identity files, known_hosts files and ProxyJump written as ssh_config wrote them.
+    #[test]
+    fn renders_what_ssh_config_gave() {
+        let web = SshHost {
+            lookup: Some(SshConfigLookup {
+                name: "web1".into(),
+                port_given: false,
+            }),
+            from_ssh_config: SshConfigSettings {
+                identity_files: vec!["%d/.ssh/web".into()],
+                known_hosts_files: vec!["/kh/a".into(), "/kh/b".into()],
+                proxy_jump: Some("ops@jump:2200".into()),
+                ..SshConfigSettings::default()
+            },
+            ..SshHost::new("web1", "127.0.8.1", 22)
+        };
+        let planned = plan(&[web]).expect("valid");
+        let no_includes = ConfigIncludes {
+            user_config: None,
+            system_config: None,
+        };
+        let text = render_config(&planned, &no_includes);
+        assert!(!text.contains("Port"), "{text}");
+        for expected in [
+            "  IdentityFile \"%d/.ssh/web\"\n",
+            "  UserKnownHostsFile \"/kh/a\" \"/kh/b\"\n",
+            "  ProxyJump ops@jump:2200\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert!(!text.contains("IdentitiesOnly"), "{text}");
+        let hostile = SshHost {
+            from_ssh_config: SshConfigSettings {
+                proxy_jump: Some("x -oProxyCommand=id".into()),
+                ..SshConfigSettings::default()
+            },
+            ..SshHost::new("web1", "127.0.8.1", 22)
+        };
+        let message = plan(&[hostile]).expect_err("refused").to_string();
+        assert!(message.contains("ProxyJump from ssh_config"), "{message}");
     }
 }

@@ -44,6 +44,7 @@ mod exec;
 mod hostile_tests;
 mod lifetime;
 mod limits;
+mod lookup;
 mod lost;
 mod persist;
 mod pool;
@@ -56,10 +57,11 @@ pub(crate) use bootstrap::{
     agent_dir_expression, elf_platform, AgentPlatform, LocalAgent, STALE_WORK_DIR_GRACE_MINUTES,
 };
 pub use child::SshAgentChild;
-pub use config::{ConfigIncludes, HostKeyPolicy, SshHost};
+pub use config::{ConfigIncludes, HostKeyPolicy, SshHost, SSH_CONFIG_ENV};
 pub use error::{AgentDirError, AgentFileError, PersistDurationError, SshError};
 pub(crate) use exec::{RemoteProcess, RemoteSession};
 pub use limits::raise_nofile_limit;
+pub use lookup::{apply_settings, SshConfigLookup, SshConfigReader, SshConfigSettings};
 pub(crate) use lost::connection_lost;
 pub use persist::{
     close_connections, control_dir_location, list_connections, parse_persist_duration,

@@ -398,8 +398,25 @@ fn identity_text(planned: &IndexMap<String, PlannedHost>, name: &str) -> String 
         None => "null".to_string(),
         Some(via) => identity_text(planned, via),
     };
+    // What ssh_config added beyond the fields above (keys unchanged for hosts without it).
+    let from_config = &spec.from_ssh_config;
+    let extra = if from_config.identity_files.is_empty()
+        && from_config.known_hosts_files.is_empty()
+        && from_config.proxy_jump.is_none()
+    {
+        String::new()
+    } else {
+        format!(
+            ",\"ssh_config\":{}",
+            serde_json::json!({
+                "identity_files": from_config.identity_files,
+                "known_hosts": from_config.known_hosts_files,
+                "proxy_jump": from_config.proxy_jump,
+            })
+        )
+    };
     format!(
-        "{{\"v\":1,\"hostname\":{},\"port\":{},\"user\":{},\"identity_file\":{},\"host_keys\":\"{policy}\",\"known_hosts\":{},\"via\":{via}}}",
+        "{{\"v\":1,\"hostname\":{},\"port\":{},\"user\":{},\"identity_file\":{},\"host_keys\":\"{policy}\",\"known_hosts\":{},\"via\":{via}{extra}}}",
         quote(&spec.address),
         spec.port,
         spec.user.as_deref().map_or("null".to_string(), quote),
@@ -804,6 +821,29 @@ mod tests {
                 bastion.clone(),
                 SshHost {
                     via: None,
+                    ..web.clone()
+                },
+            ),
+            (
+                "ssh_config identity file",
+                bastion.clone(),
+                SshHost {
+                    from_ssh_config: crate::ssh::SshConfigSettings {
+                        identity_files: vec!["/k".into()],
+                        ..Default::default()
+                    },
+                    ..web.clone()
+                },
+            ),
+            (
+                "ssh_config ProxyJump",
+                bastion.clone(),
+                SshHost {
+                    via: None,
+                    from_ssh_config: crate::ssh::SshConfigSettings {
+                        proxy_jump: Some("jump".into()),
+                        ..Default::default()
+                    },
                     ..web.clone()
                 },
             ),

@@ -22,6 +22,7 @@ use super::connect::{
     reap_run_processes,
 };
 use super::lifetime::RunGuard;
+use super::lookup::resolve_hosts;
 use super::persist::{
     control_dir_location, identities, open_control_dir, ControlDir, MasterIdentity,
 };
@@ -150,7 +151,8 @@ impl SshPool {
                 path: options.run_dir_parent.clone(),
                 detail: error.to_string(),
             })?;
-        let planned = plan_hosts(hosts, run_dir.path())?;
+        let hosts = resolve_hosts(hosts, &options.includes)?;
+        let planned = plan_hosts(&hosts, run_dir.path())?;
         let config_path = run_dir.path().join("ssh_config");
         std::fs::write(&config_path, render_config(&planned, &options.includes)).map_err(
             |error| SshError::RunDir {

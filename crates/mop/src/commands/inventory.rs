@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 use mop_inventory::{ExtraLayers, Inventory, ResolvedHost};
-use mop_push::load;
+use mop_push::{load, ssh};
 use serde_json::json;
 
 use crate::cli::InventoryArgs;
@@ -22,10 +22,19 @@ pub fn run(args: InventoryArgs) -> Result<u8> {
 
     if let Some(name) = &args.host {
         let resolved = inventory.resolve(name, &layers)?;
+        let from_ssh_config = ssh_config_settings(&resolved)?;
         if args.output.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&resolved)?)?;
+            let mut view = serde_json::to_value(&resolved)?;
+            if let Some(object) = view.as_object_mut() {
+                let settings: serde_json::Map<String, serde_json::Value> = from_ssh_config
+                    .iter()
+                    .map(|(option, value)| (option.to_string(), json!(value)))
+                    .collect();
+                object.insert("ssh_config".to_string(), settings.into());
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
         } else {
-            print_host_detail(&mut out, &resolved)?;
+            print_host_detail(&mut out, &resolved, &from_ssh_config)?;
         }
         return Ok(exit::SUCCESS);
     }
@@ -105,10 +114,36 @@ fn print_host_list(
     Ok(())
 }
 
-fn print_host_detail(out: &mut impl Write, host: &ResolvedHost) -> Result<()> {
+/// What the user's and the system's ssh_config add to `host`'s connection where the inventory
+/// is silent, as `mop push` will apply it (`ssh -G`, no connection).
+fn ssh_config_settings(host: &ResolvedHost) -> Result<Vec<(&'static str, String)>> {
+    let via = host.via.last().map(|hop| hop.name.clone());
+    let mut spec = mop_push::rollout::ssh_host(&host.name, &host.connection, via);
+    let Some(lookup) = spec.lookup.clone() else {
+        return Ok(Vec::new());
+    };
+    let reader = ssh::SshConfigReader::new(&ssh::ConfigIncludes::default())?;
+    let settings = reader.settings(&lookup.name)?;
+    Ok(ssh::apply_settings(&mut spec, &settings))
+}
+
+fn print_host_detail(
+    out: &mut impl Write,
+    host: &ResolvedHost,
+    from_ssh_config: &[(&'static str, String)],
+) -> Result<()> {
     writeln!(out, "host {}", host.name)?;
     writeln!(out, "groups: {}", host.groups.join(", "))?;
-    let connection = &host.connection;
+    let mut connection = host.connection.clone();
+    for (option, value) in from_ssh_config {
+        match *option {
+            "HostName" => connection.address = value.clone(),
+            "Port" => connection.port = value.parse().unwrap_or(connection.port),
+            "User" => connection.user = Some(value.clone()),
+            _ => {}
+        }
+    }
+    let connection = &connection;
     writeln!(
         out,
         "connect: {}{}:{}{}",
@@ -128,7 +163,29 @@ fn print_host_detail(out: &mut impl Write, host: &ResolvedHost) -> Result<()> {
             String::new()
         }
     )?;
-    if host.via.is_empty() {
+    // Shown only when ssh_config adds something, so the view stays what it was without one.
+    if !from_ssh_config.is_empty() {
+        let includes = ssh::ConfigIncludes::default();
+        let files: Vec<String> = [includes.user_config, includes.system_config]
+            .into_iter()
+            .flatten()
+            .map(|path| format!("`{}`", path.display()))
+            .collect();
+        writeln!(
+            out,
+            "ssh_config (from {}, where the inventory is silent):",
+            files.join(", ")
+        )?;
+        for (option, value) in from_ssh_config {
+            writeln!(out, "  {option} {value}")?;
+        }
+    }
+    let via_from_ssh_config = from_ssh_config
+        .iter()
+        .any(|(option, _)| *option == "ProxyJump");
+    if host.via.is_empty() && via_from_ssh_config {
+        writeln!(out, "via: ProxyJump from ssh_config")?;
+    } else if host.via.is_empty() {
         writeln!(out, "via: direct")?;
     } else {
         writeln!(out, "via:")?;
