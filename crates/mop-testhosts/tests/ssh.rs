@@ -133,15 +133,41 @@ fn password_user_needs_its_password_for_sudo() {
         "unexpected stderr: {stderr}"
     );
 
-    let allowed = stdout_of(host.ssh_command_as(
-        TEST_SUDO_PASSWORD_USER,
-        &format!("id -un; echo '{TEST_SUDO_PASSWORD}' | sudo -S -k true && echo sudo-ok"),
-    ));
-    assert_eq!(allowed, format!("{TEST_SUDO_PASSWORD_USER}\nsudo-ok\n"));
+    // The password goes on stdin, never into an argv: other tests watch the process table
+    // for it.
+    let allowed = with_stdin(
+        host.ssh_command_as(TEST_SUDO_PASSWORD_USER, "id -un; sudo -S -k true && echo sudo-ok"),
+        &format!("{TEST_SUDO_PASSWORD}\n"),
+    );
+    assert!(allowed.status.success(), "sudo with the password: {allowed:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&allowed.stdout),
+        format!("{TEST_SUDO_PASSWORD_USER}\nsudo-ok\n")
+    );
 
-    let wrong =
-        output(host.ssh_command_as(TEST_SUDO_PASSWORD_USER, "echo wrong | sudo -S -k true"));
+    let wrong = with_stdin(
+        host.ssh_command_as(TEST_SUDO_PASSWORD_USER, "sudo -S -k true"),
+        "wrong\n",
+    );
     assert!(!wrong.status.success(), "a wrong password must not work");
+}
+
+/// Runs `command` with `input` on its stdin.
+fn with_stdin(mut command: std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh starts");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())
+        .expect("write the password");
+    child.wait_with_output().expect("ssh finishes")
 }
 
 #[test]
