@@ -23,20 +23,53 @@ type = "echo"
 msg = "two"
 "#;
 
-/// Runs mop with a stdout pipe whose only reader is closed before mop writes anything, so the
-/// first write finds no reader (deterministic, unlike a racing `| head`).
+/// Makes a pipe with no reader and runs the rest of the arguments with it as stdout.
+///
+/// The pipe is a FIFO the `sh` opens for reading and writing, then closes for reading: it never
+/// exists in this process. A pipe made here would have its reading end inherited, for a moment,
+/// by any child another test thread is forking, and on a loaded machine that moment can last
+/// long enough for mop's write to find a reader and succeed.
+const WITHOUT_READER: &str = r#"fifo="$1/stdout-fifo-$$"; shift
+mkfifo "$fifo" || exit 97
+exec 4<>"$fifo" 5>"$fifo"
+exec 4<&-
+rm -f "$fifo"
+exec "$@" >&5 5>&-"#;
+
+/// Runs mop with a stdout that has no reader, so its first write fails (deterministic, unlike
+/// a racing `| head`).
 fn with_closed_stdout(
     args: &[OsString],
     control_dir: &std::path::Path,
 ) -> (Option<i32>, Option<i32>, String) {
-    let mut command = mop();
+    let template = mop();
+    let mut command = std::process::Command::new("sh");
     command
-        .args(args)
+        .arg("-c")
+        .arg(WITHOUT_READER)
+        .arg("sh")
+        .arg(
+            control_dir
+                .parent()
+                .expect("the control directory is in the sandbox"),
+        )
+        .arg(template.get_program())
+        .args(args);
+    if let Some(dir) = template.get_current_dir() {
+        command.current_dir(dir);
+    }
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command
         .env("MOP_CONTROL_DIR", control_dir)
-        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("spawn mop");
-    drop(child.stdout.take());
+    let mut child = command.spawn().expect("spawn sh running mop");
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for mop") {
