@@ -136,10 +136,16 @@ fn password_user_needs_its_password_for_sudo() {
     // The password goes on stdin, never into an argv: other tests watch the process table
     // for it.
     let allowed = with_stdin(
-        host.ssh_command_as(TEST_SUDO_PASSWORD_USER, "id -un; sudo -S -k true && echo sudo-ok"),
+        host.ssh_command_as(
+            TEST_SUDO_PASSWORD_USER,
+            "id -un; sudo -S -k true && echo sudo-ok",
+        ),
         &format!("{TEST_SUDO_PASSWORD}\n"),
     );
-    assert!(allowed.status.success(), "sudo with the password: {allowed:?}");
+    assert!(
+        allowed.status.success(),
+        "sudo with the password: {allowed:?}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&allowed.stdout),
         format!("{TEST_SUDO_PASSWORD_USER}\nsudo-ok\n")
