@@ -242,6 +242,18 @@ impl Inventory {
     fn load_vars_dirs(&mut self, dir: &Path) -> Result<(), InventoryError> {
         let mut errors = Vec::new();
         for (kind, subdir) in [("group", "group_vars"), ("host", "host_vars")] {
+            // Ansible's YAML variable files would otherwise drop connection settings unseen.
+            for unread in ansible_vars_files_in(&dir.join(subdir)) {
+                self.warnings.push(format!(
+                    "`{}` is not read: mop reads `{subdir}/NAME.toml`\n  hint: write its \
+                     variables as TOML in `{subdir}/{}.toml`",
+                    unread.display(),
+                    unread
+                        .file_stem()
+                        .map(|stem| stem.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ));
+            }
             let files = match toml_files_in(&dir.join(subdir)) {
                 Ok(files) => files,
                 Err(error) => {
@@ -381,4 +393,24 @@ fn format_of(kind: FileKind) -> SourceFormat {
         FileKind::Ansible(format) => SourceFormat::Ansible(format),
         FileKind::Script => SourceFormat::Ansible(AnsibleFormat::ScriptJson),
     }
+}
+
+/// Ansible-style variable files in a `group_vars`/`host_vars` directory that mop does not read:
+/// `*.yml`, `*.yaml`, `*.json`, and per-name subdirectories.
+fn ansible_vars_files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut unread: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let ansible_extension = path
+                .extension()
+                .is_some_and(|ext| ext == "yml" || ext == "yaml" || ext == "json");
+            path.is_dir() || (ansible_extension && path.is_file())
+        })
+        .collect();
+    unread.sort();
+    unread
 }

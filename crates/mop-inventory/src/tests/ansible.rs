@@ -406,3 +406,21 @@ fn a_script_output_with_hostile_values_is_refused_naming_script_and_host() {
         "{message}"
     );
 }
+
+#[test]
+fn ansible_group_vars_files_are_not_dropped_silently() {
+    let dir = TempDir::new("group-vars");
+    std::fs::write(dir.0.join("hosts.ini"), "[web]\nweb1\n").expect("write");
+    std::fs::create_dir_all(dir.0.join("group_vars")).expect("dir");
+    std::fs::write(dir.0.join("group_vars/web.yml"), "ansible_user: deploy\n").expect("write");
+    let inventory =
+        Inventory::load(&dir.0.join("hosts.ini")).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        inventory.warnings(),
+        [format!(
+            "`{}` is not read: mop reads `group_vars/NAME.toml`\n  hint: write its variables as \
+             TOML in `group_vars/web.toml`",
+            dir.0.join("group_vars/web.yml").display()
+        )]
+    );
+}
