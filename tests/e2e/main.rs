@@ -13,6 +13,7 @@ mod agent_cache;
 mod cli;
 mod cli_pipe;
 mod install;
+mod inventory_ansible;
 mod local;
 mod persist;
 mod progress;

@@ -33,6 +33,8 @@ pub(crate) struct HostDraft {
 pub(crate) struct Builder {
     pub(crate) groups: IndexMap<String, GroupDraft>,
     pub(crate) hosts: IndexMap<String, HostDraft>,
+    /// Problems that do not stop a run (an Ansible variable mop has no use for).
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Builder {
@@ -131,7 +133,7 @@ impl Builder {
             hosts,
             group_vars_files: IndexMap::new(),
             host_vars_files: IndexMap::new(),
-            warnings: Vec::new(),
+            warnings: self.warnings.clone(),
         };
         for host in inventory.hosts() {
             let first_link = inventory.inventory_via(host);

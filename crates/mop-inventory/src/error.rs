@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-/// A position in an inventory file: 1-based line and column (columns count characters).
+/// A position in an inventory file: 1-based line and column (columns count characters); line 0
+/// when the source has no lines to point at (it is then shown as the file alone).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Location {
     /// The source name given to [`crate::Inventory::parse`] (usually the path as typed).
@@ -16,6 +17,10 @@ pub struct Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Line 0: a place without lines (the JSON a dynamic inventory script printed).
+        if self.line == 0 {
+            return f.write_str(&self.file);
+        }
         write!(f, "{}:{}:{}", self.file, self.line, self.column)
     }
 }
@@ -35,8 +40,8 @@ pub enum InventoryError {
         source: std::io::Error,
     },
 
-    /// A directory given as the inventory holds no `*.toml` file.
-    #[error("no `*.toml` file in inventory directory `{}`\n  hint: add a file such as `{}`", dir.display(), dir.join("hosts.toml").display())]
+    /// A directory given as the inventory holds no inventory file.
+    #[error("no inventory file (`*.toml`, `*.ini`, `*.yml`, `*.yaml`) in inventory directory `{}`\n  hint: add a file such as `{}`", dir.display(), dir.join("hosts.toml").display())]
     NoInventoryFiles { dir: PathBuf },
 
     /// Something wrong at a known place in an inventory file.
@@ -63,6 +68,14 @@ pub enum InventoryError {
     #[error("invalid extra variable `{name}`: {message}{}", render_hint(hint))]
     ExtraVar {
         name: String,
+        message: String,
+        hint: Option<String>,
+    },
+
+    /// A dynamic inventory script could not be run, failed, or printed something unusable.
+    #[error("dynamic inventory `{}`: {message}{}", path.display(), render_hint(hint))]
+    Script {
+        path: PathBuf,
         message: String,
         hint: Option<String>,
     },

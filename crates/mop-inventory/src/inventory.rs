@@ -6,9 +6,11 @@ use std::path::Path;
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use crate::ansible::{AnsibleFormat, FileKind};
 use crate::connection::REDACTED;
 use crate::error::{closest, InventoryError, Location};
 use crate::magic::is_secret_var;
+use crate::parse::SourceFormat;
 use crate::vars_file::{read_vars_file, toml_files_in, VarsFile};
 
 /// The name of the group every host belongs to.
@@ -157,20 +159,32 @@ impl Inventory {
         crate::parse::parse_sources(sources)
     }
 
-    /// Reads an inventory file, or every `*.toml` file of a directory in file-name order.
+    /// Reads an inventory: a TOML file, an Ansible INI or YAML file, an executable (a dynamic
+    /// inventory script, run with `--list`), or a directory whose `*.toml`, `*.ini`, `*.yml`
+    /// and `*.yaml` files are read in file-name order as one inventory.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
         let io_error = |source| InventoryError::Io {
             path: path.to_path_buf(),
             source,
         };
         let metadata = std::fs::metadata(path).map_err(io_error)?;
-        let mut files = Vec::new();
+        let mut files: Vec<(std::path::PathBuf, Option<FileKind>)> = Vec::new();
+        let mut warnings = Vec::new();
         if metadata.is_dir() {
             for entry in std::fs::read_dir(path).map_err(io_error)? {
                 let entry_path = entry.map_err(io_error)?.path();
-                let is_toml = entry_path.extension().is_some_and(|ext| ext == "toml");
-                if is_toml && entry_path.is_file() {
-                    files.push(entry_path);
+                if !entry_path.is_file() {
+                    continue;
+                }
+                match crate::ansible::kind_in_directory(&entry_path) {
+                    Some(kind) => files.push((entry_path, Some(kind))),
+                    None if is_executable(&entry_path) => warnings.push(format!(
+                        "`{}` is executable and is not run: mop runs a dynamic inventory \
+                         script only when `-i` names it\n  hint: `-i {}`",
+                        entry_path.display(),
+                        entry_path.display()
+                    )),
+                    None => {}
                 }
             }
             if files.is_empty() {
@@ -178,23 +192,38 @@ impl Inventory {
                     dir: path.to_path_buf(),
                 });
             }
-            files.sort();
+            files.sort_by(|(left, _), (right, _)| left.cmp(right));
         } else {
-            files.push(path.to_path_buf());
+            files.push((path.to_path_buf(), None));
         }
         let mut texts = Vec::with_capacity(files.len());
-        for file in &files {
-            let text = std::fs::read_to_string(file).map_err(|source| InventoryError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            texts.push((file.display().to_string(), text));
+        for (file, kind) in &files {
+            let kind = match kind {
+                Some(kind) => *kind,
+                None if crate::ansible::kind_in_directory(file).is_none()
+                    && is_executable(file) =>
+                {
+                    FileKind::Script
+                }
+                None => {
+                    let text = read_text(file)?;
+                    let kind = crate::ansible::kind_of_named_file(file, &text, false);
+                    texts.push((file.display().to_string(), text, format_of(kind)));
+                    continue;
+                }
+            };
+            let text = match kind {
+                FileKind::Script => crate::ansible::script::run_list(file)?,
+                _ => read_text(file)?,
+            };
+            texts.push((file.display().to_string(), text, format_of(kind)));
         }
-        let sources: Vec<(&str, &str)> = texts
+        let sources: Vec<(&str, &str, SourceFormat)> = texts
             .iter()
-            .map(|(name, text)| (name.as_str(), text.as_str()))
+            .map(|(name, text, format)| (name.as_str(), text.as_str(), *format))
             .collect();
-        let mut inventory = Inventory::parse_many(&sources)?;
+        let mut inventory = crate::parse::parse_formatted(&sources)?;
+        inventory.warnings.splice(0..0, warnings);
         let beside = if metadata.is_dir() {
             path.to_path_buf()
         } else {
@@ -213,6 +242,18 @@ impl Inventory {
     fn load_vars_dirs(&mut self, dir: &Path) -> Result<(), InventoryError> {
         let mut errors = Vec::new();
         for (kind, subdir) in [("group", "group_vars"), ("host", "host_vars")] {
+            // Ansible's YAML variable files would otherwise drop connection settings unseen.
+            for unread in ansible_vars_files_in(&dir.join(subdir)) {
+                self.warnings.push(format!(
+                    "`{}` is not read: mop reads `{subdir}/NAME.toml`\n  hint: write its \
+                     variables as TOML in `{subdir}/{}.toml`",
+                    unread.display(),
+                    unread
+                        .file_stem()
+                        .map(|stem| stem.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ));
+            }
             let files = match toml_files_in(&dir.join(subdir)) {
                 Ok(files) => files,
                 Err(error) => {
@@ -332,4 +373,44 @@ impl Inventory {
             hint,
         }
     }
+}
+
+fn read_text(file: &Path) -> Result<String, InventoryError> {
+    std::fs::read_to_string(file).map_err(|source| InventoryError::Io {
+        path: file.to_path_buf(),
+        source,
+    })
+}
+
+fn is_executable(file: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(file).is_ok_and(|metadata| metadata.permissions().mode() & 0o111 != 0)
+}
+
+fn format_of(kind: FileKind) -> SourceFormat {
+    match kind {
+        FileKind::Toml => SourceFormat::Toml,
+        FileKind::Ansible(format) => SourceFormat::Ansible(format),
+        FileKind::Script => SourceFormat::Ansible(AnsibleFormat::ScriptJson),
+    }
+}
+
+/// Ansible-style variable files in a `group_vars`/`host_vars` directory that mop does not read:
+/// `*.yml`, `*.yaml`, `*.json`, and per-name subdirectories.
+fn ansible_vars_files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut unread: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let ansible_extension = path
+                .extension()
+                .is_some_and(|ext| ext == "yml" || ext == "yaml" || ext == "json");
+            path.is_dir() || (ansible_extension && path.is_file())
+        })
+        .collect();
+    unread.sort();
+    unread
 }

@@ -1,6 +1,8 @@
-//! mop's inventory: hosts, groups and variables from TOML (OpsMop's format plus typed vars).
+//! mop's inventory: hosts, groups and variables from TOML (OpsMop's format plus typed vars) and
+//! from Ansible inventories (INI, YAML, a dynamic inventory script's `--list` JSON).
 //!
-//! Pure: no IO except [`Inventory::load`], no SSH, no async. The format is documented in
+//! Pure: no IO except [`Inventory::load`] (which reads the files and runs a dynamic inventory
+//! script named as the inventory), no SSH, no async. The format is documented in
 //! `docs/reference/inventory.md`.
 //!
 //! ```
@@ -27,6 +29,7 @@
 //! # Ok::<(), mop_inventory::InventoryError>(())
 //! ```
 
+mod ansible;
 mod build;
 mod connection;
 mod error;
@@ -40,6 +43,8 @@ mod shorthand;
 mod value;
 mod vars_file;
 
+pub use ansible::script::{MAX_SCRIPT_OUTPUT, SCRIPT_TIMEOUT};
+pub use ansible::AnsibleFormat;
 pub use connection::{Connection, HostKeyPolicy, Secret, REDACTED};
 pub use error::{InventoryError, Location};
 pub use inventory::{Group, Host, Inventory, ALL_GROUP};

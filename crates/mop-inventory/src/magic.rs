@@ -373,6 +373,8 @@ pub(crate) fn validate_typed(var: &MagicVariable, value: &Value) -> Result<Value
 pub(crate) enum TextOrigin {
     Shorthand,
     ExtraVar,
+    /// A value in an Ansible inventory (INI text, or a YAML/JSON value Ansible would coerce).
+    Ansible,
 }
 
 /// Turns the text of a shorthand word or `-e` value into the magic variable's typed value.
@@ -392,7 +394,7 @@ pub(crate) fn coerce_text(
             "false" => Ok(Value::Bool(false)),
             _ => {
                 let prefix = match origin {
-                    TextOrigin::Shorthand => "",
+                    TextOrigin::Shorthand | TextOrigin::Ansible => "",
                     TextOrigin::ExtraVar => "-e ",
                 };
                 Err(wrong_with_hint(

@@ -5,6 +5,7 @@ use std::ops::Range;
 use serde_json::Value;
 use toml_edit::{ImDocument, Item, TableLike};
 
+use crate::ansible::AnsibleFormat;
 use crate::build::{Builder, GroupDraft, HostDraft, Position};
 use crate::error::{closest, InventoryError, Location, SourceMap};
 use crate::inventory::{Inventory, ShorthandEntry, VarSetting, VarTable};
@@ -19,15 +20,53 @@ struct FileReader<'a> {
 }
 
 pub(crate) fn parse_sources(sources: &[(&str, &str)]) -> Result<Inventory, InventoryError> {
+    let formatted: Vec<(&str, &str, SourceFormat)> = sources
+        .iter()
+        .map(|(name, text)| (*name, *text, SourceFormat::Toml))
+        .collect();
+    parse_formatted(&formatted)
+}
+
+/// The formats an inventory source can be written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SourceFormat {
+    Toml,
+    Ansible(AnsibleFormat),
+}
+
+/// Reads sources of any format into one inventory. A TOML file stops at its first error; an
+/// Ansible source reports all of its errors; the errors of every file are reported together.
+pub(crate) fn parse_formatted(
+    sources: &[(&str, &str, SourceFormat)],
+) -> Result<Inventory, InventoryError> {
     let mut builder = Builder::default();
-    for (index, (name, text)) in sources.iter().enumerate() {
-        let reader = FileReader {
-            index,
-            map: SourceMap::new(name, text),
+    let mut errors = Vec::new();
+    for (index, (name, text, format)) in sources.iter().enumerate() {
+        let result = match format {
+            SourceFormat::Toml => FileReader {
+                index,
+                map: SourceMap::new(name, text),
+            }
+            .read(&mut builder),
+            SourceFormat::Ansible(format) => {
+                crate::ansible::read(&mut builder, index, name, text, *format)
+            }
         };
-        reader.read(&mut builder)?;
+        match result {
+            Ok(()) => {}
+            Err(InventoryError::Several(several)) => errors.extend(several),
+            Err(error) => errors.push(error),
+        }
     }
-    let names = sources.iter().map(|(name, _)| name.to_string()).collect();
+    match errors.len() {
+        0 => {}
+        1 => return Err(errors.remove(0)),
+        _ => return Err(InventoryError::Several(errors)),
+    }
+    let names = sources
+        .iter()
+        .map(|(name, _, _)| name.to_string())
+        .collect();
     builder.finish(names)
 }
 
@@ -54,7 +93,7 @@ fn item_kind(item: &Item) -> &'static str {
 
 /// Group and host names end up in patterns, messages and SSH arguments: no blanks or control
 /// characters, and a leading `-` could be taken for an SSH option.
-fn check_entity_name(kind: &str, name: &str) -> Result<(), Problem> {
+pub(crate) fn check_entity_name(kind: &str, name: &str) -> Result<(), Problem> {
     if name.is_empty() {
         return Err(Problem::new(format!("empty {kind} name")));
     }
@@ -511,7 +550,7 @@ impl FileReader<'_> {
 }
 
 /// Adds `incoming` to `target`; a variable already set (in another file) is an error.
-fn merge_vars(
+pub(crate) fn merge_vars(
     target: &mut VarTable,
     incoming: VarTable,
     scope: &str,
@@ -533,7 +572,7 @@ fn merge_vars(
 }
 
 impl Builder {
-    fn add_host_entry(
+    pub(crate) fn add_host_entry(
         &mut self,
         host_name: &str,
         position: Position,

@@ -197,7 +197,7 @@ fn load_reads_a_directory_in_file_name_order() {
     assert_eq!(names, ["first", "second"]);
     let empty = empty.expect_err("no toml files").to_string();
     assert!(
-        empty.starts_with("no `*.toml` file in inventory directory"),
+        empty.starts_with("no inventory file (`*.toml`, `*.ini`, `*.yml`, `*.yaml`) in inventory"),
         "{empty}"
     );
     let missing = missing.expect_err("missing file").to_string();

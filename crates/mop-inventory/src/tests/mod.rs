@@ -1,5 +1,6 @@
 //! Tests across modules: precedence, via-chains, selection, the example file, error messages.
 
+mod ansible;
 mod errors;
 mod example;
 mod precedence;
