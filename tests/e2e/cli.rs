@@ -14,6 +14,7 @@ const PUSH_FLAGS: &[&str] = &[
     "--serial <N>",
     "--forks <N>",
     "--host-timeout <SECS>",
+    "--connect-timeout <SECS>",
     "--no-agent-cache",
     "--tags <TAGS>",
     "--skip-tags <TAGS>",
@@ -154,6 +155,50 @@ fn push_without_apply_or_check_is_a_usage_error() {
 
     let local = run_mop(["local", "policies/local-demo.toml"]);
     assert_eq!(local.exit, 2, "{}", local.describe());
+}
+
+#[test]
+fn every_command_that_logs_in_takes_a_connect_timeout_and_refuses_zero() {
+    let commands: &[&[&str]] = &[
+        &["push", "x.toml", "--apply"],
+        &["run", "web", "--", "true"],
+        &["upload", "web", "a", "b"],
+        &["download", "web", "a", "b"],
+        &["transfer", "a:x", "b:y"],
+        &["clean", "web"],
+    ];
+    for command in commands {
+        let help = run_mop([command[0], "--help"]);
+        assert!(
+            help.stdout.contains("--connect-timeout <SECS>")
+                && help.stdout.contains("mop_connect_timeout"),
+            "{}",
+            help.describe()
+        );
+        for bad in ["0", "3601", "1.5", "ten"] {
+            // Right after the subcommand: `mop run` takes everything after `--` as its command.
+            let mut args = vec![command[0], "--connect-timeout", bad];
+            args.extend_from_slice(&command[1..]);
+            let output = run_mop(args);
+            assert_eq!(output.exit, 2, "{command:?} {bad}: {}", output.describe());
+            assert!(
+                output.stderr.contains(&format!(
+                    "invalid value '{bad}' for '--connect-timeout <SECS>': the connect timeout \
+                     must be a whole number of seconds between 1 and 3600, as for \
+                     `mop_connect_timeout`"
+                )),
+                "{command:?} {bad}: {}",
+                output.describe()
+            );
+        }
+    }
+    let local = run_mop(["run", "--local", "--connect-timeout", "3", "--", "true"]);
+    assert_eq!(local.exit, 2, "{}", local.describe());
+    assert!(
+        local.stderr.contains("cannot be used with"),
+        "{}",
+        local.describe()
+    );
 }
 
 #[test]

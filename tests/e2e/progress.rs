@@ -1,13 +1,20 @@
 //! What an operator sees: the live progress on a real pseudo-terminal (`script` gives `mop` a
-//! pty; `vt100` turns what the pty received into the screen), none of it on a pipe or with
-//! `--json`, and what `-v` and `-vv` add.
+//! pty; `vt100` turns what the pty received into the screen) for a normal run, a serial
+//! rollout, a failure and a Ctrl-C; none of it on a pipe or with `--json`; and what `-v` and
+//! `-vv` add.
 
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use mop_testhosts::{TestHostsBuilder, TEST_SUDO_PASSWORD, TEST_SUDO_PASSWORD_USER};
 
-use crate::support::{assert_not_leaked, mop_binary, repo_root, require_agent, run_mop, Sandbox};
+use crate::support::{
+    assert_not_leaked, mop_binary, repo_root, require_agent, run_mop, send_signal, wait_until,
+    Sandbox,
+};
 
 /// A role whose steps take long enough to be seen running.
 const SLOW_POLICY: &str = r#"
@@ -25,9 +32,9 @@ type = "echo"
 msg = "done on {{ host.name }}"
 "#;
 
-/// What `mop ARGS` wrote to a terminal of `columns` x `rows`: the raw bytes (every frame of
-/// the live view) and its exit code.
-fn run_in_pty(args: &[&std::ffi::OsStr], columns: u16, rows: u16) -> (Vec<u8>, i32) {
+/// `script` running `mop ARGS` on a pseudo-terminal of `columns` x `rows`; mop replaces the
+/// shell (`exec`), so it is `script`'s child.
+fn pty_command(args: &[&std::ffi::OsStr], columns: u16, rows: u16) -> Command {
     require_agent();
     let mut command_line = format!("stty cols {columns} rows {rows}; exec");
     for arg in std::iter::once(mop_binary().as_os_str()).chain(args.iter().copied()) {
@@ -35,13 +42,21 @@ fn run_in_pty(args: &[&std::ffi::OsStr], columns: u16, rows: u16) -> (Vec<u8>, i
         assert!(!text.contains('\''), "no quote in test arguments: {text}");
         command_line.push_str(&format!(" '{text}'"));
     }
-    let output = Command::new("script")
+    let mut command = Command::new("script");
+    command
         .args(["-q", "-e", "-f", "-c", &command_line, "/dev/null"])
         .current_dir(repo_root())
         .env_remove("MOP_AGENT_BIN")
         .env_remove("NO_COLOR")
         .env("TERM", "xterm")
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// What `mop ARGS` wrote to a terminal of `columns` x `rows`: the raw bytes (every frame of
+/// the live view) and its exit code.
+fn run_in_pty(args: &[&std::ffi::OsStr], columns: u16, rows: u16) -> (Vec<u8>, i32) {
+    let output = pty_command(args, columns, rows)
         .output()
         .expect("run `script` (util-linux): it gives mop a pseudo-terminal");
     (output.stdout, output.status.code().unwrap_or(-1))
@@ -67,10 +82,10 @@ fn final_screen(raw: &[u8], columns: u16, rows: u16) -> String {
             keep
         })
         .map(|line| normalise_times(line.trim_end()))
-        .map(|line| match line.find("/tmp/mop-e2e-") {
+        .map(|line| match line.find("to retry: written to ") {
             // The retry file's line names the test's temporary directory.
-            Some(_) if line.contains("to retry: written to") => {
-                "1 host to retry: written to [retry file]".to_string()
+            Some(at) if line.contains("/tmp/mop-e2e-") => {
+                format!("{}to retry: written to [retry file]", &line[..at])
             }
             _ => line,
         })
@@ -200,6 +215,95 @@ cmd = "echo oops >&2; exit 3"
     assert_eq!(exit, 1, "{screen}");
     assert!(raw.contains("role broken  "), "{raw:?}");
     insta::assert_snapshot!("progress_failure_80", screen);
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_leaves_the_interrupted_hosts_and_the_summary() {
+    let sandbox = Sandbox::start(
+        "progress-ctrl-c",
+        TestHostsBuilder::new().hosts(2).group("web"),
+    );
+    let policy = sandbox.policy(
+        "sleepy",
+        r#"
+[[roles]]
+name = "sleepy"
+groups = ["web"]
+
+[[roles.resources]]
+type = "shell"
+cmd = "sleep 60"
+
+[[roles.resources]]
+type = "echo"
+msg = "never reached on {{ host.name }}"
+"#,
+    );
+    let (columns, rows) = (80, 40);
+    let args = sandbox.push_args(&policy, &["--apply", "--color", "never"]);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|arg| arg.as_os_str()).collect();
+    let mut script = pty_command(&args, columns, rows)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run `script` (util-linux): it gives mop a pseudo-terminal");
+    let raw = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let raw = Arc::clone(&raw);
+        let mut stdout = script.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(read @ 1..) = stdout.read(&mut chunk) {
+                raw.lock()
+                    .expect("not poisoned")
+                    .extend_from_slice(&chunk[..read]);
+            }
+        })
+    };
+    let shown =
+        |needle: &str| String::from_utf8_lossy(&raw.lock().expect("not poisoned")).contains(needle);
+    // Both hosts on the slow step, as the live view shows them.
+    let running = wait_until(Duration::from_secs(60), || {
+        shown("  host1  shell sleep 60  ") && shown("  host2  shell sleep 60  ")
+    });
+    // mop replaced the shell `script` started: it is the process running the binary.
+    let mop = crate::support::processes_matching(&policy.display().to_string())
+        .into_iter()
+        .find(|(_, cmdline)| cmdline.starts_with(&mop_binary().display().to_string()));
+    let Some((pid, _)) = mop.filter(|_| running) else {
+        let _ = script.kill();
+        let _ = script.wait();
+        let _ = reader.join();
+        panic!(
+            "the live view never showed both hosts sleeping:\n{}",
+            String::from_utf8_lossy(&raw.lock().expect("not poisoned"))
+        );
+    };
+    send_signal(pid, "-INT");
+    let ended = wait_until(Duration::from_secs(30), || {
+        matches!(script.try_wait(), Ok(Some(_)))
+    });
+    if !ended {
+        let _ = script.kill();
+    }
+    let status = script.wait().expect("wait for `script`");
+    reader.join().expect("the reader thread ends with the pty");
+    let raw = raw.lock().expect("not poisoned").clone();
+    let screen = final_screen(&raw, columns, rows);
+    assert!(ended, "mop was still running 30 s after SIGINT:\n{screen}");
+    assert_eq!(status.code(), Some(130), "{screen}");
+    // After it: no live line is left, each host says it was interrupted.
+    assert!(!screen.contains("running"), "{screen}");
+    for host in ["host1", "host2"] {
+        assert!(
+            screen
+                .lines()
+                .any(|line| line.contains(host) && line.contains("interrupted")),
+            "{host} is not shown interrupted:\n{screen}"
+        );
+    }
+    insta::assert_snapshot!("progress_ctrl_c_80", sort_change_lines(&screen));
+    sandbox.assert_hosts_clean();
 }
 
 #[test]

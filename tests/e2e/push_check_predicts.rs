@@ -2,6 +2,8 @@
 //! a real host and pairs the outcomes. Where apply fails, check fails with the same message
 //! and exit 1; where an earlier resource makes apply succeed, check passes.
 
+use std::path::Path;
+
 use mop_testhosts::TestHostsBuilder;
 
 use crate::support::{unique_name, JsonRun, Sandbox};
@@ -12,6 +14,15 @@ struct Case {
     resources: &'static str,
     /// `None`: both modes succeed. `Some(text)`: both fail, with a message containing `text`.
     failure: Option<&'static str>,
+    /// Prepares the case directory (as root, before either run).
+    setup: Option<fn(&Path)>,
+}
+
+/// A directory the ssh user (not root) may read but not write to.
+fn locked_directory(case: &Path) {
+    let locked = case.join("locked");
+    std::fs::create_dir(&locked).expect("create the locked directory");
+    crate::support::chmod(&locked, 0o555);
 }
 
 const CASES: &[Case] = &[
@@ -26,6 +37,7 @@ content = "x\n"
         failure: Some(
             "parent directory `@CASE@/missing` of `@CASE@/missing/app.conf` does not exist",
         ),
+        setup: None,
     },
     Case {
         name: "file in a directory an earlier resource creates",
@@ -41,6 +53,7 @@ path = "@CASE@/made/app.conf"
 content = "x\n"
 "#,
         failure: None,
+        setup: None,
     },
     Case {
         name: "file through a link an earlier resource creates",
@@ -61,6 +74,7 @@ path = "@CASE@/current/app.conf"
 content = "x\n"
 "#,
         failure: None,
+        setup: None,
     },
     Case {
         name: "directory in a missing directory",
@@ -71,6 +85,7 @@ path = "@CASE@/a/b"
 parents = false
 "#,
         failure: Some("parent directory of `@CASE@/a/b` does not exist"),
+        setup: None,
     },
     Case {
         name: "file owned by a user that does not exist",
@@ -82,6 +97,7 @@ content = "x\n"
 owner = "mopnosuchuser"
 "#,
         failure: Some("user `mopnosuchuser` does not exist"),
+        setup: None,
     },
     Case {
         name: "file of a group that does not exist",
@@ -93,6 +109,7 @@ content = "x\n"
 group = "mopnosuchgroup"
 "#,
         failure: Some("group `mopnosuchgroup` does not exist"),
+        setup: None,
     },
     Case {
         // A command may create what the file needs: check cannot know, so it does not call a
@@ -110,6 +127,33 @@ path = "@CASE@/by-shell/app.conf"
 content = "x\n"
 "#,
         failure: None,
+        setup: None,
+    },
+    Case {
+        // The policy names a package manager this (Debian) host does not have: apply fails
+        // before any program runs, and so does check.
+        name: "package with a package manager that is absent",
+        resources: r#"
+[[roles.resources]]
+type = "package"
+packages = "mop-predicts-no-such-package"
+manager = "pacman"
+"#,
+        failure: Some("package manager `pacman` is not installed on this host"),
+        setup: None,
+    },
+    Case {
+        // A served file into a directory the agent may not write to: apply cannot create the
+        // temporary file it receives the file into.
+        name: "served file into a directory the host user cannot write",
+        resources: r#"
+[[roles.resources]]
+type = "file"
+path = "@CASE@/locked/app.conf"
+source = "app.conf"
+"#,
+        failure: Some("cannot create a temporary file in `@CASE@/locked`: Permission denied"),
+        setup: Some(locked_directory),
     },
 ];
 
@@ -127,16 +171,24 @@ fn failures(run: &JsonRun) -> Vec<String> {
 #[test]
 fn check_fails_where_apply_fails_and_passes_where_it_passes() {
     let sandbox = Sandbox::start("predicts", TestHostsBuilder::new().hosts(1).group("web"));
+    let files = sandbox.dir().join("files");
+    std::fs::create_dir_all(&files).expect("create the served directory");
+    std::fs::write(files.join("app.conf"), "served\n").expect("write the served file");
     let mut table = Vec::new();
     for case in CASES {
         let dir = sandbox.out.join(unique_name("case"));
         let dir_text = dir.to_string_lossy().into_owned();
         std::fs::create_dir(&dir).expect("create the case directory");
         crate::support::chmod(&dir, 0o777);
+        if let Some(setup) = case.setup {
+            setup(&dir);
+        }
         let resources = case.resources.replace("@CASE@", &dir_text);
         let policy = sandbox.policy(
             &unique_name("predicts"),
-            &format!("[[roles]]\nname = \"case\"\ngroups = [\"web\"]\n{resources}"),
+            &format!(
+                "[fileserver]\npaths = [\"files\"]\n\n[[roles]]\nname = \"case\"\ngroups = [\"web\"]\n{resources}"
+            ),
         );
         let check = sandbox.push(&policy, &["--check"]);
         let check_failures = failures(&check);

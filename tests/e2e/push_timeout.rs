@@ -1,6 +1,7 @@
 //! Connect timeouts: a host whose packets vanish (a blackhole made with a network namespace of
-//! this test's own) is declared unreachable after the default 10 s connect timeout, while the
-//! other host converges in the same run.
+//! this test's own) is declared unreachable after the default 10 s connect timeout, or after
+//! `--connect-timeout`'s whatever the inventory says, while the other host converges in the
+//! same run.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mop_testhosts::TestHostsBuilder;
 
-use crate::support::{run, Sandbox};
+use crate::support::{run, run_mop, Sandbox};
 
 static NEXT_BLACKHOLE: AtomicUsize = AtomicUsize::new(0);
 
@@ -148,6 +149,74 @@ fn blackholed_host_is_unreachable_after_the_default_connect_timeout() {
         sandbox.out.join("host1.txt").is_file(),
         "{}",
         run.describe()
+    );
+    drop(blackhole);
+    sandbox.assert_hosts_clean();
+}
+
+#[test]
+fn connect_timeout_flag_overrides_the_inventorys_for_every_command() {
+    let sandbox = Sandbox::start(
+        "blackhole-flag",
+        TestHostsBuilder::new().hosts(1).group("web"),
+    );
+    let blackhole = Blackhole::create();
+    // The inventory asks for two minutes; the flag must win.
+    sandbox.set_inventory_extra(
+        "",
+        &format!(
+            "[groups.web.hosts]\n\"dark\" = \"mop_host={} mop_connect_timeout=120\"\n",
+            blackhole.address
+        ),
+    );
+    let policy = sandbox.policy("mark", MARK_POLICY);
+
+    let started = Instant::now();
+    let run = sandbox.push(&policy, &["--apply", "--connect-timeout", "3"]);
+    let took = started.elapsed();
+    eprintln!("push with --connect-timeout 3 took {took:?}");
+    run.assert_exit(1);
+    let dark = run.host_summary("dark");
+    assert_eq!(dark["unreachable"], true, "{}", run.describe());
+    let error = dark["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("dark") && error.contains(&blackhole.address) && error.contains("3 s"),
+        "the error should name the host, its address and the flag's timeout: {error}"
+    );
+    // Only a bound that the inventory's 120 s could not meet (its first TCP connect alone takes
+    // that long): never a tight wall-clock figure.
+    assert!(
+        took < Duration::from_secs(100),
+        "the run took {took:?}: {}",
+        run.describe()
+    );
+    assert_eq!(run.total("host1", "changed"), 1, "{}", run.describe());
+
+    // An ad hoc command takes the same flag.
+    let started = Instant::now();
+    let inventory = sandbox.inventory.display().to_string();
+    let adhoc = run_mop([
+        "run",
+        "-i",
+        &inventory,
+        "dark",
+        "--connect-timeout",
+        "3",
+        "--",
+        "true",
+    ]);
+    let took = started.elapsed();
+    eprintln!("mop run with --connect-timeout 3 took {took:?}");
+    assert_eq!(adhoc.exit, 1, "{}", adhoc.describe());
+    assert!(
+        adhoc.stdout.contains("3 s") || adhoc.stderr.contains("3 s"),
+        "the message should name the flag's timeout: {}",
+        adhoc.describe()
+    );
+    assert!(
+        took < Duration::from_secs(100),
+        "{took:?}: {}",
+        adhoc.describe()
     );
     drop(blackhole);
     sandbox.assert_hosts_clean();

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::raw::{c_long, c_uint};
+use std::os::raw::{c_char, c_int, c_long, c_uint};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -270,6 +270,33 @@ extern "C" {
     // From the C library every Rust program on Linux links anyway (std calls it too); the raw
     // syscall rather than glibc's `sync_file_range` wrapper keeps the static agent smaller.
     fn syscall(number: c_long, ...) -> c_long;
+    // access(2): the kernel's own answer (modes, ACLs, read-only mounts) without writing.
+    fn access(path: *const c_char, mode: c_int) -> c_int;
+}
+
+const ACCESS_WRITE: c_int = 2;
+const ACCESS_SEARCH: c_int = 1;
+
+/// Whether this process may create files in `dir` (write and search permission, a writable
+/// mount), asked of the kernel without creating anything: what check mode needs to predict
+/// [`TempFile::next_to`]. The error is the one creating a file there would get.
+pub fn may_create_in(dir: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    // `DIR/.`: resolved as a name inside it would be, so a non-directory fails as ENOTDIR.
+    let path = std::ffi::CString::new(dir.join(".").as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path holds a NUL byte"))?;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call; access only reads it.
+    if unsafe { access(path.as_ptr(), ACCESS_WRITE | ACCESS_SEARCH) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The failure to create the temporary file of an atomic write in `dir` (apply, and check
+/// mode when it predicts one).
+pub fn temp_file_error(dir: &Path, err: &io::Error) -> ResourceError {
+    io_error("cannot create a temporary file in", dir, err)
 }
 #[cfg(target_arch = "x86_64")]
 const SYS_SYNC_FILE_RANGE: Option<c_long> = Some(277);
@@ -312,7 +339,7 @@ impl TempFile {
                     })
                 }
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(err) => return Err(io_error("cannot create a temporary file in", dir, &err)),
+                Err(err) => return Err(temp_file_error(dir, &err)),
             }
         }
     }
@@ -439,6 +466,46 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    /// `may_create_in` answers as creating a file would, without creating one.
+    #[test]
+    fn may_create_in_agrees_with_creating_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("plain");
+        fs::write(&file, b"x").expect("write");
+        for candidate in [
+            dir.path().to_path_buf(),
+            dir.path().join("missing"),
+            file.clone(),
+        ] {
+            let predicted = may_create_in(&candidate).map_err(|err| err.raw_os_error());
+            let probe = candidate.join("probe");
+            let created = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+                .map(drop)
+                .map_err(|err| err.raw_os_error());
+            assert_eq!(predicted, created, "{}", candidate.display());
+            let _ = fs::remove_file(&probe);
+        }
+        assert!(may_create_in(dir.path()).is_ok());
+        assert_eq!(entries(dir.path()), ["plain"], "nothing was left behind");
+        let message = temp_file_error(
+            dir.path(),
+            &io::Error::from_raw_os_error(13), // EACCES
+        )
+        .message;
+        assert_eq!(
+            message,
+            format!(
+                "cannot create a temporary file in `{}`: Permission denied (os error 13)\nhint: \
+                 the agent runs as a user without the right to do this; connect as root or as a \
+                 user who may",
+                dir.path().display()
+            )
+        );
     }
 
     #[test]

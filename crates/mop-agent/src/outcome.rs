@@ -79,6 +79,10 @@ impl std::fmt::Display for ResourceError {
 pub trait Runner {
     /// Runs `argv[0]` with the rest as arguments, no shell, stdin closed.
     fn run(&mut self, argv: &[&str]) -> io::Result<CommandOutput>;
+
+    /// Whether `program` is installed, looked up as facts look up the package managers (`PATH`
+    /// and the standard bin directories), without running it.
+    fn has_program(&self, program: &str) -> bool;
 }
 
 /// The real runner: spawns processes on this host. The environment gets `LC_ALL=C` so that
@@ -87,6 +91,10 @@ pub trait Runner {
 pub struct SystemRunner;
 
 impl Runner for SystemRunner {
+    fn has_program(&self, program: &str) -> bool {
+        crate::facts::find_executable(&crate::facts::FactSources::default(), program).is_some()
+    }
+
     fn run(&mut self, argv: &[&str]) -> io::Result<CommandOutput> {
         let (program, args) = argv
             .split_first()

@@ -138,7 +138,7 @@ pub const MAGIC_VARIABLES: &[MagicVariable] = &[
         MagicKind::Timeout,
         "integer seconds 1-3600",
         "10",
-        "how long the TCP connect and the SSH banner exchange may each take",
+        "how long the TCP connect and the SSH banner exchange may each take; `--connect-timeout` overrides it for every host",
     ),
     magic(
         "mop_agent_dir",
@@ -299,10 +299,13 @@ fn is_string_kind(kind: MagicKind) -> bool {
     !matches!(kind, MagicKind::Port | MagicKind::Bool | MagicKind::Timeout)
 }
 
+/// The seconds `mop_connect_timeout` accepts (and `--connect-timeout`, which overrides it).
+pub const CONNECT_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=3600;
+
 fn in_range(kind: MagicKind, number: u64) -> bool {
     match kind {
         MagicKind::Port => (1..=65535).contains(&number),
-        MagicKind::Timeout => (1..=3600).contains(&number),
+        MagicKind::Timeout => CONNECT_TIMEOUT_SECONDS.contains(&number),
         _ => false,
     }
 }

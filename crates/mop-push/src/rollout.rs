@@ -57,6 +57,8 @@ pub struct PushOptions {
     pub persist: Option<Duration>,
     /// `--no-agent-cache`: leave nothing on the hosts, whatever `mop_agent_cache` says.
     pub no_agent_cache: bool,
+    /// `--connect-timeout`: every host's connect timeout, whatever `mop_connect_timeout` says.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// Why a push could not start at all.
@@ -231,6 +233,7 @@ pub async fn run_push(
         &ssh::SshPoolOptions {
             forks: options.forks,
             persist: options.persist,
+            connect_timeout: options.connect_timeout,
             ..ssh::SshPoolOptions::default()
         },
     )?;

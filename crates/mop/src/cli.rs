@@ -212,6 +212,29 @@ fn user_name(text: &str) -> Result<String, String> {
         .map_err(|error| error.to_string())
 }
 
+/// `--connect-timeout SECS`: the range of `mop_connect_timeout` in an inventory.
+fn connect_timeout_seconds(text: &str) -> Result<std::time::Duration, String> {
+    let range = mop_inventory::CONNECT_TIMEOUT_SECONDS;
+    match text.parse::<u64>() {
+        Ok(seconds) if range.contains(&seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        _ => Err(format!(
+            "the connect timeout must be a whole number of seconds between {} and {}, as for \
+             `mop_connect_timeout`",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+/// `--connect-timeout`, shared by every command that logs in to hosts.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ConnectTimeout {
+    /// How long the TCP connect and the SSH banner exchange may each take, for every host and
+    /// jump host (overrides the inventory's `mop_connect_timeout`; default 10).
+    #[arg(long, value_name = "SECS", value_parser = connect_timeout_seconds)]
+    pub connect_timeout: Option<std::time::Duration>,
+}
+
 /// `-e KEY=VALUE`, shared by every command that resolves variables.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ExtraVars {
@@ -400,6 +423,9 @@ pub struct PushArgs {
     #[arg(long, value_name = "SECS")]
     pub host_timeout: Option<u64>,
 
+    #[command(flatten)]
+    pub connect_timeout: ConnectTimeout,
+
     /// Leave nothing on the hosts: upload the agent for this run only instead of caching it
     /// (same as `mop_agent_cache = false`).
     #[arg(long)]
@@ -460,6 +486,9 @@ pub struct AdhocSelection {
     /// `1h`), so the next mop command to it skips the login. See `mop connections`.
     #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
     pub persist: Option<std::time::Duration>,
+
+    #[command(flatten)]
+    pub connect_timeout: ConnectTimeout,
 }
 
 impl InventorySelection {
@@ -472,6 +501,15 @@ impl InventorySelection {
 }
 
 impl AdhocSelection {
+    /// How the command's pool connects (`--forks`, `--persist`, `--connect-timeout`).
+    pub fn pool_flags(&self) -> mop_push::adhoc::PoolFlags {
+        mop_push::adhoc::PoolFlags {
+            forks: self.forks.forks,
+            persist: self.persist,
+            connect_timeout: self.connect_timeout.connect_timeout,
+        }
+    }
+
     /// The library's view of these flags, with TARGET.
     pub fn request<'a>(&'a self, target: Option<&'a str>) -> mop_push::load::TargetRequest<'a> {
         mop_push::load::TargetRequest {
@@ -557,7 +595,7 @@ pub struct RunArgs {
     pub env: Vec<String>,
 
     /// Run on this machine, without SSH (same output shape; host `localhost`).
-    #[arg(long, conflicts_with_all = ["target", "pty", "persist"])]
+    #[arg(long, conflicts_with_all = ["target", "pty", "persist", "connect_timeout"])]
     pub local: bool,
 }
 
@@ -634,6 +672,9 @@ pub struct TransferArgs {
     /// `1h`), so the next mop command to them skips the login. See `mop connections`.
     #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
     pub persist: Option<std::time::Duration>,
+
+    #[command(flatten)]
+    pub connect_timeout: ConnectTimeout,
 
     /// Read the source and write the destination as root, through sudo on both hosts (their
     /// `mop_sudo_password` is fed to sudo); staging files live in private places under `/tmp`.

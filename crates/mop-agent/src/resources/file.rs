@@ -189,6 +189,9 @@ fn present(
         }
         return Ok(outcome);
     }
+    if ctx.check {
+        ctx.predicted.parent_takes_new_files(path)?;
+    }
     let attributes = FinalAttributes::for_replacement(&wanted, Some(meta));
     match desired {
         Desired::Bytes(new) => {
@@ -234,6 +237,7 @@ fn create(
     let parent_exists = path.parent().is_some_and(Path::is_dir);
     let mut outcome = Outcome::changed(vec!["created".to_string()]);
     if ctx.check {
+        ctx.predicted.parent_takes_new_files(path)?;
         if !parent_exists {
             outcome.changes = vec![format!(
                 "created (its parent directory does not exist yet: `{}`)",
@@ -774,6 +778,63 @@ mod tests {
             "{err}"
         );
         assert_eq!(predicted.message, err.message);
+    }
+
+    /// A directory the agent may not write to: apply cannot create the temporary file a new
+    /// or changed content goes through, so check mode fails with the same message; it stays
+    /// quiet where apply would write nothing.
+    #[test]
+    fn check_predicts_a_directory_that_takes_no_new_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut harness = Harness::new();
+        harness.predicted = crate::resources::Predicted::refusing_writes();
+        harness.serve("app.conf", 1, b"served\n");
+        let apply_message =
+            fsutil::temp_file_error(dir.path(), &std::io::Error::from_raw_os_error(13)).message;
+
+        let new_file = FileSpec {
+            source: Some("app.conf".into()),
+            ..spec(&dir.path().join("new.conf"))
+        };
+        let before = snapshot(dir.path());
+        let err = harness
+            .run(&new_file, true, true)
+            .expect_err("check predicts");
+        assert_eq!(err.message, apply_message);
+        assert!(harness.fetcher.requests.is_empty(), "nothing was fetched");
+
+        let existing = dir.path().join("existing.conf");
+        fs::write(&existing, "old\n").expect("write");
+        let changed = FileSpec {
+            source: Some("app.conf".into()),
+            ..spec(&existing)
+        };
+        let err = harness
+            .run(&changed, true, false)
+            .expect_err("check predicts");
+        assert_eq!(err.message, apply_message);
+        let literal = FileSpec {
+            content: Some("new\n".into()),
+            ..spec(&existing)
+        };
+        let err = harness
+            .run(&literal, true, false)
+            .expect_err("check predicts");
+        assert_eq!(err.message, apply_message);
+
+        // No content to write: apply writes nothing there, check says nothing.
+        let same = FileSpec {
+            content: Some("old\n".into()),
+            ..spec(&existing)
+        };
+        assert!(!harness.run(&same, true, false).expect("unchanged").changed);
+        let mode_only = FileSpec {
+            mode: Some(FileMode(0o600)),
+            ..spec(&existing)
+        };
+        assert!(harness.run(&mode_only, true, false).expect("chmod").changed);
+        fs::remove_file(&existing).expect("remove");
+        assert_eq!(snapshot(dir.path()), before, "check mode touched the tree");
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! run a program or unpack a tree (`shell`, `command`, `package`, `service`, `git`,
 //! `unarchive`, ... that would change) may create directories and accounts mop cannot see, so
 //! after one the prediction stays silent rather than calling a failure that might not happen.
+//!
+//! A `file` whose content would be written (created, or its content changed) needs a temporary
+//! file next to it: a directory the agent may not write to (its mode, a read-only mount)
+//! makes apply fail with "cannot create a temporary file in ...", so check mode asks the
+//! kernel the same question ([`fsutil::may_create_in`]) unless an earlier resource would have
+//! changed that directory.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,13 +26,29 @@ use crate::fsutil;
 use crate::outcome::{Outcome, ResourceError};
 
 /// What earlier resources would have created by now (check mode only).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Predicted {
+    /// Directories an earlier resource would have created or changed (owner, mode), or links
+    /// that may stand for one.
     directories: BTreeSet<PathBuf>,
     users: BTreeSet<String>,
     groups: BTreeSet<String>,
     /// An earlier resource would have run a command: its effects are unknown.
     opaque: bool,
+    /// [`fsutil::may_create_in`]; tests, which run as root, put a refusal in its place.
+    may_create_in: fn(&Path) -> std::io::Result<()>,
+}
+
+impl Default for Predicted {
+    fn default() -> Self {
+        Predicted {
+            directories: BTreeSet::new(),
+            users: BTreeSet::new(),
+            groups: BTreeSet::new(),
+            opaque: false,
+            may_create_in: fsutil::may_create_in,
+        }
+    }
 }
 
 impl Predicted {
@@ -119,6 +141,29 @@ impl Predicted {
         }
     }
 
+    /// Fails a check-mode write of `path`'s content where apply could not create its temporary
+    /// file, with apply's message. Silent when the directory does not exist yet (an earlier
+    /// resource makes it, or the parent check already failed), when an earlier resource would
+    /// have changed it, or after a command.
+    pub fn parent_takes_new_files(&self, path: &Path) -> Result<(), ResourceError> {
+        let Some(dir) = path.parent() else {
+            return Ok(());
+        };
+        if self.opaque || self.directories.contains(dir) || !dir.is_dir() {
+            return Ok(());
+        }
+        (self.may_create_in)(dir).map_err(|err| fsutil::temp_file_error(dir, &err))
+    }
+
+    /// Check mode as a user who may not create files anywhere (tests run as root).
+    #[cfg(test)]
+    pub fn refusing_writes() -> Predicted {
+        Predicted {
+            may_create_in: |_| Err(std::io::Error::from_raw_os_error(13)),
+            ..Predicted::default()
+        }
+    }
+
     fn parent_will_exist(&self, path: &Path) -> bool {
         match path.parent() {
             Some(parent) => parent.is_dir() || self.directories.contains(parent),
@@ -142,5 +187,50 @@ impl Predicted {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(json: serde_json::Value) -> ResourceSpec {
+        serde_json::from_value(json).expect("a valid resource")
+    }
+
+    /// Where an earlier resource may have made the directory writable, check mode does not
+    /// call a failure: a `directory` resource that changes it, a link, or any command.
+    #[test]
+    fn an_unwritable_directory_fails_unless_an_earlier_resource_changes_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("app.conf");
+        let expected =
+            fsutil::temp_file_error(dir.path(), &std::io::Error::from_raw_os_error(13)).message;
+        let refusing = Predicted::refusing_writes();
+        let err = refusing.parent_takes_new_files(&file).expect_err("refused");
+        assert_eq!(err.message, expected);
+        // A parent that does not exist yet is the missing-parent prediction's business.
+        assert!(refusing
+            .parent_takes_new_files(&dir.path().join("later/app.conf"))
+            .is_ok());
+
+        let dir_text = dir.path().display().to_string();
+        let earlier = [
+            serde_json::json!({"type": "directory", "path": dir_text, "mode": "0777"}),
+            serde_json::json!({"type": "link", "path": dir_text, "target": "/tmp"}),
+            serde_json::json!({"type": "shell", "cmd": "chmod 0777 somewhere"}),
+        ];
+        for spec in earlier {
+            let mut predicted = Predicted::refusing_writes();
+            let spec = resource(spec);
+            // Unchanged, it changes nothing: the prediction stands.
+            predicted.record(&spec, &Outcome::unchanged());
+            assert!(predicted.parent_takes_new_files(&file).is_err(), "{spec:?}");
+            predicted.record(&spec, &Outcome::changed(vec!["x".to_string()]));
+            assert!(predicted.parent_takes_new_files(&file).is_ok(), "{spec:?}");
+        }
+
+        // For real: this process may write in its own temporary directory.
+        assert!(Predicted::default().parent_takes_new_files(&file).is_ok());
     }
 }

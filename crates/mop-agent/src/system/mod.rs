@@ -157,13 +157,22 @@ pub(crate) mod recorded {
 
     pub(crate) struct RecordedRunner {
         expected: VecDeque<(Vec<String>, Option<CommandOutput>)>,
+        /// Programs [`Runner::has_program`] says are not installed (all others are).
+        missing: Vec<String>,
     }
 
     impl RecordedRunner {
         pub(crate) fn new() -> RecordedRunner {
             RecordedRunner {
                 expected: VecDeque::new(),
+                missing: Vec::new(),
             }
+        }
+
+        /// A host where `program` is not installed.
+        pub(crate) fn lacking(mut self, program: &str) -> Self {
+            self.missing.push(program.to_string());
+            self
         }
 
         /// Expects `argv` (exact) next and answers with this output.
@@ -195,6 +204,10 @@ pub(crate) mod recorded {
     }
 
     impl Runner for RecordedRunner {
+        fn has_program(&self, program: &str) -> bool {
+            !self.missing.iter().any(|missing| missing == program)
+        }
+
         fn run(&mut self, argv: &[&str]) -> io::Result<CommandOutput> {
             let got: Vec<String> = argv.iter().map(|arg| arg.to_string()).collect();
             let Some((want, output)) = self.expected.pop_front() else {

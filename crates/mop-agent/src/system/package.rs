@@ -86,6 +86,47 @@ impl Manager {
         }
     }
 
+    /// The name a policy writes for it (`apt` for `apt-get`).
+    fn name(self) -> &'static str {
+        match self {
+            Manager::Apt => "apt",
+            Manager::Dnf => "dnf",
+            Manager::Yum => "yum",
+            Manager::Apk => "apk",
+            Manager::Pacman => "pacman",
+            Manager::Zypper => "zypper",
+        }
+    }
+
+    /// Fails, in both modes alike, when the manager is not on this host. Apply would otherwise
+    /// fail at whichever of its programs runs first (and `rpm` may well be there without `dnf`,
+    /// so check mode would report an install that apply cannot do). The detected manager is
+    /// there by definition: facts found it the same way (`on_host` is
+    /// [`Runner::has_program`]).
+    fn require_on_host(
+        self,
+        detected: Option<&str>,
+        on_host: impl Fn(&str) -> bool,
+    ) -> Result<(), ResourceError> {
+        if detected.and_then(Manager::from_name) == Some(self) || on_host(self.tool()) {
+            return Ok(());
+        }
+        let hint = match detected {
+            Some(name) => format!(
+                "this host has `{name}`: set `manager = \"{name}\"` or leave `manager` unset"
+            ),
+            None => format!(
+                "install `{}`, or set `manager` to a package manager this host has",
+                self.tool()
+            ),
+        };
+        Err(ResourceError::new(format!(
+            "package manager `{}` is not installed on this host: no `{}` on PATH or in the standard bin directories\nhint: {hint}",
+            self.name(),
+            self.tool()
+        )))
+    }
+
     fn tool(self) -> &'static str {
         match self {
             Manager::Apt => "apt-get",
@@ -257,6 +298,9 @@ pub(super) fn converge(
         spec.manager.as_deref(),
         ctx.facts.package_manager.as_deref(),
     )?;
+    manager.require_on_host(ctx.facts.package_manager.as_deref(), |tool| {
+        runner.has_program(tool)
+    })?;
     let mut outcome = Outcome::unchanged();
 
     if spec.update_cache && spec.state.resolved() != PackageState::Absent {
@@ -870,6 +914,83 @@ mod tests {
             Err("detected package manager `brew` is not supported"),
         );
         check(None, None, Err("no package manager was detected"));
+    }
+
+    #[test]
+    fn a_named_manager_must_be_on_the_host() {
+        let nothing = |_: &str| false;
+        // The detected manager was found by the same lookup: no second look.
+        assert!(Manager::Apt.require_on_host(Some("apt"), nothing).is_ok());
+        assert!(Manager::Apt
+            .require_on_host(Some("apt-get"), nothing)
+            .is_ok());
+        assert!(Manager::Yum
+            .require_on_host(Some("dnf"), |tool| tool == "yum")
+            .is_ok());
+        let message = Manager::Dnf
+            .require_on_host(Some("apt"), |tool| tool == "rpm")
+            .expect_err("no dnf")
+            .message;
+        assert_eq!(
+            message,
+            "package manager `dnf` is not installed on this host: no `dnf` on PATH or in the \
+             standard bin directories\nhint: this host has `apt`: set `manager = \"apt\"` or leave \
+             `manager` unset"
+        );
+        let message = Manager::Apt
+            .require_on_host(None, nothing)
+            .expect_err("no apt-get")
+            .message;
+        assert!(
+            message
+                .starts_with("package manager `apt` is not installed on this host: no `apt-get`")
+                && message.ends_with(
+                    "hint: install `apt-get`, or set `manager` to a package manager this host has"
+                ),
+            "{message}"
+        );
+    }
+
+    /// Check mode fails where apply fails, with its message, before any program runs: on a
+    /// host with no known package manager, and when the policy names a manager the host lacks
+    /// (even where the query tool, `rpm`, is there: check would otherwise report an install).
+    #[test]
+    fn check_fails_like_apply_when_the_manager_is_absent() {
+        let named = PackageSpec {
+            manager: Some("dnf".to_string()),
+            ..spec(&["hello"], PackageState::Present)
+        };
+        let cases = [
+            (
+                spec(&["hello"], PackageState::Present),
+                None,
+                "no package manager was detected on this host",
+            ),
+            (
+                named,
+                Some("apt"),
+                "package manager `dnf` is not installed on this host",
+            ),
+        ];
+        for (spec, detected, expected) in cases {
+            let facts = Facts {
+                package_manager: detected.map(str::to_string),
+                ..Facts::default()
+            };
+            let mut errors = Vec::new();
+            for check in [true, false] {
+                // No command recorded: running any would panic.
+                let mut runner = RecordedRunner::new().lacking("dnf");
+                let context = SystemContext {
+                    check,
+                    facts: &facts,
+                };
+                let error = converge(&spec, &context, &mut runner).expect_err("no manager");
+                errors.push(error.message);
+            }
+            assert_eq!(errors[0], errors[1], "check and apply agree");
+            assert!(errors[0].starts_with(expected), "{}", errors[0]);
+        }
     }
 
     #[test]

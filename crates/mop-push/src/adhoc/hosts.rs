@@ -93,14 +93,24 @@ pub fn parse_host_spec(spec: &str) -> Result<AdhocHost, HostSpecError> {
     })
 }
 
-/// A pool over `hosts` and their jump hosts, connecting at most `forks` at once. With
-/// `persist`, the masters it starts stay up for that much idle time after the command (and
-/// live persisted masters are reused either way). What the operator should know but that does
-/// not stop the command goes to `on_warning` (the caller prints it; this library never does).
+/// How an ad hoc command's pool connects: the command's flags that reach the SSH layer.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolFlags {
+    /// `--forks`: logins in progress at once.
+    pub forks: std::num::NonZeroUsize,
+    /// `--persist`: the masters the command starts stay up for this much idle time after it
+    /// (live persisted masters are reused either way).
+    pub persist: Option<std::time::Duration>,
+    /// `--connect-timeout`: every host's connect timeout, whatever `mop_connect_timeout` says.
+    pub connect_timeout: Option<std::time::Duration>,
+}
+
+/// A pool over `hosts` and their jump hosts, set up as `flags` say. What the operator should
+/// know but that does not stop the command goes to `on_warning` (the caller prints it; this
+/// library never does).
 pub fn pool_for(
     hosts: &[AdhocHost],
-    forks: std::num::NonZeroUsize,
-    persist: Option<std::time::Duration>,
+    flags: PoolFlags,
     on_warning: &dyn Fn(&str),
 ) -> Result<SshPool, SshError> {
     let role = PushRole {
@@ -122,8 +132,9 @@ pub fn pool_for(
     SshPool::without_agent(
         &ssh_hosts(&[role]),
         &SshPoolOptions {
-            forks,
-            persist,
+            forks: flags.forks,
+            persist: flags.persist,
+            connect_timeout: flags.connect_timeout,
             ..SshPoolOptions::default()
         },
     )

@@ -21,7 +21,7 @@ pub use copy::{
     download_from_hosts, transfer, upload_to_hosts, CopyOutcome, DownloadOptions, LocalSourceError,
     Transfer, UploadOptions,
 };
-pub use hosts::{parse_host_spec, pool_for, AdhocHost, HostSpecError};
+pub use hosts::{parse_host_spec, pool_for, AdhocHost, HostSpecError, PoolFlags};
 pub use run::{run_local, run_on_hosts, HostRun, OutputLine, RunOptions, StreamKind};
 
 use crate::ssh::SshPool;

@@ -32,7 +32,7 @@ pub enum SshError {
         detail: String,
     },
 
-    #[error("{host} ({address}) did not complete the ssh login within {seconds} s\n  hint: check that the host is up, or raise its connect timeout")]
+    #[error("{host} ({address}) did not complete the ssh login within {seconds} s\n  hint: check that the host is up, or raise its connect timeout (`mop_connect_timeout`, `--connect-timeout`)")]
     Timeout {
         host: String,
         address: String,

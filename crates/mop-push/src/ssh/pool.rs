@@ -50,6 +50,9 @@ pub struct SshPoolOptions {
     pub persist: Option<std::time::Duration>,
     /// The private directory of persisted masters; `None`: [`crate::ssh::control_dir_location`].
     pub control_dir: Option<PathBuf>,
+    /// `--connect-timeout`: replaces every host's own `connect_timeout` (jump hosts included),
+    /// whatever the inventory or the user's ssh_config says.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 impl Default for SshPoolOptions {
@@ -60,6 +63,7 @@ impl Default for SshPoolOptions {
             run_dir_parent: PathBuf::from("/tmp"),
             persist: None,
             control_dir: None,
+            connect_timeout: None,
         }
     }
 }
@@ -151,6 +155,20 @@ impl SshPool {
                 path: options.run_dir_parent.clone(),
                 detail: error.to_string(),
             })?;
+        let overridden: Vec<SshHost>;
+        let hosts = match options.connect_timeout {
+            None => hosts,
+            Some(timeout) => {
+                overridden = hosts
+                    .iter()
+                    .map(|host| SshHost {
+                        connect_timeout: Some(timeout),
+                        ..host.clone()
+                    })
+                    .collect();
+                &overridden
+            }
+        };
         let hosts = resolve_hosts(hosts, &options.includes)?;
         let planned = plan_hosts(&hosts, run_dir.path())?;
         let config_path = run_dir.path().join("ssh_config");
@@ -487,5 +505,31 @@ mod tests {
             1,
             "the run directory is removed again: {left:?}"
         );
+    }
+
+    #[test]
+    fn the_connect_timeout_option_replaces_every_hosts_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = SshPoolOptions {
+            includes: ConfigIncludes {
+                user_config: None,
+                system_config: None,
+            },
+            run_dir_parent: dir.path().to_path_buf(),
+            connect_timeout: Some(std::time::Duration::from_secs(3)),
+            ..SshPoolOptions::default()
+        };
+        let mut jump = SshHost::new("bastion", "127.0.0.1", 22);
+        jump.connect_timeout = Some(std::time::Duration::from_secs(60));
+        let mut web = SshHost::new("web1", "127.0.0.2", 22);
+        web.via = Some("bastion".to_string());
+        let pool = SshPool::without_agent(&[jump, web], &options).expect("pool");
+        let config = std::fs::read_to_string(&pool.config_path).expect("read ssh_config");
+        assert_eq!(
+            config.matches("ConnectTimeout 3\n").count(),
+            2,
+            "both hosts get the option's timeout:\n{config}"
+        );
+        assert!(!config.contains("ConnectTimeout 60"), "{config}");
     }
 }

@@ -39,12 +39,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         forks: args.selection.forks.forks,
         serial: false,
     };
-    let pool = pool_for(
-        &hosts,
-        options.forks,
-        args.selection.persist,
-        &print_warning,
-    )?;
+    let pool = pool_for(&hosts, args.selection.pool_flags(), &print_warning)?;
     let results = runtime()?.block_on(async {
         let results = run_on_hosts(&pool, &hosts, &scripts, &options, &|_| {}).await;
         close_pool(pool).await;

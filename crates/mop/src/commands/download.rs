@@ -23,12 +23,7 @@ pub fn run(args: DownloadArgs) -> Result<u8> {
         sudo: args.sudo,
         forks: args.selection.forks.forks,
     };
-    let pool = pool_for(
-        &hosts,
-        options.forks,
-        args.selection.persist,
-        &print_warning,
-    )?;
+    let pool = pool_for(&hosts, args.selection.pool_flags(), &print_warning)?;
     let outcomes = runtime()?.block_on(async {
         let outcomes = until_interrupted(download_from_hosts(
             &pool,

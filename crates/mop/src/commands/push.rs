@@ -68,6 +68,7 @@ pub fn run(args: PushArgs, color: bool) -> Result<u8> {
         host_timeout: args.host_timeout.map(std::time::Duration::from_secs),
         persist: args.persist,
         no_agent_cache: args.no_agent_cache,
+        connect_timeout: args.connect_timeout.connect_timeout,
     };
     let style = ReportStyle {
         json: args.report.output.json,

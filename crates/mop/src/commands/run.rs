@@ -93,12 +93,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
             .iter()
             .map(|host| render_command(&command, &host.name, &host.groups, &host.vars))
             .collect::<Result<Vec<_>, _>>()?;
-        let pool = pool_for(
-            &hosts,
-            options.forks,
-            args.selection.persist,
-            &print_warning,
-        )?;
+        let pool = pool_for(&hosts, args.selection.pool_flags(), &print_warning)?;
         let results = runtime.block_on(async {
             let results = run_on_hosts(&pool, &hosts, &commands, &options, &on_line).await;
             close_pool(pool).await;

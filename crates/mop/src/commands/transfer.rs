@@ -2,7 +2,7 @@
 //! machine, with no temporary file on local disk.
 
 use anyhow::{anyhow, bail, Result};
-use mop_push::adhoc::{pool_for, transfer, until_interrupted, Transfer};
+use mop_push::adhoc::{pool_for, transfer, until_interrupted, PoolFlags, Transfer};
 use mop_push::load::{resolve_targets, TargetRequest};
 
 use crate::cli::TransferArgs;
@@ -53,7 +53,15 @@ pub fn run(args: TransferArgs) -> Result<u8> {
         sudo: args.sudo,
     };
     // Two hosts, both at once.
-    let pool = pool_for(&hosts, TRANSFER_FORKS, args.persist, &print_warning)?;
+    let pool = pool_for(
+        &hosts,
+        PoolFlags {
+            forks: TRANSFER_FORKS,
+            persist: args.persist,
+            connect_timeout: args.connect_timeout.connect_timeout,
+        },
+        &print_warning,
+    )?;
     let outcome = runtime()?.block_on(async {
         let outcome = until_interrupted(transfer(&pool, &request)).await;
         close_pool(pool).await;

@@ -35,12 +35,7 @@ pub fn run(args: UploadArgs) -> Result<u8> {
         sudo_as: args.sudo_as.clone(),
         forks: args.selection.forks.forks,
     };
-    let pool = pool_for(
-        &hosts,
-        options.forks,
-        args.selection.persist,
-        &print_warning,
-    )?;
+    let pool = pool_for(&hosts, args.selection.pool_flags(), &print_warning)?;
     let outcomes = runtime()?.block_on(async {
         let outcomes = until_interrupted(upload_to_hosts(
             &pool,
