@@ -43,7 +43,9 @@ mod vars_file;
 pub use connection::{Connection, HostKeyPolicy, Secret, REDACTED};
 pub use error::{InventoryError, Location};
 pub use inventory::{Group, Host, Inventory, ALL_GROUP};
-pub use magic::{is_secret_var, magic_variable, mark_vault_var, MagicVariable, MAGIC_VARIABLES};
+pub use magic::{
+    is_secret_var, magic_variable, mark_vault_var, secret_var_names, MagicVariable, MAGIC_VARIABLES,
+};
 pub use resolve::{
     redact_vars, ExtraLayers, Hop, Layer, ResolvedHost, Source, SourceKind, MAX_VIA_HOPS,
 };
