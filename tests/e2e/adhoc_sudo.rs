@@ -1,15 +1,20 @@
-//! sudo diagnosis and `download --sudo` with real sudo and the test users: a user without
+//! sudo diagnosis and the `--sudo` copies with real sudo and the test users: a user without
 //! sudo rights is told so (not "needs a password"), a user who needs a password is told to
-//! set it, a wrong password is named as such, and sudo's own words never reach the operator.
+//! set it, a wrong password is named as such, and sudo's own words never reach the operator;
+//! `download --sudo` reads a root-only file, and `upload --sudo`/`transfer --sudo` stage only
+//! where other local users cannot look, keep the mode, and leave nothing staged behind.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
 
 use mop_testhosts::{
     TestHostsBuilder, TEST_NO_SUDO_USER, TEST_SUDO_PASSWORD, TEST_SUDO_PASSWORD_USER,
 };
 
-use crate::support::{run_mop, unique_name, Output, Sandbox};
+use crate::support::{
+    mop, run_mop, send_signal, unique_name, wait_until, Output, Running, Sandbox,
+};
 
 const ROOT_FILE_POLICY: &str = r#"
 [[roles]]
@@ -208,4 +213,219 @@ fn download_with_sudo_reads_a_root_only_file() {
         "the transferred file belongs to root"
     );
     let _ = std::fs::remove_dir_all(&secret_dir);
+}
+
+/// What a watcher saw of this test's staged copies under `/tmp`: every `.mop-*` entry that
+/// held the canary (a file) or a file holding it (a directory), with its mode and owner.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Staged {
+    path: String,
+    mode: u32,
+    uid: u32,
+}
+
+fn holds(path: &std::path::Path, canary: &[u8]) -> bool {
+    use std::io::Read;
+    let mut start = vec![0; canary.len()];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut start))
+        .is_ok_and(|()| start == canary)
+}
+
+/// One look at `/tmp` for staged copies of the canary.
+fn staged_now(canary: &[u8]) -> Vec<Staged> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return seen;
+    };
+    let record = |path: &std::path::Path, meta: &std::fs::Metadata, seen: &mut Vec<Staged>| {
+        seen.push(Staged {
+            path: path.display().to_string(),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+        });
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(".mop-") {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_file() && holds(&path, canary) {
+            record(&path, &meta, &mut seen);
+        } else if meta.is_dir() {
+            for child in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                let child_path = child.path();
+                let Ok(child_meta) = std::fs::symlink_metadata(&child_path) else {
+                    continue;
+                };
+                if child_meta.is_file() && holds(&child_path, canary) {
+                    record(&path, &meta, &mut seen);
+                    record(&child_path, &child_meta, &mut seen);
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Watches `/tmp` for staged copies of the canary until `stop` is set.
+fn watch_staging(
+    canary: Vec<u8>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<std::collections::BTreeSet<Staged>> {
+    std::thread::spawn(move || {
+        let mut seen = std::collections::BTreeSet::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            seen.extend(staged_now(&canary));
+        }
+        seen
+    })
+}
+
+#[test]
+fn sudo_copies_stage_privately_and_keep_the_mode() {
+    use std::os::unix::fs::MetadataExt;
+    let sandbox = Sandbox::start(
+        "sudo-staging",
+        TestHostsBuilder::new().hosts(1).group("web"),
+    );
+    let canary = format!("{}\n", unique_name("staged-canary")).into_bytes();
+    // Large enough that the copies stay staged for a while the watcher can see.
+    let mut content = canary.clone();
+    content.resize(48 << 20, b'x');
+    let local = sandbox.dir().join("secret.conf");
+    std::fs::write(&local, &content).expect("write the local file");
+    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // Only root may write here, so both copies need sudo.
+    let protected = sandbox.out.join(unique_name("protected"));
+    std::fs::create_dir(&protected).expect("create the protected directory");
+    std::fs::set_permissions(&protected, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let uploaded = protected.join("uploaded.conf");
+    let transferred = protected.join("transferred.conf");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_staging(canary.clone(), stop.clone());
+    let upload = mop_in(
+        &sandbox,
+        &[
+            "upload",
+            "web",
+            &local.display().to_string(),
+            &uploaded.display().to_string(),
+            "--sudo",
+        ],
+    );
+    let transfer = mop_in(
+        &sandbox,
+        &[
+            "transfer",
+            &format!("host1:{}", uploaded.display()),
+            &format!("host1:{}", transferred.display()),
+            "--sudo",
+        ],
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = watcher.join().expect("the watcher ends");
+    assert_eq!(upload.exit, 0, "{}", upload.describe());
+    assert_eq!(transfer.exit, 0, "{}", transfer.describe());
+
+    // Both arrive as root's, with the source's 0600, and whole.
+    for path in [&uploaded, &transferred] {
+        let meta = std::fs::metadata(path).expect("stat the copy");
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.uid()),
+            (0o600, 0),
+            "{}",
+            path.display()
+        );
+        assert!(
+            std::fs::read(path).expect("read the copy") == content,
+            "{} differs",
+            path.display()
+        );
+    }
+
+    // While staged, the content was in a directory only the login user may enter, in a
+    // file only its owner may read (root's for a moment on the reading side, before sudo's
+    // `chown`: still inside the login user's private directory).
+    assert!(
+        seen.iter()
+            .any(|staged| staged.path.starts_with("/tmp/.mop-upload-")),
+        "the watcher never saw the upload staged: {seen:?}"
+    );
+    for staged in &seen {
+        if staged.path.matches('/').count() > 2 {
+            assert_eq!(
+                staged.mode, 0o600,
+                "a staged file others could read: {staged:?}"
+            );
+        } else {
+            assert!(
+                staged.mode == 0o700 && staged.uid != 0,
+                "a staged copy outside a private directory of the login user: {staged:?}"
+            );
+        }
+    }
+    // And nothing of it stays behind.
+    assert_eq!(staged_now(&canary), Vec::new(), "staged copies were left");
+    let _ = std::fs::remove_dir_all(&protected);
+}
+
+#[test]
+fn ctrl_c_during_a_sudo_upload_leaves_no_staged_copy() {
+    let sandbox = Sandbox::start(
+        "sudo-staging-interrupt",
+        TestHostsBuilder::new().hosts(1).group("web"),
+    );
+    let canary = format!("{}\n", unique_name("interrupted-canary")).into_bytes();
+    // Large enough that SFTP is still writing the staged copy when Ctrl-C comes.
+    let mut content = canary.clone();
+    content.resize(256 << 20, b'y');
+    let local = sandbox.dir().join("big.bin");
+    std::fs::write(&local, &content).expect("write the local file");
+    drop(content);
+    let protected = sandbox.out.join(unique_name("protected"));
+    std::fs::create_dir(&protected).expect("create the protected directory");
+    let remote = protected.join("big.bin");
+    let inventory = sandbox.inventory.display().to_string();
+    let mut running = Running::spawn(mop().args([
+        "upload",
+        "-i",
+        &inventory,
+        "web",
+        &local.display().to_string(),
+        &remote.display().to_string(),
+        "--sudo",
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let staged = loop {
+        if staged_now(&canary)
+            .iter()
+            .any(|staged| staged.path.starts_with("/tmp/.mop-upload-"))
+        {
+            break true;
+        }
+        if Instant::now() >= deadline || running.child.try_wait().ok().flatten().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if !staged {
+        let _ = running.child.kill();
+        let output = running.finish(Duration::from_secs(10));
+        panic!("the upload was never seen staged\n{}", output.describe());
+    }
+    send_signal(running.child.id(), "-INT");
+    let output = running.finish(Duration::from_secs(30));
+    assert_eq!(output.exit, 130, "{}", output.describe());
+    assert!(
+        wait_until(Duration::from_secs(5), || staged_now(&canary).is_empty()),
+        "an interrupted upload left its staged copy: {:?}",
+        staged_now(&canary)
+    );
+    let _ = std::fs::remove_dir_all(&protected);
 }

@@ -322,3 +322,97 @@ fn a_vault_nobody_here_can_open_stops_the_run_before_any_host_is_contacted() {
     assert_not_leaked("locked-canary", "stderr", &output.stderr);
     assert_eq!(sandbox.logins("host1"), logins, "a host was contacted");
 }
+
+const READS_A_VAULT_VARIABLE: &str = r#"
+[fileserver]
+paths = ["files"]
+
+[[roles]]
+name = "reads-vault"
+groups = ["web"]
+before = "true {{ db_password }}"
+contact_when = "db_password is defined"
+
+[[roles.resources]]
+type = "file"
+path = "@OUT@/{{ host.name }}.conf"
+content = "{{ db_password | default('none') }}"
+
+[[roles.resources]]
+type = "file"
+path = "@OUT@/{{ host.name }}-templated.conf"
+template = "files/app.conf.j2"
+"#;
+
+#[test]
+fn templates_that_read_a_vault_variable_are_refused_before_any_host_is_contacted() {
+    let sandbox = Sandbox::start(
+        "vault-static",
+        TestHostsBuilder::new().hosts(1).group("web"),
+    );
+    let keys = make_keys(sandbox.dir());
+    let canary = unique_name("vault-static-canary");
+    let group_vars = sandbox.inventory.join("group_vars");
+    std::fs::create_dir(&group_vars).expect("create group_vars/");
+    let plain = sandbox.dir().join("plain.toml");
+    std::fs::write(&plain, format!("db_password = \"{canary}\"\n")).expect("write");
+    let encrypted = mop_with_keys(
+        &keys,
+        &[
+            "vault".into(),
+            "encrypt".into(),
+            plain.clone().into(),
+            "-o".into(),
+            group_vars.join("web.age.toml").into(),
+            "-r".into(),
+            keys.public_key.clone().into(),
+        ],
+    );
+    assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
+    std::fs::remove_file(&plain).expect("remove the plaintext vars");
+    let files = sandbox.dir().join("files");
+    std::fs::create_dir(&files).expect("create files/");
+    std::fs::write(
+        files.join("app.conf.j2"),
+        "# app\npassword = {{ db_password }}\n",
+    )
+    .expect("write the template");
+    let policy = sandbox.policy("reads-vault", READS_A_VAULT_VARIABLE);
+    let shown = policy.display().to_string();
+    let template = files.join("app.conf.j2").display().to_string();
+    let logins = sandbox.logins("host1");
+
+    let validate = mop_with_keys(
+        &keys,
+        &[
+            "validate".into(),
+            "-i".into(),
+            sandbox.inventory.clone().into(),
+            policy.clone().into(),
+        ],
+    );
+    let push = mop_with_keys(&keys, &sandbox.push_args(&policy, &["--apply"]));
+    for (what, output) in [("validate", &validate), ("push", &push)] {
+        assert_eq!(output.exit, 2, "{what}: {}", output.describe());
+        for place in [
+            format!("{shown}:8:10: role `reads-vault`: field `before`: "),
+            format!("{shown}:9:16: role `reads-vault`: field `contact_when`: "),
+            format!("{shown}:14:11: "),
+            format!("{template}:2:"),
+        ] {
+            assert!(
+                output.stderr.lines().any(|line| line
+                    .trim_start_matches("error: ")
+                    .starts_with(&place)
+                    && line.contains(
+                        "`db_password` is a secret: templates and expressions cannot read it"
+                    )),
+                "{what}: no `{place}...` naming the vault variable in\n{}",
+                output.stderr
+            );
+        }
+        assert_not_leaked(&canary, &format!("{what} stdout"), &output.stdout);
+        assert_not_leaked(&canary, &format!("{what} stderr"), &output.stderr);
+    }
+    assert_eq!(sandbox.logins("host1"), logins, "a host was contacted");
+}

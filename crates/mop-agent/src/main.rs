@@ -3,9 +3,9 @@
 //! role plans it receives.
 //!
 //! Architecture invariant: the agent depends on `mop-protocol`, `mop-template` and std-level
-//! crates only (minijinja, serde, sha2, regex-lite), no async runtime and no CLI framework, so
-//! that one static binary stays within its budget (4 MiB raw, 1.5 MiB compressed:
-//! `scripts/build-agent`) and runs on any x86_64 Linux whatever its libc.
+//! crates only (minijinja, serde, sha2, regex-lite, libc's bindings), no async runtime and no
+//! CLI framework, so that one static binary stays within its budget (4 MiB raw, 1.5 MiB
+//! compressed: `scripts/build-agent`) and runs on any x86_64 Linux whatever its libc.
 
 // The workspace's agent-specific minijinja build (see the root Cargo.toml), under its usual name.
 extern crate minijinja_agent as minijinja;
@@ -14,6 +14,7 @@ mod accounts;
 mod channel;
 mod cleanup;
 mod diff;
+mod dirfd;
 mod facts;
 mod fsutil;
 mod lifetime;

@@ -49,8 +49,8 @@ pub use connection::{Connection, HostKeyPolicy, Secret, REDACTED};
 pub use error::{InventoryError, Location};
 pub use inventory::{Group, Host, Inventory, ALL_GROUP};
 pub use magic::{
-    is_secret_var, magic_variable, mark_vault_var, MagicVariable, CONNECT_TIMEOUT_SECONDS,
-    MAGIC_VARIABLES,
+    is_secret_var, magic_variable, mark_vault_var, secret_var_names, MagicVariable,
+    CONNECT_TIMEOUT_SECONDS, MAGIC_VARIABLES,
 };
 pub use resolve::{
     redact_vars, ExtraLayers, Hop, Layer, ResolvedHost, Source, SourceKind, MAX_VIA_HOPS,

@@ -178,6 +178,26 @@ pub fn is_secret_var(name: &str) -> bool {
             .contains(name)
 }
 
+/// Every name [`is_secret_var`] is true for so far: the secret magic variables and every name
+/// a vault file read by this process set. Templates may read none of them, on the controller
+/// or on the host (vault values are left out of the plans), so the policy's static checks
+/// take this set: a template naming a vault variable is refused before any host is contacted.
+pub fn secret_var_names() -> std::collections::BTreeSet<String> {
+    let mut names: std::collections::BTreeSet<String> = MAGIC_VARIABLES
+        .iter()
+        .filter(|var| var.secret)
+        .map(|var| var.name.to_string())
+        .collect();
+    names.extend(
+        vault_var_names()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned(),
+    );
+    names
+}
+
 /// Names set by a vault file. Secrecy follows the name, not the value's path through the
 /// layers: a name a vault sets is secret in every layer and display of the run (the
 /// conservative reading when a plain file sets the same name too). Process-wide because every

@@ -215,6 +215,7 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     };
 
     // No template may read a secret: the policy check names each read (see crate::secrets).
+    // The inventory and the policy are loaded, so every vault file's names are known here.
     let secret_vars = crate::secrets::secret_var_names();
     for error in unmatched_limit_errors(&inventory, &limit) {
         problems.push_text(error);

@@ -2,7 +2,8 @@
 //! `contact_when`, `mop run` commands, and the plans sent to hosts.
 //!
 //! A secret (a magic variable the inventory's table marks `secret`: today `mop_sudo_password`
-//! and `mop_ssh_password`) leaves the controller's memory only on sudo's stdin. Anything
+//! and `mop_ssh_password`; and every variable a vault file sets) leaves the controller's
+//! memory only on sudo's stdin. Anything
 //! rendered on the controller ends up in a process's argv (`sh -c`, `ssh ... COMMAND`), in the
 //! output or in an error message, so two walls keep secrets out of it:
 //!
@@ -18,13 +19,11 @@ use std::collections::BTreeSet;
 use minijinja::Environment;
 use serde_json::{Map, Value};
 
-/// The names of the secret magic variables, from the inventory's table.
+/// The names no template may read: the secret magic variables of the inventory's table and
+/// every variable a vault file read so far set. Call it once the inventory and the policy
+/// (with their vault files) are loaded.
 pub fn secret_var_names() -> BTreeSet<String> {
-    mop_inventory::MAGIC_VARIABLES
-        .iter()
-        .filter(|var| var.secret)
-        .map(|var| var.name.to_string())
-        .collect()
+    mop_inventory::secret_var_names()
 }
 
 /// A copy of `vars` without any secret variable: what controller-side rendering and the
@@ -144,6 +143,16 @@ mod tests {
         assert!(names.contains("mop_sudo_password"), "{names:?}");
         assert!(names.contains("mop_ssh_password"), "{names:?}");
         assert!(!names.contains("mop_sudo_username"), "{names:?}");
+    }
+
+    #[test]
+    fn secret_names_include_every_vault_variable() {
+        let name = "vault_only_name_for_secret_names_test";
+        assert!(!secret_var_names().contains(name));
+        mop_inventory::mark_vault_var(name);
+        let names = secret_var_names();
+        assert!(names.contains(name), "{names:?}");
+        assert!(names.contains("mop_sudo_password"), "{names:?}");
     }
 
     #[test]

@@ -3,8 +3,12 @@
 //!
 //! Uploads are staged under a temporary name and renamed into place in one exec per host (so a
 //! reader never sees half a file), and a file whose sha256 already matches is not sent at all.
-//! With sudo, SFTP (which runs as the login user) stages in `/tmp` and the sudo'd exec copies
-//! the file next to its destination and renames it there.
+//! Every staged file is created exclusively (nothing, not even a symlink, may stand there) and
+//! is 0600 before its first byte. With sudo, SFTP (which runs as the login user) stages inside
+//! a fresh private directory (`mktemp -d` under `umask 077`), the sudo'd exec installs each
+//! file beside its destination (a new `mktemp` file given the wanted mode, renamed over the
+//! destination) and the directory is removed, on success, on failure, and after Ctrl-C
+//! ([`remove_staging`]).
 
 use std::fmt::Write as _;
 use std::num::NonZeroUsize;
@@ -289,33 +293,74 @@ async fn upload_one(
         host: name.to_string(),
         ..CopyOutcome::default()
     };
-    let mut staged = Vec::new();
-    for (index, file) in files.iter().enumerate() {
-        if remote_sums.get(&index) == Some(&file.sha256) {
-            outcome.files_skipped += 1;
-            continue;
-        }
-        let stage = if sudo.is_some() {
-            format!("/tmp/.mop-upload-{token}-{index}")
-        } else {
-            format!(
-                "{}/.{}.mop-{token}",
-                parent_of(&file.remote),
-                name_of(&file.remote)
-            )
-        };
-        staged.push((file, stage));
-    }
-    if staged.is_empty() {
+    let wanted: Vec<(usize, &LocalFile)> = files
+        .iter()
+        .enumerate()
+        .filter(|(index, file)| remote_sums.get(index) != Some(&file.sha256))
+        .collect();
+    outcome.files_skipped = files.len() - wanted.len();
+    if wanted.is_empty() {
         return Ok(outcome);
     }
+    // With sudo, SFTP (the login user) stages in a fresh private directory; without, beside
+    // each destination. Either way every staged file is created exclusively, 0600.
+    let staging_dir = match sudo {
+        Some(_) => Some(private_staging_dir(&session, name, UPLOAD_STAGING).await?),
+        None => None,
+    };
+    let staged: Vec<(&LocalFile, String)> = wanted
+        .into_iter()
+        .map(|(index, file)| {
+            let stage = match &staging_dir {
+                Some(dir) => format!("{dir}/{index}"),
+                None => format!(
+                    "{}/.{}.mop-{token}",
+                    parent_of(&file.remote),
+                    name_of(&file.remote)
+                ),
+            };
+            (file, stage)
+        })
+        .collect();
+    let installed =
+        send_and_install(&session, name, &staged, staging_dir.as_deref(), sudo, stdin).await;
+    if installed.is_err() {
+        // Remove what was staged; the destination files are untouched.
+        let cleanup = match &staging_dir {
+            Some(dir) => format!("rm -rf {}", quote(dir)),
+            None => {
+                let stages: Vec<String> = staged.iter().map(|(_, stage)| quote(stage)).collect();
+                format!("rm -f {}", stages.join(" "))
+            }
+        };
+        let _ = session.exec(&cleanup, None).await;
+    }
+    installed?;
+    for (file, _) in &staged {
+        outcome.files_sent += 1;
+        outcome.bytes_sent += file.bytes.len() as u64;
+        outcome.paths.push(file.remote.clone());
+    }
+    Ok(outcome)
+}
+
+/// Writes every staged file over SFTP and moves them into place in one exec (sudo'd: through
+/// [`install_line`], then the staging directory is removed).
+async fn send_and_install(
+    session: &crate::ssh::RemoteSession,
+    name: &str,
+    staged: &[(&LocalFile, String)],
+    staging_dir: Option<&str>,
+    sudo: Option<&SudoSpec>,
+    stdin: Option<Vec<u8>>,
+) -> Result<(), String> {
     let sftp = session.sftp().await.map_err(|error| {
         format!(
             "host `{name}`: cannot start sftp (is the sftp subsystem enabled in sshd?): {error}"
         )
     })?;
     let mut written = Ok(());
-    for (file, stage) in &staged {
+    for (file, stage) in staged {
         if let Err(detail) = sftp.write_file(stage, &file.bytes).await {
             written = Err(format!("host `{name}`: cannot write `{stage}`: {detail}"));
             break;
@@ -325,43 +370,30 @@ async fn upload_one(
     // task still holds the connection (see ssh/bootstrap.rs). Writes are flushed already, and
     // the staged files are only renamed, which an open server handle does not prevent.
     drop(sftp);
+    written?;
     let mut finish = String::new();
-    for (file, stage) in &staged {
-        let target = quote(&file.remote);
-        let mode = format!("{:o}", file.mode);
+    for (file, stage) in staged {
         if sudo.is_some() {
-            let next_to = quote(&format!(
-                "{}/.{}.mop-{token}",
-                parent_of(&file.remote),
-                name_of(&file.remote)
-            ));
-            let _ = write!(
-                finish,
-                "cp {stage} {next_to} && chmod {mode} {next_to} && mv -f {next_to} {target} || {{ rm -f {stage} {next_to}; echo 'cannot move {}' >&2; exit 4; }}; rm -f {stage}; ",
-                file.remote,
-                stage = quote(stage)
-            );
+            finish.push_str(&install_line(stage, &file.remote, file.mode));
         } else {
             let _ = write!(
                 finish,
-                "chmod {mode} {stage} && mv -f {stage} {target} || {{ rm -f {stage}; echo 'cannot move {}' >&2; exit 4; }}; ",
-                file.remote,
-                stage = quote(stage)
+                "chmod {mode:o} {stage} && mv -f {stage} {target} || {{ rm -f {stage}; echo {message} >&2; exit 4; }}; ",
+                mode = file.mode,
+                stage = quote(stage),
+                target = quote(&file.remote),
+                message = quote(&format!("cannot move {}", file.remote)),
             );
         }
     }
-    if written.is_err() {
-        // Remove what was staged; the destination files are untouched.
-        let cleanup: Vec<String> = staged.iter().map(|(_, stage)| quote(stage)).collect();
-        let _ = session
-            .exec(&format!("rm -f {}", cleanup.join(" ")), None)
-            .await;
-        written?;
-    }
-    let script = if sudo.is_some() {
-        format!("{prefix}sh -c {}", quote(&finish))
-    } else {
-        finish
+    let prefix = RunAs::from_spec(sudo).command_prefix();
+    let script = match staging_dir {
+        Some(dir) => format!(
+            "LC_ALL=C; export LC_ALL; {prefix}sh -c {}; status=$?; rm -rf {}; exit $status",
+            quote(&finish),
+            quote(dir)
+        ),
+        None => finish,
     };
     let output = session
         .exec(&script, stdin)
@@ -370,16 +402,91 @@ async fn upload_one(
     if output.code != Some(0) {
         return Err(format!(
             "host `{name}`: cannot move the uploaded files into place: {}",
-            output.stderr.trim()
+            redact(output.stderr.trim(), sudo)
         ));
     }
-    for (file, _) in &staged {
-        outcome.files_sent += 1;
-        outcome.bytes_sent += file.bytes.len() as u64;
-        outcome.paths.push(file.remote.clone());
-    }
-    Ok(outcome)
+    Ok(())
 }
+
+/// What the names of a kind of staging directory start with, after `/tmp/.mop-`.
+const UPLOAD_STAGING: &str = "upload";
+const TRANSFER_STAGING: &str = "transfer";
+
+/// This process's mark in the names of its staging directories, so that an interrupted copy
+/// finds its own again ([`remove_staging`]).
+fn run_token() -> &'static str {
+    static RUN_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN_TOKEN.get_or_init(token)
+}
+
+/// Creates a fresh private directory for a sudo'd copy on the host, as the login user:
+/// `mktemp -d` under `umask 077`, so it is new (never a name someone planted) and 0700, and
+/// what SFTP stages in it is out of other local users' reach.
+async fn private_staging_dir(
+    session: &crate::ssh::RemoteSession,
+    name: &str,
+    kind: &str,
+) -> Result<String, String> {
+    let prefix = format!("/tmp/.mop-{kind}-{}-", run_token());
+    let output = session
+        .exec(&format!("umask 077; mktemp -d {prefix}XXXXXXXX"), None)
+        .await
+        .map_err(|detail| format!("host `{name}`: {detail}"))?;
+    let dir = output.stdout.trim();
+    let plain = dir
+        .strip_prefix(&prefix)
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()));
+    if output.code == Some(0) && plain {
+        Ok(dir.to_string())
+    } else {
+        Err(format!(
+            "host `{name}`: cannot create a private directory under `/tmp` for the copy: {}",
+            output.stderr.trim()
+        ))
+    }
+}
+
+/// The sudo'd shell lines that install the staged file `stage` as `target` with `mode`: a new
+/// file beside the target (`mktemp`: created exclusively, 0600), filled from the stage, given
+/// its mode, and renamed over the target; on failure the new file is removed.
+fn install_line(stage: &str, target: &str, mode: u32) -> String {
+    let template = format!("{}/.{}.mop-XXXXXXXX", parent_of(target), name_of(target));
+    format!(
+        "tmp=$(mktemp {template}) && cat {stage} > \"$tmp\" && chmod {mode:o} \"$tmp\" && mv -f \"$tmp\" {target} || {{ [ -n \"$tmp\" ] && rm -f \"$tmp\"; echo {message} >&2; exit 4; }}; ",
+        template = quote(&template),
+        stage = quote(stage),
+        target = quote(target),
+        message = quote(&format!("cannot move {target}")),
+    )
+}
+
+/// After Ctrl-C: removes the staging directories this process left on `hosts` (an upload or
+/// transfer abandoned while SFTP was writing), as the login user, which owns them. Best effort
+/// and bounded in time: the caller closes the pool next.
+pub async fn remove_staging(pool: &SshPool, hosts: &[&AdhocHost]) {
+    let token = run_token();
+    let script = format!(
+        "for dir in /tmp/.mop-{UPLOAD_STAGING}-{token}-* /tmp/.mop-{TRANSFER_STAGING}-{token}-*; do \
+         if [ -d \"$dir\" ] && [ ! -L \"$dir\" ] && [ -O \"$dir\" ]; then rm -rf -- \"$dir\"; fi; done; exit 0"
+    );
+    let removals = hosts.iter().map(|host| {
+        let script = &script;
+        async move {
+            let Ok(session) = pool.open(&host.name).await else {
+                return;
+            };
+            let _ = session.exec(script, None).await;
+        }
+    });
+    let _ = tokio::time::timeout(
+        STAGING_REMOVAL_TIMEOUT,
+        futures_util::future::join_all(removals),
+    )
+    .await;
+}
+
+/// How long [`remove_staging`] may take, all hosts together.
+const STAGING_REMOVAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Fetches `remote` from every host into `local_dir/<host>/...` (or `<name>_<host>` with
 /// `suffix`), so hosts never overwrite each other.
@@ -499,7 +606,7 @@ async fn download_one(
         _ => return Err(format!("host `{name}`: `{remote}` does not exist")),
     };
     let stage = match &sudo {
-        Some(spec) => Some(stage_for_reading(&session, host, spec, remote).await?),
+        Some(spec) => Some(stage_for_reading(&session, host, spec, remote, false).await?),
         None => None,
     };
     let fetched = fetch_files(
@@ -524,14 +631,20 @@ async fn download_one(
 
 /// With `--sudo`: copies `remote` as root into a fresh private directory of the login user
 /// (`mktemp -d`, mode 0700) and gives the copy to the login user; returns the directory.
+/// `keep_mode` copies the permission bits too (`cp -p`), for a transfer that passes them on.
 async fn stage_for_reading(
     session: &crate::ssh::RemoteSession,
     host: &AdhocHost,
     sudo: &SudoSpec,
     remote: &str,
+    keep_mode: bool,
 ) -> Result<String, String> {
     let name = host.name.as_str();
-    let copy = r#"cp -R -- "$1" "$2/copy" && chown -R "$3" "$2/copy""#;
+    let copy = if keep_mode {
+        r#"cp -p -R -- "$1" "$2/copy" && chown -R "$3" "$2/copy""#
+    } else {
+        r#"cp -R -- "$1" "$2/copy" && chown -R "$3" "$2/copy""#
+    };
     let prefix = RunAs::from_spec(Some(sudo)).command_prefix();
     let script = format!(
         "LC_ALL=C; export LC_ALL; umask 077; stage=$(mktemp -d /tmp/.mop-download-XXXXXXXX) || exit 3; \
@@ -647,8 +760,8 @@ pub struct Transfer<'a> {
     pub target: &'a AdhocHost,
     pub target_path: &'a str,
     /// Read the source and write the target as root (sudo on both hosts): the source is
-    /// copied by sudo into a private directory of the login user, the target is written to a
-    /// private staging file and moved into place by sudo.
+    /// copied by sudo into a private directory of the login user, the target is written into
+    /// a fresh private staging directory and installed by sudo with the source's mode.
     pub sudo: bool,
 }
 
@@ -686,7 +799,14 @@ async fn transfer_inner(pool: &SshPool, request: &Transfer<'_>) -> Result<u64, S
     let target_sudo = sudo_for(request.target, request.sudo, Some("root"));
     let staged_source = match &source_sudo {
         Some(spec) => Some(
-            stage_for_reading(&source_session, request.source, spec, request.source_path).await?,
+            stage_for_reading(
+                &source_session,
+                request.source,
+                spec,
+                request.source_path,
+                true,
+            )
+            .await?,
         ),
         None => None,
     };
@@ -752,22 +872,26 @@ async fn copy_between(
             mkdir.stderr.trim()
         ));
     }
-    let token = token();
-    // With sudo, SFTP (the login user) writes a private file in /tmp; sudo moves it in place.
-    let stage = if target_sudo.is_some() {
-        format!("/tmp/.mop-transfer-{token}")
-    } else {
-        format!(
-            "{}/.{}.mop-{token}",
+    // With sudo, SFTP (the login user) writes into a fresh private directory and sudo
+    // installs the file; without, SFTP writes beside the target. Created exclusively, 0600.
+    let staging_dir = match target_sudo {
+        Some(_) => Some(private_staging_dir(target_session, target_host, TRANSFER_STAGING).await?),
+        None => None,
+    };
+    let stage = match &staging_dir {
+        Some(dir) => format!("{dir}/file"),
+        None => format!(
+            "{}/.{}.mop-{}",
             parent_of(target_path),
-            name_of(target_path)
-        )
+            name_of(target_path),
+            token()
+        ),
     };
     let copied = async {
-        let mut source = source_sftp.open(&read_from).await.map_err(|error| {
+        let (mut source, mode) = source_sftp.open_with_mode(&read_from).await.map_err(|error| {
             copy_error(source_host, "cannot open", source_path, &error.to_string(), staged_source.is_some())
         })?;
-        let mut target = target_sftp.create(&stage).await.map_err(|error| {
+        let mut target = target_sftp.create_private(&stage).await.map_err(|error| {
             copy_error(target_host, "cannot create", &stage, &error.to_string(), target_sudo.is_some())
         })?;
         let copied = tokio::io::copy_buf(&mut source, &mut target)
@@ -777,35 +901,27 @@ async fn copy_between(
             .flush()
             .await
             .map_err(|error| format!("host `{target_host}`: write failed: {error}"))?;
-        Ok::<u64, String>(copied)
+        Ok::<(u64, Option<u32>), String>((copied, mode))
     }
     .await;
     source_sftp.close().await;
     target_sftp.close().await;
-    let finish = match (&copied, target_sudo) {
-        (Ok(_), None) => format!(
-            "mv -f {stage} {target} || {{ rm -f {stage}; exit 4; }}",
+    // The target gets the source's permission bits (the server gave none: 0644, SFTP's own
+    // default less the usual umask).
+    let finish = match (&copied, &staging_dir) {
+        (Ok((_, mode)), None) => format!(
+            "chmod {mode:o} {stage} && mv -f {stage} {target} || {{ rm -f {stage}; exit 4; }}",
+            mode = mode.unwrap_or(0o644),
             stage = quote(&stage),
             target = quote(target_path)
         ),
-        (Ok(_), Some(_)) => {
-            let next_to = quote(&format!(
-                "{}/.{}.mop-{token}",
-                parent_of(target_path),
-                name_of(target_path)
-            ));
-            let moved = format!(
-                "cp {stage} {next_to} && mv -f {next_to} {target} || {{ rm -f {next_to}; exit 4; }}",
-                stage = quote(&stage),
-                target = quote(target_path)
-            );
-            format!(
-                "LC_ALL=C; export LC_ALL; {prefix}sh -c {}; status=$?; rm -f {}; exit $status",
-                quote(&moved),
-                quote(&stage)
-            )
-        }
-        (Err(_), _) => format!("rm -f {}", quote(&stage)),
+        (Ok((_, mode)), Some(dir)) => format!(
+            "LC_ALL=C; export LC_ALL; {prefix}sh -c {}; status=$?; rm -rf {}; exit $status",
+            quote(&install_line(&stage, target_path, mode.unwrap_or(0o644))),
+            quote(dir)
+        ),
+        (Err(_), None) => format!("rm -f {}", quote(&stage)),
+        (Err(_), Some(dir)) => format!("rm -rf {}", quote(dir)),
     };
     let stdin = if copied.is_ok() {
         password_line(target_sudo)
@@ -815,8 +931,19 @@ async fn copy_between(
     let output = target_session
         .exec(&finish, stdin)
         .await
-        .map_err(|detail| format!("host `{target_host}`: {detail}"))?;
-    let copied = copied?;
+        .map_err(|detail| format!("host `{target_host}`: {detail}"));
+    let output = match output {
+        Ok(output) => output,
+        Err(detail) => {
+            if let Some(dir) = &staging_dir {
+                let _ = target_session
+                    .exec(&format!("rm -rf {}", quote(dir)), None)
+                    .await;
+            }
+            return Err(detail);
+        }
+    };
+    let (copied, _) = copied?;
     if output.code != Some(0) {
         return Err(format!(
             "host `{target_host}`: cannot move the file into `{target_path}`: {}",

@@ -18,8 +18,8 @@ mod run;
 pub use clean::{clean_script, parse_clean_output, CleanReport, KeptEntry};
 pub use command::{parse_env, render_command, CommandError};
 pub use copy::{
-    download_from_hosts, transfer, upload_to_hosts, CopyOutcome, DownloadOptions, LocalSourceError,
-    Transfer, UploadOptions,
+    download_from_hosts, remove_staging, transfer, upload_to_hosts, CopyOutcome, DownloadOptions,
+    LocalSourceError, Transfer, UploadOptions,
 };
 pub use hosts::{parse_host_spec, pool_for, AdhocHost, HostSpecError, PoolFlags};
 pub use run::{run_local, run_on_hosts, HostRun, OutputLine, RunOptions, StreamKind};

@@ -50,15 +50,43 @@ impl RemoteFiles {
         })
     }
 
-    /// Creates `path` (or truncates it) for writing.
-    pub(crate) async fn create(&self, path: &str) -> Result<RemoteFile, ChannelError> {
-        let file = self
+    /// Opens `path` for reading, with its permission bits (`None` when the server gives none).
+    pub(crate) async fn open_with_mode(
+        &self,
+        path: &str,
+    ) -> Result<(RemoteFile, Option<u32>), ChannelError> {
+        let mut file = self
+            .sftp
+            .open(path)
+            .await
+            .map_err(|error| sftp_failure(&error))?;
+        let mode = file
+            .metadata()
+            .await
+            .map_err(|error| sftp_failure(&error))?
+            .permissions()
+            .map(|permissions| permissions.as_raw().bits() & 0o7777);
+        Ok((
+            RemoteFile {
+                file: Box::pin(TokioCompatFile::with_capacity(file, READ_BUFFER)),
+            },
+            mode,
+        ))
+    }
+
+    /// Creates `path` for writing, exclusively: nothing may stand there yet, not even a
+    /// symlink (SFTP's `EXCL` is `O_CREAT|O_EXCL` on the server). Its mode is 0600 before the
+    /// first byte is written, whatever the server's umask gave it.
+    pub(crate) async fn create_private(&self, path: &str) -> Result<RemoteFile, ChannelError> {
+        let mut file = self
             .sftp
             .options()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(path)
+            .await
+            .map_err(|error| sftp_failure(&error))?;
+        file.set_permissions(openssh_sftp_client::metadata::Permissions::from(0o600))
             .await
             .map_err(|error| sftp_failure(&error))?;
         Ok(RemoteFile {
@@ -66,9 +94,10 @@ impl RemoteFiles {
         })
     }
 
-    /// Writes `bytes` to `path` (created or truncated), flushed before this returns.
+    /// Writes `bytes` to the new file `path` ([`RemoteFiles::create_private`]: created
+    /// exclusively, mode 0600), flushed before this returns.
     pub(crate) async fn write_file(&self, path: &str, bytes: &[u8]) -> Result<(), ChannelError> {
-        let mut remote = self.create(path).await?;
+        let mut remote = self.create_private(path).await?;
         let mut source = bytes;
         let copied = tokio::io::copy_buf(&mut source, &mut remote).await;
         let flushed = remote.flush().await;

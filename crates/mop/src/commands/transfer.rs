@@ -2,7 +2,7 @@
 //! machine, with no temporary file on local disk.
 
 use anyhow::{anyhow, bail, Result};
-use mop_push::adhoc::{pool_for, transfer, until_interrupted, PoolFlags, Transfer};
+use mop_push::adhoc::{pool_for, remove_staging, transfer, until_interrupted, PoolFlags, Transfer};
 use mop_push::load::{resolve_targets, TargetRequest};
 
 use crate::cli::TransferArgs;
@@ -64,6 +64,10 @@ pub fn run(args: TransferArgs) -> Result<u8> {
     )?;
     let outcome = runtime()?.block_on(async {
         let outcome = until_interrupted(transfer(&pool, &request)).await;
+        if outcome.is_err() && request.sudo {
+            // An abandoned copy may have left its private staging directory behind.
+            remove_staging(&pool, &[request.target]).await;
+        }
         close_pool(pool).await;
         outcome
     });

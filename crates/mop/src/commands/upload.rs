@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use mop_push::adhoc::{pool_for, until_interrupted, upload_to_hosts, CopyOutcome, UploadOptions};
+use mop_push::adhoc::{
+    pool_for, remove_staging, until_interrupted, upload_to_hosts, CopyOutcome, UploadOptions,
+};
 use mop_push::load::resolve_targets;
 use serde_json::json;
 
@@ -45,6 +47,10 @@ pub fn run(args: UploadArgs) -> Result<u8> {
             &options,
         ))
         .await;
+        if outcomes.is_err() && options.sudo {
+            // Abandoned copies may have left their private staging directories behind.
+            remove_staging(&pool, &hosts.iter().collect::<Vec<_>>()).await;
+        }
         close_pool(pool).await;
         outcomes
     });
