@@ -34,6 +34,7 @@ mod push_sudo;
 mod push_summary;
 mod push_system;
 mod push_timeout;
+mod push_tree;
 mod security_lifetime;
 mod security_limits;
 mod security_secrets;

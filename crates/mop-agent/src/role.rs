@@ -453,6 +453,7 @@ impl RoleRun<'_> {
             scope: &mut self.state.scope,
             templates: &self.plan.templates,
             files: &self.plan.files,
+            trees: &self.plan.trees,
             fetcher: self.io.fetcher(),
             runner: &mut *self.runner,
             bytes_received: 0,

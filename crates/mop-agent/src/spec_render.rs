@@ -94,6 +94,7 @@ fn resolve_choices(spec: &mut ResourceSpec) -> Result<(), String> {
         | ResourceSpec::Command(_)
         | ResourceSpec::Download(_)
         | ResourceSpec::Git(_)
+        | ResourceSpec::Tree(_)
         | ResourceSpec::Echo(_)
         | ResourceSpec::Set(_)
         | ResourceSpec::Assert(_)
@@ -259,6 +260,13 @@ fn visit_template_fields(spec: &mut ResourceSpec, render: &mut Render<'_>) -> Re
             optional("source", &mut unarchive.source, render)?;
             optional_choice("format", &mut unarchive.format, render)?;
             optional("creates", &mut unarchive.creates, render)
+        }
+        ResourceSpec::Tree(tree) => {
+            render("path", &mut tree.path)?;
+            // Template syntax here only passes validation in a loop written as a list.
+            render("source", &mut tree.source)?;
+            optional("owner", &mut tree.owner, render)?;
+            optional("group", &mut tree.group, render)
         }
         ResourceSpec::User(user) => {
             render("user", &mut user.name)?;

@@ -3,7 +3,9 @@
 //!
 //! Flow for one run:
 //! 1. [`FileServer::new`] per distinct set of roots (checks patterns and roots);
-//! 2. [`FileServer::resolve`] every `source` at validation time, before any host is contacted;
+//! 2. [`FileServer::resolve`] every `source` at validation time, before any host is contacted
+//!    ([`FileServer::resolve_tree`] lists a `tree`'s directory and resolves each file in it
+//!    the same way);
 //! 3. [`ManifestBuilder::add`] each [`ServedFile`] a selected role uses, then
 //!    [`ManifestBuilder::finish`] stats them and starts hashing each once, in parallel, in the
 //!    background;
@@ -20,6 +22,7 @@ mod resolve;
 pub mod rules;
 mod server;
 mod stream;
+mod tree;
 
 pub use hash::{sha256_file, sha256_hex};
 pub use manifest::{Entry, FileId, Manifest, ManifestBuilder, ManifestError, ManifestStats};
@@ -27,6 +30,7 @@ pub use resolve::{ServedFile, SourceRejected};
 pub use rules::{Denial, PatternError, PatternSpec, Rules};
 pub use server::{FileServer, FileServerConfig, FileServerError, RootSpec, DEFAULT_ROOT_ORIGIN};
 pub use stream::{ChunkReader, StreamError, DEFAULT_CHUNK_SIZE};
+pub use tree::{ServedTree, TreeRejected};
 
 #[cfg(test)]
 mod tests {
@@ -40,6 +44,8 @@ mod tests {
         send_sync::<super::ServedFile>();
         send::<super::ChunkReader>();
         send_sync::<super::SourceRejected>();
+        send_sync::<super::ServedTree>();
+        send_sync::<super::TreeRejected>();
         send_sync::<super::StreamError>();
     }
 }

@@ -202,7 +202,7 @@ impl FileServer {
     }
 
     /// Picks the root and the lexical path inside it, without touching the disk.
-    fn locate(&self, source: &str) -> Result<(&Root, RelPath), SourceRejected> {
+    pub(crate) fn locate(&self, source: &str) -> Result<(&Root, RelPath), SourceRejected> {
         let path = Path::new(source);
         if path.is_absolute() {
             let normalized = normalize_lexically(path);

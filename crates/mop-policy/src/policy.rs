@@ -84,8 +84,8 @@ impl Policy {
         )
     }
 
-    /// Every `source = "..."` of every `file` and `unarchive` resource and handler, role by
-    /// role.
+    /// Every `source = "..."` of every `file`, `unarchive` and `tree` resource and handler,
+    /// role by role (a `tree`'s is a directory).
     pub fn source_paths(&self) -> impl Iterator<Item = FileReference<'_>> + '_ {
         self.file_references(
             |detail| detail.source_origin.as_ref(),
@@ -95,6 +95,9 @@ impl Policy {
                 }
                 mop_protocol::ResourceSpec::Unarchive(unarchive) => {
                     keys_or_literal(unarchive.source.as_deref(), &detail.source_keys)
+                }
+                mop_protocol::ResourceSpec::Tree(tree) => {
+                    keys_or_literal(Some(&tree.source), &detail.source_keys)
                 }
                 _ => Vec::new(),
             },

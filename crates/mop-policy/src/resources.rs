@@ -126,7 +126,7 @@ pub(crate) fn parse_resource(
     };
     let (template_origin, source_origin) = match &resource.spec {
         ResourceSpec::File(_) => (value_origin("template"), value_origin("source")),
-        ResourceSpec::Unarchive(_) => (None, value_origin("source")),
+        ResourceSpec::Unarchive(_) | ResourceSpec::Tree(_) => (None, value_origin("source")),
         _ => (None, None),
     };
     let notify_origin = value_origin("notify");
@@ -146,6 +146,7 @@ pub(crate) fn parse_resource(
     let (template_keys, source_keys) = match &resource.spec {
         ResourceSpec::File(file) => (keys(&file.template), keys(&file.source)),
         ResourceSpec::Unarchive(unarchive) => (Vec::new(), keys(&unarchive.source)),
+        ResourceSpec::Tree(tree) => (Vec::new(), keys(&Some(tree.source.clone()))),
         _ => (Vec::new(), Vec::new()),
     };
     let mut defines: Vec<String> = resource.register.iter().cloned().collect();
@@ -1069,6 +1070,42 @@ fn check_semantics(
             }
             if let Some(creates) = &unarchive.creates {
                 check_absolute_field(reader, "creates", creates, at(&["creates"]), context);
+            }
+        }
+        ResourceSpec::Tree(tree) => {
+            check_absolute_path(reader, &tree.path, at(&["path"]), context);
+            if tree.delete && tree.path.trim_end_matches('/').is_empty() {
+                reader.error(
+                    at(&["delete"]),
+                    context,
+                    "`delete = true` with `path = \"/\"` would remove everything on the host that is not in the tree",
+                    Some("copy the tree into a directory of its own".to_string()),
+                );
+            }
+            if templates::is_templated(&tree.source) {
+                if let Err(problem) = item_keys(resource, &tree.source) {
+                    reader.error(
+                        at(&["source"]),
+                        context,
+                        format!("field `source` cannot contain template syntax{problem}"),
+                        Some("`source` names a directory on the controller, listed before the host renders anything: write a fixed path, or loop over a list and read only the item".to_string()),
+                    );
+                }
+            }
+            for pattern in &tree.exclude {
+                let problem = if templates::is_templated(pattern) {
+                    Some("contains template syntax: the controller applies `exclude` before any host renders anything")
+                } else {
+                    mop_protocol::tree::exclude_pattern_problem(pattern)
+                };
+                if let Some(problem) = problem {
+                    reader.error(
+                        at(&["exclude"]),
+                        context,
+                        format!("field `exclude`: pattern `{pattern}` {problem}"),
+                        Some("patterns are globs relative to the tree's top: `*.tmp`, `cache/`, `img/**/*.raw`".to_string()),
+                    );
+                }
             }
         }
         ResourceSpec::User(user) => {

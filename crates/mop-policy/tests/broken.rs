@@ -779,3 +779,32 @@ dest = "/opt/app"
 "#,
     );
 }
+
+#[test]
+fn tree_fields() {
+    check(
+        "tree_fields",
+        r#"
+[[roles]]
+name = "site"
+
+[[roles.resources]]
+type = "tree"
+source = "files/{{ site }}"
+path = "var/www"
+dir_mode = "0799"
+exclude = ["*.tmp", "", "../up", "{{ drafts }}"]
+
+[[roles.resources]]
+type = "tree"
+source = "files/site"
+path = "/"
+delete = true
+excludes = ["*.tmp"]
+
+[[roles.resources]]
+type = "tree"
+path = "/srv/site"
+"#,
+    );
+}

@@ -124,11 +124,18 @@ fn every_example_policy_validates() {
                 }
                 _ => policy.dir.join(&roots[0]).join(reference.path),
             };
+            // A `tree`'s source is a directory.
+            let is_tree = matches!(reference.resource.spec, mop_protocol::ResourceSpec::Tree(_));
             assert!(
-                served.is_file(),
-                "{}: `{}` is not a file",
+                if is_tree {
+                    served.is_dir()
+                } else {
+                    served.is_file()
+                },
+                "{}: `{}` is not a {}",
                 reference.origin,
-                served.display()
+                served.display(),
+                if is_tree { "directory" } else { "file" }
             );
         }
         checked.push(

@@ -359,6 +359,21 @@ const UNARCHIVE: ResourceKind = ResourceKind {
     ],
 };
 
+const TREE: ResourceKind = ResourceKind {
+    name: "tree",
+    main_field: "path",
+    fields: &[
+        field("path", Template),
+        field("source", FieldKind::FileKey),
+        field("owner", Template),
+        field("group", Template),
+        field("mode", Literal),
+        field("dir_mode", Literal),
+        field("delete", Scalar),
+        field("exclude", Literal),
+    ],
+};
+
 const USER: ResourceKind = ResourceKind {
     name: "user",
     main_field: "user",
@@ -431,6 +446,7 @@ pub const RESOURCE_KINDS: &[ResourceKind] = &[
     SYSCTL,
     MOUNT,
     UNARCHIVE,
+    TREE,
     USER,
     GROUP,
     ECHO,
@@ -471,6 +487,7 @@ impl ResourceSpec {
             ResourceSpec::Sysctl(_) => &SYSCTL,
             ResourceSpec::Mount(_) => &MOUNT,
             ResourceSpec::Unarchive(_) => &UNARCHIVE,
+            ResourceSpec::Tree(_) => &TREE,
             ResourceSpec::User(_) => &USER,
             ResourceSpec::Group(_) => &GROUP,
             ResourceSpec::Echo(_) => &ECHO,
@@ -504,6 +521,7 @@ fn sample_value(kind: &ResourceKind, field: &FieldDescription) -> serde_json::Va
     let text = format!("{{{{ {} }}}}", field.name);
     match (kind.name, field.name, field.kind) {
         (_, "mode", _) => json!("0644"),
+        (_, "dir_mode", _) => json!("0755"),
         (_, _, TemplateChoice(_) | Literal | FieldKind::FileKey) => json!(text),
         (_, "env", _) => json!({ "A": text }),
         (_, "packages" | "groups" | "keys" | "suites" | "components", _) => json!([text, "fixed"]),

@@ -22,6 +22,7 @@ pub mod kinds;
 pub mod message;
 pub mod resource;
 pub mod ssh_key;
+pub mod tree;
 
 pub use choice::*;
 pub use cron::*;
@@ -30,13 +31,15 @@ pub use facts::{Facts, OsInfo};
 pub use frame::{read_frame, write_data_frame, write_json_frame, Frame, FrameError};
 pub use host_keys::HostKeyPolicy;
 pub use kinds::*;
-pub use message::{AgentMessage, CleanupRequest, ControllerMessage, FileEntry, Mode, RolePlan};
+pub use message::{
+    AgentMessage, CleanupRequest, ControllerMessage, FileEntry, Mode, RolePlan, TreeListing,
+};
 pub use resource::*;
 pub use ssh_key::*;
 
 /// Version of the controller <-> agent protocol. Bumped on any incompatible change to the
 /// frame format or to a message; both sides refuse to talk across a mismatch.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Exit codes of `mop-agent`. 127 and 255 are never used: OpenSSH and the `openssh` crate
 /// reserve them for "command not found" and "connection failed".

@@ -38,6 +38,19 @@ pub struct FileEntry {
     pub secret: bool,
 }
 
+/// A served directory tree (a `tree` resource's `source`) as the controller listed it: what
+/// the file server serves below it, less what every `tree` resource naming it excludes. Its
+/// files are entries of [`RolePlan::files`], keyed by [`crate::tree::file_key`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeListing {
+    /// Directories below the top, relative and `/`-separated, each after its parent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<String>,
+    /// Regular files below the top, relative and `/`-separated, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+}
+
 /// Everything an agent needs to run one role on its host without asking anything back except
 /// file contents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +74,9 @@ pub struct RolePlan {
     /// Served files keyed by the `source = "..."` string the policy wrote.
     #[serde(default)]
     pub files: BTreeMap<String, FileEntry>,
+    /// Served directory trees keyed by the `source = "..."` string of a `tree` resource.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trees: BTreeMap<String, TreeListing>,
     /// Append this role's events to the host's `~/.mop/mop.log` (rotated).
     #[serde(default)]
     pub remote_log: bool,

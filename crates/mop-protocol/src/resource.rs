@@ -82,6 +82,7 @@ pub enum ResourceSpec {
     Sysctl(SysctlSpec),
     Mount(MountSpec),
     Unarchive(UnarchiveSpec),
+    Tree(TreeSpec),
     User(UserSpec),
     Group(GroupSpec),
     Echo(EchoSpec),
@@ -111,6 +112,7 @@ impl ResourceSpec {
             ResourceSpec::Sysctl(spec) => spec.name.clone(),
             ResourceSpec::Mount(spec) => spec.path.clone(),
             ResourceSpec::Unarchive(spec) => spec.dest.clone(),
+            ResourceSpec::Tree(spec) => spec.path.clone(),
             ResourceSpec::User(spec) => spec.name.clone(),
             ResourceSpec::Group(spec) => spec.name.clone(),
             ResourceSpec::Echo(spec) => spec.msg.clone(),
@@ -664,6 +666,37 @@ pub struct UnarchiveSpec {
     /// Skip the resource when this path exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creates: Option<String>,
+}
+
+/// A directory tree served by the controller's file server, copied to a host directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeSpec {
+    /// The directory on the host the tree is copied into (created when missing).
+    pub path: String,
+    /// The directory served by the controller's file server.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Permission bits of every file; unset: new files get the source file's bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FileMode>,
+    /// Permission bits of every directory (`path` included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir_mode: Option<FileMode>,
+    /// Remove what is below `path` but not in the source (excluded paths are kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete: bool,
+    /// Globs, relative to the source, of paths neither copied nor deleted
+    /// (see [`crate::tree`]).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub exclude: Vec<String>,
 }
 
 /// Accepts `"1"` or `1` as the text `1`.

@@ -44,6 +44,7 @@ pub fn role_plan(
         handlers: role.handlers.clone(),
         templates: prepared.templates.clone(),
         files: prepared.files.clone(),
+        trees: prepared.trees.clone(),
         remote_log,
     }
 }

@@ -11,7 +11,7 @@ use mop_fileserver::{
     FileId, FileServer, FileServerConfig, Manifest, ManifestBuilder, PatternSpec, RootSpec,
 };
 use mop_policy::{FileReference, Policy, PolicyError};
-use mop_protocol::FileEntry;
+use mop_protocol::{FileEntry, ResourceSpec, TreeListing};
 
 use crate::session::{DigestFuture, FileError, FileProvider};
 
@@ -23,8 +23,11 @@ const MAX_TEMPLATE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct PreparedRole {
     /// Template texts keyed by the `template` string as written.
     pub templates: BTreeMap<String, String>,
-    /// Served files keyed by the `source` string as written.
+    /// Served files keyed by the `source` string as written (a tree's files by
+    /// `mop_protocol::tree::file_key`).
     pub files: BTreeMap<String, FileEntry>,
+    /// Served directory trees keyed by the `tree` resource's `source` string as written.
+    pub trees: BTreeMap<String, TreeListing>,
 }
 
 /// The result of [`prepare`]: one [`PreparedRole`] per policy role (empty for roles that were
@@ -145,6 +148,7 @@ pub fn prepare_partially(
     let mut builder = ManifestBuilder::new();
     let mut sources: Vec<(usize, String, FileId)> = Vec::new();
     let mut templates: Vec<(usize, String, FileId)> = Vec::new();
+    let mut trees: Vec<(usize, String, TreeListing)> = Vec::new();
     let references = policy
         .source_paths()
         .map(|reference| (false, reference))
@@ -183,6 +187,35 @@ pub fn prepare_partially(
         } else {
             (source_server, reference.path.to_string())
         };
+        if let ResourceSpec::Tree(tree) = &reference.resource.spec {
+            let excluded = |relative: &str, is_dir: bool| {
+                mop_protocol::tree::is_excluded(&tree.exclude, relative, is_dir)
+            };
+            match server.resolve_tree(&requested, &excluded) {
+                Ok(served) => {
+                    for (relative, file) in &served.files {
+                        let id = builder.add(file);
+                        let key = mop_protocol::tree::file_key(reference.path, relative);
+                        sources.push((reference.role_index, key, id));
+                    }
+                    let listing = TreeListing {
+                        dirs: served.dirs,
+                        files: served
+                            .files
+                            .into_iter()
+                            .map(|(relative, _)| relative)
+                            .collect(),
+                    };
+                    trees.push((reference.role_index, reference.path.to_string(), listing));
+                }
+                Err(rejected) => errors.extend(
+                    rejected
+                        .iter()
+                        .map(|rejected| reference_error(&reference, false, &rejected.to_string())),
+                ),
+            }
+            continue;
+        }
         match server.resolve(&requested) {
             Ok(served) => {
                 let id = builder.add(&served);
@@ -228,6 +261,17 @@ pub fn prepare_partially(
                 },
             );
         }
+    }
+    for (role_index, source, listing) in trees {
+        // Two `tree`s of one role may name the same source with different excludes: the
+        // listing is their union, and each agent-side resource applies its own excludes.
+        let entry = roles[role_index].trees.entry(source).or_default();
+        entry.dirs.extend(listing.dirs);
+        entry.dirs.sort();
+        entry.dirs.dedup();
+        entry.files.extend(listing.files);
+        entry.files.sort();
+        entry.files.dedup();
     }
     for (role_index, template, id) in templates {
         // A template is inlined into the plan and rendered into a diffable file on the host:

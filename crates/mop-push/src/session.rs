@@ -482,6 +482,7 @@ mod tests {
                     mode: 0o644,
                 },
             )]),
+            trees: BTreeMap::new(),
             remote_log: false,
         }
     }

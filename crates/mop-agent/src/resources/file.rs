@@ -469,6 +469,7 @@ mod tests {
                 scope: &mut self.scope,
                 templates: &self.templates,
                 files: &self.files,
+                trees: &BTreeMap::new(),
                 fetcher: &mut self.fetcher,
                 runner: &mut runner,
                 bytes_received: 0,

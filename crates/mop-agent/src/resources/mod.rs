@@ -20,6 +20,7 @@ mod predicted;
 pub(crate) mod process;
 mod repository;
 mod sysctl;
+mod tree;
 mod unarchive;
 mod words;
 
@@ -28,7 +29,7 @@ pub use predicted::Predicted;
 use std::collections::BTreeMap;
 use std::io;
 
-use mop_protocol::{Facts, FileEntry, ResourceSpec};
+use mop_protocol::{Facts, FileEntry, ResourceSpec, TreeListing};
 
 use crate::outcome::{Outcome, ResourceError, Runner};
 use crate::system::{self, SystemContext};
@@ -86,6 +87,8 @@ pub struct ResourceContext<'a> {
     pub templates: &'a BTreeMap<String, String>,
     /// The plan's served files, by the `source` string the policy wrote.
     pub files: &'a BTreeMap<String, FileEntry>,
+    /// The plan's served directory trees, by the `source` string of the `tree` resource.
+    pub trees: &'a BTreeMap<String, TreeListing>,
     pub fetcher: &'a mut dyn FileFetcher,
     pub runner: &'a mut dyn Runner,
     /// File bytes received for this resource, filled in by `file`.
@@ -146,6 +149,7 @@ fn converge(spec: &ResourceSpec, ctx: &mut ResourceContext<'_>) -> Result<Outcom
             mount::converge(mount_spec, ctx.check, ctx.diff, ctx.runner)
         }
         ResourceSpec::Unarchive(unarchive_spec) => unarchive::converge(unarchive_spec, ctx),
+        ResourceSpec::Tree(tree_spec) => tree::converge(tree_spec, ctx),
         ResourceSpec::User(user_spec) => system::user(user_spec, &system_context, ctx.runner),
         ResourceSpec::Group(group_spec) => system::group(group_spec, &system_context, ctx.runner),
         ResourceSpec::Echo(echo_spec) => Ok(meta::echo(echo_spec)),

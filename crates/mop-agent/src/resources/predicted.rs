@@ -5,7 +5,7 @@
 //! either has it made by an earlier `directory` resource (apply succeeds) or by nobody (apply
 //! fails with "parent directory ... does not exist"). The same holds for a missing `owner` or
 //! `group`: an earlier `user`/`group` resource creates it, or apply fails. Anything that would
-//! run a program or unpack a tree (`shell`, `command`, `package`, `service`, `git`,
+//! run a program or unpack an archive (`shell`, `command`, `package`, `service`, `git`,
 //! `unarchive`, ... that would change) may create directories and accounts mop cannot see, so
 //! after one the prediction stays silent rather than calling a failure that might not happen.
 //!
@@ -75,6 +75,10 @@ impl Predicted {
                 }
                 self.accounts_will_exist(directory.owner.as_deref(), directory.group.as_deref())
             }
+            ResourceSpec::Tree(tree) => {
+                absolute_path(&tree.path)?;
+                self.accounts_will_exist(tree.owner.as_deref(), tree.group.as_deref())
+            }
             _ => Ok(()),
         }
     }
@@ -106,6 +110,22 @@ impl Predicted {
             }
             ResourceSpec::Group(group) if group.state.resolved() == Presence::Present => {
                 self.groups.insert(group.name.clone());
+            }
+            // A tree makes its top (with parents) and the source's directories: the outcome
+            // lists the ones added (`css/`).
+            ResourceSpec::Tree(tree) => {
+                let top = Path::new(&tree.path);
+                self.directories
+                    .extend(top.ancestors().map(Path::to_path_buf));
+                let added = outcome
+                    .extra
+                    .get("added")
+                    .and_then(|added| added.as_array());
+                for path in added.into_iter().flatten().filter_map(|path| path.as_str()) {
+                    if let Some(dir) = path.strip_suffix('/') {
+                        self.directories.insert(top.join(dir));
+                    }
+                }
             }
             // A link may stand for a directory a later file goes into.
             ResourceSpec::Link(link) => {

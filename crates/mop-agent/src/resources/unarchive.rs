@@ -924,6 +924,7 @@ mod tests {
                 scope: &mut scope,
                 templates: &templates,
                 files: &files,
+                trees: &BTreeMap::new(),
                 fetcher: &mut fetcher,
                 runner: &mut runner,
                 bytes_received: 0,
