@@ -14,7 +14,7 @@ use mop_testhosts::{BastionLayout, TestHostsBuilder, TEST_SUDO_PASSWORD_USER, TE
 use serde_json::Value;
 
 use crate::support::{
-    agent_dir_leftovers, chmod, mop, parse_json_run, run, wait_until, Output, Sandbox,
+    agent_dir_leftovers, chmod, mop, parse_json_run, run, wait_until, Output, Sandbox, MARK_POLICY,
 };
 
 /// A private socket directory for one test; dropping it closes every master in it.
@@ -101,17 +101,6 @@ fn json_lines(output: &Output) -> Vec<Value> {
         })
         .collect()
 }
-
-const MARK_POLICY: &str = r#"
-[[roles]]
-name = "mark"
-groups = ["web"]
-
-[[roles.resources]]
-type = "file"
-path = "@OUT@/{{ host.name }}.txt"
-content = "reached {{ host.name }}\n"
-"#;
 
 #[test]
 fn a_persisted_master_is_reused_by_the_next_run_and_push() {

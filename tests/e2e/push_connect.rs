@@ -6,18 +6,7 @@ use std::process::Command;
 
 use mop_testhosts::{BastionLayout, TestHostsBuilder};
 
-use crate::support::{closed_port, run, Sandbox};
-
-const MARK_POLICY: &str = r#"
-[[roles]]
-name = "mark"
-groups = ["web"]
-
-[[roles.resources]]
-type = "file"
-path = "@OUT@/{{ host.name }}.txt"
-content = "reached {{ host.name }}\n"
-"#;
+use crate::support::{closed_port, run, Sandbox, MARK_POLICY};
 
 fn files_in(sandbox: &Sandbox) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(&sandbox.out)

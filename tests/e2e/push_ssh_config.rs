@@ -8,18 +8,7 @@ use std::path::Path;
 
 use mop_testhosts::{BastionLayout, TestHost, TestHostsBuilder};
 
-use crate::support::{mop, parse_json_run, run, Output, Sandbox};
-
-const MARK_POLICY: &str = r#"
-[[roles]]
-name = "mark"
-groups = ["web"]
-
-[[roles.resources]]
-type = "file"
-path = "@OUT@/{{ host.name }}.txt"
-content = "reached {{ host.name }}\n"
-"#;
+use crate::support::{mop, parse_json_run, run, Output, Sandbox, MARK_POLICY};
 
 /// A `Host` block of the user's ssh_config that reaches `host` as the test user.
 fn host_block(alias: &str, sandbox: &Sandbox, host: &TestHost, extra: &str) -> String {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mop_testhosts::TestHostsBuilder;
 
-use crate::support::{run, run_mop, Sandbox};
+use crate::support::{run, run_mop, Sandbox, MARK_POLICY};
 
 static NEXT_BLACKHOLE: AtomicUsize = AtomicUsize::new(0);
 
@@ -100,17 +100,6 @@ impl Drop for Blackhole {
             .status();
     }
 }
-
-const MARK_POLICY: &str = r#"
-[[roles]]
-name = "mark"
-groups = ["web"]
-
-[[roles.resources]]
-type = "file"
-path = "@OUT@/{{ host.name }}.txt"
-content = "reached {{ host.name }}\n"
-"#;
 
 #[test]
 fn blackholed_host_is_unreachable_after_the_default_connect_timeout() {

@@ -440,6 +440,23 @@ pub fn write_atomic(
     temp.persist(dest, attributes)
 }
 
+/// Writes a system configuration file (`/etc/fstab`, a file under `/etc/sysctl.d/`)
+/// atomically: an existing file keeps its owner, group and mode; a new one is 0644, since such
+/// files are world-readable configuration.
+pub fn write_config_file(path: &Path, text: &str, existed: bool) -> Result<(), ResourceError> {
+    let existing_meta = if existed {
+        Some(fs::metadata(path).map_err(|err| io_error("cannot inspect", path, &err))?)
+    } else {
+        None
+    };
+    let mut wanted = WantedAttributes::default();
+    if !existed {
+        wanted.mode = Some(0o644);
+    }
+    let attributes = FinalAttributes::for_replacement(&wanted, existing_meta.as_ref())?;
+    write_atomic(path, text.as_bytes(), attributes)
+}
+
 /// Reads a file that may not exist.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ResourceError> {
     match fs::read(path) {

@@ -791,3 +791,16 @@ pub fn assert_not_leaked(secret: &str, what: &str, text: &str) {
         "the secret appears in {what}:\n{text}"
     );
 }
+
+/// A policy whose one resource writes `@OUT@/<host>.txt` on each host of group `web`: the
+/// proof that a host was reached (replace `@OUT@` with a directory of the test's own).
+pub const MARK_POLICY: &str = r#"
+[[roles]]
+name = "mark"
+groups = ["web"]
+
+[[roles.resources]]
+type = "file"
+path = "@OUT@/{{ host.name }}.txt"
+content = "reached {{ host.name }}\n"
+"#;

@@ -11,7 +11,7 @@ use mop_protocol::{MountSpec, MountState, DEFAULT_FSTAB};
 
 use super::file::absolute_path;
 use crate::diff::content_diff;
-use crate::fsutil::{self, io_error, FinalAttributes, WantedAttributes};
+use crate::fsutil::{self, io_error};
 use crate::outcome::{Outcome, ResourceError, Runner};
 use crate::system::run_change;
 
@@ -92,7 +92,7 @@ pub fn converge(
     // fstab first: a mount that then fails leaves the entry the operator asked for, and the
     // next run retries the mount.
     if let Some((new_text, _)) = &edited {
-        write(fstab, new_text, existing.is_some())?;
+        fsutil::write_config_file(fstab, new_text, existing.is_some())?;
     }
     let mut output = None;
     match (action, &wanted_entry) {
@@ -320,20 +320,6 @@ fn mounted_in(mountinfo: &str, path: &str) -> bool {
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
         .any(|mount_point| unescape(mount_point) == path)
-}
-
-fn write(path: &Path, text: &str, existed: bool) -> Result<(), ResourceError> {
-    let existing_meta = if existed {
-        Some(fs::metadata(path).map_err(|err| io_error("cannot inspect", path, &err))?)
-    } else {
-        None
-    };
-    let mut wanted = WantedAttributes::default();
-    if !existed {
-        wanted.mode = Some(0o644);
-    }
-    let attributes = FinalAttributes::for_replacement(&wanted, existing_meta.as_ref())?;
-    fsutil::write_atomic(path, text.as_bytes(), attributes)
 }
 
 #[cfg(test)]

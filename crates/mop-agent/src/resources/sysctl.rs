@@ -10,7 +10,7 @@ use mop_protocol::{Presence, SysctlSpec, DEFAULT_SYSCTL_FILE};
 
 use super::file::absolute_path;
 use crate::diff::content_diff;
-use crate::fsutil::{self, io_error, FinalAttributes, WantedAttributes};
+use crate::fsutil;
 use crate::outcome::{Outcome, ResourceError};
 
 /// Where the kernel exposes its parameters (a field so the unit tests can point elsewhere).
@@ -109,7 +109,7 @@ fn converge_at(
         })?;
     }
     if let Some((new_text, _)) = edited {
-        write(file, &new_text, existing.is_some())?;
+        fsutil::write_config_file(file, &new_text, existing.is_some())?;
     }
     Ok(outcome)
 }
@@ -206,21 +206,6 @@ fn edit_file(text: &str, key: &str, wanted: Option<&str>) -> Option<(String, Str
         new_text.push('\n');
     }
     Some((new_text, change))
-}
-
-fn write(path: &Path, text: &str, existed: bool) -> Result<(), ResourceError> {
-    let existing_meta = if existed {
-        Some(fs::metadata(path).map_err(|err| io_error("cannot inspect", path, &err))?)
-    } else {
-        None
-    };
-    let mut wanted = WantedAttributes::default();
-    if !existed {
-        // sysctl files are world-readable configuration.
-        wanted.mode = Some(0o644);
-    }
-    let attributes = FinalAttributes::for_replacement(&wanted, existing_meta.as_ref())?;
-    fsutil::write_atomic(path, text.as_bytes(), attributes)
 }
 
 #[cfg(test)]
