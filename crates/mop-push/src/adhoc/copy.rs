@@ -733,9 +733,7 @@ async fn fetch_files(
             }
         }
     }
-    // Waited for, not dropped: a dropped session ends in the background, still holding the
-    // connection when the pool closes it, which then warned "an agent channel was still
-    // open". Every file of it was a reader, already dropped, so `close` is safe here.
+    // Its end in the background is waited for by the pool's close (see `RemoteFiles::close`).
     sftp.close().await;
     result.map(|()| outcome)
 }

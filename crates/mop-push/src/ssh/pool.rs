@@ -421,7 +421,7 @@ impl SshPool {
             let mut closing = tokio::task::JoinSet::new();
             for (name, session) in sessions {
                 closing.spawn(async move {
-                    let result = match Arc::try_unwrap(session) {
+                    let result = match sole_owner(session, CHANNEL_GRACE).await {
                         Ok(session) => close_session(&name, session).await,
                         Err(shared) => {
                             let detail = match force_exit_master(shared.control_socket()).await {
@@ -461,6 +461,29 @@ impl SshPool {
                 .unwrap_or(usize::MAX)
         });
         errors
+    }
+}
+
+/// How long closing waits for channels that are ending in the background (a dropped SFTP
+/// session, an agent's channel after Ctrl-C) before it calls one still open.
+const CHANNEL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The session itself once no channel holds it any more, or the shared handle when one still
+/// does after `grace`.
+async fn sole_owner(
+    mut session: Arc<Session>,
+    grace: std::time::Duration,
+) -> Result<Session, Arc<Session>> {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        match Arc::try_unwrap(session) {
+            Ok(owned) => return Ok(owned),
+            Err(shared) if tokio::time::Instant::now() >= deadline => return Err(shared),
+            Err(shared) => {
+                session = shared;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
     }
 }
 

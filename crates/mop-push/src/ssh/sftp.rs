@@ -132,11 +132,13 @@ impl RemoteFiles {
         Ok(copied)
     }
 
-    /// Ends the session, waiting for the server. Only after every [`RemoteFile`] of it was
-    /// flushed and dropped: openssh-sftp-client 0.15 panics in `close` when a dropped file's
-    /// close task still holds the connection, so writers just drop the session instead.
+    /// Ends the session. Not `Sftp::close`: in openssh-sftp-client 0.15 it panics
+    /// (`Arc::try_unwrap(..).unwrap()`) when a dropped file's close task still holds the
+    /// connection, which a loaded machine showed for readers too. Dropping it ends the session
+    /// in the background; [`super::SshPool::close_all`] gives such background ends a grace
+    /// period before it calls a channel still open.
     pub(crate) async fn close(self) {
-        let _ = self.sftp.close().await;
+        drop(self.sftp);
     }
 }
 
