@@ -9,7 +9,7 @@ use std::path::Path;
 use mop_testhosts::{TestHostsBuilder, TEST_USER};
 use serde_json::Value;
 
-use crate::support::{chmod, run_mop, Output, Sandbox};
+use crate::support::{run_mop, Output, Sandbox};
 
 const MARK_POLICY: &str = r#"
 [[roles]]
@@ -93,6 +93,13 @@ fn run_on_hosts(inventory: &Path) {
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text)
+        .unwrap_or_else(|error| panic!("cannot write `{}`: {error}", path.display()));
+}
+
+/// An inventory script, written through a child process so that no write descriptor of this
+/// process (inherited by another test's fork) makes mop's exec of it fail with "Text file busy".
+fn write_script(path: &Path, text: &str) {
+    mop_testhosts::write_executable(path, text.as_bytes(), 0o755)
         .unwrap_or_else(|error| panic!("cannot write `{}`: {error}", path.display()));
 }
 
@@ -223,13 +230,12 @@ fn script_inventory_drives_inventory_push_and_run() {
         }}
     });
     // The script also proves it got `--list` and nothing else.
-    write(
+    write_script(
         &script,
         &format!(
             "#!/bin/sh\n[ \"$*\" = --list ] || {{ echo \"unexpected arguments: $*\" >&2; exit 2; }}\ncat <<'EOF'\n{list}\nEOF\n"
         ),
     );
-    chmod(&script, 0o755);
 
     let (names, hosts) = inventory_json(&script);
     assert_eq!(names, ["host1", "host2"]);
@@ -250,14 +256,13 @@ fn hostile_or_failing_script_inventories_contact_no_host() {
     let marker = sandbox.dir().join("pwned");
     let script = sandbox.dir().join("hostile-inventory");
     let hostile = format!("127.0.0.1\\\\'$(touch {})\\\\'", marker.display());
-    write(
+    write_script(
         &script,
         &format!(
             "#!/bin/sh\ncat <<'EOF'\n{{\"web\": [\"host1\"], \"_meta\": {{\"hostvars\": {{\"host1\": {{\"ansible_host\": \"{hostile}\", \"ansible_port\": {}}}}}}}}}\nEOF\n",
             host1.port
         ),
     );
-    chmod(&script, 0o755);
     let logins_before = sandbox.logins("host1");
     let output = mop_with(&script, &["run", "web", "--", "true"]);
     assert_eq!(output.exit, 2, "{}", output.describe());
@@ -281,7 +286,7 @@ fn hostile_or_failing_script_inventories_contact_no_host() {
     assert!(!marker.exists(), "a value ran a command");
 
     // A script that fails: its status and stderr are shown.
-    write(
+    write_script(
         &script,
         "#!/bin/sh\necho 'cloud API: 403 forbidden' >&2\nexit 4\n",
     );

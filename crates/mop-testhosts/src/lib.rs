@@ -16,6 +16,7 @@
 //! without unwinding are cleaned up by the next start (or `mop-testhosts cleanup`).
 
 mod error;
+mod executable;
 mod host;
 mod hosts;
 mod launch;
@@ -28,6 +29,7 @@ mod system;
 mod users;
 
 pub use error::Error;
+pub use executable::write_executable;
 pub use host::TestHost;
 pub use hosts::{TestHosts, TestHostsBuilder};
 pub use layout::BastionLayout;

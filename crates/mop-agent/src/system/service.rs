@@ -1056,19 +1056,9 @@ esac
 "#,
                 pidfile = pidfile.display()
             );
-            // Written by `install`, not by this process: a write descriptor held here could be
-            // inherited by a process another test thread forks, and `service` executing the
-            // script in that window would fail with "Text file busy". The staging copy written
-            // here is never executed.
-            let staging = tempfile::NamedTempFile::new().expect("staging file");
-            std::fs::write(staging.path(), text).expect("write init script");
-            let install = Command::new("install")
-                .args(["-m", "0755"])
-                .arg(staging.path())
-                .arg(&script)
-                .status()
-                .expect("install");
-            assert!(install.success());
+            // Through a child process: `service` runs the script while other test threads fork.
+            mop_testhosts::write_executable(&script, text.as_bytes(), 0o755)
+                .expect("write init script");
             ThrowawayInitScript {
                 name,
                 script,

@@ -265,11 +265,11 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// Written through a child process: these tests run the script in this process.
     fn script(&self, name: &str, body: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
         let path = self.0.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        mop_testhosts::write_executable(&path, format!("#!/bin/sh\n{body}\n").as_bytes(), 0o755)
+            .expect("write script");
         path
     }
 }

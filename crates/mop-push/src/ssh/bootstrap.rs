@@ -951,9 +951,9 @@ mod tests {
             } else {
                 agent.to_vec()
             };
-            std::fs::write(&plan.temp_path, content).expect("upload");
-            std::fs::set_permissions(&plan.temp_path, std::fs::Permissions::from_mode(0o700))
-                .expect("chmod");
+            // Through a child process: the script runs while other test threads fork.
+            mop_testhosts::write_executable(Path::new(&plan.temp_path), &content, 0o700)
+                .expect("upload");
             let command = agent_command("", &work, Some(&plan));
             let output = std::process::Command::new("sh")
                 .arg("-c")
