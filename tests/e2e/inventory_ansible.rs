@@ -23,14 +23,30 @@ content = "reached {{ host.name }} on {{ http_port }}\n"
 "#;
 
 fn mop_with(inventory: &Path, args: &[&str]) -> Output {
-    let mut all: Vec<OsString> = vec![args[0].into(), "-i".into(), inventory.into()];
-    all.extend(args[1..].iter().map(Into::into));
-    run_mop(all)
+    mop_with_all(&[inventory], args)
+}
+
+/// `mop ARGS[0] -i A -i B ... ARGS[1..]`.
+fn mop_with_all(inventories: &[&Path], args: &[&str]) -> Output {
+    run_mop(with_inventories(args[0], inventories, &args[1..]))
+}
+
+fn with_inventories(command: &str, inventories: &[&Path], rest: &[&str]) -> Vec<OsString> {
+    let mut all: Vec<OsString> = vec![command.into()];
+    for inventory in inventories {
+        all.extend(["-i".into(), OsString::from(inventory)]);
+    }
+    all.extend(rest.iter().map(Into::into));
+    all
 }
 
 /// `mop inventory -i INVENTORY --json`: the host names, and each host's variables by name.
 fn inventory_json(inventory: &Path) -> (Vec<String>, Vec<Value>) {
-    let output = mop_with(inventory, &["inventory", "--json"]);
+    inventory_json_all(&[inventory])
+}
+
+fn inventory_json_all(inventories: &[&Path]) -> (Vec<String>, Vec<Value>) {
+    let output = mop_with_all(inventories, &["inventory", "--json"]);
     assert_eq!(output.exit, 0, "{}", output.describe());
     let value: Value = serde_json::from_str(&output.stdout).expect("inventory --json is JSON");
     let hosts = value["hosts"].as_array().expect("hosts").clone();
@@ -43,9 +59,13 @@ fn inventory_json(inventory: &Path) -> (Vec<String>, Vec<Value>) {
 
 /// `mop push POLICY -i INVENTORY --check`: both hosts reached, nothing written.
 fn check_push(sandbox: &Sandbox, inventory: &Path) {
+    check_push_all(sandbox, &[inventory]);
+}
+
+fn check_push_all(sandbox: &Sandbox, inventories: &[&Path]) {
     let policy = sandbox.policy("mark", MARK_POLICY);
-    let mut args: Vec<OsString> = vec!["push".into(), policy.into(), "-i".into(), inventory.into()];
-    args.extend(["--check".into(), "--json".into()]);
+    let policy = policy.to_str().expect("UTF-8 path");
+    let args = with_inventories("push", inventories, &[policy, "--check", "--json"]);
     let run = crate::support::run_json(args);
     run.assert_exit(0);
     assert_eq!(
@@ -62,8 +82,12 @@ fn check_push(sandbox: &Sandbox, inventory: &Path) {
 
 /// `mop run web -i INVENTORY -- ...`: each host answers as the test user, on its own address.
 fn run_on_hosts(inventory: &Path) {
-    let output = mop_with(
-        inventory,
+    run_on_hosts_all(&[inventory]);
+}
+
+fn run_on_hosts_all(inventories: &[&Path]) {
+    let output = mop_with_all(
+        inventories,
         &[
             "run",
             "web",
@@ -243,6 +267,58 @@ fn script_inventory_drives_inventory_push_and_run() {
 
     check_push(&sandbox, &script);
     run_on_hosts(&script);
+    sandbox.assert_hosts_clean();
+}
+
+/// Ansible's repeated `-i`: a dynamic script that knows only where the hosts are, and a TOML
+/// inventory in another directory (with an Ansible `group_vars/web.yml` beside it) that says
+/// how to reach them and what they serve, read as one inventory.
+#[test]
+fn a_script_and_a_toml_inventory_combine_with_repeated_i() {
+    let sandbox = Sandbox::start(
+        "ansible-combined",
+        TestHostsBuilder::new().hosts(2).group("web"),
+    );
+    let (host1, host2) = (sandbox.host("host1"), sandbox.host("host2"));
+    let script = sandbox.dir().join("cloud-inventory");
+    let list = serde_json::json!({
+        "web": {"hosts": ["host1", "host2"]},
+        "_meta": {"hostvars": {
+            "host1": {"ansible_host": host1.addr.to_string(), "ansible_port": host1.port},
+            "host2": {"ansible_host": host2.addr.to_string(), "ansible_port": host2.port},
+        }}
+    });
+    write_script(&script, &format!("#!/bin/sh\ncat <<'EOF'\n{list}\nEOF\n"));
+    let site = sandbox.dir().join("site");
+    std::fs::create_dir_all(site.join("group_vars")).expect("create group_vars");
+    let toml = site.join("connection.toml");
+    write(
+        &toml,
+        &format!(
+            "[groups.all.vars]\nmop_ssh_username = \"{TEST_USER}\"\nmop_ssh_key = \"{}\"\n\
+             mop_known_hosts_file = \"{}\"\nmop_agent_dir = \"{}\"\n",
+            sandbox.hosts.client_key().display(),
+            sandbox.hosts.known_hosts().display(),
+            sandbox.agent_dir
+        ),
+    );
+    write(
+        &site.join("group_vars/web.yml"),
+        "---\n# Ansible's group_vars, as they are\nhttp_port: 8080\n",
+    );
+
+    let inventories = [script.as_path(), toml.as_path()];
+    let (names, hosts) = inventory_json_all(&inventories);
+    assert_eq!(names, ["host1", "host2"]);
+    assert_eq!(hosts[1]["vars"]["mop_port"], host2.port);
+    assert_eq!(hosts[1]["vars"]["mop_ssh_username"], TEST_USER);
+    assert_eq!(hosts[1]["vars"]["http_port"], 8080);
+    // Alone, the script does not say how to log in: the TOML half is what makes it work.
+    let (_, alone) = inventory_json(&script);
+    assert!(alone[0]["vars"].get("mop_ssh_username").is_none());
+
+    check_push_all(&sandbox, &inventories);
+    run_on_hosts_all(&inventories);
     sandbox.assert_hosts_clean();
 }
 

@@ -11,7 +11,7 @@ use crate::connection::REDACTED;
 use crate::error::{closest, InventoryError, Location};
 use crate::magic::is_secret_var;
 use crate::parse::SourceFormat;
-use crate::vars_file::{read_vars_file, toml_files_in, VarsFile};
+use crate::vars_file::{read_vars_file, vars_files_in, VarsFile, VarsFormat};
 
 /// The name of the group every host belongs to.
 pub const ALL_GROUP: &str = "all";
@@ -163,38 +163,23 @@ impl Inventory {
     /// inventory script, run with `--list`), or a directory whose `*.toml`, `*.ini`, `*.yml`
     /// and `*.yaml` files are read in file-name order as one inventory.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let io_error = |source| InventoryError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let metadata = std::fs::metadata(path).map_err(io_error)?;
-        let mut files: Vec<(std::path::PathBuf, Option<FileKind>)> = Vec::new();
+        Inventory::load_all(&[path.to_path_buf()])
+    }
+
+    /// Reads several inventory sources (each as [`Inventory::load`] reads one) as one
+    /// inventory, in the order given: Ansible's repeated `-i`. Groups and hosts may appear in
+    /// several sources; setting the same variable of the same group or host twice is an error.
+    /// The `group_vars/` and `host_vars/` beside each source apply.
+    pub fn load_all(paths: &[std::path::PathBuf]) -> Result<Inventory, InventoryError> {
+        let mut files: SourceFiles = Vec::new();
         let mut warnings = Vec::new();
-        if metadata.is_dir() {
-            for entry in std::fs::read_dir(path).map_err(io_error)? {
-                let entry_path = entry.map_err(io_error)?.path();
-                if !entry_path.is_file() {
-                    continue;
-                }
-                match crate::ansible::kind_in_directory(&entry_path) {
-                    Some(kind) => files.push((entry_path, Some(kind))),
-                    None if is_executable(&entry_path) => warnings.push(format!(
-                        "`{}` is executable and is not run: mop runs a dynamic inventory \
-                         script only when `-i` names it\n  hint: `-i {}`",
-                        entry_path.display(),
-                        entry_path.display()
-                    )),
-                    None => {}
-                }
+        let mut beside_dirs: Vec<std::path::PathBuf> = Vec::new();
+        for path in paths {
+            let (found, beside) = source_files(path, &mut warnings)?;
+            files.extend(found);
+            if !beside_dirs.contains(&beside) {
+                beside_dirs.push(beside);
             }
-            if files.is_empty() {
-                return Err(InventoryError::NoInventoryFiles {
-                    dir: path.to_path_buf(),
-                });
-            }
-            files.sort_by(|(left, _), (right, _)| left.cmp(right));
-        } else {
-            files.push((path.to_path_buf(), None));
         }
         let mut texts = Vec::with_capacity(files.len());
         for (file, kind) in &files {
@@ -224,45 +209,41 @@ impl Inventory {
             .collect();
         let mut inventory = crate::parse::parse_formatted(&sources)?;
         inventory.warnings.splice(0..0, warnings);
-        let beside = if metadata.is_dir() {
-            path.to_path_buf()
-        } else {
-            match path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => std::path::PathBuf::from("."),
-            }
-        };
-        inventory.load_vars_dirs(&beside)?;
+        inventory.load_vars_dirs(&beside_dirs)?;
         Ok(inventory)
     }
 
-    /// Reads `group_vars/*.toml` and `host_vars/*.toml` in `dir`, collecting every error. A
+    /// Reads the variable files of `group_vars/` and `host_vars/` in `dir` (TOML, vault, and
+    /// Ansible's YAML/JSON, see [`vars_files_in`]), collecting every error. A
     /// file for a group or host the inventory does not define is a warning: Ansible ignores
     /// such files, but a typo in a file name silently dropping variables deserves a word.
-    fn load_vars_dirs(&mut self, dir: &Path) -> Result<(), InventoryError> {
+    fn load_vars_dirs(&mut self, dirs: &[std::path::PathBuf]) -> Result<(), InventoryError> {
         let mut errors = Vec::new();
-        for (kind, subdir) in [("group", "group_vars"), ("host", "host_vars")] {
-            // Ansible's YAML variable files would otherwise drop connection settings unseen.
-            for unread in ansible_vars_files_in(&dir.join(subdir)) {
-                self.warnings.push(format!(
-                    "`{}` is not read: mop reads `{subdir}/NAME.toml`\n  hint: write its \
-                     variables as TOML in `{subdir}/{}.toml`",
-                    unread.display(),
-                    unread
-                        .file_stem()
-                        .map(|stem| stem.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                ));
-            }
-            let files = match toml_files_in(&dir.join(subdir)) {
+        let places = dirs.iter().flat_map(|dir| {
+            [("group", "group_vars"), ("host", "host_vars")]
+                .map(|(kind, subdir)| (dir, kind, subdir))
+        });
+        for (dir, kind, subdir) in places {
+            let files = match vars_files_in(&dir.join(subdir)) {
                 Ok(files) => files,
                 Err(error) => {
                     errors.push(error);
                     continue;
                 }
             };
-            for (name, file_path) in files {
-                let file = match read_vars_file(&file_path) {
+            for (name, file_path, format) in files {
+                let read = match format {
+                    VarsFormat::Toml => read_vars_file(&file_path),
+                    VarsFormat::Ansible => {
+                        crate::ansible::read_vars_file(&file_path, &format!("{kind} `{name}`")).map(
+                            |(file, warnings)| {
+                                self.warnings.extend(warnings);
+                                file
+                            },
+                        )
+                    }
+                };
+                let file = match read {
                     Ok(file) => file,
                     Err(error) => {
                         errors.push(error);
@@ -276,7 +257,16 @@ impl Inventory {
                 };
                 if !known.contains(&name.as_str()) {
                     let hint = match closest(&name, known.iter().copied()) {
-                        Some(suggestion) => format!("did you mean `{suggestion}.toml`?"),
+                        Some(suggestion) => {
+                            let beside = file_path.parent() == Some(dir.join(subdir).as_path());
+                            let rest = file_path
+                                .file_name()
+                                .and_then(|file_name| file_name.to_str())
+                                .and_then(|file_name| file_name.strip_prefix(name.as_str()))
+                                .filter(|_| beside)
+                                .unwrap_or("/");
+                            format!("did you mean `{suggestion}{rest}`?")
+                        }
                         None => format!("name the file after a {kind} of the inventory"),
                     };
                     self.warnings.push(format!(
@@ -382,6 +372,53 @@ fn read_text(file: &Path) -> Result<String, InventoryError> {
     })
 }
 
+/// The files one inventory source stands for, each with its kind when its name decides it.
+type SourceFiles = Vec<(std::path::PathBuf, Option<FileKind>)>;
+
+/// The files one inventory source stands for (a directory's in name order), and the directory
+/// its `group_vars/` and `host_vars/` sit in.
+fn source_files(
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<(SourceFiles, std::path::PathBuf), InventoryError> {
+    let io_error = |source| InventoryError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(io_error)?;
+    if !metadata.is_dir() {
+        let beside = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        return Ok((vec![(path.to_path_buf(), None)], beside));
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io_error)? {
+        let entry_path = entry.map_err(io_error)?.path();
+        if !entry_path.is_file() {
+            continue;
+        }
+        match crate::ansible::kind_in_directory(&entry_path) {
+            Some(kind) => files.push((entry_path, Some(kind))),
+            None if is_executable(&entry_path) => warnings.push(format!(
+                "`{}` is executable and is not run: mop runs a dynamic inventory script only \
+                 when `-i` names it\n  hint: `-i {}`",
+                entry_path.display(),
+                entry_path.display()
+            )),
+            None => {}
+        }
+    }
+    if files.is_empty() {
+        return Err(InventoryError::NoInventoryFiles {
+            dir: path.to_path_buf(),
+        });
+    }
+    files.sort_by(|(left, _), (right, _)| left.cmp(right));
+    Ok((files, path.to_path_buf()))
+}
+
 fn is_executable(file: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(file).is_ok_and(|metadata| metadata.permissions().mode() & 0o111 != 0)
@@ -393,24 +430,4 @@ fn format_of(kind: FileKind) -> SourceFormat {
         FileKind::Ansible(format) => SourceFormat::Ansible(format),
         FileKind::Script => SourceFormat::Ansible(AnsibleFormat::ScriptJson),
     }
-}
-
-/// Ansible-style variable files in a `group_vars`/`host_vars` directory that mop does not read:
-/// `*.yml`, `*.yaml`, `*.json`, and per-name subdirectories.
-fn ansible_vars_files_in(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut unread: Vec<std::path::PathBuf> = entries
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            let ansible_extension = path
-                .extension()
-                .is_some_and(|ext| ext == "yml" || ext == "yaml" || ext == "json");
-            path.is_dir() || (ansible_extension && path.is_file())
-        })
-        .collect();
-    unread.sort();
-    unread
 }

@@ -155,43 +155,106 @@ fn parse_text(text: &str, path: &Path, from_vault: bool) -> Result<VarsFile, Inv
     })
 }
 
-/// The `*.toml` files of `dir` in name order with the name they are for (`web.toml` is for
-/// `web`, and so are the vault files `web.age.toml` and `web.toml.age`); nothing when `dir`
-/// does not exist.
-pub(crate) fn toml_files_in(dir: &Path) -> Result<Vec<(String, PathBuf)>, InventoryError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(InventoryError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
+/// How a variable file in `group_vars/`/`host_vars/` is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VarsFormat {
+    /// `NAME.toml`, or the vault files `NAME.age.toml` and `NAME.toml.age`.
+    Toml,
+    /// Ansible's `NAME.yml`, `NAME.yaml`, `NAME.json` or `NAME` (YAML; `ansible_*` names
+    /// translated as in an Ansible inventory).
+    Ansible,
+}
+
+/// The variable files of a `group_vars`/`host_vars` directory in name order, with the group or
+/// host each is for and its format: `web.toml` (and its vault forms), `web.yml`, `web.yaml`,
+/// `web.json`, `web`, and every such file under a directory `web/` (Ansible's split form,
+/// read recursively). Hidden files and other extensions are skipped. Nothing when `dir` does
+/// not exist.
+pub(crate) fn vars_files_in(
+    dir: &Path,
+) -> Result<Vec<(String, PathBuf, VarsFormat)>, InventoryError> {
     let mut files = Vec::new();
-    for entry in entries {
-        let path = entry
-            .map_err(|source| InventoryError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?
-            .path();
+    for path in sorted_entries(dir)? {
         let Some(file_name) = path.file_name().and_then(|name| name.to_str()) else {
             continue;
         };
-        let name = file_name
-            .strip_suffix(".age.toml")
-            .or_else(|| file_name.strip_suffix(".toml.age"))
-            .or_else(|| file_name.strip_suffix(".toml"));
-        if let Some(name) = name {
+        if file_name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            let mut inside = Vec::new();
+            collect_split_files(&path, &mut inside)?;
+            files.extend(
+                inside
+                    .into_iter()
+                    .map(|(file, format)| (file_name.to_string(), file, format)),
+            );
+        } else if let Some((name, format)) = vars_file_name(file_name) {
             if path.is_file() && !name.is_empty() {
-                files.push((name.to_string(), path.clone()));
+                files.push((name.to_string(), path.clone(), format));
             }
         }
     }
-    files.sort();
+    files.sort_by(|left, right| (&left.0, &left.1).cmp(&(&right.0, &right.1)));
     Ok(files)
+}
+
+/// What a file name in `group_vars/` says: the name it is for and its format.
+fn vars_file_name(file_name: &str) -> Option<(&str, VarsFormat)> {
+    for suffix in [".age.toml", ".toml.age", ".toml"] {
+        if let Some(name) = file_name.strip_suffix(suffix) {
+            return Some((name, VarsFormat::Toml));
+        }
+    }
+    for suffix in [".yml", ".yaml", ".json"] {
+        if let Some(name) = file_name.strip_suffix(suffix) {
+            return Some((name, VarsFormat::Ansible));
+        }
+    }
+    (!file_name.contains('.') && !file_name.ends_with('~'))
+        .then_some((file_name, VarsFormat::Ansible))
+}
+
+/// The variable files under `dir` (a `group_vars/NAME/` directory), recursively, in path order.
+fn collect_split_files(
+    dir: &Path,
+    found: &mut Vec<(PathBuf, VarsFormat)>,
+) -> Result<(), InventoryError> {
+    for path in sorted_entries(dir)? {
+        let Some(file_name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        if file_name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            collect_split_files(&path, found)?;
+        } else if let Some((_, format)) = vars_file_name(file_name) {
+            if path.is_file() {
+                found.push((path.clone(), format));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The entries of `dir` sorted by path; nothing when it does not exist.
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, InventoryError> {
+    let io_error = |source| InventoryError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(io_error(source)),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        paths.push(entry.map_err(io_error)?.path());
+    }
+    paths.sort();
+    Ok(paths)
 }
 
 #[cfg(test)]
@@ -263,32 +326,50 @@ mod tests {
     }
 
     #[test]
-    fn vault_files_are_found_beside_plain_ones() {
+    fn vars_files_are_found_in_every_form() {
         let dir = tempfile::tempdir().expect("temp dir");
-        for name in ["web.toml", "web.age.toml", "db.toml.age", "notes.txt"] {
+        let split = dir.path().join("app");
+        std::fs::create_dir_all(split.join("deeper")).expect("mkdir");
+        for name in [
+            "web.toml",
+            "web.age.toml",
+            "db.toml.age",
+            "notes.txt",
+            "cache.yml",
+            "lb.yaml",
+            "mail.json",
+            "queue",
+            ".hidden.yml",
+            "queue~",
+            "app/main.yml",
+            "app/secrets.age.toml",
+            "app/deeper/more.yaml",
+            "app/README.md",
+        ] {
             std::fs::write(dir.path().join(name), "").expect("write");
         }
-        let found: Vec<(String, String)> = toml_files_in(dir.path())
+        let found: Vec<(String, String, VarsFormat)> = vars_files_in(dir.path())
             .expect("readable")
             .into_iter()
-            .map(|(name, path)| {
-                (
-                    name,
-                    path.file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into(),
-                )
+            .map(|(name, path, format)| {
+                let relative = path.strip_prefix(dir.path()).expect("inside");
+                (name, relative.display().to_string(), format)
             })
             .collect();
-        assert_eq!(
-            found,
-            [
-                ("db".to_string(), "db.toml.age".to_string()),
-                ("web".to_string(), "web.age.toml".to_string()),
-                ("web".to_string(), "web.toml".to_string()),
-            ]
-        );
+        let expected = [
+            ("app", "app/deeper/more.yaml", VarsFormat::Ansible),
+            ("app", "app/main.yml", VarsFormat::Ansible),
+            ("app", "app/secrets.age.toml", VarsFormat::Toml),
+            ("cache", "cache.yml", VarsFormat::Ansible),
+            ("db", "db.toml.age", VarsFormat::Toml),
+            ("lb", "lb.yaml", VarsFormat::Ansible),
+            ("mail", "mail.json", VarsFormat::Ansible),
+            ("queue", "queue", VarsFormat::Ansible),
+            ("web", "web.age.toml", VarsFormat::Toml),
+            ("web", "web.toml", VarsFormat::Toml),
+        ]
+        .map(|(name, path, format)| (name.to_string(), path.to_string(), format));
+        assert_eq!(found, expected);
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::adhoc::HostSpecError;
 use crate::prepare::{prepare_partially, PreparedRun};
 
 pub use inputs::{
-    extra_vars, inventory_path, limit_selection, load_inventory, unmatched_limit_errors, Limits,
+    extra_vars, inventory_paths, limit_selection, load_inventory, unmatched_limit_errors,
+    InventoryPaths, Limits,
 };
 pub use targets::{resolve_targets, TargetRequest};
 
@@ -58,10 +59,13 @@ pub enum LoadError {
     #[error("{}", target_unmatched_text(.unmatched, .inventory))]
     TargetMatchesNothing {
         unmatched: Vec<UnmatchedPattern>,
-        inventory: PathBuf,
+        inventory: InventoryPaths,
     },
-    #[error("the target `{target}` selects no host\n  hint: `&` keeps only hosts every `&` term matches, `!` removes hosts; `mop inventory -i {}` lists the groups and hosts", .inventory.display())]
-    TargetSelectsNothing { target: String, inventory: PathBuf },
+    #[error("the target `{target}` selects no host\n  hint: `&` keeps only hosts every `&` term matches, `!` removes hosts; `mop inventory {}` lists the groups and hosts", .inventory.as_args())]
+    TargetSelectsNothing {
+        target: String,
+        inventory: InventoryPaths,
+    },
     /// Every ad hoc host whose variables do not resolve, one per line.
     #[error("{}", .0.join("\n"))]
     Hosts(Vec<String>),
@@ -75,20 +79,19 @@ fn invalid_text(errors: &[String]) -> String {
     text
 }
 
-fn target_unmatched_text(unmatched: &[UnmatchedPattern], inventory: &Path) -> String {
+fn target_unmatched_text(unmatched: &[UnmatchedPattern], inventory: &InventoryPaths) -> String {
     let lines: Vec<String> = unmatched
         .iter()
         .map(|term| {
             let hint = term.hint.clone().unwrap_or_else(|| {
                 format!(
-                    "`mop inventory -i {}` lists the groups and hosts",
-                    inventory.display()
+                    "`mop inventory {}` lists the groups and hosts",
+                    inventory.as_args()
                 )
             });
             format!(
-                "target pattern `{}` matches no group or host in `{}`\n  hint: {hint}",
+                "target pattern `{}` matches no group or host in `{inventory}`\n  hint: {hint}",
                 term.pattern,
-                inventory.display()
             )
         })
         .collect();
@@ -105,8 +108,8 @@ impl From<InventoryError> for LoadError {
 #[derive(Debug, Clone, Copy)]
 pub struct RunRequest<'a> {
     pub policy: &'a Path,
-    /// `-i`; else the policy's `inventory`, else `inventory/` here.
-    pub inventory: Option<&'a Path>,
+    /// Every `-i`, in order; else the policy's `inventory`, else `inventory/` here.
+    pub inventory: &'a [PathBuf],
     pub limits: &'a Limits,
     /// `-e KEY=VALUE` arguments, later ones winning.
     pub extra_vars: &'a [String],
@@ -122,7 +125,7 @@ pub struct RoleHosts {
 /// A validated run.
 pub struct LoadedRun {
     pub policy: Policy,
-    pub inventory_path: PathBuf,
+    pub inventory: InventoryPaths,
     pub roles: Vec<RoleHosts>,
     pub prepared: PreparedRun,
     /// Warnings (patterns that matched nothing), printed by the caller.
@@ -188,14 +191,14 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
         .collect();
     let mut problems = Problems::new();
     problems.extend_policy(policy_errors);
-    let inventory_path = inventory_path(
+    let inventory_paths = inventory_paths(
         request.inventory,
         policy
             .as_ref()
             .and_then(|policy| policy.inventory.as_deref()),
     );
-    let inventory =
-        inventory_path.and_then(|path| load_inventory(&path).map(|inventory| (path, inventory)));
+    let inventory = inventory_paths
+        .and_then(|paths| load_inventory(&paths).map(|inventory| (paths, inventory)));
     // Without a policy only the inventory's own problems can join the report.
     let Some(policy) = policy else {
         if let Err(LoadError::Inventory(error)) = inventory {
@@ -208,7 +211,7 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     let inventory = problems.or_report(inventory)?;
     let overrides = problems.or_report(extra_vars(request.extra_vars))?;
     let limit = problems.or_report(limit_selection(request.limits))?;
-    let (Some((inventory_path, inventory)), Some(overrides), Some(limit)) =
+    let (Some((inventory_paths, inventory)), Some(overrides), Some(limit)) =
         (inventory, overrides, limit)
     else {
         return Err(problems.into_error());
@@ -280,7 +283,7 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
         .filter(|role| !role.hosts.is_empty())
         .map(|role| role.role_index)
         .collect();
-    let mut protected = protected_files(request.policy, &inventory_path);
+    let mut protected = protected_files(request.policy, &inventory_paths);
     protected.extend(inventory.vars_file_paths().map(Path::to_path_buf));
     protected.extend(policy_vars_files(&policy));
     let (prepared, prepare_errors) = prepare_partially(&policy, &selected_roles, &protected);
@@ -291,7 +294,7 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
     match prepared {
         Some(prepared) if problems.is_empty() => Ok(LoadedRun {
             policy,
-            inventory_path,
+            inventory: inventory_paths,
             roles,
             prepared,
             warnings,
@@ -531,14 +534,16 @@ fn policy_vars_files(policy: &Policy) -> Vec<PathBuf> {
 }
 
 /// The policy and inventory files are never served, whatever the patterns say.
-pub fn protected_files(policy_path: &Path, inventory_path: &Path) -> Vec<PathBuf> {
+pub fn protected_files(policy_path: &Path, inventory: &InventoryPaths) -> Vec<PathBuf> {
     let mut files = vec![policy_path.to_path_buf()];
-    if inventory_path.is_dir() {
-        if let Ok(entries) = std::fs::read_dir(inventory_path) {
-            files.extend(entries.flatten().map(|entry| entry.path()));
+    for path in inventory.paths() {
+        if path.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(path) {
+                files.extend(entries.flatten().map(|entry| entry.path()));
+            }
+        } else {
+            files.push(path.to_path_buf());
         }
-    } else {
-        files.push(inventory_path.to_path_buf());
     }
     files
 }

@@ -278,9 +278,10 @@ pub struct Forks {
 /// Host selection shared by commands that take an inventory.
 #[derive(Debug, Clone, Args)]
 pub struct InventorySelection {
-    /// Inventory file (default: the policy's `inventory`, else `inventory/` in the current directory).
+    /// Inventory file, directory or script; repeat to combine several, read in order (default:
+    /// the policy's `inventory`, else `inventory/` in the current directory).
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
-    pub inventory: Option<PathBuf>,
+    pub inventory: Vec<PathBuf>,
 
     /// Only hosts in groups these patterns select: globs, `a:b` or `a,b` (either), `&a` (and
     /// in a), `!a` (not in a), e.g. `web:&dc1:!canary`.
@@ -460,9 +461,10 @@ pub struct LocalArgs {
 /// the positional TARGET pattern.
 #[derive(Debug, Clone, Args)]
 pub struct AdhocSelection {
-    /// Inventory file or directory (default: `inventory/` in the current directory).
+    /// Inventory file, directory or script; repeat to combine several, read in order (default:
+    /// `inventory/` in the current directory).
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
-    pub inventory: Option<PathBuf>,
+    pub inventory: Vec<PathBuf>,
 
     /// Hosts not in an inventory, instead of TARGET: `[user@]host[:port]`, comma-separated.
     #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
@@ -514,7 +516,7 @@ impl AdhocSelection {
     pub fn request<'a>(&'a self, target: Option<&'a str>) -> mop_push::load::TargetRequest<'a> {
         mop_push::load::TargetRequest {
             target,
-            inventory: self.inventory.as_deref(),
+            inventory: &self.inventory,
             hosts: &self.hosts,
             ssh_key: self.ssh_key.as_deref(),
             known_hosts_file: self.known_hosts_file.as_deref(),
@@ -664,9 +666,10 @@ pub struct TransferArgs {
     #[arg(value_name = "DST_HOST:PATH")]
     pub destination: String,
 
-    /// Inventory file or directory (default: `inventory/` in the current directory).
+    /// Inventory file, directory or script; repeat to combine several, read in order (default:
+    /// `inventory/` in the current directory).
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
-    pub inventory: Option<PathBuf>,
+    pub inventory: Vec<PathBuf>,
 
     /// Keep both hosts' SSH connections open for DURATION of idle time afterwards (`90s`, `10m`,
     /// `1h`), so the next mop command to them skips the login. See `mop connections`.

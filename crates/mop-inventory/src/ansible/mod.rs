@@ -123,6 +123,55 @@ pub(crate) fn read(
     }
 }
 
+/// Reads an Ansible variable file (`group_vars/web.yml`, `.yaml` or `.json`; JSON is YAML) for
+/// `scope` (``group `web` ``): its `ansible_*` names become mop's magic variables exactly as in
+/// an inventory, every value checked. Returns the file and its warnings, or every problem.
+pub(crate) fn read_vars_file(
+    path: &std::path::Path,
+    scope: &str,
+) -> Result<(crate::VarsFile, Vec<String>), InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let name = path.display().to_string();
+    if text.starts_with("$ANSIBLE_VAULT;") {
+        return Err(at(
+            &Location {
+                file: name,
+                line: 1,
+                column: 1,
+            },
+            Problem::with_hint(
+                "an Ansible Vault file: mop reads vaults in the age format",
+                format!(
+                    "decrypt it with `ansible-vault decrypt`, then encrypt it with `mop vault \
+                     encrypt {}`",
+                    path.display()
+                ),
+            ),
+        ));
+    }
+    let (vars, mut errors) = yaml::parse_vars(&name, &text);
+    let (table, problems, warnings) = vars::translate(scope, &vars);
+    errors.extend(
+        problems
+            .into_iter()
+            .map(|problem| at(&problem.var_location, problem.problem)),
+    );
+    match errors.len() {
+        0 => Ok((
+            crate::VarsFile {
+                path: path.to_path_buf(),
+                vars: table,
+            },
+            warnings,
+        )),
+        1 => Err(errors.remove(0)),
+        _ => Err(InventoryError::Several(errors)),
+    }
+}
+
 fn at(location: &Location, problem: Problem) -> InventoryError {
     InventoryError::At {
         location: location.clone(),

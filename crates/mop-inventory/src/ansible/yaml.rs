@@ -208,6 +208,38 @@ pub(crate) fn parse(name: &str, text: &str) -> Parsed {
     reader.parsed
 }
 
+/// The variables of an Ansible variable file (`group_vars/web.yml`): a mapping of names to
+/// values, or nothing at all. Returns what it could read and every problem.
+pub(crate) fn parse_vars(name: &str, text: &str) -> (Vec<Var>, Vec<crate::InventoryError>) {
+    let mut reader = Reader {
+        name,
+        parsed: Parsed::default(),
+        order: 0,
+    };
+    let mut builder = TreeBuilder::default();
+    let mut parser = Parser::new_from_str(text);
+    if let Err(error) = parser.load(&mut builder, false) {
+        let location = reader.location_at(error.marker().line(), error.marker().col() + 1);
+        reader.parsed.error(
+            location,
+            Problem::new(format!("invalid YAML: {}", error.info())),
+        );
+        return (Vec::new(), reader.parsed.errors);
+    }
+    if let Some((line, column)) = builder.unknown_alias {
+        let location = reader.location_at(line, column);
+        reader
+            .parsed
+            .error(location, Problem::new("YAML alias to an unknown anchor"));
+        return (Vec::new(), reader.parsed.errors);
+    }
+    let vars = match builder.root {
+        None => Vec::new(),
+        Some(root) => reader.read_vars("a variable file", &root),
+    };
+    (vars, reader.parsed.errors)
+}
+
 impl Reader<'_> {
     fn location_at(&self, line: usize, column: usize) -> Location {
         Location {

@@ -408,19 +408,94 @@ fn a_script_output_with_hostile_values_is_refused_naming_script_and_host() {
 }
 
 #[test]
-fn ansible_group_vars_files_are_not_dropped_silently() {
+fn ansible_group_vars_and_host_vars_are_read_like_the_inventory() {
     let dir = TempDir::new("group-vars");
-    std::fs::write(dir.0.join("hosts.ini"), "[web]\nweb1\n").expect("write");
-    std::fs::create_dir_all(dir.0.join("group_vars")).expect("dir");
-    std::fs::write(dir.0.join("group_vars/web.yml"), "ansible_user: deploy\n").expect("write");
+    let write = |name: &str, text: &str| {
+        let path = dir.0.join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(path, text).expect("write");
+    };
+    write("hosts.ini", "[web]\nweb1\nweb2\n[db]\ndb1\n");
+    write(
+        "group_vars/web.yml",
+        "ansible_user: deploy\nhttp_port: 8080\nsites: [a, b]\n",
+    );
+    // Ansible's split form: a directory per group, read in name order, any format.
+    write("group_vars/all/main.yml", "---\nntp_server: ntp.internal\n");
+    write("group_vars/all/more.toml", "motd = \"hello\"\n");
+    write(
+        "host_vars/web2.json",
+        "{\"ansible_port\": 2222, \"role\": \"canary\"}\n",
+    );
+    write("group_vars/webb.yml", "typo: true\n");
     let inventory =
         Inventory::load(&dir.0.join("hosts.ini")).unwrap_or_else(|error| panic!("{error}"));
+    let web1 = resolve(&inventory, "web1");
+    assert_eq!(web1.connection.user.as_deref(), Some("deploy"));
+    assert_eq!(web1.vars["http_port"], json!(8080));
+    assert_eq!(web1.vars["sites"], json!(["a", "b"]));
+    assert_eq!(web1.vars["ntp_server"], json!("ntp.internal"));
+    assert_eq!(web1.vars["motd"], json!("hello"));
+    assert_eq!(web1.connection.port, 22);
+    let web2 = resolve(&inventory, "web2");
+    assert_eq!(web2.connection.port, 2222);
+    assert_eq!(web2.vars["role"], json!("canary"));
+    let db1 = resolve(&inventory, "db1");
+    assert_eq!(db1.connection.user, None);
+    assert_eq!(db1.vars["motd"], json!("hello"));
     assert_eq!(
         inventory.warnings(),
         [format!(
-            "`{}` is not read: mop reads `group_vars/NAME.toml`\n  hint: write its variables as \
-             TOML in `group_vars/web.toml`",
-            dir.0.join("group_vars/web.yml").display()
+            "`{}`: no group `webb` in the inventory, its variables are not used\n  hint: did you \
+             mean `web.yml`?",
+            dir.0.join("group_vars/webb.yml").display()
         )]
     );
+}
+
+#[test]
+fn broken_ansible_vars_files_are_every_one_reported_with_their_place() {
+    let dir = TempDir::new("group-vars-bad");
+    let write = |name: &str, text: &str| {
+        let path = dir.0.join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(path, text).expect("write");
+    };
+    write("hosts.ini", "[web]\nweb1\n");
+    write(
+        "group_vars/web.yml",
+        "ansible_port: ssh\nansible_connection: winrm\n",
+    );
+    write("group_vars/all.yml", "- a list\n");
+    write(
+        "host_vars/web1.yml",
+        "$ANSIBLE_VAULT;1.1;AES256\n6162636465\n",
+    );
+    let message = Inventory::load(&dir.0.join("hosts.ini"))
+        .expect_err("broken vars files")
+        .to_string();
+    let at = |name: &str| dir.0.join(name).display().to_string();
+    for expected in [
+        format!(
+            "{}:1:1: a variable file must be a mapping",
+            at("group_vars/all.yml")
+        ),
+        format!(
+            "{}:1:15: group `web`: `ansible_port`:",
+            at("group_vars/web.yml")
+        ),
+        format!(
+            "{}:2:21: group `web`: `ansible_connection=winrm`",
+            at("group_vars/web.yml")
+        ),
+        format!(
+            "{}:1:1: an Ansible Vault file: mop reads vaults in the age format",
+            at("host_vars/web1.yml")
+        ),
+    ] {
+        assert!(
+            message.contains(&expected),
+            "missing `{expected}` in:\n{message}"
+        );
+    }
 }

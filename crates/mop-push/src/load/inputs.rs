@@ -15,24 +15,61 @@ pub struct Limits {
     pub hosts: Vec<String>,
 }
 
-/// The inventory path: `-i`, else the policy's `inventory`, else `inventory/` here.
-pub fn inventory_path(
-    explicit: Option<&Path>,
+/// The inventory sources of a run, in the order they are read: every `-i`, else the policy's
+/// `inventory`, else `inventory/` here. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryPaths(Vec<PathBuf>);
+
+impl InventoryPaths {
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.0
+    }
+
+    /// `-i A -i B`, each path quoted for a command printed in a hint.
+    pub fn as_args(&self) -> String {
+        self.0
+            .iter()
+            .map(|path| format!("-i {}", crate::ssh::quote_local_path(path)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl std::fmt::Display for InventoryPaths {
+    /// The paths as written, comma-separated.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self
+            .0
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        formatter.write_str(&shown.join(", "))
+    }
+}
+
+/// Where the inventory is: every `-i` (in order), else the policy's `inventory`, else
+/// `inventory/` here.
+pub fn inventory_paths(
+    explicit: &[PathBuf],
     from_policy: Option<&Path>,
-) -> Result<PathBuf, LoadError> {
-    if let Some(path) = explicit.or(from_policy) {
-        return Ok(path.to_path_buf());
+) -> Result<InventoryPaths, LoadError> {
+    if !explicit.is_empty() {
+        return Ok(InventoryPaths(explicit.to_vec()));
+    }
+    if let Some(path) = from_policy {
+        return Ok(InventoryPaths(vec![path.to_path_buf()]));
     }
     let default = PathBuf::from("inventory");
     if default.exists() {
-        Ok(default)
+        Ok(InventoryPaths(vec![default]))
     } else {
         Err(LoadError::NoInventory)
     }
 }
 
-pub fn load_inventory(path: &Path) -> Result<Inventory, LoadError> {
-    Ok(Inventory::load(path)?)
+/// Reads every source of `paths` as one inventory.
+pub fn load_inventory(paths: &InventoryPaths) -> Result<Inventory, LoadError> {
+    Ok(Inventory::load_all(paths.paths())?)
 }
 
 /// Parses `-e KEY=VALUE` arguments, later ones winning.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use mop_inventory::{ExtraLayers, Selection};
 use serde_json::{Map, Value};
 
-use super::{extra_vars, inventory_path, load_inventory, LoadError, PASSWORD_REFUSED};
+use super::{extra_vars, inventory_paths, load_inventory, LoadError, PASSWORD_REFUSED};
 use crate::adhoc::{parse_host_spec, AdhocHost};
 
 /// Which hosts an ad hoc command acts on.
@@ -16,8 +16,8 @@ use crate::adhoc::{parse_host_spec, AdhocHost};
 pub struct TargetRequest<'a> {
     /// The TARGET pattern expression.
     pub target: Option<&'a str>,
-    /// `-i`; else `inventory/` here.
-    pub inventory: Option<&'a Path>,
+    /// Every `-i`, in order; else `inventory/` here.
+    pub inventory: &'a [PathBuf],
     /// `--hosts` entries (`[user@]host[:port]`), instead of TARGET.
     pub hosts: &'a [String],
     /// `--ssh-key` and `--known-hosts-file`, for the `--hosts` hosts.
@@ -57,20 +57,20 @@ pub fn resolve_targets(request: &TargetRequest<'_>) -> Result<Vec<AdhocHost>, Lo
     let Some(target) = request.target else {
         return Err(LoadError::NoTarget);
     };
-    let inventory_path = inventory_path(request.inventory, None)?;
-    let inventory = load_inventory(&inventory_path)?;
+    let inventory_paths = inventory_paths(request.inventory, None)?;
+    let inventory = load_inventory(&inventory_paths)?;
     let selection = Selection::target(target)?;
     let selected = inventory.select(&selection);
     if !selected.unmatched.is_empty() {
         return Err(LoadError::TargetMatchesNothing {
             unmatched: selected.unmatched,
-            inventory: inventory_path,
+            inventory: inventory_paths.clone(),
         });
     }
     if selected.hosts.is_empty() {
         return Err(LoadError::TargetSelectsNothing {
             target: target.to_string(),
-            inventory: inventory_path,
+            inventory: inventory_paths,
         });
     }
     let names: BTreeSet<&str> = selected.hosts.iter().map(|host| host.name()).collect();

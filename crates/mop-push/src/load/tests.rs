@@ -1,7 +1,7 @@
 //! Loading runs from real files in temporary directories: which hosts each role gets, which
 //! value each variable layer gives, what an ad hoc TARGET means, and the exact error texts.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::*;
 
@@ -29,7 +29,7 @@ impl Files {
         let inventory = self.path("inventory.toml");
         let loaded = load_run(&RunRequest {
             policy: &self.path("site.toml"),
-            inventory: Some(&inventory),
+            inventory: std::slice::from_ref(&inventory),
             limits,
             extra_vars: &extra,
         });
@@ -320,19 +320,22 @@ fn the_policy_and_inventory_are_never_served() {
     let files = Files::new(&policy(WEB_AND_DB), INVENTORY);
     std::fs::create_dir(files.path("inventory")).expect("mkdir");
     std::fs::write(files.path("inventory/a.toml"), "").expect("write");
-    let check = |inventory: &Path, expected: &[&str]| {
-        let mut protected: Vec<String> = protected_files(&files.path("site.toml"), inventory)
+    let check = |inventory: &[&str], expected: &[&str]| {
+        let given: Vec<PathBuf> = inventory.iter().map(|name| files.path(name)).collect();
+        let paths = inventory_paths(&given, None).expect("given");
+        let mut protected: Vec<String> = protected_files(&files.path("site.toml"), &paths)
             .iter()
             .map(|path| files.relative(&path.display().to_string()))
             .collect();
         protected.sort();
-        assert_eq!(protected, expected, "{}", inventory.display());
+        assert_eq!(protected, expected, "{paths}");
     };
+    check(&["inventory.toml"], &["inventory.toml", "site.toml"]);
+    check(&["inventory"], &["inventory/a.toml", "site.toml"]);
     check(
-        &files.path("inventory.toml"),
-        &["inventory.toml", "site.toml"],
+        &["inventory", "inventory.toml"],
+        &["inventory.toml", "inventory/a.toml", "site.toml"],
     );
-    check(&files.path("inventory"), &["inventory/a.toml", "site.toml"]);
 }
 
 /// Resolves an ad hoc TARGET against `INVENTORY`: host names, or the error text.
@@ -342,7 +345,7 @@ fn targets(files: &Files, target: Option<&str>, hosts: &[&str], extra: &[&str]) 
     let extra: Vec<String> = extra.iter().map(ToString::to_string).collect();
     match resolve_targets(&TargetRequest {
         target,
-        inventory: Some(&inventory),
+        inventory: std::slice::from_ref(&inventory),
         hosts: &hosts,
         extra_vars: &extra,
         ..TargetRequest::default()
@@ -467,10 +470,11 @@ vars_files = ["vars/web.toml"]
          web2 (color=\"group_vars\" tier=\"role file\" size=\"policy file\" only_default=\"defaults\")\n\
          warning: `group_vars/wbe.toml`: no group `wbe` in the inventory, its variables are not used\n  hint: name the file after a group of the inventory"
     );
-    let mut protected = protected_files(&files.path("site.toml"), &files.path("inventory.toml"));
+    let inventory = inventory_paths(&[files.path("inventory.toml")], None).expect("given");
+    let mut protected = protected_files(&files.path("site.toml"), &inventory);
     let run = load_run(&RunRequest {
         policy: &files.path("site.toml"),
-        inventory: Some(&files.path("inventory.toml")),
+        inventory: &[files.path("inventory.toml")],
         limits: &Limits::default(),
         extra_vars: &[],
     })

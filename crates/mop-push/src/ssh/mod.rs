@@ -68,7 +68,7 @@ pub use persist::{
     ClosedConnection, PersistedConnection, UnknownConnection, CONTROL_DIR_ENV,
 };
 pub use pool::{SshPool, SshPoolOptions};
-pub(crate) use shell::quote;
+pub(crate) use shell::{quote, quote_local_path};
 pub use start::AgentOptions;
 pub(crate) use sudo::{
     check_password, diagnose_refusal, is_sudo_refusal, password_line, redact, RunAs,

@@ -127,7 +127,7 @@ fn listed(limit_hosts: &[&str], filter: &TaskFilter) -> String {
     };
     let mut loaded = match load_run(&RunRequest {
         policy: &policy,
-        inventory: Some(&inventory),
+        inventory: std::slice::from_ref(&inventory),
         limits: &limits,
         extra_vars: &[],
     }) {

@@ -11,8 +11,8 @@ use crate::cli::InventoryArgs;
 use crate::exit;
 
 pub fn run(args: InventoryArgs) -> Result<u8> {
-    let path = load::inventory_path(args.selection.inventory.as_deref(), None)?;
-    let inventory = load::load_inventory(&path)?;
+    let paths = load::inventory_paths(&args.selection.inventory, None)?;
+    let inventory = load::load_inventory(&paths)?;
     for warning in inventory.warnings() {
         eprintln!("warning: {warning}");
     }

@@ -16,7 +16,7 @@ use crate::exit;
 pub fn run(args: PushArgs, color: bool) -> Result<u8> {
     let mut loaded = load_run(&RunRequest {
         policy: &args.policy,
-        inventory: args.selection.inventory.as_deref(),
+        inventory: &args.selection.inventory,
         limits: &args.selection.limits(),
         extra_vars: &args.extra_vars.extra_vars,
     })?;

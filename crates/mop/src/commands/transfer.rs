@@ -36,7 +36,7 @@ pub fn run(args: TransferArgs) -> Result<u8> {
     let target = format!("{source_host},{target_host}");
     let hosts = resolve_targets(&TargetRequest {
         target: Some(&target),
-        inventory: args.inventory.as_deref(),
+        inventory: &args.inventory,
         ..TargetRequest::default()
     })?;
     let find = |name: &str| {

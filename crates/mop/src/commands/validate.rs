@@ -12,7 +12,7 @@ use crate::exit;
 pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
     let loaded = load_run(&RunRequest {
         policy: &args.policy,
-        inventory: args.selection.inventory.as_deref(),
+        inventory: &args.selection.inventory,
         limits: &args.selection.limits(),
         extra_vars: &args.extra_vars.extra_vars,
     })?;
@@ -45,7 +45,7 @@ pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
             .collect();
         let summary = json!({
             "policy": policy.path,
-            "inventory": loaded.inventory_path,
+            "inventory": loaded.inventory.paths(),
             "roles": roles,
             "files": { "count": stats.files, "bytes": stats.bytes },
         });
@@ -56,7 +56,7 @@ pub fn run(args: ValidateArgs, _color: bool) -> Result<u8> {
         out,
         "policy {} is valid (inventory {})",
         policy.path.display(),
-        loaded.inventory_path.display()
+        loaded.inventory
     )?;
     for role_hosts in &loaded.roles {
         let role = &policy.roles[role_hosts.role_index];
