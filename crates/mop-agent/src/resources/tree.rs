@@ -17,7 +17,7 @@ use mop_protocol::{FileEntry, TreeListing, TreeSpec};
 
 use super::file::{absolute_path, receive, served_sha256};
 use super::ResourceContext;
-use crate::fsutil::{self, io_error, FinalAttributes, WantedAttributes};
+use crate::fsutil::{self, io_error, FinalAttributes, Staged, WantedAttributes};
 use crate::outcome::{Outcome, ResourceError};
 
 /// Up to this many path changes are listed one by one in the outcome; more are counted.
@@ -99,9 +99,19 @@ pub fn converge(spec: &TreeSpec, ctx: &mut ResourceContext<'_>) -> Result<Outcom
         };
         delete_extra(dest, "", &sets, ctx.check, &mut plan)?;
     }
+    // Every changed file is written in full first, then made durable and put in place in one
+    // step (see `Staged`); a failure part way leaves every file as it was.
+    let mut staged = Staged::default();
     for (relative, entry) in files {
-        converge_file(relative, entry, spec, &wanted_files, ctx, &mut plan, &fresh)?;
+        let file = FileStep {
+            relative,
+            entry,
+            spec,
+            wanted: &wanted_files,
+        };
+        converge_file(&file, ctx, &mut plan, &fresh, &mut staged)?;
     }
+    staged.commit()?;
     Ok(outcome(&plan, ctx.diff))
 }
 
@@ -274,15 +284,27 @@ fn is_temporary(name: &str) -> bool {
     name.starts_with('.') && name.contains(".mop-")
 }
 
+/// One file of the source tree and what the resource wants of it.
+struct FileStep<'a> {
+    relative: &'a str,
+    entry: &'a FileEntry,
+    spec: &'a TreeSpec,
+    wanted: &'a WantedAttributes,
+}
+
 fn converge_file(
-    relative: &str,
-    entry: &FileEntry,
-    spec: &TreeSpec,
-    wanted: &WantedAttributes,
+    file: &FileStep<'_>,
     ctx: &mut ResourceContext<'_>,
     plan: &mut Plan<'_>,
     fresh: &BTreeSet<&str>,
+    staged: &mut Staged,
 ) -> Result<(), ResourceError> {
+    let FileStep {
+        relative,
+        entry,
+        spec,
+        wanted,
+    } = *file;
     let path = plan.dest.join(relative);
     let label = file_key(&spec.source, relative);
     let existing = if fresh.contains(parent_of(relative)) {
@@ -335,7 +357,7 @@ fn converge_file(
         if existing.as_ref().is_some_and(Metadata::is_dir) {
             fs::remove_dir_all(&path).map_err(|err| io_error("cannot remove", &path, &err))?;
         }
-        temp.persist(&path, attributes)?;
+        temp.stage(&path, attributes, staged)?;
     }
     plan.changes.push((relative.to_string(), false, change));
     Ok(())
@@ -586,6 +608,46 @@ mod tests {
             4,
             "unchanged files are not transferred"
         );
+    }
+
+    /// Files land together: a transfer that fails part way leaves every file as it was (the
+    /// ones already received included) and no temporary file behind.
+    #[test]
+    fn a_failed_transfer_part_way_changes_no_file() {
+        let mut harness = site();
+        let spec = harness.spec();
+        harness.run(&spec, false).expect("first apply");
+        let dest = harness.dest();
+        fs::write(dest.join("css/site.css"), "old css\n").expect("edit");
+        fs::write(dest.join("run.sh"), "old script\n").expect("edit");
+        // `run.sh` comes after `css/site.css`: its transfer is refused.
+        let run_id = harness.files[&file_key(SOURCE, "run.sh")].id;
+        harness.fetcher.files.remove(&run_id);
+        let err = harness.run(&spec, false).expect_err("refused transfer");
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert_eq!(
+            fs::read(dest.join("css/site.css")).expect("kept"),
+            b"old css\n",
+            "a file received before the failure is not put in place"
+        );
+        assert_eq!(
+            fs::read(dest.join("run.sh")).expect("kept"),
+            b"old script\n"
+        );
+        let mut leftovers = Vec::new();
+        for dir in [dest.clone(), dest.join("css"), dest.join("img")] {
+            for entry in fs::read_dir(&dir).expect("list") {
+                let name = entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned();
+                if name.contains(".mop-") {
+                    leftovers.push(name);
+                }
+            }
+        }
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]
