@@ -15,7 +15,9 @@ pub struct ServedTree {
     /// Directories below the top, relative and `/`-separated, each after its parent.
     pub dirs: Vec<String>,
     /// Regular files below the top (a symlink to a file counts as that file), relative and
-    /// `/`-separated, sorted, each resolved like a single `source`.
+    /// `/`-separated, sorted, each resolved like a single `source`. The name is where the file
+    /// lands on the host: a vault file's without its vault suffix (`tls/key.age` is
+    /// `tls/key`), since the host receives its plaintext.
     pub files: Vec<(String, ServedFile)>,
 }
 
@@ -57,6 +59,15 @@ pub enum TreeRejected {
     Unreadable { path: PathBuf, error: io::Error },
     #[error("source `{requested}` has a name that is not valid utf-8 (`{}`)", .path.display())]
     NotUtf8 { requested: String, path: PathBuf },
+    #[error(
+        "source `{requested}` is a vault file whose plaintext lands at `{lands_at}`, which the \
+         tree also has\nhint: keep one of them, or leave one out with `exclude = [\"{relative}\"]`"
+    )]
+    VaultNameClash {
+        requested: String,
+        relative: String,
+        lands_at: String,
+    },
 }
 
 fn exclude_hint(relative: &str) -> String {
@@ -151,8 +162,10 @@ impl FileServer {
             excluded,
             tree: ServedTree::default(),
             errors: Vec::new(),
+            vault_names: Vec::new(),
         };
         walk.directory(&top, "");
+        walk.check_vault_names();
         if walk.errors.is_empty() {
             Ok(walk.tree)
         } else {
@@ -169,6 +182,8 @@ struct Walk<'a> {
     excluded: &'a dyn Fn(&str, bool) -> bool,
     tree: ServedTree,
     errors: Vec<TreeRejected>,
+    /// Vault files met: `(relative, where the plaintext lands)`.
+    vault_names: Vec<(String, String)>,
 }
 
 impl Walk<'_> {
@@ -245,10 +260,45 @@ impl Walk<'_> {
                 continue;
             }
             match self.server.resolve(&self.requested(&relative)) {
-                Ok(served) => self.tree.files.push((relative, served)),
+                Ok(served) => {
+                    let lands_at = match mop_vault::plaintext_name(name) {
+                        Some(plain) => {
+                            let lands_at = format!("{prefix}{plain}");
+                            self.vault_names.push((relative, lands_at.clone()));
+                            lands_at
+                        }
+                        None => relative,
+                    };
+                    self.tree.files.push((lands_at, served));
+                }
                 Err(rejected) => self.errors.push(TreeRejected::File { relative, rejected }),
             }
         }
+    }
+
+    /// A vault file lands without its suffix: nothing else of the tree may land there too.
+    /// Puts the files back in name order.
+    fn check_vault_names(&mut self) {
+        for (relative, lands_at) in std::mem::take(&mut self.vault_names) {
+            let taken = self.tree.dirs.contains(&lands_at)
+                || self
+                    .tree
+                    .files
+                    .iter()
+                    .filter(|(name, _)| *name == lands_at)
+                    .count()
+                    > 1;
+            if taken {
+                self.errors.push(TreeRejected::VaultNameClash {
+                    requested: self.requested(&relative),
+                    relative,
+                    lands_at,
+                });
+            }
+        }
+        self.tree
+            .files
+            .sort_by(|(left, _), (right, _)| left.cmp(right));
     }
 
     /// A user or built-in deny on a directory; the allow list does not apply to directories.
@@ -312,6 +362,49 @@ mod tests {
         let files: Vec<&str> = tree.files.iter().map(|(rel, _)| rel.as_str()).collect();
         assert_eq!(files, ["css/a.css", "index.html"]);
         assert_eq!(tree.files[1].1.relative(), "static/index.html");
+    }
+
+    #[test]
+    fn vault_files_land_under_their_plaintext_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        layout(&root);
+        std::fs::create_dir(root.join("static/tls")).expect("mkdir");
+        std::fs::write(root.join("static/tls/server.pem.age"), "sealed").expect("write");
+        std::fs::write(root.join("static/app.age.toml"), "sealed").expect("write");
+        let tree = server(&root, &[])
+            .resolve_tree("static", &|_, _| false)
+            .expect("served");
+        let files: Vec<(&str, &str)> = tree
+            .files
+            .iter()
+            .map(|(lands_at, served)| (lands_at.as_str(), served.relative()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("app.toml", "static/app.age.toml"),
+                ("css/a.css", "static/css/a.css"),
+                ("img/raw/x.raw", "static/img/raw/x.raw"),
+                ("index.html", "static/index.html"),
+                ("tls/server.pem", "static/tls/server.pem.age"),
+            ]
+        );
+
+        // Two files that would land at one name: an error naming the vault file.
+        std::fs::write(root.join("static/index.html.age"), "sealed").expect("write");
+        let errors = server(&root, &[])
+            .resolve_tree("static", &|_, _| false)
+            .expect_err("clash");
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "source `static/index.html.age` is a vault file whose plaintext lands at \
+              `index.html`, which the tree also has\nhint: keep one of them, or leave one out \
+              with `exclude = [\"index.html.age\"]`"
+            ]
+        );
     }
 
     #[test]

@@ -43,6 +43,16 @@ pub fn is_vault_path(path: &Path) -> bool {
     name.ends_with(".age") || name.ends_with(".age.toml")
 }
 
+/// The name a vault file's plaintext lands under on a host when a `tree` copies it:
+/// `server.key.age` is `server.key`, `app.age.toml` is `app.toml`; `None` for a file that is
+/// not a vault file.
+pub fn plaintext_name(name: &str) -> Option<String> {
+    if let Some(stem) = name.strip_suffix(".age.toml") {
+        return Some(format!("{stem}.toml"));
+    }
+    name.strip_suffix(".age").map(str::to_string)
+}
+
 /// Decrypted content. Debug shows only its length; the bytes are zeroed when dropped.
 pub struct Plaintext(Zeroizing<Vec<u8>>);
 

@@ -184,3 +184,21 @@ fn recipients_file_is_found_in_parents() {
         Some(dir.path().join("a").join(RECIPIENTS_FILE_NAME))
     );
 }
+
+#[test]
+fn plaintext_names_drop_the_vault_suffix() {
+    assert_eq!(
+        plaintext_name("tls/server.key.age").as_deref(),
+        Some("tls/server.key")
+    );
+    assert_eq!(plaintext_name("app.age.toml").as_deref(), Some("app.toml"));
+    assert_eq!(plaintext_name("app.toml"), None);
+    assert_eq!(plaintext_name("notes.agenda"), None);
+    for name in ["a.age", "b.age.toml", "c.toml.age"] {
+        assert_eq!(
+            is_vault_path(Path::new(name)),
+            plaintext_name(name).is_some(),
+            "{name}"
+        );
+    }
+}
