@@ -30,6 +30,12 @@ path = "@OUT@/{{ host.name }}-key.pem"
 source = "key.pem.age"
 mode = "0600"
 
+# A vault file inside a tree lands under its plaintext name.
+[[roles.resources]]
+type = "tree"
+path = "@OUT@/{{ host.name }}-site"
+source = "site"
+
 [[roles.resources]]
 type = "command"
 cmd = "id -un"
@@ -160,6 +166,11 @@ fn vault_secrets_reach_the_hosts_and_nothing_else() {
     );
     assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
     std::fs::remove_file(&plain_key).expect("remove the plaintext key");
+    let site_tls = files.join("site/tls");
+    std::fs::create_dir_all(&site_tls).expect("create files/site/tls/");
+    std::fs::write(files.join("site/index.html"), "hello\n").expect("write index.html");
+    std::fs::copy(files.join("key.pem.age"), site_tls.join("key.pem.age"))
+        .expect("copy the vault file into the tree");
     for sealed in [&vars_vault, &files.join("key.pem.age")] {
         let text = std::fs::read_to_string(sealed).expect("read the vault file");
         assert!(
@@ -218,6 +229,14 @@ fn vault_secrets_reach_the_hosts_and_nothing_else() {
         let on_host = std::fs::read_to_string(sandbox.out.join(format!("{host}-key.pem")))
             .unwrap_or_else(|error| panic!("{host}: no key file: {error}\n{}", json.describe()));
         assert_eq!(on_host, format!("{canary}\n"), "{host}");
+        let tls = sandbox.out.join(format!("{host}-site/tls"));
+        let in_tree = std::fs::read_to_string(tls.join("key.pem"))
+            .unwrap_or_else(|error| panic!("{host}: no tree key: {error}\n{}", json.describe()));
+        assert_eq!(in_tree, format!("{canary}\n"), "{host}");
+        assert!(
+            !tls.join("key.pem.age").exists(),
+            "{host}: plaintext under a vault name"
+        );
     }
     for host in ["host1", "host2"] {
         use std::os::unix::fs::MetadataExt as _;
@@ -249,7 +268,12 @@ fn vault_secrets_reach_the_hosts_and_nothing_else() {
     // the destination files themselves.
     let destinations: Vec<PathBuf> = ["host1", "host2"]
         .iter()
-        .map(|host| sandbox.out.join(format!("{host}-key.pem")))
+        .flat_map(|host| {
+            [
+                sandbox.out.join(format!("{host}-key.pem")),
+                sandbox.out.join(format!("{host}-site/tls/key.pem")),
+            ]
+        })
         .collect();
     let mut found = Vec::new();
     for dir in [
