@@ -7,6 +7,7 @@ import datetime
 import os
 import platform
 import shutil
+import statistics
 import signal
 import subprocess
 import sys
@@ -329,11 +330,49 @@ class Bench:
                 return None
             return check_unchanged
 
-        self.cell(tool, nochange, hosts, APPLY, before_each=take_snapshot, after_each=unchanged("no-change apply"))
+        paired = {nochange.workload: [], check.workload: []}
+
+        def floor_before(row: Row):
+            """A floor run right before each of the row's runs: the floor drifts with the
+            machine's state over a bench run (1.07-1.40 s at 20 hosts in one afternoon), so
+            the row is compared with floor runs taken next to its own."""
+
+            def run_floor() -> None:
+                if floor_ssh_row.wall is None:
+                    return  # no floor in this bench run (--tools without floor)
+                runs = paired[row.workload]
+                slug = row.workload.replace(",", "").replace(" ", "-")
+                measurement = self.run(floor_ssh(hosts), f"floor-ssh-{count}-before-{slug}-run{len(runs) + 1}", hosts)
+                if measurement.ok:
+                    runs.append(measurement.wall)
+
+            return run_floor
+
+        def pair_reference(row: Row) -> None:
+            runs = paired[row.workload]
+            if floor_ssh_row.wall is not None and runs:
+                row.reference = statistics.median(runs)
+                row.reference_name = "floor: ssh, paired"
+                row.notes.append(
+                    f"vs floor: median of {len(runs)} floor run(s) taken just before this row's runs "
+                    f"({', '.join(f'{wall:.2f}' for wall in runs)} s)"
+                )
+
+        floor_before_nochange = floor_before(nochange)
+
+        def snapshot_then_floor() -> None:
+            take_snapshot()
+            floor_before_nochange()
+
+        self.cell(tool, nochange, hosts, APPLY, before_each=snapshot_then_floor, after_each=unchanged("no-change apply"))
+        pair_reference(nochange)
+
+        floor_before_check = floor_before(check)
 
         def edit_then_snapshot() -> None:
             state.edit_one_file(names)
             take_snapshot()
+            floor_before_check()
 
         check_unchanged = unchanged("check mode")
 
@@ -345,6 +384,7 @@ class Bench:
             return tool.missed_drift(output, count)
 
         self.cell(tool, check, hosts, CHECK, before_each=edit_then_snapshot, after_each=check_outcome)
+        pair_reference(check)
 
     def clean_hosts(self) -> None:
         state.wipe()
