@@ -582,23 +582,29 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ResourceError> {
     }
 }
 
+/// The names in `dir`, sorted: what tests compare a directory with.
+#[cfg(test)]
+pub(crate) fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("readable")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn entries(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .expect("readable")
-            .map(|entry| {
-                entry
-                    .expect("entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
-        names
+        sorted_names(dir)
     }
 
     /// `may_create_in` answers as creating a file would, without creating one.
@@ -702,20 +708,6 @@ mod tests {
                 temp.stage(dest, attributes, staged).expect("stage");
             }
         };
-        let names = |dir: &Path| -> Vec<String> {
-            let mut names: Vec<String> = fs::read_dir(dir)
-                .expect("list")
-                .map(|entry| {
-                    entry
-                        .expect("entry")
-                        .file_name()
-                        .to_string_lossy()
-                        .into_owned()
-                })
-                .collect();
-            names.sort();
-            names
-        };
 
         let mut dropped = Staged::default();
         stage(&mut dropped);
@@ -726,8 +718,8 @@ mod tests {
         );
         drop(dropped);
         assert_eq!(fs::read_to_string(&first).expect("read"), "old a");
-        assert_eq!(names(dir.path()), ["a", "sub"], "temporary files removed");
-        assert!(names(&sub).is_empty());
+        assert_eq!(entries(dir.path()), ["a", "sub"], "temporary files removed");
+        assert!(entries(&sub).is_empty());
 
         let mut committed = Staged::default();
         stage(&mut committed);
@@ -736,8 +728,8 @@ mod tests {
         assert_eq!(fs::read_to_string(&second).expect("read"), "new b");
         assert_eq!(fs::metadata(&first).expect("stat").mode() & 0o777, 0o640);
         assert_eq!(fs::metadata(&second).expect("stat").mode() & 0o777, 0o600);
-        assert_eq!(names(dir.path()), ["a", "sub"]);
-        assert_eq!(names(&sub), ["b"]);
+        assert_eq!(entries(dir.path()), ["a", "sub"]);
+        assert_eq!(entries(&sub), ["b"]);
     }
 
     #[test]

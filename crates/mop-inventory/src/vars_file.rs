@@ -174,13 +174,8 @@ pub(crate) fn vars_files_in(
     dir: &Path,
 ) -> Result<Vec<(String, PathBuf, VarsFormat)>, InventoryError> {
     let mut files = Vec::new();
-    for path in sorted_entries(dir)? {
-        let Some(file_name) = path.file_name().and_then(|name| name.to_str()) else {
-            continue;
-        };
-        if file_name.starts_with('.') {
-            continue;
-        }
+    for (path, file_name) in visible_entries(dir)? {
+        let file_name = file_name.as_str();
         if path.is_dir() {
             let mut inside = Vec::new();
             collect_split_files(&path, &mut inside)?;
@@ -220,16 +215,10 @@ fn collect_split_files(
     dir: &Path,
     found: &mut Vec<(PathBuf, VarsFormat)>,
 ) -> Result<(), InventoryError> {
-    for path in sorted_entries(dir)? {
-        let Some(file_name) = path.file_name().and_then(|name| name.to_str()) else {
-            continue;
-        };
-        if file_name.starts_with('.') {
-            continue;
-        }
+    for (path, file_name) in visible_entries(dir)? {
         if path.is_dir() {
             collect_split_files(&path, found)?;
-        } else if let Some((_, format)) = vars_file_name(file_name) {
+        } else if let Some((_, format)) = vars_file_name(&file_name) {
             if path.is_file() {
                 found.push((path.clone(), format));
             }
@@ -238,8 +227,9 @@ fn collect_split_files(
     Ok(())
 }
 
-/// The entries of `dir` sorted by path; nothing when it does not exist.
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, InventoryError> {
+/// The entries of `dir` with their names, sorted, leaving out hidden names and names that are
+/// not UTF-8; nothing when `dir` does not exist.
+fn visible_entries(dir: &Path) -> Result<Vec<(PathBuf, String)>, InventoryError> {
     let io_error = |source| InventoryError::Io {
         path: dir.to_path_buf(),
         source,
@@ -249,12 +239,16 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, InventoryError> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(io_error(source)),
     };
-    let mut paths = Vec::new();
+    let mut found = Vec::new();
     for entry in entries {
-        paths.push(entry.map_err(io_error)?.path());
+        let path = entry.map_err(io_error)?.path();
+        let name = path.file_name().and_then(|name| name.to_str());
+        if let Some(name) = name.filter(|name| !name.starts_with('.')) {
+            found.push((path.clone(), name.to_string()));
+        }
     }
-    paths.sort();
-    Ok(paths)
+    found.sort();
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -634,20 +634,13 @@ mod tests {
             fs::read(dest.join("run.sh")).expect("kept"),
             b"old script\n"
         );
-        let mut leftovers = Vec::new();
         for dir in [dest.clone(), dest.join("css"), dest.join("img")] {
-            for entry in fs::read_dir(&dir).expect("list") {
-                let name = entry
-                    .expect("entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned();
-                if name.contains(".mop-") {
-                    leftovers.push(name);
-                }
-            }
+            let names = fsutil::sorted_names(&dir);
+            assert!(
+                !names.iter().any(|name| name.contains(".mop-")),
+                "{names:?}"
+            );
         }
-        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

@@ -1127,17 +1127,7 @@ mod tests {
             assert_eq!(fs::read(host.path("dest/x.txt")).expect("read"), b"xz\n");
         }
         // Nothing but the unpacked entries and the two markers is left behind.
-        let mut names: Vec<String> = fs::read_dir(host.root.path())
-            .expect("list")
-            .map(|entry| {
-                entry
-                    .expect("entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
+        let names = crate::fsutil::sorted_names(host.root.path());
         assert!(names.iter().all(|name| !name.starts_with('.')), "{names:?}");
     }
 }

@@ -154,12 +154,9 @@ struct Reader<'a> {
     order: usize,
 }
 
-pub(crate) fn parse(name: &str, text: &str) -> Parsed {
-    let mut reader = Reader {
-        name,
-        parsed: Parsed::default(),
-        order: 0,
-    };
+/// Reads `text` into a node tree; a syntax error or an alias to no anchor is recorded in the
+/// reader and gives `Err`.
+fn load(reader: &mut Reader<'_>, text: &str) -> Result<Option<Node>, ()> {
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(error) = parser.load(&mut builder, false) {
@@ -168,16 +165,28 @@ pub(crate) fn parse(name: &str, text: &str) -> Parsed {
             location,
             Problem::new(format!("invalid YAML: {}", error.info())),
         );
-        return reader.parsed;
+        return Err(());
     }
     if let Some((line, column)) = builder.unknown_alias {
         let location = reader.location_at(line, column);
         reader
             .parsed
             .error(location, Problem::new("YAML alias to an unknown anchor"));
-        return reader.parsed;
+        return Err(());
     }
-    match builder.root {
+    Ok(builder.root)
+}
+
+pub(crate) fn parse(name: &str, text: &str) -> Parsed {
+    let mut reader = Reader {
+        name,
+        parsed: Parsed::default(),
+        order: 0,
+    };
+    let Ok(root) = load(&mut reader, text) else {
+        return reader.parsed;
+    };
+    match root {
         None => {}
         Some(Node {
             value: NodeValue::Scalar(_, Value::Null),
@@ -216,26 +225,9 @@ pub(crate) fn parse_vars(name: &str, text: &str) -> (Vec<Var>, Vec<crate::Invent
         parsed: Parsed::default(),
         order: 0,
     };
-    let mut builder = TreeBuilder::default();
-    let mut parser = Parser::new_from_str(text);
-    if let Err(error) = parser.load(&mut builder, false) {
-        let location = reader.location_at(error.marker().line(), error.marker().col() + 1);
-        reader.parsed.error(
-            location,
-            Problem::new(format!("invalid YAML: {}", error.info())),
-        );
-        return (Vec::new(), reader.parsed.errors);
-    }
-    if let Some((line, column)) = builder.unknown_alias {
-        let location = reader.location_at(line, column);
-        reader
-            .parsed
-            .error(location, Problem::new("YAML alias to an unknown anchor"));
-        return (Vec::new(), reader.parsed.errors);
-    }
-    let vars = match builder.root {
-        None => Vec::new(),
-        Some(root) => reader.read_vars("a variable file", &root),
+    let vars = match load(&mut reader, text) {
+        Ok(Some(root)) => reader.read_vars("a variable file", &root),
+        Ok(None) | Err(()) => Vec::new(),
     };
     (vars, reader.parsed.errors)
 }

@@ -265,6 +265,13 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// Writes `text` at `name` inside, with its missing parent directories.
+    fn write(&self, name: &str, text: &str) {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(path, text).expect("write");
+    }
+
     /// Written through a child process: these tests run the script in this process.
     fn script(&self, name: &str, body: &str) -> PathBuf {
         let path = self.0.join(name);
@@ -410,24 +417,19 @@ fn a_script_output_with_hostile_values_is_refused_naming_script_and_host() {
 #[test]
 fn ansible_group_vars_and_host_vars_are_read_like_the_inventory() {
     let dir = TempDir::new("group-vars");
-    let write = |name: &str, text: &str| {
-        let path = dir.0.join(name);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
-        std::fs::write(path, text).expect("write");
-    };
-    write("hosts.ini", "[web]\nweb1\nweb2\n[db]\ndb1\n");
-    write(
+    dir.write("hosts.ini", "[web]\nweb1\nweb2\n[db]\ndb1\n");
+    dir.write(
         "group_vars/web.yml",
         "ansible_user: deploy\nhttp_port: 8080\nsites: [a, b]\n",
     );
     // Ansible's split form: a directory per group, read in name order, any format.
-    write("group_vars/all/main.yml", "---\nntp_server: ntp.internal\n");
-    write("group_vars/all/more.toml", "motd = \"hello\"\n");
-    write(
+    dir.write("group_vars/all/main.yml", "---\nntp_server: ntp.internal\n");
+    dir.write("group_vars/all/more.toml", "motd = \"hello\"\n");
+    dir.write(
         "host_vars/web2.json",
         "{\"ansible_port\": 2222, \"role\": \"canary\"}\n",
     );
-    write("group_vars/webb.yml", "typo: true\n");
+    dir.write("group_vars/webb.yml", "typo: true\n");
     let inventory =
         Inventory::load(&dir.0.join("hosts.ini")).unwrap_or_else(|error| panic!("{error}"));
     let web1 = resolve(&inventory, "web1");
@@ -456,18 +458,13 @@ fn ansible_group_vars_and_host_vars_are_read_like_the_inventory() {
 #[test]
 fn broken_ansible_vars_files_are_every_one_reported_with_their_place() {
     let dir = TempDir::new("group-vars-bad");
-    let write = |name: &str, text: &str| {
-        let path = dir.0.join(name);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
-        std::fs::write(path, text).expect("write");
-    };
-    write("hosts.ini", "[web]\nweb1\n");
-    write(
+    dir.write("hosts.ini", "[web]\nweb1\n");
+    dir.write(
         "group_vars/web.yml",
         "ansible_port: ssh\nansible_connection: winrm\n",
     );
-    write("group_vars/all.yml", "- a list\n");
-    write(
+    dir.write("group_vars/all.yml", "- a list\n");
+    dir.write(
         "host_vars/web1.yml",
         "$ANSIBLE_VAULT;1.1;AES256\n6162636465\n",
     );
