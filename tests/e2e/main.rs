@@ -26,6 +26,7 @@ mod push_files;
 mod push_forks;
 mod push_interrupt;
 mod push_loops;
+mod push_password;
 mod push_roles;
 mod push_rollout;
 mod push_select;

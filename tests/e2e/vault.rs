@@ -43,13 +43,13 @@ failed_when = "host.name == 'host2'"
 "#;
 
 /// Keys and passphrase files for the run, outside the inventory and policy directories.
-struct Keys {
-    identity: PathBuf,
-    public_key: String,
-    password_file: PathBuf,
+pub(crate) struct Keys {
+    pub(crate) identity: PathBuf,
+    pub(crate) public_key: String,
+    pub(crate) password_file: PathBuf,
 }
 
-fn make_keys(dir: &Path) -> Keys {
+pub(crate) fn make_keys(dir: &Path) -> Keys {
     let keys = dir.join("keys");
     std::fs::create_dir(&keys).expect("create keys/");
     let identity = keys.join("id_ed25519");
@@ -74,7 +74,7 @@ fn make_keys(dir: &Path) -> Keys {
 }
 
 /// `mop ARGS` with the vault's keys in the environment (paths only: never key material).
-fn mop_with_keys(keys: &Keys, args: &[OsString]) -> Output {
+pub(crate) fn mop_with_keys(keys: &Keys, args: &[OsString]) -> Output {
     let mut command = mop();
     command
         .args(args)
@@ -84,7 +84,7 @@ fn mop_with_keys(keys: &Keys, args: &[OsString]) -> Output {
 }
 
 /// Every regular file under `dir` (not following links) whose content holds `secret`.
-fn files_holding(dir: &Path, secret: &[u8], skip: &[PathBuf], found: &mut Vec<PathBuf>) {
+pub(crate) fn files_holding(dir: &Path, secret: &[u8], skip: &[PathBuf], found: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

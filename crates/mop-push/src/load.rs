@@ -252,13 +252,6 @@ pub fn load_run(request: &RunRequest<'_>) -> Result<LoadedRun, LoadError> {
         let mut hosts = Vec::with_capacity(selected.hosts.len());
         for host in &selected.hosts {
             match inventory.resolve(host.name(), &layers) {
-                Ok(resolved) if resolved.connection.password.is_some() => {
-                    problems.push_text(format!(
-                        "role `{}`: host `{}`: {PASSWORD_REFUSED}",
-                        role.name,
-                        host.name()
-                    ));
-                }
                 Ok(resolved) => hosts.push(resolved),
                 Err(err) => problems.push_text(format!(
                     "role `{}`: host `{}`: {err}",
@@ -399,9 +392,6 @@ impl Problems {
         )
     }
 }
-
-/// Why a host with `mop_ssh_password` is refused (after `host `NAME`: `).
-pub(crate) const PASSWORD_REFUSED: &str = "`mop_ssh_password` is set, but mop logs in with keys and ssh-agent only\n  hint: install a key for the user (ssh-copy-id) and set `mop_ssh_key`, or load it into ssh-agent";
 
 /// Policy and role settings apply only where the inventory is silent; `-e` beats everything.
 /// Lowest first: the role directory's defaults, policy `vars`, policy `vars_files`, role `vars`,

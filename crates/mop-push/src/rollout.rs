@@ -183,6 +183,10 @@ pub fn ssh_host(name: &str, connection: &Connection, via: Option<String>) -> Ssh
         .connect_timeout
         .map(|secs| Duration::from_secs(u64::from(secs)));
     host.via = via;
+    host.password = connection
+        .password
+        .as_ref()
+        .map(|secret| ssh::Secret::new(secret.expose()));
     // `ssh NAME` semantics: the user's ssh_config fills what the inventory leaves unset. An ad
     // hoc `user@web1:2222` is looked up as `web1`, as ssh would.
     let lookup_name = if mop_inventory::grammar::check_host_address(name).is_ok() {
@@ -757,6 +761,8 @@ fn is_login_failure(err: &SshError) -> bool {
         SshError::Unreachable { .. }
             | SshError::Timeout { .. }
             | SshError::AuthFailed { .. }
+            | SshError::PasswordRejected { .. }
+            | SshError::PasswordNotAsked { .. }
             | SshError::HostKeyChanged { .. }
             | SshError::HostKeyUnknown { .. }
             | SshError::JumpFailed { .. }

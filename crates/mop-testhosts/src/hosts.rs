@@ -42,6 +42,7 @@ pub struct TestHostsBuilder {
     host_prefix: String,
     bastion: Option<BastionLayout>,
     password_authentication: bool,
+    password_only: bool,
     linux32: bool,
     base_dir: Option<PathBuf>,
     startup_timeout: Duration,
@@ -55,6 +56,7 @@ impl Default for TestHostsBuilder {
             host_prefix: "host".to_owned(),
             bastion: None,
             password_authentication: false,
+            password_only: false,
             linux32: false,
             base_dir: None,
             startup_timeout: Duration::from_secs(20),
@@ -95,6 +97,17 @@ impl TestHostsBuilder {
     /// Lets sshd accept passwords too (only [`crate::TEST_SUDO_PASSWORD_USER`] has one).
     pub fn password_authentication(mut self, enabled: bool) -> Self {
         self.password_authentication = enabled;
+        self
+    }
+
+    /// sshd refuses [`crate::TEST_SUDO_PASSWORD_USER`]'s key (`PubkeyAuthentication no` for
+    /// that user only) and takes its password ([`crate::TEST_SUDO_PASSWORD`]): a login as it
+    /// proves the password was used. Implies [`TestHostsBuilder::password_authentication`].
+    pub fn password_only(mut self, enabled: bool) -> Self {
+        self.password_only = enabled;
+        if enabled {
+            self.password_authentication = true;
+        }
         self
     }
 
@@ -184,6 +197,7 @@ impl TestHostsBuilder {
                 host_dir,
                 authorized_keys: authorized_keys.clone(),
                 password_authentication: self.password_authentication,
+                password_only: self.password_only,
                 linux32: self.linux32,
             };
             reservations.push(listener);

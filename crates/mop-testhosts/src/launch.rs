@@ -175,6 +175,8 @@ pub(crate) struct SshdSpec {
     pub(crate) host_dir: PathBuf,
     pub(crate) authorized_keys: PathBuf,
     pub(crate) password_authentication: bool,
+    /// `Match User` [`crate::TEST_SUDO_PASSWORD_USER`]: `PubkeyAuthentication no`.
+    pub(crate) password_only: bool,
     /// Start sshd under `setarch i686` (see [`crate::TestHostsBuilder::linux32`]).
     pub(crate) linux32: bool,
 }
@@ -205,6 +207,7 @@ impl SshdSpec {
             pid_file: &self.host_dir.join("sshd.pid"),
             authorized_keys: &self.authorized_keys,
             password_authentication: self.password_authentication,
+            password_only: self.password_only,
             disable_penalties: sshd_has_penalties(&tools.sshd),
         };
         std::fs::write(&config_path, sshd_config(&settings))

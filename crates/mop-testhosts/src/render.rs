@@ -16,6 +16,8 @@ pub(crate) struct SshdSettings<'a> {
     pub(crate) pid_file: &'a Path,
     pub(crate) authorized_keys: &'a Path,
     pub(crate) password_authentication: bool,
+    /// Refuse [`TEST_SUDO_PASSWORD_USER`]'s key: it logs in with its password only.
+    pub(crate) password_only: bool,
     /// OpenSSH >= 9.8 penalises sources that fail or abandon logins; tests do both on purpose.
     pub(crate) disable_penalties: bool,
 }
@@ -62,6 +64,12 @@ pub(crate) fn sshd_config(settings: &SshdSettings<'_>) -> String {
     );
     if settings.disable_penalties {
         text.push_str("PerSourcePenalties no\n");
+    }
+    if settings.password_only {
+        // Last: a Match block runs to the end of the file.
+        text.push_str(&format!(
+            "Match User {TEST_SUDO_PASSWORD_USER}\n  PubkeyAuthentication no\n"
+        ));
     }
     text
 }
@@ -298,6 +306,7 @@ mop_known_hosts_file = "/tmp/run/known_hosts"
             pid_file: Path::new("/r/host1/sshd.pid"),
             authorized_keys: Path::new("/r/authorized_keys"),
             password_authentication: false,
+            password_only: false,
             disable_penalties: true,
         };
         let text = sshd_config(&settings);

@@ -1,6 +1,7 @@
 //! `mop`: the command-line entry point. Thin by design: it parses arguments, calls the library
 //! crates, prints, and maps outcomes to the documented exit codes.
 
+mod askpass;
 mod build_info;
 mod cli;
 mod commands;
@@ -36,6 +37,10 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
+    // ssh running mop as askpass for a host's login password: nothing else happens.
+    if let Some(code) = askpass::answer_if_asked() {
+        return code;
+    }
     // The long version names the built-in agents' digests, known only once `build_info` is
     // compiled, so it is set here rather than in the derive attributes.
     let long_version: &'static str = Box::leak(build_info::long_version().into_boxed_str());

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use mop_inventory::{ExtraLayers, Selection};
 use serde_json::{Map, Value};
 
-use super::{extra_vars, inventory_paths, load_inventory, LoadError, PASSWORD_REFUSED};
+use super::{extra_vars, inventory_paths, load_inventory, LoadError};
 use crate::adhoc::{parse_host_spec, AdhocHost};
 
 /// Which hosts an ad hoc command acts on.
@@ -79,9 +79,6 @@ pub fn resolve_targets(request: &TargetRequest<'_>) -> Result<Vec<AdhocHost>, Lo
     let mut errors = Vec::new();
     for host in inventory.hosts().filter(|host| names.contains(host.name())) {
         match inventory.resolve(host.name(), &layers) {
-            Ok(resolved) if resolved.connection.password.is_some() => {
-                errors.push(format!("host `{}`: {PASSWORD_REFUSED}", host.name()));
-            }
             Ok(resolved) => hosts.push(AdhocHost {
                 name: resolved.name,
                 groups: resolved.groups,

@@ -22,6 +22,7 @@ use indexmap::IndexMap;
 use mop_inventory::grammar::{self, GrammarError};
 
 use super::lookup::{check_proxy_jump, SshConfigLookup, SshConfigSettings};
+use super::sudo::Secret;
 use super::SshError;
 
 /// How a host's key is checked against known_hosts: the protocol crate's enum, the one the
@@ -62,6 +63,9 @@ pub struct SshHost {
     /// What the lookup filled in that has no field above (identity files, known_hosts files,
     /// a ProxyJump chain); `address`, `port` and `user` are filled in place.
     pub from_ssh_config: SshConfigSettings,
+    /// `mop_ssh_password`: tried once, after keys and ssh-agent, through askpass
+    /// (`askpass.rs`); never written to the config.
+    pub password: Option<Secret>,
 }
 
 impl SshHost {
@@ -79,6 +83,7 @@ impl SshHost {
             via: None,
             lookup: None,
             from_ssh_config: SshConfigSettings::default(),
+            password: None,
         }
     }
 
@@ -363,7 +368,19 @@ pub(crate) fn render_config(
         // through this path and never become masters themselves.
         line("ControlMaster", "no");
         line("ControlPath", &path_value(&host.control_path));
+        // Every ssh but the master mop starts for a password host (`-o BatchMode=no` on its
+        // command line, `askpass.rs`) stays non-interactive: `ssh -W` hops and `ssh -tt`
+        // reuse masters and must never ask anything.
         line("BatchMode", "yes");
+        if spec.password.is_some() {
+            // Keys and ssh-agent first; the password once (askpass serves it once too), so a
+            // wrong one fails the login instead of looping.
+            line(
+                "PreferredAuthentications",
+                "publickey,password,keyboard-interactive",
+            );
+            line("NumberOfPasswordPrompts", "1");
+        }
         // A host that dies mid-run is noticed within a minute instead of hanging the run.
         line("ServerAliveInterval", "15");
         line("ServerAliveCountMax", "4");
@@ -573,6 +590,36 @@ Match final
   Include \"/etc/ssh/ssh_config\"
 ";
         assert_eq!(text, expected);
+    }
+
+    /// A password host: keys first, one password prompt, batch mode still on in the file (the
+    /// master's command line turns it off); the password itself is never written.
+    #[test]
+    fn a_password_host_asks_once_after_keys() {
+        let web = SshHost {
+            password: Some(Secret::new("hunter2")),
+            ..SshHost::new("web1", "127.0.8.1", 22)
+        };
+        let planned = plan(&[web, SshHost::new("db1", "127.0.8.2", 22)]).expect("valid");
+        let no_includes = ConfigIncludes {
+            user_config: None,
+            system_config: None,
+        };
+        let text = render_config(&planned, &no_includes);
+        assert!(!text.contains("hunter2"), "{text}");
+        let web_block = text.split("\n# db1\n").next().expect("web1's block");
+        let expected = "  BatchMode yes\n  PreferredAuthentications publickey,password,keyboard-interactive\n  NumberOfPasswordPrompts 1\n";
+        assert!(
+            web_block.contains(expected),
+            "missing {expected:?} in\n{text}"
+        );
+        let db_block = text.split("\n# db1\n").nth(1).expect("db1's block");
+        assert!(!db_block.contains("NumberOfPasswordPrompts"), "{text}");
+        assert!(!db_block.contains("PreferredAuthentications"), "{text}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("ssh_config");
+        std::fs::write(&config, &text).expect("write");
+        check_config(&config, "mop-h1").expect("ssh accepts the password host's options");
     }
 
     /// `ssh -G` evaluates a config without connecting: check that the inventory wins, that

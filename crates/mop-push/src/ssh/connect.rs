@@ -9,11 +9,12 @@
 //! same flags the crate uses) so that its socket, log and config sit in the connection
 //! directory instead of the run directory; sessions over it are `Session::resume_mux`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder};
 
+use super::askpass::{askpass_environment, PasswordServer};
 use super::config::{timeout_seconds, HostKeyPolicy, PlannedHost};
 use super::error::ForceExitError;
 use super::persist::{
@@ -33,12 +34,25 @@ fn login_deadline(host: &PlannedHost) -> Duration {
     host.spec.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT) * 2 + Duration::from_secs(5)
 }
 
-/// Starts the master connection for `host` (its jump hosts must be up already).
+/// How a master that mop starts itself logs in with a password (`askpass.rs`): the program
+/// ssh runs as askpass (the `mop` binary) and the socket it asks.
+pub(crate) struct PasswordLogin<'a> {
+    pub(crate) program: &'a Path,
+    pub(crate) socket: PathBuf,
+}
+
+/// Starts the master connection for `host` (its jump hosts must be up already). A host with
+/// a password gets a master mop starts itself (the `openssh` crate cannot give ssh an
+/// environment, and it forces `BatchMode=yes`), in the run directory all the same.
 pub(crate) async fn open_session(
     host: &PlannedHost,
     config_file: &Path,
     run_dir: &Path,
+    askpass: &Path,
 ) -> Result<Session, SshError> {
+    if host.spec.password.is_some() {
+        return open_password_session(host, config_file, run_dir, askpass).await;
+    }
     let mut builder = SessionBuilder::default();
     // The crate repeats StrictHostKeyChecking on the command line: say the same as the config.
     builder
@@ -68,6 +82,164 @@ pub(crate) async fn open_session(
     Ok(session)
 }
 
+/// The master of a password host, in the run directory: `<alias>.master.sock` with its log
+/// beside it (`<alias>.master.log`, where `lost.rs` looks), `ControlPersist=yes` as the crate
+/// would; closed like the crate's masters and reaped with the run directory.
+async fn open_password_session(
+    host: &PlannedHost,
+    config_file: &Path,
+    run_dir: &Path,
+    askpass: &Path,
+) -> Result<Session, SshError> {
+    let socket = run_dir.join(format!("{}.master.sock", host.alias));
+    let log = run_dir.join(format!("{}.master.log", host.alias));
+    let login = PasswordLogin {
+        program: askpass,
+        socket: run_dir.join(format!("{}.askpass", host.alias)),
+    };
+    let master = MasterCommand {
+        log: &log,
+        socket: &socket,
+        persist: "ControlPersist=yes",
+        config: config_file,
+    };
+    start_master(host, master, Some(&login)).await?;
+    let session = resume(&socket);
+    if let Err(error) = link_control_path(host, &socket) {
+        let _ = force_exit_master(&socket).await;
+        return Err(error);
+    }
+    Ok(session)
+}
+
+/// A master that mop starts itself: `ssh -E LOG -S SOCKET -M -f -N -o PERSIST -o BatchMode=..
+/// -F CONFIG ALIAS`, the flags the `openssh` crate uses for its own.
+struct MasterCommand<'a> {
+    log: &'a Path,
+    socket: &'a Path,
+    /// `ControlPersist=...`.
+    persist: &'a str,
+    config: &'a Path,
+}
+
+/// Runs a master command until ssh has logged in and gone to the background. With `password`,
+/// the password is served once over its socket while the login runs (`askpass.rs`); a failed
+/// login is then told apart: a password rejected, or a host that never asked for one.
+async fn start_master(
+    host: &PlannedHost,
+    master: MasterCommand<'_>,
+    password: Option<&PasswordLogin<'_>>,
+) -> Result<(), SshError> {
+    let MasterCommand {
+        log,
+        socket,
+        persist,
+        config,
+    } = master;
+    let password = password.zip(host.spec.password.as_ref());
+    // Batch mode stays on (no prompt at all) unless askpass is there to answer.
+    let batch_mode = if password.is_some() {
+        "BatchMode=no"
+    } else {
+        "BatchMode=yes"
+    };
+    let mut command = tokio::process::Command::new("ssh");
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .arg("-E")
+        .arg(log)
+        .arg("-S")
+        .arg(socket)
+        .args(["-M", "-f", "-N", "-o", persist, "-o", batch_mode, "-F"])
+        .arg(config)
+        .arg(&host.alias)
+        .kill_on_drop(true);
+    let failed = |detail: String| SshError::Connect {
+        host: host.spec.name.clone(),
+        address: host.spec.display_address(),
+        detail,
+    };
+    let server = match password {
+        Some((login, secret)) => {
+            let server = PasswordServer::start(&login.socket, secret).map_err(|error| {
+                failed(format!(
+                    "cannot listen on `{}` for the password: {error}",
+                    login.socket.display()
+                ))
+            })?;
+            for (name, value) in askpass_environment(login.program, &login.socket) {
+                command.env(name, value);
+            }
+            Some(server)
+        }
+        None => None,
+    };
+    let deadline = login_deadline(host);
+    let status = match tokio::time::timeout(deadline, command.status()).await {
+        Err(_elapsed) => {
+            // The login may still complete and daemonize: stop whatever it left.
+            reap_run_processes(socket, Duration::ZERO).await;
+            return Err(SshError::Timeout {
+                host: host.spec.name.clone(),
+                address: host.spec.display_address(),
+                seconds: timeout_seconds(deadline),
+            });
+        }
+        Ok(Err(error)) => return Err(failed(format!("cannot run ssh: {error}"))),
+        Ok(Ok(status)) => status,
+    };
+    let password_asked = server.map(PasswordServer::finish);
+    let host_spec_user = host.spec.user.clone();
+    if status.success() {
+        return Ok(());
+    }
+    let output = std::fs::read_to_string(log).unwrap_or_default();
+    let error = classify_connect_error(host, &output);
+    Err(match (error, password_asked) {
+        (
+            SshError::AuthFailed {
+                host,
+                address,
+                detail,
+            },
+            Some(true),
+        ) => {
+            let user = host_user(&detail)
+                .or_else(|| host_spec_user.clone())
+                .unwrap_or_else(|| "?".to_string());
+            SshError::PasswordRejected {
+                host,
+                address,
+                user,
+            }
+        }
+        (
+            SshError::AuthFailed {
+                host,
+                address,
+                detail,
+            },
+            Some(false),
+        ) => SshError::PasswordNotAsked {
+            host,
+            address,
+            detail,
+        },
+        (other, _) => other,
+    })
+}
+
+/// The user of ssh's `user@host: Permission denied (...)` line.
+fn host_user(detail: &str) -> Option<String> {
+    let line = detail
+        .split("; ")
+        .find(|line| line.contains("Permission denied"))?;
+    let (user, _rest) = line.split_once('@')?;
+    (!user.is_empty() && !user.contains(' ')).then(|| user.to_string())
+}
+
 /// Hosts jumping through this one reach its master at the ControlPath of the run config.
 pub(crate) fn link_control_path(host: &PlannedHost, socket: &Path) -> Result<(), SshError> {
     let _ = std::fs::remove_file(&host.control_path);
@@ -89,6 +261,7 @@ pub(crate) async fn open_persistent_session(
     control: &ControlDir,
     identity: &MasterIdentity,
     persist: Duration,
+    askpass: &Path,
 ) -> Result<(Session, PersistedConnection), SshError> {
     let key = identity.key.as_str();
     control.clear_dead(key);
@@ -104,43 +277,21 @@ pub(crate) async fn open_persistent_session(
     };
     std::fs::copy(run_config, &config)
         .map_err(|error| failed(format!("cannot write `{}`: {error}", config.display())))?;
-    let mut command = tokio::process::Command::new("ssh");
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .arg("-E")
-        .arg(&log)
-        .arg("-S")
-        .arg(&socket)
-        .args(["-M", "-f", "-N", "-o"])
-        .arg(format!("ControlPersist={}s", persist.as_secs().max(1)))
-        .args(["-o", "BatchMode=yes", "-F"])
-        .arg(&config)
-        .arg(&host.alias)
-        .kill_on_drop(true);
-    let deadline = login_deadline(host);
-    let status = match tokio::time::timeout(deadline, command.status()).await {
-        Err(_elapsed) => {
-            // The login may still complete and daemonize: stop whatever it left.
-            reap_run_processes(&config, Duration::ZERO).await;
-            control.clear_dead(key);
-            return Err(SshError::Timeout {
-                host: host.spec.name.clone(),
-                address: host.spec.display_address(),
-                seconds: timeout_seconds(deadline),
-            });
-        }
-        Ok(Err(error)) => {
-            control.clear_dead(key);
-            return Err(failed(format!("cannot run ssh: {error}")));
-        }
-        Ok(Ok(status)) => status,
+    let persist_option = format!("ControlPersist={}s", persist.as_secs().max(1));
+    let master = MasterCommand {
+        log: &log,
+        socket: &socket,
+        persist: &persist_option,
+        config: &config,
     };
-    if !status.success() {
-        let output = std::fs::read_to_string(&log).unwrap_or_default();
+    let login = PasswordLogin {
+        program: askpass,
+        socket: socket.with_extension("askpass"),
+    };
+    let password = host.spec.password.is_some().then_some(&login);
+    if let Err(error) = start_master(host, master, password).await {
         control.clear_dead(key);
-        return Err(classify_connect_error(host, &output));
+        return Err(error);
     }
     let user = match &host.spec.user {
         Some(user) => user.clone(),
@@ -446,7 +597,7 @@ fn run_processes(run_dir: &Path) -> Vec<u32> {
     found
 }
 
-fn effective_uid() -> u32 {
+pub(super) fn effective_uid() -> u32 {
     // SAFETY: geteuid(2) cannot fail and has no preconditions.
     unsafe { libc::geteuid() }
 }
@@ -499,6 +650,16 @@ mod tests {
         assert!(!still_running(pid), "an exited, unreaped child is a zombie");
         child.wait().expect("reap");
         assert!(!still_running(pid));
+    }
+
+    #[test]
+    fn the_user_of_a_rejected_password_comes_from_ssh() {
+        assert_eq!(
+            host_user("Warning: x; moptestpw@127.0.0.1: Permission denied (password).").as_deref(),
+            Some("moptestpw")
+        );
+        assert_eq!(host_user("Permission denied (password)."), None);
+        assert_eq!(host_user("something else"), None);
     }
 
     #[test]

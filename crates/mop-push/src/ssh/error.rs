@@ -2,7 +2,7 @@
 //!
 //! Every message names the host (inventory name) and, for network errors, the address, and
 //! carries a `hint:` line where there is something the operator can do. Messages never contain
-//! a sudo password: nothing that reaches them ever held one, and remote output that is quoted
+//! a sudo or login password: nothing that reaches them ever held one, and remote output that is quoted
 //! is passed through [`super::sudo::redact`] first when a password was in play.
 
 use std::path::PathBuf;
@@ -39,8 +39,23 @@ pub enum SshError {
         seconds: u64,
     },
 
-    #[error("authentication to {host} ({address}) failed: {detail}\n  hint: check the user, the identity file, your ssh-agent and the host's authorized_keys; mop uses keys only (no ssh passwords)")]
+    #[error("authentication to {host} ({address}) failed: {detail}\n  hint: check the user, the identity file, your ssh-agent and the host's authorized_keys, or give the host's login password (mop_ssh_password)")]
     AuthFailed {
+        host: String,
+        address: String,
+        detail: String,
+    },
+
+    #[error("password login to {host} ({address}) as {user} failed: permission denied (password)\n  hint: check the host's login password (mop_ssh_password) and user (mop_ssh_username); ssh tried it once and mop does not retry it")]
+    PasswordRejected {
+        host: String,
+        address: String,
+        /// The login user, as ssh named it.
+        user: String,
+    },
+
+    #[error("authentication to {host} ({address}) failed before its password was asked for: {detail}\n  hint: the host does not offer password logins to this user (sshd's PasswordAuthentication or AuthenticationMethods); use a key instead (mop_ssh_key)")]
+    PasswordNotAsked {
         host: String,
         address: String,
         detail: String,
@@ -152,6 +167,8 @@ impl SshError {
             | SshError::Unreachable { host, .. }
             | SshError::Timeout { host, .. }
             | SshError::AuthFailed { host, .. }
+            | SshError::PasswordRejected { host, .. }
+            | SshError::PasswordNotAsked { host, .. }
             | SshError::HostKeyChanged { host, .. }
             | SshError::HostKeyUnknown { host, .. }
             | SshError::JumpFailed { host, .. }

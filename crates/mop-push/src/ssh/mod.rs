@@ -18,7 +18,8 @@
 //! [`SshPoolOptions::persist`] the masters it starts live there too and outlive the run.
 //! [`SshPool::close_all`] leaves those running; cleanup on the hosts happens all the same.
 //!
-//! One concern per file: `pool.rs` the connection lifecycle, `start.rs` installing and starting
+//! One concern per file: `pool.rs` the connection lifecycle, `askpass.rs` handing a host's
+//! login password to its ssh login, `start.rs` installing and starting
 //! the agent (scripts in `bootstrap.rs`), `sudo.rs` every sudo decision, `cleanup.rs` removing
 //! what a run left, `exec.rs` and `sftp.rs` the channels the ad hoc commands use
 //! (`SshPool::open`, `SshPool::spawn_pty`), `config.rs`/`connect.rs`/`persist.rs` the
@@ -33,6 +34,7 @@
 //! pure value grammars of `mop_inventory::grammar`, which `config.rs` applies again to every
 //! host before writing ssh_config (one implementation of each rule, checked twice).
 
+mod askpass;
 mod bootstrap;
 mod child;
 mod cleanup;
@@ -53,6 +55,7 @@ mod shell;
 mod start;
 mod sudo;
 
+pub use askpass::{answer_askpass, AskpassError, ASKPASS_SOCKET_ENV};
 pub(crate) use bootstrap::{
     agent_dir_expression, elf_platform, AgentPlatform, LocalAgent, STALE_WORK_DIR_GRACE_MINUTES,
 };

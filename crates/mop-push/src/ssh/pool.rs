@@ -53,6 +53,10 @@ pub struct SshPoolOptions {
     /// `--connect-timeout`: replaces every host's own `connect_timeout` (jump hosts included),
     /// whatever the inventory or the user's ssh_config says.
     pub connect_timeout: Option<std::time::Duration>,
+    /// The program ssh runs as askpass for hosts with a password (`askpass.rs`): one that
+    /// answers through [`crate::ssh::answer_askpass`] when [`crate::ssh::ASKPASS_SOCKET_ENV`]
+    /// is set. `None`: this executable (the `mop` binary does).
+    pub askpass_program: Option<PathBuf>,
 }
 
 impl Default for SshPoolOptions {
@@ -64,6 +68,7 @@ impl Default for SshPoolOptions {
             persist: None,
             control_dir: None,
             connect_timeout: None,
+            askpass_program: None,
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct SshPool {
     pub(super) guard: RunGuard,
     /// Where `-vv` connection and agent steps go (`None`: nowhere).
     pub(super) steps: Option<crate::report::Diagnostics>,
+    /// What ssh runs as askpass for hosts with a password (empty when no host has one).
+    pub(super) askpass_program: PathBuf,
 }
 
 pub(super) struct HostSlot {
@@ -191,6 +198,7 @@ impl SshPool {
             Some(_) => open_control_dir(&control_path, true)?,
             None => open_control_dir(&control_path, false).ok().flatten(),
         };
+        let askpass_program = askpass_program(&planned, options)?;
         let guard = RunGuard::start(run_dir.path()).map_err(|error| SshError::RunDir {
             path: run_dir.path().to_path_buf(),
             detail: format!("cannot lock it: {error}"),
@@ -228,6 +236,7 @@ impl SshPool {
             persist: options.persist,
             guard,
             steps: None,
+            askpass_program,
         })
     }
 
@@ -282,9 +291,14 @@ impl SshPool {
     /// it meanwhile) with `--persist`, else in the run directory.
     async fn start_master(&self, slot: &HostSlot) -> Result<Arc<Session>, SshError> {
         let (Some(control), Some(persist)) = (&self.control, self.persist) else {
-            return open_session(&slot.planned, &self.config_path, self.run_dir.path())
-                .await
-                .map(Arc::new);
+            return open_session(
+                &slot.planned,
+                &self.config_path,
+                self.run_dir.path(),
+                &self.askpass_program,
+            )
+            .await
+            .map(Arc::new);
         };
         let _lock = control
             .lock(&slot.identity.key, PERSIST_LOCK_WAIT)
@@ -303,6 +317,7 @@ impl SshPool {
             control,
             &slot.identity,
             persist,
+            &self.askpass_program,
         )
         .await?;
         slot.persisted.store(true, Ordering::Relaxed);
@@ -461,6 +476,26 @@ impl SshPool {
                 .unwrap_or(usize::MAX)
         });
         errors
+    }
+}
+
+/// The askpass program of a run with password hosts: the option's, else this executable
+/// (absolute: ssh runs it from its own working directory).
+fn askpass_program(
+    planned: &IndexMap<String, PlannedHost>,
+    options: &SshPoolOptions,
+) -> Result<PathBuf, SshError> {
+    let Some(first) = planned.values().find(|host| host.spec.password.is_some()) else {
+        return Ok(PathBuf::new());
+    };
+    match &options.askpass_program {
+        Some(program) => Ok(program.clone()),
+        None => std::env::current_exe().map_err(|error| SshError::InvalidHost {
+            host: first.spec.name.clone(),
+            reason: format!(
+                "its password needs mop's own executable as ssh's askpass, and it cannot be found: {error}"
+            ),
+        }),
     }
 }
 
