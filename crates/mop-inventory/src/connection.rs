@@ -379,6 +379,8 @@ mod tests {
         assert!(with_password.sudo);
         assert_eq!(with_password.become_method, BecomeMethod::Su);
         // Without `mop_sudo` the method changes nothing.
-        assert!(Connection::from_vars("web1", &vars(&[("mop_become_method", json!("su"))])).is_ok());
+        assert!(
+            Connection::from_vars("web1", &vars(&[("mop_become_method", json!("su"))])).is_ok()
+        );
     }
 }

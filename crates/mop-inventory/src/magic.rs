@@ -347,13 +347,12 @@ fn string_hint(var: &MagicVariable, text: &str, reason: Option<String>) -> Optio
     match var.kind {
         MagicKind::HostKeyPolicy => closest(text, HostKeyPolicy::NAMES.iter().copied())
             .map(|suggestion| format!("did you mean `{suggestion}`?")),
-        MagicKind::BecomeMethod => Some(
-            match closest(text, BecomeMethod::NAMES.iter().copied()) {
-                Some(suggestion) => format!("did you mean `{suggestion}`?"),
-                None => "mop becomes another user with `sudo` (the default), `doas` or `su`"
-                    .to_string(),
-            },
-        ),
+        MagicKind::BecomeMethod => Some(match closest(text, BecomeMethod::NAMES.iter().copied()) {
+            Some(suggestion) => format!("did you mean `{suggestion}`?"),
+            None => {
+                "mop becomes another user with `sudo` (the default), `doas` or `su`".to_string()
+            }
+        }),
         MagicKind::AbsolutePath if !text.starts_with('/') => {
             Some("give the full path, e.g. `/var/lib/mop`".into())
         }
