@@ -19,8 +19,8 @@ use crate::support::{
     processes_matching, run_mop, unique_name, JsonRun, Output, Sandbox,
 };
 
-/// A file owned by whoever the agent runs as, and a command long enough for the process
-/// watch to see it (its argv carries the marker).
+/// A file owned by whoever the agent runs as, a command long enough for the process watch to
+/// see it (its argv carries the marker), and a check that the agent has no terminal.
 const BECOME_POLICY: &str = r#"
 [[roles]]
 name = "become"
@@ -35,6 +35,11 @@ mode = "0600"
 [[roles.resources]]
 type = "shell"
 cmd = ": @MARKER@; sleep 0.6"
+
+# No method leaves the agent a controlling terminal (doas's pty is given up at start).
+[[roles.resources]]
+type = "shell"
+cmd = "if (: < /dev/tty) 2>/dev/null; then echo the agent has a controlling terminal; exit 1; fi"
 "#;
 
 /// The inventory additions of one case: log in as `login`, become `target` with `method`.

@@ -63,6 +63,7 @@ fn main() {
     let code = match args.first().map(String::as_str) {
         None => {
             resources::process::become_session_leader();
+            resources::process::drop_controlling_terminal();
             let argv0 = std::env::args_os().next().unwrap_or_default();
             let guard = lifetime::WorkDirGuard::start(&argv0);
             let code = session::serve_stdio(&session::SessionConfig::from_env());

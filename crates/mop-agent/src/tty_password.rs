@@ -9,11 +9,13 @@
 //! PROGRAM in a new session whose controlling terminal is the pty, with stdin, stdout and
 //! stderr inherited (the ssh channel: nothing of the protocol stream passes through here). When
 //! PROGRAM writes a password prompt on the terminal, the wrapper types the password once; when it
-//! closes the terminal without asking, nothing is typed. Then it waits for PROGRAM, keeping the
-//! pty open (closing it would hang up PROGRAM's session), and exits with its status.
+//! ends without asking, nothing is typed. Then it waits for PROGRAM and exits with its status.
+//! The agent starts in the pty's session; it leaves it (setsid) or lets go of the terminal
+//! (`resources::process::drop_controlling_terminal`) as it starts, so it runs without a
+//! controlling terminal, as under sudo.
 //!
 //! Only PROGRAM's own messages say whether authentication failed (`doas: Authentication failed`
-//! on stderr); the controller classifies them (`mop-push/src/ssh/become.rs`).
+//! on stderr); the controller classifies them (`mop-push/src/ssh/run_as.rs`).
 
 use std::ffi::c_int;
 use std::io::Write as _;
