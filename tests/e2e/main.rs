@@ -17,6 +17,7 @@ mod inventory_ansible;
 mod local;
 mod persist;
 mod progress;
+mod push_become;
 mod push_check_predicts;
 mod push_config_files;
 mod push_connect;

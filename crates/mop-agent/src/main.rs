@@ -26,6 +26,7 @@ mod session;
 mod spec_render;
 mod system;
 mod template;
+mod tty_password;
 
 const HELP: &str = "\
 mop-agent: converges one host to the role plans the mop controller sends
@@ -33,6 +34,9 @@ mop-agent: converges one host to the role plans the mop controller sends
 Usage: mop-agent            serve the mop protocol on stdin/stdout
        mop-agent --version  print the agent and protocol versions
        mop-agent --help     print this help
+       mop-agent --tty-password -- PROGRAM ARGS...
+                            run PROGRAM (doas) on a pseudo-terminal, typing the password
+                            read from the first line of stdin at its prompt
 
 The agent is started by `mop` (uploaded over SFTP, or as a local child process by
 `mop local`); it is not meant to be run by hand. Messages are length-prefixed frames on
@@ -59,6 +63,7 @@ fn main() {
     let code = match args.first().map(String::as_str) {
         None => {
             resources::process::become_session_leader();
+            resources::process::drop_controlling_terminal();
             let argv0 = std::env::args_os().next().unwrap_or_default();
             let guard = lifetime::WorkDirGuard::start(&argv0);
             let code = session::serve_stdio(&session::SessionConfig::from_env());
@@ -75,6 +80,7 @@ fn main() {
             );
             mop_protocol::exit_code::OK
         }
+        Some("--tty-password") => tty_password::run(&args[1..]),
         Some("--help" | "-h") if args.len() == 1 => {
             print!("{HELP}");
             mop_protocol::exit_code::OK

@@ -49,6 +49,50 @@ impl Serialize for Secret {
 /// `mop_check_host_keys`: spelled once, in `mop-protocol`, for inventories and policies.
 pub use mop_protocol::HostKeyPolicy;
 
+/// `mop_become_method`: the program that switches to `mop_sudo_username` on the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BecomeMethod {
+    #[default]
+    Sudo,
+    Doas,
+    Su,
+}
+
+impl BecomeMethod {
+    /// Every spelling `mop_become_method` accepts, in the order messages list them.
+    pub const NAMES: &'static [&'static str] = &["sudo", "doas", "su"];
+
+    pub fn from_name(name: &str) -> Option<BecomeMethod> {
+        match name {
+            "sudo" => Some(BecomeMethod::Sudo),
+            "doas" => Some(BecomeMethod::Doas),
+            "su" => Some(BecomeMethod::Su),
+            _ => None,
+        }
+    }
+
+    /// The name, which is also the program on the host.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BecomeMethod::Sudo => "sudo",
+            BecomeMethod::Doas => "doas",
+            BecomeMethod::Su => "su",
+        }
+    }
+}
+
+impl fmt::Display for BecomeMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for BecomeMethod {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// Everything needed to open an SSH session to one host (or one hop on the way to it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Connection {
@@ -72,6 +116,8 @@ pub struct Connection {
     pub sudo_user: Option<String>,
     /// `mop_sudo_password`.
     pub sudo_password: Option<Secret>,
+    /// `mop_become_method`, default sudo.
+    pub become_method: BecomeMethod,
     /// `mop_check_host_keys`, default strict.
     pub check_host_keys: HostKeyPolicy,
     /// `mop_connect_timeout` in seconds; `None` leaves it to SSH.
@@ -98,6 +144,7 @@ impl Connection {
             sudo: false,
             sudo_user: None,
             sudo_password: None,
+            become_method: BecomeMethod::Sudo,
             check_host_keys: HostKeyPolicy::Strict,
             connect_timeout: None,
             agent_dir: None,
@@ -169,17 +216,45 @@ impl Connection {
                 host_name.to_string()
             }
         };
+        let become_method = match text("mop_become_method")? {
+            None => BecomeMethod::Sudo,
+            Some(name) => {
+                BecomeMethod::from_name(&name).ok_or_else(|| internal("mop_become_method"))?
+            }
+        };
+        let sudo = flag("mop_sudo")?;
+        let user = text("mop_ssh_username")?;
+        let sudo_user = text("mop_sudo_username")?;
+        let sudo_password = text("mop_sudo_password")?.map(Secret);
+        if sudo && become_method == BecomeMethod::Su && sudo_password.is_none() {
+            let target = sudo_user.as_deref().unwrap_or("root");
+            // su always asks for the target's password (unless run by root), so without one
+            // the run could only fail on the host; a login as the target itself needs no su.
+            if user.as_deref() != Some(target) {
+                return Err(Problem::with_hint(
+                    format!(
+                        "host `{host_name}` becomes `{target}` with `su`, which needs `{target}`'s password, but `mop_sudo_password` is not set"
+                    ),
+                    "set `mop_sudo_password` (in a vault file), or use                      `mop_become_method = \"sudo\"` or `\"doas\"`, which can work without one",
+                ));
+            }
+        }
+        // Logged in as the very user su would switch to: there is nothing to become.
+        let become_nothing = become_method == BecomeMethod::Su
+            && sudo_password.is_none()
+            && user.as_deref() == Some(sudo_user.as_deref().unwrap_or("root"));
         Ok(Connection {
             address,
             port,
             port_given,
-            user: text("mop_ssh_username")?,
+            user,
             key: text("mop_ssh_key")?.map(PathBuf::from),
             known_hosts_file: text("mop_known_hosts_file")?.map(PathBuf::from),
             password: text("mop_ssh_password")?.map(Secret),
-            sudo: flag("mop_sudo")?,
-            sudo_user: text("mop_sudo_username")?,
-            sudo_password: text("mop_sudo_password")?.map(Secret),
+            sudo: sudo && !become_nothing,
+            sudo_user,
+            sudo_password,
+            become_method,
             check_host_keys,
             connect_timeout,
             agent_dir: text("mop_agent_dir")?,
@@ -255,5 +330,57 @@ mod tests {
         assert_eq!(connection.connect_timeout, Some(15));
         assert!(connection.agent_cache);
         assert!(!connection.remote_log);
+        assert_eq!(connection.become_method, BecomeMethod::Sudo);
+    }
+
+    #[test]
+    fn su_needs_a_password_unless_the_login_is_the_target() {
+        let vars = |pairs: &[(&str, Value)]| -> IndexMap<String, Value> {
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.clone()))
+                .collect()
+        };
+        let problem = Connection::from_vars(
+            "web1",
+            &vars(&[
+                ("mop_sudo", json!(true)),
+                ("mop_become_method", json!("su")),
+                ("mop_sudo_username", json!("app")),
+            ]),
+        )
+        .expect_err("su without a password");
+        assert_eq!(
+            problem.message,
+            "host `web1` becomes `app` with `su`, which needs `app`'s password, but \
+             `mop_sudo_password` is not set"
+        );
+        assert!(problem.hint.expect("hint").contains("mop_sudo_password"));
+        let same_user = Connection::from_vars(
+            "web1",
+            &vars(&[
+                ("mop_sudo", json!(true)),
+                ("mop_become_method", json!("su")),
+                ("mop_ssh_username", json!("app")),
+                ("mop_sudo_username", json!("app")),
+            ]),
+        )
+        .expect("logged in as the target");
+        assert!(!same_user.sudo, "nothing to become");
+        let with_password = Connection::from_vars(
+            "web1",
+            &vars(&[
+                ("mop_sudo", json!(true)),
+                ("mop_become_method", json!("su")),
+                ("mop_sudo_password", json!("pw")),
+            ]),
+        )
+        .expect("su with a password");
+        assert!(with_password.sudo);
+        assert_eq!(with_password.become_method, BecomeMethod::Su);
+        // Without `mop_sudo` the method changes nothing.
+        assert!(
+            Connection::from_vars("web1", &vars(&[("mop_become_method", json!("su"))])).is_ok()
+        );
     }
 }

@@ -45,7 +45,7 @@ mod vars_file;
 
 pub use ansible::script::{MAX_SCRIPT_OUTPUT, SCRIPT_TIMEOUT};
 pub use ansible::AnsibleFormat;
-pub use connection::{Connection, HostKeyPolicy, Secret, REDACTED};
+pub use connection::{BecomeMethod, Connection, HostKeyPolicy, Secret, REDACTED};
 pub use error::{InventoryError, Location};
 pub use inventory::{Group, Host, Inventory, ALL_GROUP};
 pub use magic::{

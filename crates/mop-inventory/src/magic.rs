@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::connection::HostKeyPolicy;
+use crate::connection::{BecomeMethod, HostKeyPolicy};
 use crate::error::closest;
 use crate::grammar;
 use crate::value::{describe, Problem};
@@ -19,6 +19,7 @@ pub(crate) enum MagicKind {
     Bool,
     HostRef,
     HostKeyPolicy,
+    BecomeMethod,
     Timeout,
     AbsolutePath,
 }
@@ -117,7 +118,14 @@ pub const MAGIC_VARIABLES: &[MagicVariable] = &[
         MagicKind::Password,
         "string, secret",
         "unset (passwordless sudo)",
-        "password sudo asks for",
+        "password sudo asks for (with `su`: the target user's password)",
+    ),
+    magic(
+        "mop_become_method",
+        MagicKind::BecomeMethod,
+        "`sudo`, `doas` or `su`",
+        "sudo",
+        "program that runs the agent as `mop_sudo_username` when `mop_sudo` is true (`su` needs `mop_sudo_password`)",
     ),
     magic(
         "mop_via",
@@ -269,6 +277,7 @@ fn expectation(kind: MagicKind) -> &'static str {
         MagicKind::Bool => "`true` or `false`",
         MagicKind::HostRef => "the name of a host in the inventory",
         MagicKind::HostKeyPolicy => "one of `strict`, `accept-new`, `off`",
+        MagicKind::BecomeMethod => "one of `sudo`, `doas`, `su`",
         MagicKind::Timeout => "a whole number of seconds between 1 and 3600",
         MagicKind::AbsolutePath => "an absolute path without spaces (starting with `/`)",
     }
@@ -304,6 +313,7 @@ fn check_string(kind: MagicKind, text: &str) -> Result<(), Option<String>> {
         // Only ever compared with inventory host names; the chain check finds unknown ones.
         MagicKind::HostRef => !text.is_empty() && no_space_or_control,
         MagicKind::HostKeyPolicy => HostKeyPolicy::from_name(text).is_some(),
+        MagicKind::BecomeMethod => BecomeMethod::from_name(text).is_some(),
         // Shell-quoted wherever it is used on the host (`ssh/bootstrap.rs`).
         MagicKind::AbsolutePath => text.starts_with('/') && no_space_or_control,
         MagicKind::Port | MagicKind::Bool | MagicKind::Timeout => false,
@@ -337,6 +347,12 @@ fn string_hint(var: &MagicVariable, text: &str, reason: Option<String>) -> Optio
     match var.kind {
         MagicKind::HostKeyPolicy => closest(text, HostKeyPolicy::NAMES.iter().copied())
             .map(|suggestion| format!("did you mean `{suggestion}`?")),
+        MagicKind::BecomeMethod => Some(match closest(text, BecomeMethod::NAMES.iter().copied()) {
+            Some(suggestion) => format!("did you mean `{suggestion}`?"),
+            None => {
+                "mop becomes another user with `sudo` (the default), `doas` or `su`".to_string()
+            }
+        }),
         MagicKind::AbsolutePath if !text.starts_with('/') => {
             Some("give the full path, e.g. `/var/lib/mop`".into())
         }
@@ -488,6 +504,19 @@ mod tests {
         let problem =
             validate_typed(var("mop_check_host_keys"), &json!("acept-new")).expect_err("typo");
         assert_eq!(problem.hint.as_deref(), Some("did you mean `accept-new`?"));
+        let problem = validate_typed(var("mop_become_method"), &json!("doass")).expect_err("typo");
+        assert_eq!(
+            problem.message,
+            "magic variable `mop_become_method` must be one of `sudo`, `doas`, `su`, found string \"doass\""
+        );
+        assert_eq!(problem.hint.as_deref(), Some("did you mean `doas`?"));
+        let problem =
+            validate_typed(var("mop_become_method"), &json!("pbrun")).expect_err("unknown");
+        assert_eq!(
+            problem.hint.as_deref(),
+            Some("mop becomes another user with `sudo` (the default), `doas` or `su`")
+        );
+        assert!(validate_typed(var("mop_become_method"), &json!("su")).is_ok());
     }
 
     #[test]

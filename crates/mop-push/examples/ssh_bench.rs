@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mop_push::session::AgentSession;
-use mop_push::ssh::{AgentOptions, HostKeyPolicy, SshHost, SshPool, SudoSpec};
+use mop_push::ssh::{AgentOptions, BecomeMethod, BecomeSpec, HostKeyPolicy, SshHost, SshPool};
 use mop_push::transport::AgentProcess;
 use mop_testhosts::{TestHosts, TestHostsBuilder, TEST_USER};
 
@@ -148,9 +148,10 @@ fn main() {
     let options = AgentOptions {
         agent_dir: Some(format!("$HOME/.mop-bench-{}", std::process::id())),
         cache: true,
-        sudo: Some(SudoSpec {
+        sudo: Some(BecomeSpec {
             user: None,
             password: None,
+            method: BecomeMethod::Sudo,
         }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

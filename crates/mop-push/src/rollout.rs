@@ -22,7 +22,7 @@ use crate::plan::{role_plan, PlanOptions};
 use crate::prepare::{ManifestFiles, PreparedRun};
 use crate::report::{Diagnostics, FailureKind, HostStatus, Reporter, RunSummary};
 use crate::session::{AgentSession, RoleEvent, SessionError};
-use crate::ssh::{self, AgentOptions, SshError, SshHost, SshPool, SudoSpec};
+use crate::ssh::{self, AgentOptions, BecomeSpec, SshError, SshHost, SshPool};
 use crate::transport::AgentChild;
 
 /// One host of a role, resolved by the caller from the inventory.
@@ -205,12 +205,13 @@ pub(crate) fn agent_options(connection: &Connection, no_agent_cache: bool) -> Ag
     AgentOptions {
         agent_dir: connection.agent_dir.clone(),
         cache: connection.agent_cache && !no_agent_cache,
-        sudo: connection.sudo.then(|| SudoSpec {
+        sudo: connection.sudo.then(|| BecomeSpec {
             user: connection.sudo_user.clone(),
             password: connection
                 .sudo_password
                 .as_ref()
                 .map(|secret| ssh::Secret::new(secret.expose())),
+            method: connection.become_method,
         }),
     }
 }
@@ -791,12 +792,12 @@ async fn start_agent(
     let stderr = process.stderr;
     let diagnostics = state.diagnostics.clone();
     // When sudo refuses to start the agent, what it printed is diagnosed afterwards in mop's
-    // words (ssh/sudo.rs); its raw lines ("a password is required") are not passed on.
+    // words (ssh/run_as.rs); its raw lines ("a password is required") are not passed on.
     let under_sudo = options.sudo.is_some();
     let stderr_task = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if under_sudo && crate::ssh::is_sudo_refusal(&line) {
+            if under_sudo && crate::ssh::is_become_refusal(&line) {
                 continue;
             }
             diagnostics.host_line(&host_name, &line);

@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mop_push::session::AgentSession;
-use mop_push::ssh::{AgentOptions, HostKeyPolicy, Secret, SshError, SshHost, SshPool, SudoSpec};
+use mop_push::ssh::{
+    AgentOptions, BecomeMethod, BecomeSpec, HostKeyPolicy, Secret, SshError, SshHost, SshPool,
+};
 use mop_push::transport::AgentProcess;
 use mop_testhosts::{
     BastionLayout, TestHost, TestHosts, TestHostsBuilder, TEST_SUDO_PASSWORD,
@@ -386,9 +388,10 @@ fn the_channel_carries_bytes_unchanged_even_after_a_sudo_password() {
         let payload: Vec<u8> = (0..200_000u32).map(|n| (n % 251) as u8).collect();
         let plain = agent_options("cat");
         let sudo = AgentOptions {
-            sudo: Some(SudoSpec {
+            sudo: Some(BecomeSpec {
                 user: None,
                 password: Some(Secret::new(TEST_SUDO_PASSWORD)),
+                method: BecomeMethod::Sudo,
             }),
             ..agent_options("cat")
         };
@@ -427,9 +430,10 @@ fn sudo_without_password_runs_the_agent_as_root_or_another_user() {
         )
         .expect("pool");
         let root = AgentOptions {
-            sudo: Some(SudoSpec {
+            sudo: Some(BecomeSpec {
                 user: None,
                 password: None,
+                method: BecomeMethod::Sudo,
             }),
             ..agent_options("sudo")
         };
@@ -439,9 +443,10 @@ fn sudo_without_password_runs_the_agent_as_root_or_another_user() {
         );
         // Another user must reach the agent in the login user's home: the shared install.
         let other = AgentOptions {
-            sudo: Some(SudoSpec {
+            sudo: Some(BecomeSpec {
                 user: Some(TEST_SUDO_PASSWORD_USER.to_string()),
                 password: None,
+                method: BecomeMethod::Sudo,
             }),
             ..agent_options("sudo")
         };
@@ -463,9 +468,10 @@ fn sudo_without_password_runs_the_agent_as_root_or_another_user() {
 fn sudo_password_works_and_never_shows() {
     let hosts = start_hosts(TestHostsBuilder::new().hosts(1));
     let options = AgentOptions {
-        sudo: Some(SudoSpec {
+        sudo: Some(BecomeSpec {
             user: None,
             password: Some(Secret::new(TEST_SUDO_PASSWORD)),
+            method: BecomeMethod::Sudo,
         }),
         ..agent_options("sudopw")
     };
@@ -548,9 +554,10 @@ fn sudo_failures_are_clear_and_never_print_the_password() {
         )
         .expect("pool");
         let wrong = AgentOptions {
-            sudo: Some(SudoSpec {
+            sudo: Some(BecomeSpec {
                 user: None,
                 password: Some(Secret::new(wrong_password)),
+                method: BecomeMethod::Sudo,
             }),
             ..agent_options("sudofail")
         };
@@ -578,9 +585,10 @@ fn sudo_failures_are_clear_and_never_print_the_password() {
         );
 
         let none = AgentOptions {
-            sudo: Some(SudoSpec {
+            sudo: Some(BecomeSpec {
                 user: None,
                 password: None,
+                method: BecomeMethod::Sudo,
             }),
             ..agent_options("sudofail")
         };
@@ -931,9 +939,10 @@ fn an_unreachable_host_fails_within_its_timeout_while_others_succeed() {
 fn cleanup_kills_a_stuck_agent_and_kill_works_on_its_own() {
     let hosts = start_hosts(TestHostsBuilder::new().hosts(1));
     let options = AgentOptions {
-        sudo: Some(SudoSpec {
+        sudo: Some(BecomeSpec {
             user: None,
             password: None,
+            method: BecomeMethod::Sudo,
         }),
         ..agent_options("stuck")
     };

@@ -36,6 +36,6 @@ pub use layout::BastionLayout;
 pub use stale::{cleanup_stale, CleanupReport};
 pub use system::require_root;
 pub use users::{
-    ensure_test_users, UserSetupReport, SUDOERS_DROP_IN, TEST_NO_SUDO_USER, TEST_SUDO_PASSWORD,
-    TEST_SUDO_PASSWORD_USER, TEST_USER,
+    ensure_test_users, UserSetupReport, DOAS_CONF, SUDOERS_DROP_IN, TEST_NO_SUDO_USER,
+    TEST_SUDO_PASSWORD, TEST_SUDO_PASSWORD_USER, TEST_SU_PASSWORD, TEST_SU_USER, TEST_USER,
 };

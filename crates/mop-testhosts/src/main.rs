@@ -26,7 +26,8 @@ enum Commands {
     /// Start hosts, write DIR/inventory.toml, DIR/ssh_config and DIR/ready, wait for
     /// SIGINT/SIGTERM (or --for SECS), then tear everything down.
     Up(UpArgs),
-    /// Create or repair the test users `moptest` and `moptestpw` and their sudoers drop-in.
+    /// Create or repair the test users (`moptest`, `moptestpw`, `moptestnosudo`, `moptestsu`),
+    /// their sudoers drop-in and their doas rules.
     Users,
     /// Remove namespaces, run directories and processes left by runs that were killed.
     Cleanup {

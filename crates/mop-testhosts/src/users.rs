@@ -1,7 +1,10 @@
-//! The three local test users and their sudoers drop-in, created idempotently under a file lock.
+//! The four local test users, their sudoers drop-in and their doas rules, created idempotently
+//! under a file lock.
 //!
-//! `moptest` has passwordless sudo; `moptestpw` must type [`TEST_SUDO_PASSWORD`] every time;
-//! `moptestnosudo` has no sudoers rule at all.
+//! `moptest` has passwordless sudo and doas; `moptestpw` must type [`TEST_SUDO_PASSWORD`] every
+//! time, for sudo and for doas; `moptestnosudo` has no sudoers or doas rule at all;
+//! `moptestsu` is the target of `su` tests, with the password [`TEST_SU_PASSWORD`] (root's own
+//! password is never touched, so su to root fails as it should).
 //! Both log in with the run's client key only (sshd has password authentication off unless a
 //! test asks for it). Their homes are real and shared by every test host: all hosts are this
 //! machine, so "a file on host3" is a file on this machine.
@@ -21,6 +24,12 @@ pub const TEST_SUDO_PASSWORD_USER: &str = "moptestpw";
 pub const TEST_NO_SUDO_USER: &str = "moptestnosudo";
 /// The login and sudo password of [`TEST_SUDO_PASSWORD_USER`].
 pub const TEST_SUDO_PASSWORD: &str = "mop-test-sudo-password";
+/// A fourth user, never logged in as: `su` becomes it with [`TEST_SU_PASSWORD`].
+pub const TEST_SU_USER: &str = "moptestsu";
+/// The password of [`TEST_SU_USER`].
+pub const TEST_SU_PASSWORD: &str = "mop-test-su-password";
+/// doas's configuration; this crate owns the block between its markers (see [`doas_block`]).
+pub const DOAS_CONF: &str = "/etc/doas.conf";
 /// The sudoers drop-in this crate owns.
 pub const SUDOERS_DROP_IN: &str = "/etc/sudoers.d/mop-testhosts";
 
@@ -37,6 +46,41 @@ fn sudoers_text() -> String {
          {TEST_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n\
          {TEST_SUDO_PASSWORD_USER} ALL=(ALL:ALL) ALL\n"
     )
+}
+
+const DOAS_BEGIN: &str =
+    "# BEGIN mop-testhosts (crates/mop-testhosts): throwaway users for mop's end-to-end tests";
+const DOAS_END: &str = "# END mop-testhosts";
+
+/// The doas rules of the test users: `moptest` without a password, `moptestpw` with its own,
+/// each as root and as [`TEST_SU_USER`].
+fn doas_block() -> String {
+    format!(
+        "{DOAS_BEGIN}\n\
+         permit nopass {TEST_USER} as root\n\
+         permit nopass {TEST_USER} as {TEST_SU_USER}\n\
+         permit {TEST_SUDO_PASSWORD_USER} as root\n\
+         permit {TEST_SUDO_PASSWORD_USER} as {TEST_SU_USER}\n\
+         {DOAS_END}\n"
+    )
+}
+
+/// `current` with this crate's block replaced by (or, when missing, followed by) [`doas_block`];
+/// other lines stay as they are.
+fn doas_conf_with_block(current: &str) -> String {
+    let mut kept = String::new();
+    let mut inside = false;
+    for line in current.lines() {
+        if line == DOAS_BEGIN {
+            inside = true;
+        } else if line == DOAS_END {
+            inside = false;
+        } else if !inside {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    kept + &doas_block()
 }
 
 /// What [`ensure_test_users`] had to change; empty when everything was already in place.
@@ -95,7 +139,9 @@ pub fn ensure_test_users() -> Result<UserSetupReport, Error> {
         &mut report,
     )?;
     ensure_user(TEST_NO_SUDO_USER, None, &mut report)?;
+    ensure_user(TEST_SU_USER, Some(TEST_SU_PASSWORD), &mut report)?;
     ensure_sudoers(&mut report)?;
+    ensure_doas_conf(&mut report)?;
     Ok(report)
 }
 
@@ -228,6 +274,37 @@ fn ensure_sudoers(report: &mut UserSetupReport) -> Result<(), Error> {
     Ok(())
 }
 
+/// doas refuses a configuration that is not root's or that others can write; 0600 like
+/// Debian's example. Written through a temporary file and a rename.
+fn ensure_doas_conf(report: &mut UserSetupReport) -> Result<(), Error> {
+    let target = Path::new(DOAS_CONF);
+    let current = std::fs::read_to_string(target).unwrap_or_default();
+    let wanted = doas_conf_with_block(&current);
+    let mode_ok = target
+        .metadata()
+        .map(|meta| meta.permissions().mode() & 0o777 == 0o600)
+        .unwrap_or(false);
+    if current == wanted && mode_ok {
+        return Ok(());
+    }
+    let staging = Path::new("/etc/.doas.conf.mop-testhosts.tmp");
+    std::fs::write(staging, &wanted).map_err(|error| Error::io("write", staging, error))?;
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o600))
+        .map_err(|error| Error::io("chmod", staging, error))?;
+    // `doas -C` parses a configuration without running anything; skipped where doas is missing.
+    if let Ok(doas) = find_tool("doas") {
+        if let Err(error) = run(&doas, &["-C".as_ref(), staging.as_os_str()], None) {
+            let _ = std::fs::remove_file(staging);
+            return Err(error);
+        }
+    }
+    std::fs::rename(staging, target).map_err(|error| Error::io("install", target, error))?;
+    report
+        .changes
+        .push(format!("wrote the mop-testhosts rules in `{DOAS_CONF}`"));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +330,17 @@ mod tests {
             Some("$y$j9T$abc")
         );
         assert_eq!(shadow_password_field(text, "nobody"), None);
+    }
+
+    #[test]
+    fn the_doas_block_replaces_itself_and_keeps_other_rules() {
+        let first = doas_conf_with_block("permit :wheel\n");
+        assert!(first.starts_with("permit :wheel\n# BEGIN mop-testhosts"));
+        assert!(first.contains("permit nopass moptest as root\n"));
+        assert!(first.contains("permit moptestpw as root\n"));
+        assert!(!first.contains("nopass moptestpw"));
+        assert_eq!(doas_conf_with_block(&first), first, "idempotent");
+        assert_eq!(doas_conf_with_block(""), doas_block());
     }
 
     #[test]

@@ -50,6 +50,29 @@ pub fn become_session_leader() {
     }
 }
 
+/// Gives up the controlling terminal the agent may have been started with. Under
+/// `mop-agent --tty-password -- doas ...` the command starts in the session whose controlling
+/// terminal is the wrapper's pty: Debian's doas (PAM) forks it, so the agent's own setsid
+/// already leaves that session, but a doas that execs the command directly makes the agent that
+/// session's leader (setsid then fails, see [`become_session_leader`]). Without a terminal, as under sudo or ssh, a command that opens
+/// `/dev/tty` fails at once instead of stopping on SIGTTIN or blocking on a full pty, and the
+/// wrapper's pty closing later cannot hang up the agent. A session leader that lets go of its
+/// terminal sends SIGHUP to its foreground group, which is the agent's own: ignored meanwhile.
+pub fn drop_controlling_terminal() {
+    // SAFETY: open/ioctl/close on a path literal and an fd owned here; signal(2) swaps the
+    // disposition of SIGHUP and the previous one is put back.
+    unsafe {
+        let terminal = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        if terminal < 0 {
+            return;
+        }
+        let previous = libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::ioctl(terminal, libc::TIOCNOTTY);
+        libc::close(terminal);
+        libc::signal(libc::SIGHUP, previous);
+    }
+}
+
 /// What a finished child left behind.
 pub struct Finished {
     pub status: ExitStatus,

@@ -93,7 +93,7 @@ pub(crate) const ANSIBLE_VARIABLES: &[AnsibleVariable] = &[
     ),
     row(
         &["ansible_become_method"],
-        Meaning::OnlyValues(&["sudo"], "mop becomes another user with sudo only"),
+        Meaning::Magic("mop_become_method"),
     ),
     row(
         &["ansible_shell_type"],

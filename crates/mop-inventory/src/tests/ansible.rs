@@ -195,7 +195,7 @@ const BROKEN: &[(&str, AnsibleFormat, &str)] = &[
     ("ini: user with a quote, key with an environment variable", AnsibleFormat::Ini, "[all:vars]\nansible_user=deploy'\nansible_ssh_private_key_file=${HOME}/.ssh/id\n"),
     ("ini: winrm and an unknown ansible variable", AnsibleFormat::Ini, "[win]\nwin1 ansible_connection=winrm ansible_winrm_transport=ntlm\n"),
     ("ini: ssh arguments are refused", AnsibleFormat::Ini, "[all:vars]\nansible_ssh_common_args=-o ProxyCommand=\"nc %h %p\"\n"),
-    ("ini: become method other than sudo", AnsibleFormat::Ini, "[web]\nweb1 ansible_become=true ansible_become_method=su\n"),
+    ("ini: become method mop does not have", AnsibleFormat::Ini, "[web]\nweb1 ansible_become=true ansible_become_method=dzdo\n"),
     ("ini: bad port, bad range, bad header, bad vars line", AnsibleFormat::Ini, "[web]\nweb1:ssh\nweb[3:1]\n[web:hostvars]\n[web:vars]\njust words\n"),
     ("ini: the same variable twice", AnsibleFormat::Ini, "[web]\nweb1 ansible_host=10.0.0.1 mop_host=10.0.0.2\n"),
     ("ini: password with a line break is not echoed", AnsibleFormat::Ini, "[web]\nweb1 ansible_become_password=\"hunter2\nsecond\"\n"),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::secrets::{secret_read, secret_read_message, without_secrets, TemplateKind};
-use crate::ssh::{quote, RunAs, SudoSpec};
+use crate::ssh::{quote, BecomeSpec, RunAs};
 
 /// Grace between the timeout's SIGTERM to the remote process group and its SIGKILL.
 pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -104,7 +104,7 @@ pub fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>, CommandErr
 /// after [`KILL_GRACE`]), so nothing the command started is left running.
 pub(crate) fn remote_line(
     command: &str,
-    sudo: Option<&SudoSpec>,
+    sudo: Option<&BecomeSpec>,
     env: &[(String, String)],
     timeout: Option<Duration>,
 ) -> String {
@@ -235,12 +235,20 @@ mod tests {
             remote_line("echo $GREETING", None, &env, Some(Duration::from_secs(5))),
             "env 'GREETING=it'\\''s' timeout -k 2 5 sh -c 'echo $GREETING'"
         );
-        let sudo = SudoSpec {
+        let sudo = BecomeSpec {
             user: Some("postgres".to_string()),
             password: Some(Secret::new("pw")),
+            method: crate::ssh::BecomeMethod::Sudo,
         };
         let line = remote_line("id -un", Some(&sudo), &[], None);
         assert_eq!(line, "sudo -S -k -p '' -u postgres -- sh -c 'id -un'");
         assert!(!line.contains("pw"));
+        let doas = BecomeSpec {
+            user: None,
+            password: None,
+            method: crate::ssh::BecomeMethod::Doas,
+        };
+        let line = remote_line("id -un", Some(&doas), &[], None);
+        assert_eq!(line, "doas -n -- sh -c 'id -un'");
     }
 }

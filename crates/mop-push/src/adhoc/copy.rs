@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use super::{AdhocHost, SshPool};
-use crate::ssh::{password_line, quote, redact, RunAs, Secret, SudoSpec};
+use crate::ssh::{check_adhoc_become, password_line, quote, redact, BecomeSpec, RunAs, Secret};
 
 /// Why the local side of an upload cannot be read; nothing has been sent when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -175,8 +175,8 @@ fn walk(
     Ok(())
 }
 
-fn sudo_for(host: &AdhocHost, sudo: bool, sudo_as: Option<&str>) -> Option<SudoSpec> {
-    sudo.then(|| SudoSpec {
+fn sudo_for(host: &AdhocHost, sudo: bool, sudo_as: Option<&str>) -> Option<BecomeSpec> {
+    sudo.then(|| BecomeSpec {
         user: sudo_as
             .map(str::to_string)
             .or_else(|| host.connection.sudo_user.clone()),
@@ -185,6 +185,7 @@ fn sudo_for(host: &AdhocHost, sudo: bool, sudo_as: Option<&str>) -> Option<SudoS
             .sudo_password
             .as_ref()
             .map(|secret| Secret::new(secret.expose())),
+        method: host.connection.become_method,
     })
 }
 
@@ -247,9 +248,10 @@ async fn upload_one(
     pool: &SshPool,
     host: &AdhocHost,
     files: &[LocalFile],
-    sudo: Option<&SudoSpec>,
+    sudo: Option<&BecomeSpec>,
 ) -> Result<CopyOutcome, String> {
     let name = host.name.as_str();
+    check_adhoc_become(name, sudo).map_err(|error| error.to_string())?;
     let session = pool.open(name).await.map_err(|error| error.to_string())?;
     let prefix = RunAs::from_spec(sudo).command_prefix();
     // One exec: create the parent directories, print the sha256 of files already there.
@@ -351,7 +353,7 @@ async fn send_and_install(
     name: &str,
     staged: &[(&LocalFile, String)],
     staging_dir: Option<&str>,
-    sudo: Option<&SudoSpec>,
+    sudo: Option<&BecomeSpec>,
     stdin: Option<Vec<u8>>,
 ) -> Result<(), String> {
     let sftp = session.sftp().await.map_err(|error| {
@@ -562,11 +564,12 @@ async fn download_one(
     options: &DownloadOptions,
 ) -> Result<CopyOutcome, String> {
     let name = host.name.as_str();
+    // Root, whatever `mop_sudo_username` says: the copy is chowned to the login user.
+    let sudo = sudo_for(host, options.sudo, Some("root"));
+    check_adhoc_become(name, sudo.as_ref()).map_err(|error| error.to_string())?;
     let session = pool.open(name).await.map_err(|error| error.to_string())?;
     let remote = remote.trim_end_matches('/');
     let base = name_of(remote).to_string();
-    // Root, whatever `mop_sudo_username` says: the copy is chowned to the login user.
-    let sudo = sudo_for(host, options.sudo, Some("root"));
     let prefix = RunAs::from_spec(sudo.as_ref()).command_prefix();
     let list = r#"if [ -d "$1" ]; then echo dir; find "$1" -type f -print; elif [ -e "$1" ]; then echo file; else echo missing; fi"#;
     let listing = session
@@ -635,7 +638,7 @@ async fn download_one(
 async fn stage_for_reading(
     session: &crate::ssh::RemoteSession,
     host: &AdhocHost,
-    sudo: &SudoSpec,
+    sudo: &BecomeSpec,
     remote: &str,
     keep_mode: bool,
 ) -> Result<String, String> {
@@ -671,13 +674,13 @@ async fn stage_for_reading(
 async fn sudo_failure(
     session: &crate::ssh::RemoteSession,
     host: &AdhocHost,
-    sudo: Option<&SudoSpec>,
+    sudo: Option<&BecomeSpec>,
     stderr: &str,
 ) -> String {
     let name = host.name.as_str();
     let stderr = redact(stderr.trim(), sudo);
     match sudo {
-        Some(spec) if crate::ssh::is_sudo_refusal(&stderr) => {
+        Some(spec) if crate::ssh::is_become_refusal(&stderr) => {
             let login_user = host.connection.user.as_deref().unwrap_or("the login user");
             let run_as = RunAs::from_spec(Some(spec));
             crate::ssh::diagnose_refusal(session, name, login_user, &run_as, Some(spec), &stderr)
@@ -789,6 +792,13 @@ pub async fn transfer(pool: &SshPool, request: &Transfer<'_>) -> CopyOutcome {
 async fn transfer_inner(pool: &SshPool, request: &Transfer<'_>) -> Result<u64, String> {
     let source_host = request.source.name.as_str();
     let target_host = request.target.name.as_str();
+    for host in [request.source, request.target] {
+        check_adhoc_become(
+            &host.name,
+            sudo_for(host, request.sudo, Some("root")).as_ref(),
+        )
+        .map_err(|error| error.to_string())?;
+    }
     let (source_session, target_session) =
         tokio::join!(pool.open(source_host), pool.open(target_host));
     let source_session = source_session.map_err(|error| error.to_string())?;
@@ -829,7 +839,7 @@ async fn copy_between(
     source_session: &crate::ssh::RemoteSession,
     target_session: &crate::ssh::RemoteSession,
     staged_source: Option<&str>,
-    target_sudo: Option<&SudoSpec>,
+    target_sudo: Option<&BecomeSpec>,
 ) -> Result<u64, String> {
     let source_host = request.source.name.as_str();
     let target_host = request.target.name.as_str();

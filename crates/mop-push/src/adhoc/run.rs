@@ -12,7 +12,10 @@ use tokio::sync::Semaphore;
 use super::command::{is_timeout_status, remote_line, KILL_GRACE};
 use super::{until_interrupted, Interrupted};
 use super::{AdhocHost, SshPool};
-use crate::ssh::{check_password, password_line, quote, redact, RemoteProcess, RunAs, SudoSpec};
+use crate::ssh::{
+    check_adhoc_become, check_password, password_line, quote, redact, BecomeSpec, RemoteProcess,
+    RunAs,
+};
 
 /// How `mop run` runs its command.
 #[derive(Debug, Clone)]
@@ -162,12 +165,12 @@ fn stop_script(run_id: &str) -> String {
 
 /// Stops what an interrupted run left on `host`, as the same user (sudo included), over the
 /// host's master connection. Best effort, bounded in time: the pool is closed right after.
-async fn stop_remote(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: Option<SudoSpec>) {
+async fn stop_remote(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: Option<BecomeSpec>) {
     // Bounded as a whole: a host interrupted while still logging in may never answer.
     let _ = tokio::time::timeout(STOP_TIMEOUT, stop_remote_now(pool, host, run_id, sudo)).await;
 }
 
-async fn stop_remote_now(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: Option<SudoSpec>) {
+async fn stop_remote_now(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: Option<BecomeSpec>) {
     let Ok(session) = pool.open(&host.name).await else {
         return;
     };
@@ -182,8 +185,8 @@ async fn stop_remote_now(pool: &SshPool, host: &AdhocHost, run_id: &str, sudo: O
 /// The longest an interrupted run waits for one host's processes to be stopped.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn sudo_spec(host: &AdhocHost, options: &RunOptions) -> Option<SudoSpec> {
-    options.sudo.then(|| SudoSpec {
+fn sudo_spec(host: &AdhocHost, options: &RunOptions) -> Option<BecomeSpec> {
+    options.sudo.then(|| BecomeSpec {
         user: options
             .sudo_as
             .clone()
@@ -193,6 +196,7 @@ fn sudo_spec(host: &AdhocHost, options: &RunOptions) -> Option<SudoSpec> {
             .sudo_password
             .as_ref()
             .map(|secret| crate::ssh::Secret::new(secret.expose())),
+        method: host.connection.become_method,
     })
 }
 
@@ -205,7 +209,9 @@ async fn run_one(
 ) -> HostRun {
     let started = Instant::now();
     let sudo = sudo_spec(host, options);
-    if let Err(error) = check_password(&host.name, sudo.as_ref()) {
+    if let Err(error) = check_password(&host.name, sudo.as_ref())
+        .and_then(|()| check_adhoc_become(&host.name, sudo.as_ref()))
+    {
         return HostRun::failed(&host.name, started, error.to_string());
     }
     let session = match pool.open(&host.name).await {
@@ -238,7 +244,7 @@ async fn run_one(
     if let Some(spec) = &sudo {
         if outcome.exit_code == Some(1)
             && outcome.stdout.is_empty()
-            && crate::ssh::is_sudo_refusal(&outcome.stderr)
+            && crate::ssh::is_become_refusal(&outcome.stderr)
         {
             let login_user = host.connection.user.as_deref().unwrap_or("the login user");
             let run_as = RunAs::from_spec(Some(spec));
@@ -366,9 +372,10 @@ async fn read_lines(
 pub async fn run_local(command: &str, options: &RunOptions, on_line: LineSink<'_>) -> HostRun {
     let host = "localhost";
     let started = Instant::now();
-    let sudo = options.sudo.then(|| SudoSpec {
+    let sudo = options.sudo.then(|| BecomeSpec {
         user: options.sudo_as.clone(),
         password: None,
+        method: crate::ssh::BecomeMethod::Sudo,
     });
     let line = remote_line(command, sudo.as_ref(), &options.env, None);
     let mut child_command = tokio::process::Command::new("sh");

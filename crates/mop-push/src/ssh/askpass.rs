@@ -32,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use zeroize::Zeroizing;
 
-use super::sudo::Secret;
+use super::run_as::Secret;
 
 /// Set (to the socket's path) in the environment of a password master only. When the `mop`
 /// binary starts with it set and one argument (ssh's prompt), it answers as askpass and exits.

@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::error::{AgentDirError, AgentFileError};
+use super::run_as::{become_check_line, BecomeCheck, BecomeMethod};
 use super::shell::{agent_pattern, quote};
-use super::sudo::{sudo_check_line, SudoCheck};
 use super::SshError;
 
 /// One agent binary on this machine, read once per run (a run may carry one per platform).
@@ -196,10 +196,12 @@ pub(crate) struct ProbeRequest<'a> {
     pub(crate) cache: bool,
     /// The agent will run as a third user: directories 0711, binary 0755.
     pub(crate) shared: bool,
-    /// `sudo -n ... --` to check (with a password: `sudo -S -k -p '' ... --` as `sudo_prefix`
-    /// and the `-n` form as `sudo_nopasswd_prefix`, tried first).
+    /// The become prefix to check (`sudo -S -k -p '' ... --`, su's) and the no-password form
+    /// to try first (`sudo -n ... --`), from `run_as::check_prefixes`.
     pub(crate) sudo_prefix: Option<String>,
     pub(crate) sudo_nopasswd_prefix: Option<String>,
+    /// Which program the prefixes run, for the rights probe after a failure.
+    pub(crate) become_method: BecomeMethod,
 }
 
 /// The probe as one line of POSIX sh, to be run with `sh -c`.
@@ -267,9 +269,10 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
         script.push(cached_agent_lines(request.shared));
     }
     if let Some(prefix) = &request.sudo_prefix {
-        script.push(sudo_check_line(
+        script.push(become_check_line(
             prefix,
             request.sudo_nopasswd_prefix.as_deref(),
+            request.become_method,
         ));
     }
     script.push("echo done=yes".to_string());
@@ -365,7 +368,7 @@ pub(crate) struct ProbeReport {
     pub(crate) cached: Option<bool>,
     /// The host can decompress a gzip-compressed upload.
     pub(crate) gzip: bool,
-    pub(crate) sudo: Option<SudoCheck>,
+    pub(crate) sudo: Option<BecomeCheck>,
     pub(crate) error: Option<String>,
     pub(crate) done: bool,
 }
@@ -389,9 +392,9 @@ pub(crate) fn parse_probe(output: &str) -> ProbeReport {
             "done" => report.done = true,
             "sudo" => {
                 report.sudo = Some(match value {
-                    "ok" => SudoCheck::Ok,
-                    "nopasswd" => SudoCheck::NoPassword,
-                    _ => SudoCheck::Failed(lines.by_ref().collect::<Vec<_>>().join("\n")),
+                    "ok" => BecomeCheck::Ok,
+                    "nopasswd" => BecomeCheck::NoPassword,
+                    _ => BecomeCheck::Failed(lines.by_ref().collect::<Vec<_>>().join("\n")),
                 });
             }
             _ => {}
@@ -526,7 +529,7 @@ async fn write_file(sftp: &Sftp, bytes: &[u8], plan: &UploadPlan) -> Result<(), 
 /// Exit status of the start command when the uploaded agent cannot be moved into place.
 pub(crate) const EXIT_MOVE_FAILED: i32 = 111;
 
-/// The command line that starts the agent (`sudo_prefix` from [`super::sudo::RunAs`]), first
+/// The command line that starts the agent (`sudo_prefix` from [`super::run_as::RunAs`]), first
 /// moving a fresh upload into place. The agent's argv[0] is always `<work>/mop-agent`.
 pub(crate) fn agent_command(
     sudo_prefix: &str,
@@ -536,36 +539,49 @@ pub(crate) fn agent_command(
     let agent = quote(&format!("{work}/mop-agent"));
     match fresh_upload {
         None => format!("{sudo_prefix}{agent}"),
-        Some(plan) => {
-            // A fresh inode either way (see `upload`): decompressed, or copied.
-            let fresh = if plan.compressed {
-                format!(
-                    "(umask 077 && gzip -dc {temp} > {temp}.c) && chmod {mode:o} {temp}.c",
-                    temp = quote(&plan.temp_path),
-                    mode = plan.mode
-                )
-            } else {
-                format!("cp -p {temp} {temp}.c", temp = quote(&plan.temp_path))
-            };
-            // The cache is written through a temporary name and renamed, so a concurrent run
-            // never copies a half-written file (it would fail the check and upload anyway).
-            // Private (0700) even when the run's copy is 0755 for a third user: only the login
-            // user ever reads the cache.
-            let cache = match &plan.cache_path {
-                Some(path) => format!(
-                    "{{ (umask 077 && cp {final_path} {cache}.$$) && chmod 700 {cache}.$$ && mv -f {cache}.$$ {cache}; }} 2>/dev/null || rm -f {cache}.$$; ",
-                    final_path = quote(&plan.final_path),
-                    cache = quote(path)
-                ),
-                None => String::new(),
-            };
-            sh_command(&format!(
-                "{fresh} && mv -f {temp}.c {} && rm -f {temp} || {{ echo \"mop: cannot move the uploaded agent into place\" >&2; exit {EXIT_MOVE_FAILED}; }}; {cache}exec {sudo_prefix}{agent}",
-                quote(&plan.final_path),
-                temp = quote(&plan.temp_path),
-            ))
-        }
+        Some(plan) => sh_command(&format!(
+            "{}exec {sudo_prefix}{agent}",
+            place_upload_lines(plan)
+        )),
     }
+}
+
+/// The upload moved into place on its own, for when the agent binary must be there before the
+/// start command (it wraps doas for a check, see `run_as.rs`).
+pub(crate) fn place_upload_command(plan: &UploadPlan) -> String {
+    sh_command(&format!("{}exit 0", place_upload_lines(plan)))
+}
+
+/// Shell that turns a fresh upload into `<work>/mop-agent` (and the cache), each line ending
+/// in `; `.
+fn place_upload_lines(plan: &UploadPlan) -> String {
+    // A fresh inode either way (see `upload`): decompressed, or copied.
+    let fresh = if plan.compressed {
+        format!(
+            "(umask 077 && gzip -dc {temp} > {temp}.c) && chmod {mode:o} {temp}.c",
+            temp = quote(&plan.temp_path),
+            mode = plan.mode
+        )
+    } else {
+        format!("cp -p {temp} {temp}.c", temp = quote(&plan.temp_path))
+    };
+    // The cache is written through a temporary name and renamed, so a concurrent run never
+    // copies a half-written file (it would fail the check and upload anyway). Private (0700)
+    // even when the run's copy is 0755 for a third user: only the login user ever reads the
+    // cache.
+    let cache = match &plan.cache_path {
+        Some(path) => format!(
+            "{{ (umask 077 && cp {final_path} {cache}.$$) && chmod 700 {cache}.$$ && mv -f {cache}.$$ {cache}; }} 2>/dev/null || rm -f {cache}.$$; ",
+            final_path = quote(&plan.final_path),
+            cache = quote(path)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{fresh} && mv -f {temp}.c {} && rm -f {temp} || {{ echo \"mop: cannot move the uploaded agent into place\" >&2; exit {EXIT_MOVE_FAILED}; }}; {cache}",
+        quote(&plan.final_path),
+        temp = quote(&plan.temp_path),
+    )
 }
 
 /// One cleanup exec: kill this run's agents (as every identity they ran under, in order), then
@@ -699,6 +715,7 @@ mod tests {
             shared: false,
             sudo_prefix: None,
             sudo_nopasswd_prefix: None,
+            become_method: BecomeMethod::Sudo,
         }
     }
 
@@ -927,7 +944,7 @@ mod tests {
         let report = parse_probe("os=Linux\narch=x86_64\nhome=/h\nwork=/h/.mop/w-1\nsudo=fail\nsudo: a password is required\n");
         assert_eq!(
             report.sudo,
-            Some(SudoCheck::Failed("sudo: a password is required".into()))
+            Some(BecomeCheck::Failed("sudo: a password is required".into()))
         );
         assert!(!report.done);
     }
@@ -1189,7 +1206,7 @@ mod tests {
         let script = cleanup_script(&["sudo -n -- ".to_string()], "/h/.mop/w-1", "/h/.mop");
         assert_eq!(
             script,
-            r#"LC_ALL=C; export LC_ALL; sudo -n -- sh -c 'for p in $(pgrep -f '\''^/h/\.mop/w-1/mop-agent( |$)'\''); do pkill -KILL -s "$p"; done; pkill -KILL -f '\''^/h/\.mop/w-1/mop-agent( |$)'\'''; rm -rf /h/.mop/w-1; rmdir /h/.mop 2>/dev/null || { set -- $(ls -ldn /h/.mop 2>/dev/null); case "$1" in drwx--x--x*) shared=; for d in /h/.mop/w-*; do [ -d "$d" ] || continue; set -- $(ls -ldn "$d"); case "$1" in d????????x*) shared=yes;; esac; done; [ -n "$shared" ] || chmod 700 /h/.mop;; esac; }; if [ -e /h/.mop/w-1 ]; then echo left=yes; fi"#
+            r#"LC_ALL=C; export LC_ALL; sudo -n -- sh -c 'for p in $(pgrep -f '\''^/h/\.mop/w-1/mop-agent$'\''); do pkill -KILL -s "$p"; done; pkill -KILL -f '\''^/h/\.mop/w-1/mop-agent$'\'''; rm -rf /h/.mop/w-1; rmdir /h/.mop 2>/dev/null || { set -- $(ls -ldn /h/.mop 2>/dev/null); case "$1" in drwx--x--x*) shared=; for d in /h/.mop/w-*; do [ -d "$d" ] || continue; set -- $(ls -ldn "$d"); case "$1" in d????????x*) shared=yes;; esac; done; [ -n "$shared" ] || chmod 700 /h/.mop;; esac; }; if [ -e /h/.mop/w-1 ]; then echo left=yes; fi"#
         );
     }
 }

@@ -14,7 +14,7 @@ pub struct SshAgentChild {
     exit: Option<Option<i32>>,
     /// Weak: a finished agent must not keep the connection from closing.
     session: Weak<Session>,
-    /// `[sudo ...] pkill -KILL -f '^<work dir>/mop-agent( |$)'`.
+    /// `[sudo ...] pkill -KILL -f '^<work dir>/mop-agent$'`.
     kill_command: String,
     /// The sudo password line, when the kill runs under password sudo.
     kill_stdin: Option<Vec<u8>>,

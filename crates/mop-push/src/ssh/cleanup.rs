@@ -5,18 +5,24 @@ use mop_protocol::CleanupRequest;
 
 use super::bootstrap::cleanup_script;
 use super::exec::exec;
-use super::sudo::RunAs;
+use super::run_as::RunAs;
 use super::{SshError, SshPool};
 
 impl SshPool {
     /// What the agent on `host` should remove itself at the end of the run, when it can do the
     /// whole cleanup alone: this run installed one work directory there and started agents in
-    /// it under one identity only (so no other agent's commands can be left behind).
+    /// it under one identity only (so no other agent's commands can be left behind), which is
+    /// the login user or root (a third user may not remove the login user's directory).
     pub async fn self_cleanup_request(&self, host: &str) -> Option<CleanupRequest> {
         let slot = self.slot(host).ok()?;
         let installs = slot.remote.lock().await;
         match installs.as_slice() {
-            [install] if install.started_as.len() == 1 && !install.dir.is_empty() => {
+            // An agent running as a third user cannot remove the login user's directory.
+            [install]
+                if install.started_as.len() == 1
+                    && !install.dir.is_empty()
+                    && !install.key.shared =>
+            {
                 Some(CleanupRequest {
                     work_dir: install.work.clone(),
                     agent_dir: install.dir.clone(),
@@ -52,7 +58,7 @@ impl SshPool {
             let mut prefixes = vec![String::new()];
             for (run_as, line) in &install.started_as {
                 if *run_as != RunAs::Login {
-                    prefixes.push(run_as.command_prefix());
+                    prefixes.push(run_as.command_prefix_in(&install.work));
                     stdin.extend(line.iter().flatten());
                 }
             }

@@ -22,7 +22,7 @@ use indexmap::IndexMap;
 use mop_inventory::grammar::{self, GrammarError};
 
 use super::lookup::{check_proxy_jump, SshConfigLookup, SshConfigSettings};
-use super::sudo::Secret;
+use super::run_as::Secret;
 use super::SshError;
 
 /// How a host's key is checked against known_hosts: the protocol crate's enum, the one the

@@ -2,8 +2,8 @@
 //!
 //! Every message names the host (inventory name) and, for network errors, the address, and
 //! carries a `hint:` line where there is something the operator can do. Messages never contain
-//! a sudo or login password: nothing that reaches them ever held one, and remote output that is quoted
-//! is passed through [`super::sudo::redact`] first when a password was in play.
+//! a become or login password: nothing that reaches them ever held one, and remote output that
+//! is quoted is passed through [`super::run_as::redact`] first when a password was in play.
 
 use std::path::PathBuf;
 
@@ -122,6 +122,26 @@ pub enum SshError {
         detail: String,
     },
 
+    #[error("user {} may not use {} on {} to become {}\n  hint: {}", .0.login_user, .0.method, .0.host, .0.run_as, .0.hint)]
+    BecomeNoRights(Box<BecomeFailure>),
+
+    #[error("{} on {} needs a password for user {} to become {}\n  hint: {}", .0.method, .0.host, .0.login_user, .0.run_as, .0.hint)]
+    BecomeNeedsPassword(Box<BecomeFailure>),
+
+    #[error("{} on {} rejected the password for becoming {} (login user {}); mop tried it once and does not retry\n  hint: {}", .0.method, .0.host, .0.run_as, .0.login_user, .0.hint)]
+    BecomeWrongPassword(Box<BecomeFailure>),
+
+    #[error("{} on {} refused to run the agent as {}: {}\n  hint: {}", .0.method, .0.host, .0.run_as, .0.detail, .0.hint)]
+    BecomeRefused(Box<BecomeFailure>),
+
+    #[error("cannot become another user with {method} on {host}: {reason}\n  hint: {hint}")]
+    BecomeUnsupported {
+        host: String,
+        method: String,
+        reason: String,
+        hint: String,
+    },
+
     #[error("user {run_as} on {host} cannot reach the agent directory `{agent_dir}`\n  hint: set the host's agent directory (mop_agent_dir) to a directory that {login_user} owns and {run_as} can traverse, e.g. `/var/tmp/mop-{login_user}`")]
     AgentDirUnreachable {
         host: String,
@@ -178,14 +198,34 @@ impl SshError {
             | SshError::SudoNeedsPassword { host, .. }
             | SshError::SudoWrongPassword { host, .. }
             | SshError::SudoRefused { host, .. }
+            | SshError::BecomeUnsupported { host, .. }
             | SshError::AgentDirUnreachable { host, .. }
             | SshError::Bootstrap { host, .. }
             | SshError::UploadFailed { host, .. }
             | SshError::Spawn { host, .. }
             | SshError::Cleanup { host, .. }
             | SshError::Close { host, .. } => Some(host),
+            SshError::BecomeNoRights(failure)
+            | SshError::BecomeNeedsPassword(failure)
+            | SshError::BecomeWrongPassword(failure)
+            | SshError::BecomeRefused(failure) => Some(&failure.host),
         }
     }
+}
+
+/// What a become program (doas, su) refused, for the `Become*` errors; boxed, so `SshError`
+/// stays small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BecomeFailure {
+    /// `doas` or `su`.
+    pub method: String,
+    pub host: String,
+    pub login_user: String,
+    /// The user it was asked to become.
+    pub run_as: String,
+    /// What it said, when nothing more specific fits (password redacted); else empty.
+    pub detail: String,
+    pub hint: String,
 }
 
 /// A `--persist` value that is not a duration mop accepts.

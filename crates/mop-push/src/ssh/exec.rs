@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::bootstrap::sh_command;
 use super::error::ChannelError;
+use super::run_as::{redact, BecomeSpec};
 use super::sftp::RemoteFiles;
-use super::sudo::{redact, SudoSpec};
 use super::{SshError, SshPool};
 
 /// What one exec printed.
@@ -61,7 +61,7 @@ pub(super) async fn exec(
 
 /// An exec that did not do what was asked, in one line: its stderr (sudo password redacted)
 /// and its exit status.
-pub(super) fn exec_failure(output: &ExecOutput, sudo: Option<&SudoSpec>) -> String {
+pub(super) fn exec_failure(output: &ExecOutput, sudo: Option<&BecomeSpec>) -> String {
     let stderr = redact(output.stderr.trim(), sudo);
     let status = output
         .code

@@ -313,7 +313,8 @@ fn field() -> impl Strategy<Value = Field> {
 #[test]
 fn a_machine_account_sudo_user_is_quoted() {
     assert!(inventory_accepts("mop_sudo_username", "HOST$"));
-    let prefix = RunAs::Sudo {
+    let prefix = RunAs::Become {
+        method: crate::ssh::BecomeMethod::Sudo,
         user: Some("HOST$".to_string()),
         with_password: false,
     }
@@ -395,8 +396,10 @@ proptest! {
             if !user.ends_with('$') {
                 prop_assert_eq!(quote(&user), user.clone());
             }
-            let prefix = RunAs::Sudo { user: Some(user.clone()), with_password: false }.command_prefix();
+            let prefix = RunAs::Become { method: crate::ssh::BecomeMethod::Sudo, user: Some(user.clone()), with_password: false }.command_prefix();
             prop_assert_eq!(prefix, format!("sudo -n -u {} -- ", quote(&user)));
+            let su = RunAs::Become { method: crate::ssh::BecomeMethod::Su, user: Some(user.clone()), with_password: true }.command_prefix();
+            prop_assert!(su.ends_with(&format!(" -- {} ", quote(&user))), "{}", su);
         }
     }
 
@@ -553,7 +556,7 @@ fn no_hand_made_shell_quoting() {
         ("persist.rs", include_str!("persist.rs")),
         ("sftp.rs", include_str!("sftp.rs")),
         ("start.rs", include_str!("start.rs")),
-        ("sudo.rs", include_str!("sudo.rs")),
+        ("run_as.rs", include_str!("run_as.rs")),
     ];
     for (file, text) in sources {
         for pattern in ["'{}'", "'{", "}'"] {

@@ -50,10 +50,10 @@ mod lookup;
 mod lost;
 mod persist;
 mod pool;
+mod run_as;
 mod sftp;
 mod shell;
 mod start;
-mod sudo;
 
 pub use askpass::{answer_askpass, AskpassError, ASKPASS_SOCKET_ENV};
 pub(crate) use bootstrap::{
@@ -61,7 +61,7 @@ pub(crate) use bootstrap::{
 };
 pub use child::SshAgentChild;
 pub use config::{ConfigIncludes, HostKeyPolicy, SshHost, SSH_CONFIG_ENV};
-pub use error::{AgentDirError, AgentFileError, PersistDurationError, SshError};
+pub use error::{AgentDirError, AgentFileError, BecomeFailure, PersistDurationError, SshError};
 pub(crate) use exec::{RemoteProcess, RemoteSession};
 pub use limits::raise_nofile_limit;
 pub use lookup::{apply_settings, SshConfigLookup, SshConfigReader, SshConfigSettings};
@@ -71,9 +71,10 @@ pub use persist::{
     ClosedConnection, PersistedConnection, UnknownConnection, CONTROL_DIR_ENV,
 };
 pub use pool::{SshPool, SshPoolOptions};
+pub(crate) use run_as::{
+    check_adhoc_become, check_password, diagnose_refusal, is_become_refusal, password_line, redact,
+    RunAs,
+};
+pub use run_as::{BecomeMethod, BecomeSpec, Secret};
 pub(crate) use shell::{quote, quote_local_path};
 pub use start::AgentOptions;
-pub(crate) use sudo::{
-    check_password, diagnose_refusal, is_sudo_refusal, password_line, redact, RunAs,
-};
-pub use sudo::{Secret, SudoSpec};

@@ -38,10 +38,13 @@ pub(crate) fn regex_escape(text: &str) -> String {
 }
 
 /// The `pkill -f` pattern that matches exactly the agents started from `agent_path`: processes
-/// whose argv[0] is that path (and not, say, the shell running the cleanup, whose argv
-/// mentions the path later on its command line).
+/// whose whole command line is that path (the agent runs without arguments). Not, say, the
+/// shell running the cleanup, whose argv mentions the path later on its command line, nor the
+/// doas wrapper (`mop-agent --tty-password -- doas ...`), which must outlive its agent: it
+/// holds the pty that is the agent's controlling terminal, and a cleanup run through it would
+/// otherwise kill itself.
 pub(crate) fn agent_pattern(agent_path: &str) -> String {
-    format!("^{}( |$)", regex_escape(agent_path))
+    format!("^{}$", regex_escape(agent_path))
 }
 
 #[cfg(test)]
@@ -99,7 +102,7 @@ mod tests {
     fn agent_pattern_is_anchored_and_literal() {
         assert_eq!(
             agent_pattern("/home/a.b/.mop/w-1/mop-agent"),
-            r"^/home/a\.b/\.mop/w-1/mop-agent( |$)"
+            r"^/home/a\.b/\.mop/w-1/mop-agent$"
         );
     }
 }

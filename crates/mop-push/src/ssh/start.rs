@@ -1,6 +1,6 @@
 //! Installing and starting the agent over a host's master: the one probe exec, the upload
-//! unless cached, the start under the identity the sudo decisions (`sudo.rs`) settle on, and the
-//! diagnosis of an agent that did not come up.
+//! unless cached, the start under the identity the become decisions (`run_as.rs`) settle on,
+//! and the diagnosis of an agent that did not come up.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -12,15 +12,15 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::bootstrap::{
-    agent_command, agent_dir_expression, kill_command, parse_probe, probe_script,
-    unsupported_platform, upload, upload_plan, ProbeAgent, ProbeRequest,
+    agent_command, agent_dir_expression, kill_command, parse_probe, place_upload_command,
+    probe_script, unsupported_platform, upload, upload_plan, ProbeAgent, ProbeRequest,
 };
 use super::child::{ClosingStdin, SshAgentChild};
 use super::exec::{exec, exec_failure};
 use super::pool::HostSlot;
-use super::sudo::{
-    agent_stdin_line, check_password, check_sudo, checks_sudo_first, password_line, sudo_outcome,
-    sudo_prefixes, RunAs, SudoSpec,
+use super::run_as::{
+    agent_stdin_line, check_become, check_outcome, check_password, check_prefixes, checks_first,
+    checks_in_probe, password_line, BecomeSpec, RunAs,
 };
 use super::{SshError, SshPool};
 use crate::transport::{AgentChild, AgentProcess};
@@ -32,7 +32,7 @@ pub struct AgentOptions {
     pub agent_dir: Option<String>,
     /// Keep the content-addressed agent on the host after the run and reuse it next time.
     pub cache: bool,
-    pub sudo: Option<SudoSpec>,
+    pub sudo: Option<BecomeSpec>,
 }
 
 /// One work directory on a host, and what happened in it.
@@ -104,22 +104,21 @@ impl SshPool {
         if let Some(failure) = &install.failure {
             return Err(failure.clone());
         }
-        if requested != RunAs::Login && !install.sudo_checks.contains_key(&requested) {
-            let checked = if checks_sudo_first(&requested) {
-                check_sudo(host, &session, install, options.sudo.as_ref(), &requested).await
-            } else {
-                // `sudo -n` cannot hang on a prompt: start the agent right away and diagnose
-                // only if it does not come up (see `diagnose_agent_start`).
-                install.unchecked.insert(requested.clone());
-                Ok(requested.clone())
-            };
-            install.sudo_checks.insert(requested.clone(), checked);
+        // A check that already failed (in the probe, or for an earlier role) fails again
+        // without a second try: a wrong password is tried once.
+        if let Some(Err(error)) = install.sudo_checks.get(&requested) {
+            return Err(error.clone());
         }
-        let effective = match install.sudo_checks.get(&requested) {
-            None => RunAs::Login,
-            Some(Ok(effective)) => effective.clone(),
-            Some(Err(error)) => return Err(error.clone()),
-        };
+        if requested != RunAs::Login
+            && !install.sudo_checks.contains_key(&requested)
+            && !requested.needs_agent_wrapper()
+        {
+            self.check_before_start(host, &session, install, options, &requested)
+                .await;
+            if let Some(Err(error)) = install.sudo_checks.get(&requested) {
+                return Err(error.clone());
+            }
+        }
         let mut fresh_upload = None;
         if install.agent_ready {
             self.step(host, "agent", || {
@@ -171,21 +170,52 @@ impl SshPool {
             install.agent_ready = true;
             fresh_upload = Some(plan);
         }
+        if requested != RunAs::Login && !install.sudo_checks.contains_key(&requested) {
+            // doas with a password is checked through the agent binary, which must be in
+            // place first: a fresh upload is moved there now rather than by the start command.
+            if let Some(plan) = fresh_upload.take() {
+                let output = exec(&session, &place_upload_command(&plan), None)
+                    .await
+                    .map_err(|detail| SshError::Bootstrap {
+                        host: host.to_string(),
+                        detail: detail.to_string(),
+                    })?;
+                if output.code != Some(0) {
+                    let error = SshError::Bootstrap {
+                        host: host.to_string(),
+                        detail: exec_failure(&output, None),
+                    };
+                    install.failure = Some(error.clone());
+                    return Err(error);
+                }
+            }
+            self.check_before_start(host, &session, install, options, &requested)
+                .await;
+        }
+        let effective = match install.sudo_checks.get(&requested) {
+            None => RunAs::Login,
+            Some(Ok(effective)) => effective.clone(),
+            Some(Err(error)) => return Err(error.clone()),
+        };
         let stdin_line = agent_stdin_line(&effective, options.sudo.as_ref());
         install
             .started_as
             .insert(effective.clone(), stdin_line.clone());
-        let prefix = effective.command_prefix();
+        let prefix = effective.command_prefix_in(&install.work);
         // The prefix holds no secret (a password only ever travels on stdin), so it is shown.
         self.step(host, "sudo", || match &effective {
             RunAs::Login => "none: the agent runs as the login user".to_string(),
-            RunAs::Sudo { with_password, .. } => format!(
+            RunAs::Become {
+                method,
+                with_password,
+                ..
+            } => format!(
                 "agent started with `{}`{}",
                 prefix.trim_end(),
                 if *with_password {
-                    " (the sudo password is sent on stdin, never shown)"
+                    format!(" (the {method} password is sent on stdin, never shown)")
                 } else {
-                    " (no password)"
+                    " (no password)".to_string()
                 }
             ),
         });
@@ -209,17 +239,17 @@ impl SshPool {
             unreachable!("all three streams were requested as pipes")
         };
         if let Some(line) = &stdin_line {
-            // sudo -S reads exactly this line; everything after it is the agent's.
+            // sudo -S, su or the doas wrapper reads exactly this line; the rest is the agent's.
             stdin
                 .write_all(line)
                 .await
                 .map_err(|error| SshError::Spawn {
                     host: host.to_string(),
-                    detail: format!("cannot pass the sudo password: {error}"),
+                    detail: format!("cannot pass the become password: {error}"),
                 })?;
             stdin.flush().await.map_err(|error| SshError::Spawn {
                 host: host.to_string(),
-                detail: format!("cannot pass the sudo password: {error}"),
+                detail: format!("cannot pass the become password: {error}"),
             })?;
         }
         let killer = SshAgentChild::new(
@@ -235,6 +265,27 @@ impl SshPool {
             stderr: Box::pin(stderr),
             child: AgentChild::Ssh(killer),
         })
+    }
+
+    /// Checks `requested` before the agent starts when it must be (`run_as::checks_first`),
+    /// else records it as unchecked (`sudo -n`, `doas -n` cannot hang on a prompt: the agent
+    /// starts right away and is diagnosed only if it does not come up, see
+    /// `diagnose_agent_start`).
+    async fn check_before_start(
+        &self,
+        host: &str,
+        session: &Session,
+        install: &mut Install,
+        options: &AgentOptions,
+        requested: &RunAs,
+    ) {
+        let checked = if checks_first(requested) {
+            check_become(host, session, install, options.sudo.as_ref(), requested).await
+        } else {
+            install.unchecked.insert(requested.clone());
+            Ok(requested.clone())
+        };
+        install.sudo_checks.insert(requested.clone(), checked);
     }
 
     fn next_token(&self, host: &str) -> String {
@@ -257,13 +308,14 @@ impl SshPool {
         slot: &HostSlot,
         session: &Session,
         key: InstallKey,
-        sudo: Option<&SudoSpec>,
+        sudo: Option<&BecomeSpec>,
         requested: &RunAs,
     ) -> Result<Install, SshError> {
         let host = slot.planned.spec.name.as_str();
         let token = self.next_token(host);
-        let (sudo_prefix, nopasswd_prefix) = if checks_sudo_first(requested) {
-            sudo_prefixes(requested)
+        // The probe knows the work directory only as `$work`, which the check line sets.
+        let (sudo_prefix, nopasswd_prefix) = if checks_in_probe(requested) {
+            check_prefixes(requested, "$work")
         } else {
             (None, None)
         };
@@ -276,6 +328,7 @@ impl SshPool {
             shared: key.shared,
             sudo_prefix,
             sudo_nopasswd_prefix: nopasswd_prefix,
+            become_method: requested.method(),
         };
         let output = exec(session, &probe_script(&request), password_line(sudo))
             .await
@@ -334,7 +387,7 @@ impl SshPool {
         if let Some(check) = report.sudo.clone() {
             install.sudo_checks.insert(
                 requested.clone(),
-                sudo_outcome(host, &install, sudo, requested, check),
+                check_outcome(host, &install, sudo, requested, check),
             );
         }
         if !report.done && report.sudo.is_none() {
@@ -365,7 +418,7 @@ impl SshPool {
         if !install.unchecked.remove(&requested) {
             return None;
         }
-        let checked = check_sudo(host, session, install, options.sudo.as_ref(), &requested).await;
+        let checked = check_become(host, session, install, options.sudo.as_ref(), &requested).await;
         install.sudo_checks.insert(requested, checked.clone());
         checked.err()
     }

@@ -156,7 +156,8 @@ fn print_host_detail(
         connection.port,
         if connection.sudo {
             format!(
-                " (sudo to {})",
+                " ({} to {})",
+                connection.become_method,
                 connection.sudo_user.as_deref().unwrap_or("root")
             )
         } else {
