@@ -6,27 +6,15 @@
 //! `--persist` log in the same way; hosts behind a key jump host and behind a password jump
 //! host; a password from a vault file.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use mop_testhosts::{BastionLayout, TestHostsBuilder, TEST_SUDO_PASSWORD, TEST_SUDO_PASSWORD_USER};
 
-use crate::security_secrets::{assert_watch_clean, ProcessWatch};
+use crate::security_secrets::{assert_watch_clean, mop_with_inventory, ProcessWatch};
 use crate::support::{
     assert_not_leaked, mop, parse_json_run, run, run_mop, unique_name, Output, Sandbox,
 };
-use crate::vault::{files_holding, make_keys, mop_with_keys};
-
-/// `mop ARGS[0] -i INVENTORY ARGS[1..]`.
-fn with_inventory(sandbox: &Sandbox, args: &[&str]) -> Vec<OsString> {
-    let mut all: Vec<OsString> = vec![
-        args[0].into(),
-        "-i".into(),
-        sandbox.inventory.clone().into(),
-    ];
-    all.extend(args[1..].iter().map(Into::into));
-    all
-}
+use crate::vault::{encrypt_group_vars_to_key, files_holding, make_keys, mop_with_keys};
 
 /// `[hosts.NAME.vars]` logging in as the password user with `password`.
 fn password_host(name: &str, password: &str) -> String {
@@ -193,7 +181,10 @@ fn ad_hoc_commands_and_persisted_masters_log_in_with_a_password() {
     );
     sandbox.set_inventory_extra("", &password_host("host1", TEST_SUDO_PASSWORD));
 
-    let ran = run_mop(with_inventory(&sandbox, &["run", "host1", "--", "id -un"]));
+    let ran = run_mop(mop_with_inventory(
+        &sandbox,
+        &["run", "host1", "--", "id -un"],
+    ));
     assert_eq!(ran.exit, 0, "{}", ran.describe());
     assert!(
         ran.stdout.contains(TEST_SUDO_PASSWORD_USER),
@@ -204,7 +195,7 @@ fn ad_hoc_commands_and_persisted_masters_log_in_with_a_password() {
     let local = sandbox.dir().join("upload.txt");
     std::fs::write(&local, "uploaded over a password login\n").expect("write");
     let target = sandbox.out.join("uploaded.txt");
-    let uploaded = run_mop(with_inventory(
+    let uploaded = run_mop(mop_with_inventory(
         &sandbox,
         &[
             "upload",
@@ -228,7 +219,7 @@ fn ad_hoc_commands_and_persisted_masters_log_in_with_a_password() {
     let persisted = |args: &[&str]| -> Output {
         run(mop()
             .env("MOP_CONTROL_DIR", &control_dir)
-            .args(with_inventory(&sandbox, args)))
+            .args(mop_with_inventory(&sandbox, args)))
     };
     let first = persisted(&["run", "host1", "--persist", "60s", "--", "true"]);
     assert_eq!(first.exit, 0, "{}", first.describe());
@@ -263,7 +254,10 @@ fn ad_hoc_commands_and_persisted_masters_log_in_with_a_password() {
     // A wrong password: `mop run` fails once, naming host and user.
     sandbox.set_inventory_extra("", &password_host("host1", "not-the-password"));
     let (failed_before, _) = password_lines(&sandbox, "host1");
-    let wrong = run_mop(with_inventory(&sandbox, &["run", "host1", "--", "true"]));
+    let wrong = run_mop(mop_with_inventory(
+        &sandbox,
+        &["run", "host1", "--", "true"],
+    ));
     assert_eq!(wrong.exit, 1, "{}", wrong.describe());
     assert!(
         wrong.stdout.contains("password login to host1")
@@ -344,29 +338,11 @@ fn a_password_from_a_vault_file_logs_in() {
         "",
         &format!("[groups.web.vars]\nmop_ssh_username = \"{TEST_SUDO_PASSWORD_USER}\"\n"),
     );
-    let group_vars = sandbox.inventory.join("group_vars");
-    std::fs::create_dir(&group_vars).expect("create group_vars/");
-    let plain = sandbox.dir().join("web.plain.toml");
-    std::fs::write(
-        &plain,
-        format!("mop_ssh_password = \"{TEST_SUDO_PASSWORD}\"\n"),
-    )
-    .expect("write the plaintext vars");
-    let vault = group_vars.join("web.age.toml");
-    let encrypted = mop_with_keys(
+    let vault = encrypt_group_vars_to_key(
+        &sandbox,
         &keys,
-        &[
-            "vault".into(),
-            "encrypt".into(),
-            plain.clone().into(),
-            "-o".into(),
-            vault.clone().into(),
-            "--recipient".into(),
-            keys.public_key.clone().into(),
-        ],
+        &format!("mop_ssh_password = \"{TEST_SUDO_PASSWORD}\"\n"),
     );
-    assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
-    std::fs::remove_file(&plain).expect("remove the plaintext");
     assert_not_leaked(
         TEST_SUDO_PASSWORD,
         "the vault file",

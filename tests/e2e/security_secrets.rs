@@ -38,7 +38,7 @@ fn total_logins(sandbox: &Sandbox) -> usize {
 }
 
 /// `mop ARGS[0] -i INVENTORY ARGS[1..]`.
-fn mop_with_inventory(sandbox: &Sandbox, args: &[&str]) -> Vec<OsString> {
+pub(crate) fn mop_with_inventory(sandbox: &Sandbox, args: &[&str]) -> Vec<OsString> {
     let mut all: Vec<OsString> = vec![
         args[0].into(),
         "-i".into(),

@@ -73,6 +73,31 @@ pub(crate) fn make_keys(dir: &Path) -> Keys {
     }
 }
 
+/// Writes `vars` (TOML) as `inventory/group_vars/web.age.toml`, encrypted with `mop vault
+/// encrypt` to the operator's ssh key; the plaintext is removed. Returns the vault file.
+pub(crate) fn encrypt_group_vars_to_key(sandbox: &Sandbox, keys: &Keys, vars: &str) -> PathBuf {
+    let group_vars = sandbox.inventory.join("group_vars");
+    std::fs::create_dir_all(&group_vars).expect("create group_vars/");
+    let plain = sandbox.dir().join("web.plain.toml");
+    std::fs::write(&plain, vars).expect("write the plaintext vars");
+    let vault = group_vars.join("web.age.toml");
+    let encrypted = mop_with_keys(
+        keys,
+        &[
+            "vault".into(),
+            "encrypt".into(),
+            plain.clone().into(),
+            "-o".into(),
+            vault.clone().into(),
+            "--recipient".into(),
+            keys.public_key.clone().into(),
+        ],
+    );
+    assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
+    std::fs::remove_file(&plain).expect("remove the plaintext vars");
+    vault
+}
+
 /// `mop ARGS` with the vault's keys in the environment (paths only: never key material).
 pub(crate) fn mop_with_keys(keys: &Keys, args: &[OsString]) -> Output {
     let mut command = mop();
@@ -124,29 +149,11 @@ fn vault_secrets_reach_the_hosts_and_nothing_else() {
             "[groups.web.vars]\nmop_ssh_username = \"{TEST_SUDO_PASSWORD_USER}\"\nmop_sudo = true\n"
         ),
     );
-    let group_vars = sandbox.inventory.join("group_vars");
-    std::fs::create_dir(&group_vars).expect("create group_vars/");
-    let plain_vars = sandbox.dir().join("web.plain.toml");
-    std::fs::write(
-        &plain_vars,
-        format!("mop_sudo_password = \"{TEST_SUDO_PASSWORD}\"\n"),
-    )
-    .expect("write the plaintext vars");
-    let vars_vault = group_vars.join("web.age.toml");
-    let encrypted = mop_with_keys(
+    let vars_vault = encrypt_group_vars_to_key(
+        &sandbox,
         &keys,
-        &[
-            "vault".into(),
-            "encrypt".into(),
-            plain_vars.clone().into(),
-            "-o".into(),
-            vars_vault.clone().into(),
-            "--recipient".into(),
-            keys.public_key.clone().into(),
-        ],
+        &format!("mop_sudo_password = \"{TEST_SUDO_PASSWORD}\"\n"),
     );
-    assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
-    std::fs::remove_file(&plain_vars).expect("remove the plaintext vars");
 
     // The served file, encrypted to the passphrase in MOP_VAULT_PASSWORD_FILE.
     let files = sandbox.dir().join("files");
