@@ -289,8 +289,14 @@ pub(crate) const CACHED_AGENTS_KEPT: usize = 3;
 /// new inode in a directory only the login user can write), the sha256 of that copy is checked
 /// against the digest mop expects, and that copy is what the start command runs. Replacing or
 /// corrupting the cached file at any time, before or after the check, changes nothing about
-/// what runs: a copy that does not match (or a host without `sha256sum`) is removed and the
-/// probe says `cached=no`, so the controller uploads the agent again and rewrites the cache.
+/// what runs: a copy that does not match (or a host with neither `openssl` nor `sha256sum`) is
+/// removed and the probe says `cached=no`, so the controller uploads the agent again and
+/// rewrites the cache.
+///
+/// `openssl dgst` is asked first: it uses the CPU's SHA instructions where coreutils'
+/// `sha256sum` does not (5.5 ms against 12 ms of CPU for a 2.9 MB agent here, paid by every
+/// host on every run). An answer that does not match (another output format, or a real
+/// mismatch) falls back to `sha256sum`, so only a corrupted cache pays for both.
 ///
 /// `cp` gives the copy the cached file's mode less the umask (077): owner-only and executable,
 /// since the cached file must be executable to be taken. Pruning costs processes, so it runs
@@ -304,12 +310,18 @@ fn cached_agent_lines(shared: bool) -> String {
     };
     format!(
         concat!(
-            r#"cached="$dir"/agent-$sha; "#,
-            r#"if [ -f "$cached" ] && [ ! -L "$cached" ] && [ -x "$cached" ] && command -v sha256sum >/dev/null 2>&1 "#,
-            r#"&& cp "$cached" "$work"/mop-agent 2>/dev/null {chmod}"#,
-            // From stdin: GNU sha256sum escapes the digest of a file name with `\` or a newline.
-            r#"&& set -- $(sha256sum < "$work"/mop-agent) && [ "$1" = "$sha" ]; then "#,
-            r#"echo cached=yes; "#,
+            r#"cached="$dir"/agent-$sha; ok=no; "#,
+            r#"if [ -f "$cached" ] && [ ! -L "$cached" ] && [ -x "$cached" ] "#,
+            r#"&& cp "$cached" "$work"/mop-agent 2>/dev/null {chmod}; then "#,
+            // From stdin: a file name is never part of the answer (GNU sha256sum escapes the
+            // digest of a name with `\` or a newline).
+            r#"if command -v openssl >/dev/null 2>&1; then "#,
+            r#"set -- $(openssl dgst -sha256 -r < "$work"/mop-agent 2>/dev/null); "#,
+            r#"if [ "$1" = "$sha" ]; then ok=yes; fi; fi; "#,
+            r#"if [ $ok = no ] && command -v sha256sum >/dev/null 2>&1; then "#,
+            r#"set -- $(sha256sum < "$work"/mop-agent); "#,
+            r#"if [ "$1" = "$sha" ]; then ok=yes; fi; fi; fi; "#,
+            r#"if [ $ok = yes ]; then echo cached=yes; "#,
             r#"else rm -f "$work"/mop-agent; echo cached=no; fi; "#,
             r#"n=0; for old in "$dir"/agent-*; do if [ -f "$old" ]; then n=$((n+1)); fi; done; "#,
             r#"if [ $n -gt {keep} ]; then touch "$cached" 2>/dev/null; "#,
@@ -721,12 +733,24 @@ mod tests {
 
     /// Runs the probe with the local sh against a temporary `$HOME`.
     fn run_probe(request: &ProbeRequest<'_>, home: &Path) -> ProbeReport {
-        let output = std::process::Command::new("sh")
+        run_probe_with_path(request, home, None)
+    }
+
+    /// The same with `PATH` set to `path` (to take programs away).
+    fn run_probe_with_path(
+        request: &ProbeRequest<'_>,
+        home: &Path,
+        path: Option<&Path>,
+    ) -> ProbeReport {
+        let mut command = std::process::Command::new("/bin/sh");
+        command
             .arg("-c")
             .arg(probe_script(request))
-            .env("HOME", home)
-            .output()
-            .expect("sh runs");
+            .env("HOME", home);
+        if let Some(path) = path {
+            command.env("PATH", path);
+        }
+        let output = command.output().expect("sh runs");
         assert!(
             output.status.success(),
             "{}",
@@ -852,6 +876,51 @@ mod tests {
             "{report:?}"
         );
         assert_eq!(report.work, None);
+    }
+
+    /// The check asks `openssl` first and falls back to `sha256sum`: a host with only one of
+    /// them takes a good cache and refuses a corrupted one; a host with neither uploads.
+    #[test]
+    fn cache_check_works_with_either_hasher_and_refuses_without_both() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let platform = platform();
+        let digest = sha256_hex(b"agent");
+        let agents = [ProbeAgent {
+            platform: &platform,
+            sha256: &digest,
+        }];
+        let cache_file = home.path().join(format!(".mop/agent-{digest}"));
+        std::fs::create_dir(home.path().join(".mop")).expect("mkdir");
+        write_executable(&cache_file, b"agent");
+        let tools = [
+            "uname", "id", "mkdir", "ls", "cp", "chmod", "rm", "touch", "find", "flock", "gzip",
+        ];
+        let mut token = 0;
+        for hashers in [&["openssl"][..], &["sha256sum"], &[]] {
+            let bin = tempfile::tempdir().expect("temp dir");
+            for tool in tools.iter().chain(hashers) {
+                let found = ["/usr/bin", "/bin"]
+                    .iter()
+                    .map(|dir| Path::new(dir).join(tool))
+                    .find(|path| path.exists())
+                    .unwrap_or_else(|| panic!("{tool} is installed here"));
+                std::os::unix::fs::symlink(found, bin.path().join(tool)).expect("link");
+            }
+            for (content, usable) in [(&b"agent"[..], !hashers.is_empty()), (b"agenT", false)] {
+                std::fs::write(&cache_file, content).expect("write");
+                token += 1;
+                let name = format!("c{token:05}");
+                let request = ProbeRequest {
+                    cache: true,
+                    token: &name,
+                    ..request(&agents)
+                };
+                let report = run_probe_with_path(&request, home.path(), Some(bin.path()));
+                assert_eq!(report.cached, Some(usable), "{hashers:?}: {report:?}");
+                let copy = home.path().join(format!(".mop/w-{name}/mop-agent"));
+                assert_eq!(copy.exists(), usable, "{hashers:?}");
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use mop_inventory::grammar::{self, GrammarError};
 
 use super::config::{ConfigIncludes, SshHost};
+use super::config_scan;
 use super::SshError;
 
 /// What ssh_config says for one name, limited to the options mop writes itself. Every value
@@ -54,8 +55,11 @@ pub struct SshConfigReader {
     include_file: tempfile::NamedTempFile,
     /// Where the user config is, for messages.
     shown_path: PathBuf,
-    /// `ssh -G` with an empty config: what ssh uses when no config speaks.
+    /// `ssh -G` with an empty config: what ssh uses when no config speaks (empty when `inert`).
     defaults: Vec<(String, String)>,
+    /// No line of the configs can give a host a setting mop takes (see `config_scan`): every
+    /// name gets nothing, without a process per name.
+    inert: bool,
 }
 
 impl SshConfigReader {
@@ -87,20 +91,45 @@ impl SshConfigReader {
             .map_err(|error| failed(format!("cannot write a temporary file: {error}")))?;
         std::fs::write(include_file.path(), text)
             .map_err(|error| failed(format!("cannot write a temporary file: {error}")))?;
-        // The name only matters for `hostname`, which is compared with the name itself.
-        let defaults = evaluate(Path::new("/dev/null"), "mop-no-such-host", &shown_path)?;
+        let inert = config_scan::configs_are_inert(includes);
+        let defaults = if inert {
+            // One `ssh -G` all the same, so a config ssh cannot read is reported here, before
+            // any login, as it is when every name is looked up.
+            evaluate(include_file.path(), "mop-no-such-host", &shown_path)?;
+            Vec::new()
+        } else {
+            // The name only matters for `hostname`, which is compared with the name itself.
+            evaluate(Path::new("/dev/null"), "mop-no-such-host", &shown_path)?
+        };
         Ok(SshConfigReader {
             include_file,
             shown_path,
             defaults,
+            inert,
         })
     }
 
     /// The settings ssh_config gives `name`; nothing for names ssh could take for an option.
     pub fn settings(&self, name: &str) -> Result<SshConfigSettings, SshError> {
-        if grammar::check_host_address(name).is_err() {
+        if grammar::check_host_address(name).is_err() || self.inert {
             return Ok(SshConfigSettings::default());
         }
+        self.settings_given(name, &self.defaults)
+    }
+
+    /// What `ssh -G` itself says for `name`, whatever the scan concluded (for the test that
+    /// holds the scan to ssh's answers).
+    #[cfg(test)]
+    pub(crate) fn settings_from_ssh(&self, name: &str) -> Result<SshConfigSettings, SshError> {
+        let defaults = evaluate(Path::new("/dev/null"), "mop-no-such-host", &self.shown_path)?;
+        self.settings_given(name, &defaults)
+    }
+
+    fn settings_given(
+        &self,
+        name: &str,
+        defaults: &[(String, String)],
+    ) -> Result<SshConfigSettings, SshError> {
         let resolved = evaluate(self.include_file.path(), name, &self.shown_path)?;
         let invalid = |what: &str, value: &str, error: GrammarError| SshError::InvalidHost {
             host: name.to_string(),
@@ -111,7 +140,7 @@ impl SshConfigReader {
         };
         let from_config = |option: &str| -> Vec<&str> {
             let values = values_of(&resolved, option);
-            if values == values_of(&self.defaults, option) {
+            if values == values_of(defaults, option) {
                 Vec::new()
             } else {
                 values
@@ -225,6 +254,9 @@ pub(crate) fn resolve_hosts(
         return Ok(resolved);
     }
     let reader = SshConfigReader::new(includes)?;
+    if reader.inert {
+        return Ok(resolved);
+    }
     let names: Vec<Option<&str>> = hosts
         .iter()
         .map(|host| host.lookup.as_ref().map(|lookup| lookup.name.as_str()))

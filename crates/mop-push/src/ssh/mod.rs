@@ -39,6 +39,7 @@ mod bootstrap;
 mod child;
 mod cleanup;
 mod config;
+mod config_scan;
 mod connect;
 mod error;
 mod exec;
