@@ -123,6 +123,19 @@ fn a_tree_is_copied_then_only_what_differs_is_sent_checked_and_put_right() {
             first.describe()
         );
         assert_copied(&sandbox.out.join(host).join("www"));
+        // Each file keeps its source's modification time, as `scp -p` would.
+        for (relative, _) in FILES {
+            let modified = |path: &Path| {
+                std::fs::metadata(path)
+                    .and_then(|meta| meta.modified())
+                    .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+            };
+            assert_eq!(
+                modified(&sandbox.out.join(host).join("www").join(relative)),
+                modified(&site.join(relative)),
+                "{host}: {relative}"
+            );
+        }
     }
 
     // Second apply: up to date, nothing sent.

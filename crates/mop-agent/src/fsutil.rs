@@ -221,6 +221,21 @@ pub fn file_sha256(path: &Path) -> io::Result<String> {
     Ok(crate::diff::hex(&hasher.finalize()))
 }
 
+/// The sha256 of the file at `path` as `meta` (taken without following links) describes it:
+/// the one its stamp records while size and modification time still match (see
+/// [`crate::stamp`]), else read and hashed, and then stamped unless `check` (check mode writes
+/// nothing).
+pub fn content_sha256(path: &Path, meta: &std::fs::Metadata, check: bool) -> io::Result<String> {
+    if let Some(sha256) = crate::stamp::recorded(path, meta) {
+        return Ok(sha256);
+    }
+    let sha256 = file_sha256(path)?;
+    if !check {
+        crate::stamp::record(path, meta, &sha256);
+    }
+    Ok(sha256)
+}
+
 /// What the final file should look like besides its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FinalAttributes {
@@ -347,6 +362,11 @@ impl TempFile {
     /// The open temporary file.
     pub fn file(&mut self) -> &mut File {
         &mut self.file
+    }
+
+    /// The open temporary file, to read its metadata or set its times.
+    pub fn file_ref(&self) -> &File {
+        &self.file
     }
 
     /// Appends a chunk of a large stream, starting the disk writeback of every

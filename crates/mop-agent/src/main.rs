@@ -24,6 +24,7 @@ mod resources;
 mod role;
 mod session;
 mod spec_render;
+mod stamp;
 mod system;
 mod template;
 mod tty_password;

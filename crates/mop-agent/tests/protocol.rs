@@ -411,9 +411,148 @@ fn served_plan(dest: &Path, content: &[u8]) -> RolePlan {
             sha256: Some(sha256_hex(content)),
             size: content.len() as u64,
             mode: 0o644,
+            mtime_ns: None,
         },
     );
     plan
+}
+
+/// The content stamp the agent keeps on a file (`user.mop.sha256`), if any.
+fn stamp_of(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL");
+    let mut buffer = [0u8; 256];
+    // SAFETY: NUL-terminated strings, the kernel writes at most `buffer.len()` bytes.
+    let length = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            c"user.mop.sha256".as_ptr(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+        )
+    };
+    let length = usize::try_from(length).ok()?;
+    Some(String::from_utf8_lossy(&buffer[..length]).into_owned())
+}
+
+fn mtime_ns(path: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).expect("stat");
+    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+}
+
+fn set_mtime_ns(path: &Path, ns: i64) {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_modified(time)
+        .expect("set mtime");
+}
+
+/// A file written from the file server takes the served file's modification time and a stamp
+/// of its sha256. A later run reads the stamp instead of the file while size and time hold,
+/// and compares the recorded sha256 with the served one; check mode never writes a stamp.
+#[test]
+fn written_files_keep_the_served_time_and_a_stamp_of_their_content() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dest = root.path().join("blob");
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let served_time = 1_700_000_000_123_456_789i64;
+    let served = BTreeMap::from([(42, content.clone())]);
+    let mut apply = served_plan(&dest, &content);
+    apply.files.get_mut("files/blob").expect("entry").mtime_ns = Some(served_time);
+    let mut agent = Agent::spawn(&[]);
+    agent.hello();
+
+    let run = agent.run_role(&apply, &served);
+    assert_eq!(run.events[0].status, ResourceStatus::Changed);
+    assert_eq!(mtime_ns(&dest), served_time);
+    let stamp = stamp_of(&dest).expect("stamped");
+    assert_eq!(
+        stamp,
+        format!("1 {} {} {served_time}", sha256_hex(&content), content.len())
+    );
+
+    // The stamp is what a later run reads: bytes swapped in place with the time put back
+    // (what `touch -d` after an edit would do) are taken as the stamped content.
+    let mut swapped = content.clone();
+    swapped[0] ^= 1;
+    std::fs::write(&dest, &swapped).expect("write");
+    set_mtime_ns(&dest, served_time);
+    let run = agent.run_role(&apply, &served);
+    assert_eq!(
+        run.events[0].status,
+        ResourceStatus::Ok,
+        "{:?}",
+        run.events[0]
+    );
+    assert!(run.requested.is_empty());
+
+    // An edit moves the time: the file is read again and put right.
+    std::fs::write(&dest, &swapped).expect("write");
+    let run = agent.run_role(&apply, &served);
+    assert_eq!(
+        run.events[0].status,
+        ResourceStatus::Changed,
+        "{:?}",
+        run.events[0]
+    );
+    assert_eq!(std::fs::read(&dest).expect("read"), content);
+    assert_eq!(mtime_ns(&dest), served_time);
+
+    // Another source of the same size and time is still new content: the stamp names the
+    // content by its sha256.
+    let other: Vec<u8> = content.iter().map(|byte| byte ^ 0x5a).collect();
+    let mut other_plan = served_plan(&dest, &other);
+    other_plan
+        .files
+        .get_mut("files/blob")
+        .expect("entry")
+        .mtime_ns = Some(served_time);
+    let run = agent.run_role(&other_plan, &BTreeMap::from([(42, other.clone())]));
+    assert_eq!(
+        run.events[0].status,
+        ResourceStatus::Changed,
+        "{:?}",
+        run.events[0]
+    );
+    assert_eq!(std::fs::read(&dest).expect("read"), other);
+
+    // A file mop did not write has no stamp; check mode reads it and leaves it so, apply
+    // stamps it once its time is settled.
+    std::fs::remove_file(&dest).expect("remove");
+    std::fs::write(&dest, &content).expect("write");
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    set_mtime_ns(&dest, served_time - 1);
+    let mut check = apply.clone();
+    check.mode = mop_protocol::Mode::Check;
+    let run = agent.run_role(&check, &served);
+    assert_eq!(
+        run.events[0].status,
+        ResourceStatus::Ok,
+        "{:?}",
+        run.events[0]
+    );
+    assert_eq!(stamp_of(&dest), None, "check mode wrote a stamp");
+    let run = agent.run_role(&apply, &served);
+    assert_eq!(
+        run.events[0].status,
+        ResourceStatus::Ok,
+        "{:?}",
+        run.events[0]
+    );
+    assert!(
+        stamp_of(&dest).is_some(),
+        "apply did not stamp a verified file"
+    );
+    assert_eq!(
+        mtime_ns(&dest),
+        served_time - 1,
+        "a verified file keeps its time"
+    );
+    assert_eq!(agent.shutdown(), exit_code::OK);
 }
 
 #[test]

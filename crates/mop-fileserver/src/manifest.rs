@@ -38,6 +38,9 @@ pub struct Entry {
     /// A vault file (`*.age`): `size` is its plaintext's, the content is decrypted into the
     /// controller's memory and nowhere else, and hosts must not show how it changed.
     pub secret: bool,
+    /// Modification time in nanoseconds since the epoch (`None` where the platform has none):
+    /// hosts give the files they write this time, as `scp -p` would.
+    pub mtime_ns: Option<i64>,
 }
 
 /// Figures for the executor to print once the manifest is hashed ([`Manifest::wait_all`]).
@@ -153,7 +156,7 @@ impl ManifestBuilder {
         let mut paths = Vec::with_capacity(self.files.len());
         let mut plaintexts = Vec::with_capacity(self.files.len());
         for (index, file) in self.files.iter().enumerate() {
-            let (mut size, mode) = stat_regular(file.absolute(), file.relative())?;
+            let (mut size, mode, mtime_ns) = stat_regular(file.absolute(), file.relative())?;
             // A vault file is decrypted here, once, before any host is contacted: a missing
             // key stops the run up front, and the plaintext stays in this process's memory.
             let plaintext = if mop_vault::is_vault_path(Path::new(file.relative())) {
@@ -174,6 +177,7 @@ impl ManifestBuilder {
                 size,
                 mode,
                 secret: plaintext.is_some(),
+                mtime_ns,
             });
             paths.push(file.absolute().to_path_buf());
             plaintexts.push(plaintext);
@@ -270,9 +274,9 @@ impl Shared {
     }
 }
 
-/// Opens `path` and returns the size and permission bits of what it opened, which must be a
-/// regular file.
-fn stat_regular(path: &Path, relative: &str) -> Result<(u64, u32), ManifestError> {
+/// Opens `path` and returns the size, permission bits and modification time of what it opened,
+/// which must be a regular file.
+fn stat_regular(path: &Path, relative: &str) -> Result<(u64, u32, Option<i64>), ManifestError> {
     let read_error = |error| ManifestError::Read {
         relative: relative.to_owned(),
         path: path.to_path_buf(),
@@ -287,7 +291,22 @@ fn stat_regular(path: &Path, relative: &str) -> Result<(u64, u32), ManifestError
             path: path.to_path_buf(),
         });
     }
-    Ok((metadata.len(), permission_bits(&metadata)))
+    Ok((
+        metadata.len(),
+        permission_bits(&metadata),
+        modified_ns(&metadata),
+    ))
+}
+
+/// The modification time in nanoseconds since the epoch, when it fits.
+fn modified_ns(metadata: &std::fs::Metadata) -> Option<i64> {
+    let modified = metadata.modified().ok()?;
+    match modified.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_nanos()).ok(),
+        Err(before) => i64::try_from(before.duration().as_nanos())
+            .ok()
+            .map(|ns| -ns),
+    }
 }
 
 fn hash_one(

@@ -36,6 +36,10 @@ pub struct FileEntry {
     /// Decrypted from a vault file on the controller: a diff says only that it changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secret: bool,
+    /// Modification time of the file on the controller, in nanoseconds since the epoch: the
+    /// agent gives the files it writes this time (see `mop_agent::stamp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<i64>,
 }
 
 /// A served directory tree (a `tree` resource's `source`) as the controller listed it: what

@@ -258,6 +258,7 @@ pub fn prepare_partially(
                     size: entry.size,
                     mode: entry.mode,
                     secret: entry.secret,
+                    mtime_ns: entry.mtime_ns,
                 },
             );
         }

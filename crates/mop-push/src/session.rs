@@ -480,6 +480,7 @@ mod tests {
                     sha256: None,
                     size,
                     mode: 0o644,
+                    mtime_ns: None,
                 },
             )]),
             trees: BTreeMap::new(),

@@ -32,9 +32,10 @@ pub fn converge(
         WantedAttributes::resolve(spec.owner.as_deref(), spec.group.as_deref(), spec.mode)?;
     let existing = fsutil::symlink_metadata(dest)?;
     let old_hash = match &existing {
-        Some(meta) if meta.is_file() => {
-            Some(fsutil::file_sha256(dest).map_err(|err| io_error("cannot read", dest, &err))?)
-        }
+        Some(meta) if meta.is_file() => Some(
+            fsutil::content_sha256(dest, meta, ctx.check)
+                .map_err(|err| io_error("cannot read", dest, &err))?,
+        ),
         Some(_) => {
             return Err(ResourceError::new(format!(
                 "`{}` exists and is not a regular file",

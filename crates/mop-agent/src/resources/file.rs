@@ -11,6 +11,7 @@ use super::{FetchError, ResourceContext};
 use crate::diff::{self, content_diff, hash_diff};
 use crate::fsutil::{self, io_error, FinalAttributes, TempFile, WantedAttributes};
 use crate::outcome::{Outcome, ResourceError};
+use crate::stamp;
 
 /// Served files up to this size get a unified diff in apply mode (they are on disk by then).
 const MAX_SOURCE_DIFF: u64 = 1024 * 1024;
@@ -167,8 +168,8 @@ fn present(
             // A different size needs no hash on either side; an equal one compares sha256s,
             // the controller's from the plan or, when it had not finished hashing, asked for.
             let differs = meta.len() != entry.size || {
-                let local =
-                    fsutil::file_sha256(path).map_err(|err| io_error("cannot read", path, &err))?;
+                let local = fsutil::content_sha256(path, meta, ctx.check)
+                    .map_err(|err| io_error("cannot read", path, &err))?;
                 local != served_sha256(source, entry, ctx)?
             };
             (differs, None)
@@ -211,6 +212,7 @@ fn present(
                 }
             } else {
                 let (temp, sha256) = receive(path, source, entry, ctx)?;
+                stamp::record_written(temp.file_ref(), entry.mtime_ns, &sha256);
                 if ctx.diff {
                     outcome.diff = Some(served_diff(
                         &spec.path,
@@ -268,6 +270,7 @@ fn create(
         }
         Desired::Served { source, entry } => {
             let (temp, sha256) = receive(path, source, entry, ctx)?;
+            stamp::record_written(temp.file_ref(), entry.mtime_ns, &sha256);
             if ctx.diff {
                 let label = path.display().to_string();
                 outcome.diff = Some(served_diff(&label, None, &temp, entry.size, &sha256));
@@ -449,6 +452,7 @@ mod tests {
                     sha256: None,
                     size: content.len() as u64,
                     mode: 0o644,
+                    mtime_ns: None,
                 },
             );
             self.fetcher.files.insert(id, content.to_vec());

@@ -19,6 +19,7 @@ use super::file::{absolute_path, receive, served_sha256};
 use super::ResourceContext;
 use crate::fsutil::{self, io_error, FinalAttributes, Staged, WantedAttributes};
 use crate::outcome::{Outcome, ResourceError};
+use crate::stamp;
 
 /// Up to this many path changes are listed one by one in the outcome; more are counted.
 const LISTED_CHANGES: usize = 10;
@@ -317,7 +318,7 @@ fn converge_file(
         Some(meta) if meta.is_file() => {
             // A different size needs no hash; an equal one compares sha256s.
             let differs = meta.len() != entry.size || {
-                let local = fsutil::file_sha256(&path)
+                let local = fsutil::content_sha256(&path, meta, ctx.check)
                     .map_err(|err| io_error("cannot read", &path, &err))?;
                 local != served_sha256(&label, entry, ctx)?
             };
@@ -348,7 +349,8 @@ fn converge_file(
         Some(meta) => (Change::Replaced(kind_of(meta)), None),
     };
     if !ctx.check {
-        let (temp, _sha256) = receive(&path, &label, entry, ctx)?;
+        let (temp, sha256) = receive(&path, &label, entry, ctx)?;
+        stamp::record_written(temp.file_ref(), entry.mtime_ns, &sha256);
         let mut attributes = FinalAttributes::for_replacement(wanted, replace_meta)?;
         if wanted.mode.is_none() && replace_meta.is_none() {
             // A new file takes the source's permission bits, less set-id and sticky bits.
@@ -501,6 +503,7 @@ mod tests {
                     size: content.len() as u64,
                     mode,
                     secret: false,
+                    mtime_ns: None,
                 },
             );
             self.fetcher.files.insert(id, content.to_vec());
