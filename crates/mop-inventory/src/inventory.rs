@@ -405,7 +405,7 @@ fn source_files(
                 "`{}` is executable and is not run: mop runs a dynamic inventory script only \
                  when `-i` names it\n  hint: `-i {}`",
                 entry_path.display(),
-                entry_path.display()
+                crate::grammar::shell_quote(&entry_path.to_string_lossy())
             )),
             None => {}
         }

@@ -496,3 +496,27 @@ fn broken_ansible_vars_files_are_every_one_reported_with_their_place() {
         );
     }
 }
+
+/// The hint for an executable that is not run names it as one shell word, whatever its name.
+#[test]
+fn the_hint_for_an_unrun_script_is_shell_quoted() {
+    let dir = TempDir::new("hint");
+    dir.write("inventory/hosts.toml", "[groups.web.hosts]\nweb1 = \"\"\n");
+    let script = dir.script("inventory/it's $(x).sh", "exit 1");
+    let inventory = Inventory::load(&dir.0.join("inventory")).unwrap_or_else(|e| panic!("{e}"));
+    let warning = &inventory.warnings()[0];
+    let quoted = warning
+        .split_once("hint: `-i ")
+        .and_then(|(_, rest)| rest.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("{warning}"));
+    let said = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s {quoted}"))
+        .output()
+        .expect("sh runs");
+    assert_eq!(
+        String::from_utf8_lossy(&said.stdout),
+        script.to_string_lossy(),
+        "{warning}"
+    );
+}

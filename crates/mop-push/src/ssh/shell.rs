@@ -4,14 +4,9 @@
 //! anything that is not a fixed word is single-quoted here. The single-quote form with `'\''`
 //! for embedded quotes is understood by sh, bash, zsh, fish and csh alike.
 
-/// Quotes `word` as one shell word.
+/// Quotes `word` as one shell word ([`mop_inventory::grammar::shell_quote`]).
 pub(crate) fn quote(word: &str) -> String {
-    let plain =
-        |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | ':' | '=' | ',');
-    if !word.is_empty() && word.chars().all(plain) {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
+    mop_inventory::grammar::shell_quote(word)
 }
 
 /// Quotes a controller path for a command printed in a hint, keeping a leading `~/` outside
