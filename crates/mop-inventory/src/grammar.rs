@@ -205,6 +205,19 @@ fn first_bad_char(text: &str, allowed: impl Fn(char) -> bool) -> Option<char> {
     text.chars().find(|&c| !allowed(c))
 }
 
+/// Quotes `word` as one POSIX shell word, for commands mop prints in hints and runs through a
+/// login shell: unchanged when it holds only characters no shell treats specially, otherwise
+/// single-quoted with `'\''` for an embedded quote (understood by sh, bash, zsh, fish and csh).
+/// The one implementation; `mop-push` quotes remote commands with it too.
+pub fn shell_quote(word: &str) -> String {
+    let plain =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | ':' | '=' | ',');
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,17 +321,4 @@ mod tests {
         assert!(check_password_line("a\rb").is_err());
         assert!(check_password_line("a\0b").is_err());
     }
-}
-
-/// Quotes `word` as one POSIX shell word, for commands mop prints in hints and runs through a
-/// login shell: unchanged when it holds only characters no shell treats specially, otherwise
-/// single-quoted with `'\''` for an embedded quote (understood by sh, bash, zsh, fish and csh).
-/// The one implementation; `mop-push` quotes remote commands with it too.
-pub fn shell_quote(word: &str) -> String {
-    let plain =
-        |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | ':' | '=' | ',');
-    if !word.is_empty() && word.chars().all(plain) {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
 }
