@@ -62,23 +62,17 @@ pub fn recorded(path: &Path, meta: &Metadata) -> Option<String> {
 /// found the content equal). Best effort: a file system without user attributes, or a file
 /// changed meanwhile, only costs the next run a hash.
 pub fn record(path: &Path, meta: &Metadata, sha256: &str) {
-    let Some(value) = value_for(meta, sha256) else {
-        return;
-    };
-    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
+    let (Some(value), Ok(path)) = (
+        value_for(meta, sha256),
+        CString::new(path.as_os_str().as_bytes()),
+    ) else {
         return;
     };
     // SAFETY: NUL-terminated name and path, `value` outlives the call. `l`: never through a
     // symbolic link (user attributes cannot be set on one, so a swapped-in link just fails).
-    unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            NAME.as_ptr().cast(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        );
-    }
+    set(&value, |name, value, size| unsafe {
+        libc::lsetxattr(path.as_ptr(), name, value, size, 0)
+    });
 }
 
 /// Gives a freshly written file the served file's modification time (as `scp -p` would), then
@@ -89,22 +83,26 @@ pub fn record_written(file: &File, mtime: Option<i64>, sha256: &str) {
             return;
         }
     }
-    let Ok(meta) = file.metadata() else {
-        return;
-    };
-    let Some(value) = value_for(&meta, sha256) else {
+    let Some(value) = file
+        .metadata()
+        .ok()
+        .and_then(|meta| value_for(&meta, sha256))
+    else {
         return;
     };
     // SAFETY: NUL-terminated name, `value` outlives the call, the descriptor is open.
-    unsafe {
-        libc::fsetxattr(
-            file.as_raw_fd(),
-            NAME.as_ptr().cast(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        );
-    }
+    set(&value, |name, value, size| unsafe {
+        libc::fsetxattr(file.as_raw_fd(), name, value, size, 0)
+    });
+}
+
+/// Calls one of the `setxattr` family with the attribute's name and `value`; the result is not
+/// needed (best effort).
+fn set(
+    value: &str,
+    call: impl FnOnce(*const libc::c_char, *const libc::c_void, usize) -> libc::c_int,
+) {
+    call(NAME.as_ptr().cast(), value.as_ptr().cast(), value.len());
 }
 
 /// The stamp for a file as `meta` describes it, or `None` while its time is not settled.

@@ -451,6 +451,11 @@ fn set_mtime_ns(path: &Path, ns: i64) {
         .expect("set mtime");
 }
 
+/// The first event's status, with the event shown when it is another.
+fn assert_status(run: &RoleRun, status: ResourceStatus) {
+    assert_eq!(run.events[0].status, status, "{:?}", run.events[0]);
+}
+
 /// A file written from the file server takes the served file's modification time and a stamp
 /// of its sha256. A later run reads the stamp instead of the file while size and time hold,
 /// and compares the recorded sha256 with the served one; check mode never writes a stamp.
@@ -482,23 +487,13 @@ fn written_files_keep_the_served_time_and_a_stamp_of_their_content() {
     std::fs::write(&dest, &swapped).expect("write");
     set_mtime_ns(&dest, served_time);
     let run = agent.run_role(&apply, &served);
-    assert_eq!(
-        run.events[0].status,
-        ResourceStatus::Ok,
-        "{:?}",
-        run.events[0]
-    );
+    assert_status(&run, ResourceStatus::Ok);
     assert!(run.requested.is_empty());
 
     // An edit moves the time: the file is read again and put right.
     std::fs::write(&dest, &swapped).expect("write");
     let run = agent.run_role(&apply, &served);
-    assert_eq!(
-        run.events[0].status,
-        ResourceStatus::Changed,
-        "{:?}",
-        run.events[0]
-    );
+    assert_status(&run, ResourceStatus::Changed);
     assert_eq!(std::fs::read(&dest).expect("read"), content);
     assert_eq!(mtime_ns(&dest), served_time);
 
@@ -512,12 +507,7 @@ fn written_files_keep_the_served_time_and_a_stamp_of_their_content() {
         .expect("entry")
         .mtime_ns = Some(served_time);
     let run = agent.run_role(&other_plan, &BTreeMap::from([(42, other.clone())]));
-    assert_eq!(
-        run.events[0].status,
-        ResourceStatus::Changed,
-        "{:?}",
-        run.events[0]
-    );
+    assert_status(&run, ResourceStatus::Changed);
     assert_eq!(std::fs::read(&dest).expect("read"), other);
 
     // A file mop did not write has no stamp; check mode reads it and leaves it so, apply
@@ -529,20 +519,10 @@ fn written_files_keep_the_served_time_and_a_stamp_of_their_content() {
     let mut check = apply.clone();
     check.mode = mop_protocol::Mode::Check;
     let run = agent.run_role(&check, &served);
-    assert_eq!(
-        run.events[0].status,
-        ResourceStatus::Ok,
-        "{:?}",
-        run.events[0]
-    );
+    assert_status(&run, ResourceStatus::Ok);
     assert_eq!(stamp_of(&dest), None, "check mode wrote a stamp");
     let run = agent.run_role(&apply, &served);
-    assert_eq!(
-        run.events[0].status,
-        ResourceStatus::Ok,
-        "{:?}",
-        run.events[0]
-    );
+    assert_status(&run, ResourceStatus::Ok);
     assert!(
         stamp_of(&dest).is_some(),
         "apply did not stamp a verified file"
