@@ -8,12 +8,14 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use mop_testhosts::{TestHostsBuilder, TEST_SUDO_PASSWORD, TEST_SUDO_PASSWORD_USER};
 
 use crate::security_secrets::{assert_watch_clean, ProcessWatch};
 use crate::support::{
-    assert_not_leaked, mop, parse_json_run, run, unique_name, JsonRun, Output, Sandbox,
+    assert_not_leaked, mop, parse_json_run, run, send_signal, unique_name, wait_until, JsonRun,
+    Output, Running, Sandbox,
 };
 
 const VAULT_POLICY: &str = r#"
@@ -446,4 +448,143 @@ fn templates_that_read_a_vault_variable_are_refused_before_any_host_is_contacted
         assert_not_leaked(&canary, &format!("{what} stderr"), &output.stderr);
     }
     assert_eq!(sandbox.logins("host1"), logins, "a host was contacted");
+}
+
+/// An editor for `mop vault edit`: records the path it was given (and its pid) in `marker`,
+/// then runs `then` (shell). Written through a child process (see `write_executable`).
+fn editor_script(dir: &Path, marker: &Path, then: &str) -> PathBuf {
+    let path = dir.join("editor");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n%s\\n' \"$1\" \"$$\" > '{}'\n{then}\n",
+        marker.display()
+    );
+    mop_testhosts::write_executable(&path, script.as_bytes(), 0o755).expect("write the editor");
+    path
+}
+
+/// The path and pid an editor script recorded, once it has.
+fn edited(marker: &Path) -> Option<(PathBuf, u32)> {
+    let text = std::fs::read_to_string(marker).ok()?;
+    let mut lines = text.lines();
+    let path = PathBuf::from(lines.next()?);
+    let pid = lines.next()?.parse().ok()?;
+    Some((path, pid))
+}
+
+fn vault_edit(keys: &Keys, vault: &Path, editor: &Path) -> Command {
+    let mut command = mop();
+    command
+        .arg("vault")
+        .arg("edit")
+        .arg(vault)
+        .env("MOP_VAULT_IDENTITY", &keys.identity)
+        .env("MOP_VAULT_PASSWORD_FILE", &keys.password_file)
+        .env_remove("VISUAL")
+        .env("EDITOR", editor);
+    command
+}
+
+/// `mop vault edit` decrypts into a private directory, runs the editor, encrypts the result
+/// for the same recipients, and leaves no plaintext behind.
+#[test]
+fn vault_edit_reencrypts_the_edit_and_leaves_no_plaintext() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = make_keys(dir.path());
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, "token = \"edit-canary\"\n").expect("write");
+    let vault = dir.path().join("secrets.age.toml");
+    let encrypted = mop_with_keys(
+        &keys,
+        &[
+            "vault".into(),
+            "encrypt".into(),
+            plain.clone().into(),
+            "-o".into(),
+            vault.clone().into(),
+            "--recipient".into(),
+            keys.public_key.clone().into(),
+        ],
+    );
+    assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
+    std::fs::remove_file(&plain).expect("remove the plaintext");
+    // A file encrypted to keys is encrypted again to the team's list.
+    std::fs::write(
+        dir.path().join(".mop-vault-recipients"),
+        format!("{}\n", keys.public_key),
+    )
+    .expect("write the recipients");
+    let marker = dir.path().join("edited");
+    let editor = editor_script(
+        dir.path(),
+        &marker,
+        "printf 'added = \"line\"\\n' >> \"$1\"",
+    );
+
+    let edit = run(&mut vault_edit(&keys, &vault, &editor));
+    assert_eq!(edit.exit, 0, "{}", edit.describe());
+    let (scratch, _) = edited(&marker).expect("the editor ran");
+    assert!(
+        !scratch.parent().expect("a directory").exists(),
+        "the temporary directory is left: {}",
+        scratch.display()
+    );
+    let sealed = std::fs::read_to_string(&vault).expect("read the vault");
+    assert!(
+        sealed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "{sealed}"
+    );
+    assert_not_leaked("edit-canary", "the vault file", &sealed);
+    let view = mop_with_keys(
+        &keys,
+        &["vault".into(), "view".into(), vault.clone().into()],
+    );
+    assert_eq!(view.exit, 0, "{}", view.describe());
+    assert_eq!(view.stdout, "token = \"edit-canary\"\nadded = \"line\"\n");
+}
+
+/// Killed while the editor runs, `mop vault edit` still leaves no plaintext: its temporary
+/// directory is removed within moments of mop's death.
+#[test]
+fn vault_edit_killed_mid_edit_leaves_no_plaintext() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = make_keys(dir.path());
+    let vault = dir.path().join("secrets.age");
+    let marker = dir.path().join("edited");
+    // A new file (nothing to decrypt) needs only the recipients.
+    std::fs::write(
+        dir.path().join(".mop-vault-recipients"),
+        format!("{}\n", keys.public_key),
+    )
+    .expect("write the recipients");
+    let editor = editor_script(
+        dir.path(),
+        &marker,
+        "printf 'kill-canary\\n' > \"$1\"\nexec sleep 60",
+    );
+    let mut running = Running::spawn(&mut vault_edit(&keys, &vault, &editor));
+    let mut found = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            found = edited(&marker);
+            found.is_some()
+        }),
+        "the editor did not start"
+    );
+    let (scratch, editor_pid) = found.expect("recorded");
+    let workspace = scratch.parent().expect("a directory").to_path_buf();
+    assert!(
+        workspace.exists(),
+        "the temporary directory exists while editing"
+    );
+
+    send_signal(running.child.id(), "-KILL");
+    let gone = wait_until(Duration::from_secs(10), || !workspace.exists());
+    send_signal(editor_pid, "-KILL");
+    let _ = running.wait_for(Duration::from_secs(10));
+    assert!(
+        gone,
+        "the plaintext outlived a killed mop: {}",
+        workspace.display()
+    );
+    assert!(!vault.exists(), "a killed edit wrote the vault file");
 }

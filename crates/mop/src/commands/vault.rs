@@ -122,11 +122,12 @@ fn edit(args: VaultEditArgs) -> Result<u8> {
     };
 
     // The directory is created 0700 and removed when `workspace` drops: after the editor
-    // exits, on every error path below, and on a panic.
+    // exits, on every error path below, and on a panic; and by `_remover` if mop is killed.
     let workspace = tempfile::Builder::new()
         .prefix("mop-vault-")
         .tempdir()
         .context("cannot create a private temporary directory")?;
+    let _remover = RemovedWhenMopEnds::start(workspace.path())?;
     let file_name = args
         .file
         .file_name()
@@ -152,6 +153,45 @@ fn edit(args: VaultEditArgs) -> Result<u8> {
         describe(&recipients)
     );
     Ok(exit::SUCCESS)
+}
+
+/// What removes `edit`'s temporary directory when mop ends however it ends (SIGKILL, SIGTERM,
+/// Ctrl-C on the terminal, a crash): a `sh` in its own process group, deaf to terminal signals,
+/// reads a pipe whose only writer is mop (close-on-exec, so the editor does not hold it) and
+/// removes the directory at end of file. Dropped, it closes the pipe and waits for the `sh`,
+/// so nothing outlives a normal exit.
+struct RemovedWhenMopEnds {
+    child: Option<std::process::Child>,
+}
+
+/// The remover's script; `$1` is the directory.
+const REMOVER_SCRIPT: &str = r#"trap '' HUP INT QUIT TERM PIPE; IFS= read -r line; rm -rf -- "$1""#;
+
+impl RemovedWhenMopEnds {
+    fn start(dir: &Path) -> Result<RemovedWhenMopEnds> {
+        use std::os::unix::process::CommandExt as _;
+        let child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(REMOVER_SCRIPT)
+            .arg("sh")
+            .arg(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("cannot start the process that removes the plaintext if mop is killed")?;
+        Ok(RemovedWhenMopEnds { child: Some(child) })
+    }
+}
+
+impl Drop for RemovedWhenMopEnds {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Runs `$VISUAL`/`$EDITOR` (else `vi`) on `path`. The editor value may carry arguments
