@@ -80,9 +80,16 @@ pub(crate) fn make_keys(dir: &Path) -> Keys {
 pub(crate) fn encrypt_group_vars_to_key(sandbox: &Sandbox, keys: &Keys, vars: &str) -> PathBuf {
     let group_vars = sandbox.inventory.join("group_vars");
     std::fs::create_dir_all(&group_vars).expect("create group_vars/");
-    let plain = sandbox.dir().join("web.plain.toml");
-    std::fs::write(&plain, vars).expect("write the plaintext vars");
     let vault = group_vars.join("web.age.toml");
+    encrypt_to_key(keys, sandbox.dir(), vars, &vault);
+    vault
+}
+
+/// Writes `text` as `vault`, encrypted with `mop vault encrypt` to the operator's ssh key,
+/// through a plaintext file in `scratch` that is removed afterwards.
+fn encrypt_to_key(keys: &Keys, scratch: &Path, text: &str, vault: &Path) {
+    let plain = scratch.join("vault.plain");
+    std::fs::write(&plain, text).expect("write the plaintext");
     let encrypted = mop_with_keys(
         keys,
         &[
@@ -90,14 +97,13 @@ pub(crate) fn encrypt_group_vars_to_key(sandbox: &Sandbox, keys: &Keys, vars: &s
             "encrypt".into(),
             plain.clone().into(),
             "-o".into(),
-            vault.clone().into(),
+            vault.into(),
             "--recipient".into(),
             keys.public_key.clone().into(),
         ],
     );
     assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
-    std::fs::remove_file(&plain).expect("remove the plaintext vars");
-    vault
+    std::fs::remove_file(&plain).expect("remove the plaintext");
 }
 
 /// `mop ARGS` with the vault's keys in the environment (paths only: never key material).
@@ -490,23 +496,8 @@ fn vault_edit(keys: &Keys, vault: &Path, editor: &Path) -> Command {
 fn vault_edit_reencrypts_the_edit_and_leaves_no_plaintext() {
     let dir = tempfile::tempdir().expect("temp dir");
     let keys = make_keys(dir.path());
-    let plain = dir.path().join("plain.toml");
-    std::fs::write(&plain, "token = \"edit-canary\"\n").expect("write");
     let vault = dir.path().join("secrets.age.toml");
-    let encrypted = mop_with_keys(
-        &keys,
-        &[
-            "vault".into(),
-            "encrypt".into(),
-            plain.clone().into(),
-            "-o".into(),
-            vault.clone().into(),
-            "--recipient".into(),
-            keys.public_key.clone().into(),
-        ],
-    );
-    assert_eq!(encrypted.exit, 0, "{}", encrypted.describe());
-    std::fs::remove_file(&plain).expect("remove the plaintext");
+    encrypt_to_key(&keys, dir.path(), "token = \"edit-canary\"\n", &vault);
     // A file encrypted to keys is encrypted again to the team's list.
     std::fs::write(
         dir.path().join(".mop-vault-recipients"),
