@@ -108,6 +108,33 @@ fn sudo_without_a_password_writes_as_root() {
     assert_root_files(&sandbox, &["host1", "host2"]);
     sandbox.assert_hosts_clean();
 
+    // The agent is cached now: the probe's exec checks the copy and starts it under `sudo -n`
+    // itself, with no second exec, and it still writes as root.
+    for host in ["host1", "host2"] {
+        std::fs::remove_file(sandbox.out.join(format!("{host}.txt"))).expect("remove");
+    }
+    let steps = sandbox.push_text(&policy, &["--apply", "-vv"]);
+    assert_eq!(steps.exit, 0, "{}", steps.describe());
+    for host in ["host1", "host2"] {
+        assert!(
+            steps
+                .stderr
+                .contains(&format!("[{host}] agent: upload skipped: agent "))
+                && steps.stderr.contains("; the probe's exec started it"),
+            "{}",
+            steps.describe()
+        );
+    }
+    assert!(
+        steps
+            .stderr
+            .contains("sudo: agent started with `sudo -n --`"),
+        "{}",
+        steps.describe()
+    );
+    assert_root_files(&sandbox, &["host1", "host2"]);
+    sandbox.assert_hosts_clean();
+
     // Without sudo the same role runs as the login user, and cannot take over root's file.
     let plain = sandbox.policy("plain", ROOT_FILE_POLICY);
     let run = sandbox.push(&plain, &["--apply"]);
@@ -148,6 +175,26 @@ fn sudo_that_needs_a_password_nobody_gave_is_explained() {
             run.describe()
         );
         assert!(!sandbox.out.join(format!("{host}.txt")).exists());
+    }
+    sandbox.assert_hosts_clean();
+
+    // The first run cached the agent, so this one starts it from the probe's own exec: the
+    // refusal is explained the same way.
+    let again = sandbox.push(&policy, &["--apply"]);
+    again.assert_exit(1);
+    for host in ["host1", "host2"] {
+        assert_eq!(again.total(host, "agent_bytes"), 0, "{}", again.describe());
+        let error = again.host_summary(host)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains(&format!(
+                "sudo on {host} needs a password for user {TEST_SUDO_PASSWORD_USER}"
+            )),
+            "{error}\n{}",
+            again.describe()
+        );
     }
     sandbox.assert_hosts_clean();
 }

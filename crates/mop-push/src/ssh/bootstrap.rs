@@ -202,6 +202,10 @@ pub(crate) struct ProbeRequest<'a> {
     pub(crate) sudo_nopasswd_prefix: Option<String>,
     /// Which program the prefixes run, for the rights probe after a failure.
     pub(crate) become_method: BecomeMethod,
+    /// Start the agent in the same exec when the cached copy checks out: the become prefix
+    /// to start it with (empty for the login user), never one that needs a password or a
+    /// check first. See [`fused_start_line`].
+    pub(crate) start_prefix: Option<String>,
 }
 
 /// The probe as one line of POSIX sh, to be run with `sh -c`.
@@ -229,31 +233,38 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
         .collect();
     let dir_mode = if request.shared { "711" } else { "700" };
     // Every process the probe starts costs a fork and exec on the host before the agent can
-    // start (about 1-10 ms each, more on a loaded host), so the probe asks `uname` and `id`
-    // once each and does the rest with shell builtins where it can.
+    // start (about 1-10 ms each, more on a loaded host), so the probe asks `uname` once and
+    // does the rest with shell builtins where it can.
     let mut script = vec![
+        // The agent started by this same exec (see `fused_start_line`) gets the login
+        // session's locale back: the shell saves it with builtins before setting its own.
+        r#"lc_was=; if [ "${LC_ALL+set}" = set ]; then lc_was=set; lc_old=$LC_ALL; fi"#.to_string(),
         "LC_ALL=C; export LC_ALL".to_string(),
-        // `uname -s -m` prints `Linux x86_64`; `id` prints `uid=1000(name) gid=...`.
+        // `uname -s -m` prints `Linux x86_64`.
         r#"u=$(uname -s -m); os=${u%% *}; arch=${u##* }"#.to_string(),
-        r#"ids=$(id); uid=${ids#uid=}; uid=${uid%%[!0-9]*}; user=; case "$ids" in "uid=$uid("*) user=${ids#*\(}; user=${user%%\)*};; esac"#.to_string(),
+        // sshd sets `USER` (and `LOGNAME`) from the password database; `id -un` only when
+        // neither is a plain user name. The name is only shown in messages.
+        r#"user=${USER:-$LOGNAME}; case "$user" in ''|*[!A-Za-z0-9._@-]*) user=$(id -un 2>/dev/null);; esac"#.to_string(),
         r#"printf 'os=%s\narch=%s\nhome=%s\nuser=%s\n' "$os" "$arch" "$HOME" "$user""#.to_string(),
         format!(r#"case "$os/$arch" in {} *) exit 0;; esac"#, arms.join(" ")),
         r#"echo agent=$agent"#.to_string(),
-        "umask 077".to_string(),
+        // The shell keeps the session's umask (an agent started by this exec inherits it, as
+        // it does from the login shell); what is created here gets its mode explicitly.
         format!("dir={}", request.agent_dir),
-        r#"if [ ! -d "$dir" ]; then mkdir -p "$dir" || exit 1; fi"#.to_string(),
+        r#"if [ ! -d "$dir" ]; then (umask 077 && mkdir -p "$dir") || exit 1; fi"#.to_string(),
         r#"set -- $(ls -ldn "$dir")"#.to_string(),
         r#"case "$1" in d????-??-*) ;; *) echo "error=the agent directory $dir is writable by other users (mode $1)"; exit 0;; esac"#.to_string(),
-        r#"if [ "$3" != "$uid" ]; then echo "error=the agent directory $dir belongs to uid $3, not to $user"; exit 0; fi"#.to_string(),
+        // `-O`: owned by the effective uid, a shell builtin (dash, bash, busybox).
+        r#"if [ ! -O "$dir" ]; then echo "error=the agent directory $dir belongs to uid $3, not to $user"; exit 0; fi"#.to_string(),
     ];
     script.push(format!(r#"work="$dir"/w-{}"#, request.token));
     script.push(format!(r#"mkdir -m {dir_mode} "$work" || exit 1"#));
-    // The agent holds this lock while it runs (see [`stale_work_dir_reaper`]). `umask 077`
-    // already makes it 0600; a third user's agent needs to read it.
+    // The agent holds this lock while it runs (see [`stale_work_dir_reaper`]): 0600, and
+    // readable by a third user's agent.
     if request.shared {
         script.push(r#"(: > "$work"/lock && chmod 644 "$work"/lock) || exit 1"#.to_string());
     } else {
-        script.push(r#": > "$work"/lock || exit 1"#.to_string());
+        script.push(r#"(umask 077 && : > "$work"/lock) || exit 1"#.to_string());
     }
     // A third user must traverse the agent directory; made so only once a shared work
     // directory exists in it, so a concurrent cleanup that restores 0700 when no shared work
@@ -276,7 +287,33 @@ pub(crate) fn probe_script(request: &ProbeRequest<'_>) -> String {
         ));
     }
     script.push("echo done=yes".to_string());
+    if let (true, Some(prefix)) = (request.cache, &request.start_prefix) {
+        script.push(fused_start_line(request.token, prefix));
+    }
     script.join("; ")
+}
+
+/// The end of a probe that starts the agent itself when the cached copy checked out, saving
+/// the second exec (a session, a login shell and 3-4 round trips per host). It prints
+/// `start=<token>` and becomes the agent: what follows on stdout is the agent's. Only for a
+/// start that needs no check first and reads no password (`run_as::checks_first`), so
+/// nothing is written to stdin before the agent runs. A probe that did not take the cache ends
+/// as before, and the agent is uploaded and started by its own exec.
+fn fused_start_line(token: &str, prefix: &str) -> String {
+    format!(
+        concat!(
+            r#"if [ "$ok" = yes ]; then printf 'start=%s\n' {token}; "#,
+            r#"if [ "$lc_was" = set ]; then LC_ALL=$lc_old; else unset LC_ALL; fi; "#,
+            r#"exec {prefix}"$work"/mop-agent; fi"#
+        ),
+        token = token,
+        prefix = prefix
+    )
+}
+
+/// The line a fused probe prints just before it becomes the agent.
+pub(crate) fn fused_start_marker(token: &str) -> String {
+    format!("start={token}")
 }
 
 /// How many `agent-*` files the probe keeps in the agent directory (the most recently used).
@@ -298,8 +335,8 @@ pub(crate) const CACHED_AGENTS_KEPT: usize = 3;
 /// host on every run). An answer that does not match (another output format, or a real
 /// mismatch) falls back to `sha256sum`, so only a corrupted cache pays for both.
 ///
-/// `cp` gives the copy the cached file's mode less the umask (077): owner-only and executable,
-/// since the cached file must be executable to be taken. Pruning costs processes, so it runs
+/// `cp` gives the copy the cached file's mode (0700 as mop writes it, and it must be executable
+/// to be taken) less the session's umask, in a work directory only the login user can enter. Pruning costs processes, so it runs
 /// only when more than [`CACHED_AGENTS_KEPT`] `agent-*` files are present (counted with a
 /// glob): the one in use is touched first, then the most recently touched are kept.
 fn cached_agent_lines(shared: bool) -> String {
@@ -728,6 +765,7 @@ mod tests {
             sudo_prefix: None,
             sudo_nopasswd_prefix: None,
             become_method: BecomeMethod::Sudo,
+            start_prefix: None,
         }
     }
 
@@ -1073,6 +1111,67 @@ mod tests {
                 assert_eq!(std::fs::read(&cached).expect("read"), agent);
             }
         }
+    }
+
+    /// A probe asked to start the agent does so only from a cache that checks out, after its
+    /// own lines and a marker, and gives it the session's locale and umask (not the probe's
+    /// `LC_ALL=C`, nor the 077 it creates its files with).
+    #[test]
+    fn a_probe_that_takes_the_cache_becomes_the_agent_in_the_sessions_environment() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let platform = platform();
+        let agent =
+            b"#!/bin/sh\nprintf 'agent lc=%s umask=%s\\n' \"${LC_ALL-unset}\" \"$(umask)\"\n";
+        let digest = sha256_hex(agent);
+        let agents = [ProbeAgent {
+            platform: &platform,
+            sha256: &digest,
+        }];
+        let run = |token: &str, lc_all: Option<&str>| {
+            let request = ProbeRequest {
+                token,
+                cache: true,
+                start_prefix: Some(String::new()),
+                ..request(&agents)
+            };
+            let mut command = std::process::Command::new("/bin/sh");
+            command
+                .arg("-c")
+                .arg(r#"umask 027; exec /bin/sh -c "$1""#)
+                .arg("sh")
+                .arg(probe_script(&request))
+                .env("HOME", home.path())
+                .env_remove("LC_ALL");
+            if let Some(lc_all) = lc_all {
+                command.env("LC_ALL", lc_all);
+            }
+            let output = command.output().expect("sh runs");
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).expect("utf-8")
+        };
+        // Nothing cached yet: the probe ends as it always did, the agent is sent.
+        let first = run("0f0f01", None);
+        assert!(!first.contains("start="), "{first}");
+        assert_eq!(parse_probe(&first).cached, Some(false));
+        write_executable(&home.path().join(format!(".mop/agent-{digest}")), agent);
+        let started = run("0f0f02", None);
+        let (probe, rest) = started
+            .split_once(&format!("{}\n", fused_start_marker("0f0f02")))
+            .unwrap_or_else(|| panic!("no start marker: {started}"));
+        let report = parse_probe(probe);
+        assert_eq!(report.cached, Some(true), "{probe}");
+        assert!(report.done);
+        assert_eq!(rest, "agent lc=unset umask=0027\n");
+        let with_locale = run("0f0f03", Some("C.UTF-8"));
+        assert!(
+            with_locale.ends_with("start=0f0f03\nagent lc=C.UTF-8 umask=0027\n"),
+            "{with_locale}"
+        );
+        // A cache that does not check out is not started.
+        write_executable(&home.path().join(format!(".mop/agent-{digest}")), b"other");
+        let corrupted = run("0f0f04", None);
+        assert!(!corrupted.contains("start="), "{corrupted}");
+        assert_eq!(parse_probe(&corrupted).cached, Some(false));
     }
 
     /// A cached agent as mop writes it: owner-only and executable.

@@ -7,16 +7,21 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::pin::Pin;
+use std::sync::Arc;
+
 use openssh::Session;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::bootstrap::{
-    agent_command, agent_dir_expression, kill_command, parse_probe, place_upload_command,
-    probe_script, unsupported_platform, upload, upload_plan, ProbeAgent, ProbeRequest,
+    agent_command, agent_dir_expression, fused_start_marker, kill_command, parse_probe,
+    place_upload_command, probe_script, sh_command, unsupported_platform, upload, upload_plan,
+    ProbeAgent, ProbeRequest,
 };
 use super::child::{ClosingStdin, SshAgentChild};
-use super::exec::{exec, exec_failure};
+use super::error::ChannelError;
+use super::exec::{exec, exec_failure, ExecOutput};
 use super::pool::HostSlot;
 use super::run_as::{
     agent_stdin_line, check_become, check_outcome, check_password, check_prefixes, checks_first,
@@ -55,6 +60,76 @@ pub(super) struct Install {
     pub(super) unchecked: BTreeSet<RunAs>,
 }
 
+/// An agent the probe started (see [`SshPool::probe`]): its channel, and its stdout after the
+/// probe's own lines.
+pub(super) struct StartedByProbe {
+    child: openssh::Child<Arc<Session>>,
+    stdout: BufReader<openssh::ChildStdout>,
+}
+
+/// Runs a probe that may become the agent: reads its stdout up to `marker` (the agent started:
+/// the channel is handed back, positioned at the agent's first byte) or to its end (it did
+/// not: its output, as [`exec`] returns it). Nothing is written to stdin here: the agent's
+/// requests come later, from its caller.
+async fn probe_or_start(
+    session: &Arc<Session>,
+    script: &str,
+    marker: &str,
+) -> Result<(ExecOutput, Option<StartedByProbe>), ChannelError> {
+    let mut child = session
+        .clone()
+        .arc_raw_command(sh_command(script))
+        .stdin(openssh::Stdio::piped())
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::piped())
+        .spawn()
+        .await
+        .map_err(|error| ChannelError::ExecStart(error.to_string()))?;
+    let Some(stdout) = child.stdout().take() else {
+        unreachable!("stdout was requested as a pipe")
+    };
+    let mut stdout = BufReader::new(stdout);
+    let mut text = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = stdout
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|error| ChannelError::ExecWait(error.to_string()))?;
+        if read == 0 {
+            break;
+        }
+        if line.strip_suffix(b"\n") == Some(marker.as_bytes()) {
+            let output = ExecOutput {
+                code: None,
+                stdout: String::from_utf8_lossy(&text).into_owned(),
+                stderr: String::new(),
+            };
+            return Ok((output, Some(StartedByProbe { child, stdout })));
+        }
+        text.extend_from_slice(&line);
+    }
+    // The probe ended without starting the agent: the rest as `exec` collects it.
+    drop(child.stdin().take());
+    let mut stderr = Vec::new();
+    if let Some(mut pipe) = child.stderr().take() {
+        let _ = pipe.read_to_end(&mut stderr).await;
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|error| ChannelError::ExecWait(error.to_string()))?;
+    Ok((
+        ExecOutput {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&text).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        },
+        None,
+    ))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct InstallKey {
     pub(super) agent_dir: String,
@@ -90,12 +165,14 @@ impl SshPool {
         let requested = RunAs::from_spec(options.sudo.as_ref());
         let key = install_key(host, options, &requested)?;
         let mut installs = slot.remote.lock().await;
+        let mut started_by_probe = None;
         let index = match installs.iter().position(|install| install.key == key) {
             Some(index) => index,
             None => {
-                let install = self
+                let (install, started) = self
                     .probe(slot, &session, key, options.sudo.as_ref(), &requested)
                     .await?;
+                started_by_probe = started;
                 installs.push(install);
                 installs.len() - 1
             }
@@ -123,9 +200,14 @@ impl SshPool {
         if install.agent_ready {
             self.step(host, "agent", || {
                 format!(
-                    "upload skipped: agent {} already on the host (cached in `{}`)",
+                    "upload skipped: agent {} already on the host (cached in `{}`){}",
                     short_digest(&self.agents[install.agent].sha256),
-                    install.dir
+                    install.dir,
+                    if started_by_probe.is_some() {
+                        "; the probe's exec started it"
+                    } else {
+                        ""
+                    }
                 )
             });
         } else {
@@ -219,24 +301,35 @@ impl SshPool {
                 }
             ),
         });
-        let mut child = session
-            .clone()
-            .arc_raw_command(agent_command(&prefix, &install.work, fresh_upload.as_ref()))
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|error| SshError::Spawn {
-                host: host.to_string(),
-                detail: error.to_string(),
-            })?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) = (
-            child.stdin().take(),
-            child.stdout().take(),
-            child.stderr().take(),
-        ) else {
-            unreachable!("all three streams were requested as pipes")
+        let (mut child, stdout) = match started_by_probe {
+            // The probe became the agent (a cached agent, no password, no check first): the
+            // same start as below, without its exec.
+            Some(StartedByProbe { child, stdout }) if stdin_line.is_none() => {
+                let stdout: Pin<Box<dyn AsyncRead + Send>> = Box::pin(stdout);
+                (child, stdout)
+            }
+            _ => {
+                let mut child = session
+                    .clone()
+                    .arc_raw_command(agent_command(&prefix, &install.work, fresh_upload.as_ref()))
+                    .stdin(openssh::Stdio::piped())
+                    .stdout(openssh::Stdio::piped())
+                    .stderr(openssh::Stdio::piped())
+                    .spawn()
+                    .await
+                    .map_err(|error| SshError::Spawn {
+                        host: host.to_string(),
+                        detail: error.to_string(),
+                    })?;
+                let Some(stdout) = child.stdout().take() else {
+                    unreachable!("stdout was requested as a pipe")
+                };
+                let stdout: Pin<Box<dyn AsyncRead + Send>> = Box::pin(stdout);
+                (child, stdout)
+            }
+        };
+        let (Some(mut stdin), Some(stderr)) = (child.stdin().take(), child.stderr().take()) else {
+            unreachable!("stdin and stderr were requested as pipes")
         };
         if let Some(line) = &stdin_line {
             // sudo -S, su or the doas wrapper reads exactly this line; the rest is the agent's.
@@ -261,7 +354,7 @@ impl SshPool {
         );
         Ok(AgentProcess {
             stdin: Box::pin(ClosingStdin::new(stdin)),
-            stdout: Box::pin(stdout),
+            stdout,
             stderr: Box::pin(stderr),
             child: AgentChild::Ssh(killer),
         })
@@ -302,15 +395,17 @@ impl SshPool {
             .collect()
     }
 
-    /// The one probe exec: platform, home, work dir, cache, and the first sudo check.
+    /// The one probe exec: platform, home, work dir, cache, and the first sudo check. When the
+    /// cached agent checks out and the start needs no check or password first, the probe
+    /// starts the agent too (`bootstrap::fused_start_line`) and hands it back.
     async fn probe(
         &self,
         slot: &HostSlot,
-        session: &Session,
+        session: &Arc<Session>,
         key: InstallKey,
         sudo: Option<&BecomeSpec>,
         requested: &RunAs,
-    ) -> Result<Install, SshError> {
+    ) -> Result<(Install, Option<StartedByProbe>), SshError> {
         let host = slot.planned.spec.name.as_str();
         let token = self.next_token(host);
         // The probe knows the work directory only as `$work`, which the check line sets.
@@ -329,13 +424,28 @@ impl SshPool {
             sudo_prefix,
             sudo_nopasswd_prefix: nopasswd_prefix,
             become_method: requested.method(),
+            // The prefix holds no work path for these identities (only doas with a password,
+            // which checks first, names the agent in it).
+            start_prefix: (key.cache && !checks_first(requested))
+                .then(|| requested.command_prefix()),
         };
-        let output = exec(session, &probe_script(&request), password_line(sudo))
-            .await
-            .map_err(|detail| SshError::Bootstrap {
-                host: host.to_string(),
-                detail: detail.to_string(),
-            })?;
+        let script = probe_script(&request);
+        let (output, started) = if request.start_prefix.is_some() {
+            probe_or_start(session, &script, &fused_start_marker(&token))
+                .await
+                .map_err(|detail| SshError::Bootstrap {
+                    host: host.to_string(),
+                    detail: detail.to_string(),
+                })?
+        } else {
+            let output = exec(session, &script, password_line(sudo))
+                .await
+                .map_err(|detail| SshError::Bootstrap {
+                    host: host.to_string(),
+                    detail: detail.to_string(),
+                })?;
+            (output, None)
+        };
         let report = parse_probe(&output.stdout);
         let Some(work) = report.work.clone() else {
             if let Some(error) = report.error {
@@ -397,7 +507,7 @@ impl SshPool {
                 detail: exec_failure(&output, sudo),
             });
         }
-        Ok(install)
+        Ok((install, started))
     }
 
     /// Why an agent started under `options` did not come up, when sudo was not checked before
