@@ -22,6 +22,7 @@ mod push_check_predicts;
 mod push_config_files;
 mod push_connect;
 mod push_converge;
+mod push_digest_cache;
 mod push_fetch;
 mod push_files;
 mod push_forks;

@@ -100,6 +100,31 @@ fn main() -> Result<(), Box<dyn Error>> {
         "{SMALL_FILES} small files: {:.2?} on {} threads, {:.2?} on 1 thread",
         parallel.hash_time, parallel.threads, sequential.hash_time
     );
+
+    // The whole manifest again with a digest cache, as the next push of unchanged files: once
+    // to fill it (after the settle time, as for files of a repository), once to use it.
+    std::thread::sleep(mop_fileserver::DIGEST_CACHE_SETTLED);
+    let cache = root.join("cache").join("digests");
+    let mut timings = Vec::new();
+    for _ in 0..2 {
+        let mut builder = ManifestBuilder::new().with_digest_cache(Some(cache.clone()));
+        for source in &sources {
+            builder.add(&server.resolve(source)?);
+        }
+        let started = Instant::now();
+        let stats = builder
+            .finish()?
+            .wait_all()
+            .map_err(|error| error.to_string())?;
+        timings.push((started.elapsed(), stats.cached));
+    }
+    println!(
+        "with the digest cache: {:.2?} filling it, {:.2?} using it ({} of {} files from it)",
+        timings[0].0,
+        timings[1].0,
+        timings[1].1,
+        sources.len()
+    );
     Ok(())
 }
 

@@ -16,6 +16,7 @@
 //! Architecture invariant: [`rules`] is pure (no IO); filesystem access lives in `resolve`,
 //! `manifest` and `stream`. The crate is synchronous: async callers use `spawn_blocking`.
 
+mod digest_cache;
 mod hash;
 mod manifest;
 mod resolve;
@@ -24,6 +25,7 @@ mod server;
 mod stream;
 mod tree;
 
+pub use digest_cache::{DigestCache, SETTLED as DIGEST_CACHE_SETTLED};
 pub use hash::{sha256_file, sha256_hex};
 pub use manifest::{Entry, FileId, Manifest, ManifestBuilder, ManifestError, ManifestStats};
 pub use resolve::{ServedFile, SourceRejected};

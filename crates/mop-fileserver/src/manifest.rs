@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::digest_cache::{version_of_open, DigestCache, FileVersion};
 use crate::hash::{hash_reader, HASH_BUFFER_SIZE};
 use crate::resolve::ServedFile;
 use crate::stream::{ChunkReader, StreamError};
@@ -52,6 +53,8 @@ pub struct ManifestStats {
     pub hash_time: Duration,
     /// Hashing threads used.
     pub threads: usize,
+    /// Files whose digest came from the digest cache, unread.
+    pub cached: usize,
 }
 
 impl ManifestStats {
@@ -101,6 +104,8 @@ pub enum ManifestError {
 pub struct ManifestBuilder {
     files: Vec<ServedFile>,
     ids_by_path: HashMap<PathBuf, FileId>,
+    /// `None`: the cache [`DigestCache::configure`] set; `Some(None)`: none.
+    digest_cache: Option<Option<PathBuf>>,
 }
 
 impl ManifestBuilder {
@@ -130,6 +135,13 @@ impl ManifestBuilder {
         self.files.is_empty()
     }
 
+    /// Takes digests of unchanged files from the cache at `path` and records new ones there
+    /// (`None`: reads every file), instead of the cache [`DigestCache::configure`] set.
+    pub fn with_digest_cache(mut self, path: Option<PathBuf>) -> ManifestBuilder {
+        self.digest_cache = Some(path);
+        self
+    }
+
     /// Stats every added file (size, mode, regular file) and starts hashing them in the
     /// background on `available_parallelism` threads; see [`Manifest::wait_sha256`].
     pub fn finish(self) -> Result<Manifest, ManifestError> {
@@ -155,8 +167,10 @@ impl ManifestBuilder {
         let mut entries = Vec::with_capacity(self.files.len());
         let mut paths = Vec::with_capacity(self.files.len());
         let mut plaintexts = Vec::with_capacity(self.files.len());
+        let mut versions = Vec::with_capacity(self.files.len());
         for (index, file) in self.files.iter().enumerate() {
-            let (mut size, mode, mtime_ns) = stat_regular(file.absolute(), file.relative())?;
+            let (mut size, mode, mtime_ns, version) =
+                stat_regular(file.absolute(), file.relative())?;
             // A vault file is decrypted here, once, before any host is contacted: a missing
             // key stops the run up front, and the plaintext stays in this process's memory.
             let plaintext = if mop_vault::is_vault_path(Path::new(file.relative())) {
@@ -180,8 +194,14 @@ impl ManifestBuilder {
                 mtime_ns,
             });
             paths.push(file.absolute().to_path_buf());
+            // A vault file's digest is of its plaintext: never recorded anywhere.
+            versions.push(plaintext.is_none().then_some(version));
             plaintexts.push(plaintext);
         }
+        let cache_path = self.digest_cache.unwrap_or_else(DigestCache::configured);
+        let cache = cache_path
+            .filter(|_| versions.iter().any(Option::is_some))
+            .map(|path| DigestCache::open(&path));
         // Largest first, so a big file does not start last and leave the others idle.
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|index| std::cmp::Reverse(entries[*index].size));
@@ -193,6 +213,9 @@ impl ManifestBuilder {
             entries,
             paths,
             plaintexts,
+            versions,
+            cache,
+            from_cache: AtomicUsize::new(0),
             order,
             next: AtomicUsize::new(0),
             digests,
@@ -217,6 +240,11 @@ struct Shared {
     paths: Vec<PathBuf>,
     /// Same index: the decrypted content of a vault file, `None` for a plain file.
     plaintexts: Vec<Option<Arc<mop_vault::Plaintext>>>,
+    /// Same index: the file as stat-ed up front, `None` for a vault file.
+    versions: Vec<Option<FileVersion>>,
+    cache: Option<DigestCache>,
+    /// How many digests came from `cache`.
+    from_cache: AtomicUsize,
     /// Entry indexes in hashing order (largest first); `next` is the first one nobody took.
     order: Vec<usize>,
     next: AtomicUsize,
@@ -241,9 +269,23 @@ impl Shared {
                 return;
             };
             let (entry, path) = (&self.entries[index], &self.paths[index]);
-            let result = match &self.plaintexts[index] {
-                Some(plaintext) => Ok(crate::sha256_hex(plaintext.expose())),
-                None => hash_one(entry, path, &mut buffer, &self.cancelled),
+            let cached = match (&self.cache, &self.versions[index]) {
+                (Some(cache), Some(version)) => cache.lookup(path, version),
+                _ => None,
+            };
+            let result = match (&self.plaintexts[index], cached) {
+                (Some(plaintext), _) => Ok(crate::sha256_hex(plaintext.expose())),
+                (None, Some(sha256)) => {
+                    self.from_cache.fetch_add(1, Ordering::Relaxed);
+                    Ok(sha256)
+                }
+                (None, None) => hash_one(
+                    entry,
+                    path,
+                    &mut buffer,
+                    &self.cancelled,
+                    self.cache.as_ref().zip(self.versions[index]),
+                ),
             };
             if self.cancelled.load(Ordering::Relaxed) {
                 return;
@@ -253,6 +295,9 @@ impl Shared {
             *finished += 1;
             if *finished == self.digests.len() {
                 let _ = self.hash_time.set(self.started.elapsed());
+                if let Some(cache) = &self.cache {
+                    cache.save();
+                }
             }
             self.changed.notify_all();
         }
@@ -276,7 +321,10 @@ impl Shared {
 
 /// Opens `path` and returns the size, permission bits and modification time of what it opened,
 /// which must be a regular file.
-fn stat_regular(path: &Path, relative: &str) -> Result<(u64, u32, Option<i64>), ManifestError> {
+fn stat_regular(
+    path: &Path,
+    relative: &str,
+) -> Result<(u64, u32, Option<i64>, FileVersion), ManifestError> {
     let read_error = |error| ManifestError::Read {
         relative: relative.to_owned(),
         path: path.to_path_buf(),
@@ -295,6 +343,7 @@ fn stat_regular(path: &Path, relative: &str) -> Result<(u64, u32, Option<i64>), 
         metadata.len(),
         permission_bits(&metadata),
         modified_ns(&metadata),
+        FileVersion::of(&metadata),
     ))
 }
 
@@ -309,19 +358,30 @@ fn modified_ns(metadata: &std::fs::Metadata) -> Option<i64> {
     }
 }
 
+/// Hashes one file; with a cache, records the digest when the file is the version stat-ed up
+/// front, settled (see `digest_cache`), and the same after reading as before.
 fn hash_one(
     entry: &Entry,
     path: &Path,
     buffer: &mut [u8],
     cancelled: &AtomicBool,
+    cache: Option<(&DigestCache, FileVersion)>,
 ) -> Result<String, ManifestError> {
     let read_error = |error| ManifestError::Read {
         relative: entry.relative.clone(),
         path: path.to_path_buf(),
         error,
     };
+    let now = std::time::SystemTime::now();
     let mut file = File::open(path).map_err(read_error)?;
+    let before = version_of_open(&file).ok();
     let (size, sha256) = hash_reader(&mut file, buffer, cancelled).map_err(read_error)?;
+    if let Some((cache, version)) = cache {
+        let after = version_of_open(&file).ok();
+        if before == Some(version) && after == before && version.settled_at(now) {
+            cache.record(path, version, &sha256);
+        }
+    }
     if size != entry.size {
         return Err(ManifestError::ChangedWhileHashing {
             relative: entry.relative.clone(),
@@ -415,6 +475,7 @@ impl Manifest {
             bytes: self.shared.entries.iter().map(|entry| entry.size).sum(),
             hash_time: self.shared.hash_time.get().copied().unwrap_or_default(),
             threads: self.threads,
+            cached: self.shared.from_cache.load(Ordering::Relaxed),
         })
     }
 

@@ -229,3 +229,74 @@ fn empty_builder_gives_empty_manifest() {
     assert!(manifest.is_empty());
     assert_eq!(manifest.wait_all().expect("nothing to wait for").bytes, 0);
 }
+
+/// With a digest cache, a file unchanged since an earlier run is not read again; a file
+/// rewritten with its size and modification time put back is (its status-change time moved),
+/// and a file changed less than the settle time ago is hashed but not recorded.
+#[test]
+fn a_digest_cache_skips_unchanged_files_only() {
+    let (_dir, root) = temp_root();
+    fs::write(root.join("a"), "one").expect("write");
+    fs::write(root.join("b"), "two").expect("write");
+    // Older than the settle time, as a file of the operator's repository usually is.
+    std::thread::sleep(
+        mop_fileserver::DIGEST_CACHE_SETTLED + std::time::Duration::from_millis(100),
+    );
+    fs::write(root.join("fresh"), "new").expect("write");
+    let cache = root.join("cache/digests");
+    let server = server(&root);
+    let run = || {
+        let mut builder = ManifestBuilder::new().with_digest_cache(Some(cache.clone()));
+        let ids: Vec<FileId> = ["a", "b", "fresh"]
+            .iter()
+            .map(|name| builder.add(&resolve(&server, name)))
+            .collect();
+        let manifest = builder.finish().expect("stat");
+        let stats = manifest.wait_all().expect("hashed");
+        let digests: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                manifest
+                    .wait_sha256(*id)
+                    .expect("id")
+                    .expect("hashed")
+                    .to_string()
+            })
+            .collect();
+        (stats.cached, digests)
+    };
+    let expected = |name: &str| sha256_file(&root.join(name)).expect("hash");
+
+    let (cached, digests) = run();
+    assert_eq!(cached, 0);
+    assert_eq!(digests, [expected("a"), expected("b"), expected("fresh")]);
+    let (cached, digests) = run();
+    assert_eq!(
+        cached, 2,
+        "a and b from the cache, the fresh file read again"
+    );
+    assert_eq!(digests, [expected("a"), expected("b"), expected("fresh")]);
+
+    // Same size, same modification time, other content.
+    let modified = fs::metadata(root.join("a"))
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    fs::write(root.join("a"), "uno").expect("rewrite");
+    fs::File::options()
+        .write(true)
+        .open(root.join("a"))
+        .expect("open")
+        .set_modified(modified)
+        .expect("put the time back");
+    let (cached, digests) = run();
+    assert_eq!(cached, 1, "only b");
+    assert_eq!(digests[0], expected("a"));
+    assert_eq!(digests[0], mop_fileserver::sha256_hex(b"uno"));
+
+    // Without a cache every file is read.
+    let mut builder = ManifestBuilder::new().with_digest_cache(None);
+    builder.add(&resolve(&server, "b"));
+    let manifest = builder.finish().expect("stat");
+    assert_eq!(manifest.wait_all().expect("hashed").cached, 0);
+}

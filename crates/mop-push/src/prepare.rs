@@ -3,6 +3,7 @@
 //! and the template texts. Every problem is collected and reported with its policy position.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,31 @@ pub struct PreparedRole {
 pub struct PreparedRun {
     pub roles: Vec<PreparedRole>,
     pub manifest: Arc<Manifest>,
+}
+
+/// Makes the manifests of this process take digests of served files unchanged since an earlier
+/// run from the controller's digest cache (`mop_fileserver::DigestCache`), at
+/// [`digest_cache_path`] of the environment. For `push` and `local`; `validate` reads every
+/// file, as it says.
+pub fn use_digest_cache() {
+    mop_fileserver::DigestCache::configure(digest_cache_path(|name| std::env::var_os(name)));
+}
+
+/// `MOP_DIGEST_CACHE` when set (empty or `off`: no cache), else `$XDG_CACHE_HOME/mop/digests`,
+/// else `$HOME/.cache/mop/digests`; relative paths are not taken.
+pub fn digest_cache_path(env: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let absolute = |name: &str| {
+        env(name)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    match env("MOP_DIGEST_CACHE") {
+        Some(value) if value.is_empty() || value == "off" => None,
+        Some(value) => Some(PathBuf::from(value)).filter(|path| path.is_absolute()),
+        None => absolute("XDG_CACHE_HOME")
+            .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+            .map(|cache| cache.join("mop").join("digests")),
+    }
 }
 
 /// Validates every `source` and `template` of the selected roles against the file server,
@@ -442,6 +468,46 @@ fn split_hint(text: &str) -> (String, Option<String>) {
 pub(crate) mod tests {
     use super::*;
     use mop_fileserver::{FileServerConfig, ManifestBuilder, RootSpec};
+
+    #[test]
+    fn the_digest_cache_lives_in_the_users_cache_directory_unless_told_otherwise() {
+        let path = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect();
+            digest_cache_path(|name| {
+                vars.iter()
+                    .find(|(var, _)| var == name)
+                    .map(|(_, value)| OsString::from(value))
+            })
+        };
+        let home = [("HOME", "/home/op")];
+        assert_eq!(
+            path(&home),
+            Some(PathBuf::from("/home/op/.cache/mop/digests"))
+        );
+        assert_eq!(
+            path(&[("HOME", "/home/op"), ("XDG_CACHE_HOME", "/var/cache/op")]),
+            Some(PathBuf::from("/var/cache/op/mop/digests"))
+        );
+        assert_eq!(
+            path(&[("HOME", "/home/op"), ("XDG_CACHE_HOME", "relative")]),
+            Some(PathBuf::from("/home/op/.cache/mop/digests"))
+        );
+        assert_eq!(
+            path(&[("HOME", "/home/op"), ("MOP_DIGEST_CACHE", "/tmp/d")]),
+            Some(PathBuf::from("/tmp/d"))
+        );
+        for off in ["", "off", "relative/path"] {
+            assert_eq!(
+                path(&[("HOME", "/home/op"), ("MOP_DIGEST_CACHE", off)]),
+                None
+            );
+        }
+        assert_eq!(path(&[]), None);
+        assert_eq!(path(&[("HOME", "relative")]), None);
+    }
 
     /// A one-entry manifest of `bytes`, and the source's path.
     pub(crate) fn served(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, ManifestFiles) {
