@@ -418,7 +418,7 @@ fn served_plan(dest: &Path, content: &[u8]) -> RolePlan {
 }
 
 /// The content stamp the agent keeps on a file (`user.mop.sha256`), if any.
-fn stamp_of(path: &Path) -> Option<String> {
+fn stamp_of(path: &Path) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL");
     let mut buffer = [0u8; 256];
@@ -432,7 +432,7 @@ fn stamp_of(path: &Path) -> Option<String> {
         )
     };
     let length = usize::try_from(length).ok()?;
-    Some(String::from_utf8_lossy(&buffer[..length]).into_owned())
+    Some(buffer[..length].to_vec())
 }
 
 fn mtime_ns(path: &Path) -> i64 {
@@ -474,11 +474,13 @@ fn written_files_keep_the_served_time_and_a_stamp_of_their_content() {
     let run = agent.run_role(&apply, &served);
     assert_eq!(run.events[0].status, ResourceStatus::Changed);
     assert_eq!(mtime_ns(&dest), served_time);
+    // Format 2: the format byte, the sha256, the size and the time (little-endian).
     let stamp = stamp_of(&dest).expect("stamped");
-    assert_eq!(
-        stamp,
-        format!("1 {} {} {served_time}", sha256_hex(&content), content.len())
-    );
+    let mut expected = vec![2u8];
+    expected.extend_from_slice(&Sha256::digest(&content));
+    expected.extend_from_slice(&(content.len() as u64).to_le_bytes());
+    expected.extend_from_slice(&served_time.to_le_bytes());
+    assert_eq!(stamp, expected);
 
     // The stamp is what a later run reads: bytes swapped in place with the time put back
     // (what `touch -d` after an edit would do) are taken as the stamped content.
