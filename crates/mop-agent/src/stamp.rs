@@ -253,10 +253,7 @@ mod tests {
         good.extend_from_slice(&digest_bytes(SHA).expect("hex"));
         good.extend_from_slice(&4u64.to_le_bytes());
         good.extend_from_slice(&(-5i64).to_le_bytes());
-        assert_eq!(
-            parse(&good),
-            Some((digest_bytes(SHA).expect("hex"), 4, -5))
-        );
+        assert_eq!(parse(&good), Some((digest_bytes(SHA).expect("hex"), 4, -5)));
         let mut other_format = good.clone();
         other_format[0] = 1;
         let format_one = format!("1 {SHA} 4 5").into_bytes();
