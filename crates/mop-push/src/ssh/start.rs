@@ -4,15 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use openssh::Session;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::bootstrap::{
     agent_command, agent_dir_expression, fused_start_marker, kill_command, parse_probe,
@@ -67,6 +66,9 @@ pub(super) struct StartedByProbe {
     stdout: BufReader<openssh::ChildStdout>,
 }
 
+/// The most a probe may print before its start marker or its end.
+const PROBE_OUTPUT_LIMIT: usize = 64 * 1024;
+
 /// Runs a probe that may become the agent: reads its stdout up to `marker` (the agent started:
 /// the channel is handed back, positioned at the agent's first byte) or to its end (it did
 /// not: its output, as [`exec`] returns it). Nothing is written to stdin here: the agent's
@@ -89,26 +91,16 @@ async fn probe_or_start(
         unreachable!("stdout was requested as a pipe")
     };
     let mut stdout = BufReader::new(stdout);
-    let mut text = Vec::new();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = stdout
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|error| ChannelError::ExecWait(error.to_string()))?;
-        if read == 0 {
-            break;
-        }
-        if line.strip_suffix(b"\n") == Some(marker.as_bytes()) {
-            let output = ExecOutput {
-                code: None,
-                stdout: String::from_utf8_lossy(&text).into_owned(),
-                stderr: String::new(),
-            };
-            return Ok((output, Some(StartedByProbe { child, stdout })));
-        }
-        text.extend_from_slice(&line);
+    let (text, started) = read_probe_lines(&mut stdout, marker)
+        .await
+        .map_err(ChannelError::ExecWait)?;
+    if started {
+        let output = ExecOutput {
+            code: None,
+            stdout: String::from_utf8_lossy(&text).into_owned(),
+            stderr: String::new(),
+        };
+        return Ok((output, Some(StartedByProbe { child, stdout })));
     }
     // The probe ended without starting the agent: the rest as `exec` collects it.
     drop(child.stdin().take());
@@ -128,6 +120,37 @@ async fn probe_or_start(
         },
         None,
     ))
+}
+
+/// The probe's lines up to `marker` (then `true`: what follows is the agent's) or to the end of
+/// `reader` (`false`), at most [`PROBE_OUTPUT_LIMIT`] bytes: a probe prints a dozen short
+/// lines, a host that sends more is not running one.
+async fn read_probe_lines<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    marker: &str,
+) -> Result<(Vec<u8>, bool), String> {
+    let mut text = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut *reader)
+            .take(PROBE_OUTPUT_LIMIT as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|error| error.to_string())?;
+        if read == 0 {
+            return Ok((text, false));
+        }
+        if text.len() + line.len() > PROBE_OUTPUT_LIMIT {
+            return Err(format!(
+                "the probe printed more than {PROBE_OUTPUT_LIMIT} bytes"
+            ));
+        }
+        if line.strip_suffix(b"\n") == Some(marker.as_bytes()) {
+            return Ok((text, true));
+        }
+        text.extend_from_slice(&line);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -555,4 +578,43 @@ fn install_key(
 /// The first 12 hex digits of a digest, enough to tell agents apart in `-vv` output.
 fn short_digest(sha256: &str) -> &str {
     sha256.get(..12).unwrap_or(sha256)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(input: &[u8]) -> Result<(Vec<u8>, bool, Vec<u8>), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut reader = BufReader::new(input);
+            let (text, started) = read_probe_lines(&mut reader, "start=abc").await?;
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest).await.expect("read");
+            Ok((text, started, rest))
+        })
+    }
+
+    /// The agent's bytes after the marker are left for the agent protocol, whatever they are;
+    /// a probe that ends without the marker gives all its lines; a host that floods is refused.
+    #[test]
+    fn probe_lines_end_at_the_marker_or_the_end() {
+        let (text, started, rest) =
+            read(b"os=Linux\ncached=yes\nstart=abc\n\0\0\0\x05{\"a\"}\nmore").expect("read");
+        assert_eq!(text, b"os=Linux\ncached=yes\n");
+        assert!(started);
+        assert_eq!(rest, b"\0\0\0\x05{\"a\"}\nmore");
+
+        let (text, started, rest) = read(b"cached=no\nstart=abcd\ndone=yes").expect("read");
+        assert_eq!(text, b"cached=no\nstart=abcd\ndone=yes");
+        assert!(!started, "only the exact marker line starts the agent");
+        assert!(rest.is_empty());
+
+        let flood = vec![b'x'; PROBE_OUTPUT_LIMIT + 10];
+        assert!(read(&flood).is_err(), "one endless line");
+        let lines = b"line\n".repeat(PROBE_OUTPUT_LIMIT / 5 + 1);
+        assert!(read(&lines).is_err(), "too many lines");
+    }
 }
