@@ -209,6 +209,7 @@ impl ManifestBuilder {
             .take(entries.len())
             .collect();
         let empty = entries.is_empty();
+        let entries_len = entries.len();
         let shared = Arc::new(Shared {
             entries,
             paths,
@@ -216,6 +217,7 @@ impl ManifestBuilder {
             versions,
             cache,
             from_cache: AtomicUsize::new(0),
+            unhashed: AtomicUsize::new(entries_len),
             order,
             next: AtomicUsize::new(0),
             digests,
@@ -245,6 +247,9 @@ struct Shared {
     cache: Option<DigestCache>,
     /// How many digests came from `cache`.
     from_cache: AtomicUsize,
+    /// Entries whose digest is not computed yet; the thread that computes the last one saves
+    /// the cache before publishing it, so whoever has seen every digest sees the cache saved.
+    unhashed: AtomicUsize,
     /// Entry indexes in hashing order (largest first); `next` is the first one nobody took.
     order: Vec<usize>,
     next: AtomicUsize,
@@ -290,14 +295,16 @@ impl Shared {
             if self.cancelled.load(Ordering::Relaxed) {
                 return;
             }
+            if self.unhashed.fetch_sub(1, Ordering::AcqRel) == 1 {
+                if let Some(cache) = &self.cache {
+                    cache.save();
+                }
+            }
             let _ = self.digests[index].set(result);
             let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
             *finished += 1;
             if *finished == self.digests.len() {
                 let _ = self.hash_time.set(self.started.elapsed());
-                if let Some(cache) = &self.cache {
-                    cache.save();
-                }
             }
             self.changed.notify_all();
         }
