@@ -25,6 +25,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,6 +81,8 @@ struct Record {
 pub struct DigestCache {
     path: PathBuf,
     records: Mutex<HashMap<PathBuf, Record>>,
+    /// A record was added this run: only then is the file rewritten.
+    changed: AtomicBool,
 }
 
 /// The cache a run's manifests use unless they name one (set once by the `mop` binary).
@@ -103,6 +106,7 @@ impl DigestCache {
         DigestCache {
             path: path.to_path_buf(),
             records: Mutex::new(records),
+            changed: AtomicBool::new(false),
         }
     }
 
@@ -129,11 +133,15 @@ impl DigestCache {
                 used: true,
             },
         );
+        self.changed.store(true, Ordering::Relaxed);
     }
 
-    /// Writes the records back (best effort: a cache that cannot be written costs the next run
-    /// a hash of each file, nothing else).
+    /// Writes the records back when this run added one (best effort: a cache that cannot be
+    /// written costs the next run a hash of each file, nothing else).
     pub fn save(&self) {
+        if !self.changed.load(Ordering::Relaxed) {
+            return;
+        }
         let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = write_records(&self.path, &records);
     }
@@ -189,14 +197,14 @@ fn read_records(path: &Path) -> Option<HashMap<PathBuf, Record>> {
 /// (it may hold spaces; a path with a newline is never recorded).
 fn parse_line(line: &[u8]) -> Option<(PathBuf, Record)> {
     let mut fields = line.splitn(7, |byte| *byte == b' ');
-    let mut number = || -> Option<&[u8]> { fields.next() };
+    let mut next = || -> Option<&[u8]> { fields.next() };
     let text = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_string);
-    let dev = text(number()?)?.parse().ok()?;
-    let ino = text(number()?)?.parse().ok()?;
-    let size = text(number()?)?.parse().ok()?;
-    let mtime_ns = text(number()?)?.parse().ok()?;
-    let ctime_ns = text(number()?)?.parse().ok()?;
-    let sha256 = text(number()?)?;
+    let dev = text(next()?)?.parse().ok()?;
+    let ino = text(next()?)?.parse().ok()?;
+    let size = text(next()?)?.parse().ok()?;
+    let mtime_ns = text(next()?)?.parse().ok()?;
+    let ctime_ns = text(next()?)?.parse().ok()?;
+    let sha256 = text(next()?)?;
     if sha256.len() != 64
         || !sha256
             .bytes()
@@ -204,7 +212,7 @@ fn parse_line(line: &[u8]) -> Option<(PathBuf, Record)> {
     {
         return None;
     }
-    let path = PathBuf::from(OsStr::from_bytes(number()?));
+    let path = PathBuf::from(OsStr::from_bytes(next()?));
     if !path.is_absolute() {
         return None;
     }

@@ -453,22 +453,17 @@ impl SshPool {
                 .then(|| requested.command_prefix()),
         };
         let script = probe_script(&request);
-        let (output, started) = if request.start_prefix.is_some() {
-            probe_or_start(session, &script, &fused_start_marker(&token))
-                .await
-                .map_err(|detail| SshError::Bootstrap {
-                    host: host.to_string(),
-                    detail: detail.to_string(),
-                })?
+        let probed = if request.start_prefix.is_some() {
+            probe_or_start(session, &script, &fused_start_marker(&token)).await
         } else {
-            let output = exec(session, &script, password_line(sudo))
+            exec(session, &script, password_line(sudo))
                 .await
-                .map_err(|detail| SshError::Bootstrap {
-                    host: host.to_string(),
-                    detail: detail.to_string(),
-                })?;
-            (output, None)
+                .map(|output| (output, None))
         };
+        let (output, started) = probed.map_err(|detail| SshError::Bootstrap {
+            host: host.to_string(),
+            detail: detail.to_string(),
+        })?;
         let report = parse_probe(&output.stdout);
         let Some(work) = report.work.clone() else {
             if let Some(error) = report.error {
