@@ -79,5 +79,16 @@ fn a_file_rewritten_with_its_time_put_back_is_sent_despite_the_cache() {
         "the rewritten source was hashed again and sent\n{}",
         third.describe()
     );
+
+    // A relative cache path is not taken, and the operator is told so.
+    let relative = push(&sandbox, &policy, Path::new("cache/digests"));
+    assert_eq!(relative.exit, 0, "{}", relative.describe());
+    assert!(
+        relative
+            .stderr
+            .contains("warning: MOP_DIGEST_CACHE `cache/digests` is not an absolute path"),
+        "{}",
+        relative.describe()
+    );
     sandbox.assert_hosts_clean();
 }

@@ -41,9 +41,23 @@ pub struct PreparedRun {
 /// Makes the manifests of this process take digests of served files unchanged since an earlier
 /// run from the controller's digest cache (`mop_fileserver::DigestCache`), at
 /// [`digest_cache_path`] of the environment. For `push` and `local`; `validate` reads every
-/// file, as it says.
-pub fn use_digest_cache() {
-    mop_fileserver::DigestCache::configure(digest_cache_path(|name| std::env::var_os(name)));
+/// file, as it says. Returns a warning to print when `MOP_DIGEST_CACHE` was not taken.
+pub fn use_digest_cache() -> Option<String> {
+    let env = |name: &str| std::env::var_os(name);
+    mop_fileserver::DigestCache::configure(digest_cache_path(env));
+    digest_cache_warning(env)
+}
+
+/// Why `MOP_DIGEST_CACHE` was not taken, when it names a relative path.
+pub fn digest_cache_warning(env: impl Fn(&str) -> Option<OsString>) -> Option<String> {
+    let value = env("MOP_DIGEST_CACHE")?;
+    if value.is_empty() || value == "off" || PathBuf::from(&value).is_absolute() {
+        return None;
+    }
+    Some(format!(
+        "MOP_DIGEST_CACHE `{}` is not an absolute path: this run uses no digest cache\n  hint: give an absolute path, or `off` for none",
+        value.to_string_lossy().escape_debug()
+    ))
 }
 
 /// `MOP_DIGEST_CACHE` when set (empty or `off`: no cache), else `$XDG_CACHE_HOME/mop/digests`,
@@ -507,6 +521,24 @@ pub(crate) mod tests {
         }
         assert_eq!(path(&[]), None);
         assert_eq!(path(&[("HOME", "relative")]), None);
+    }
+
+    #[test]
+    fn a_relative_digest_cache_path_is_warned_about() {
+        let warning = |value: &str| {
+            let value = OsString::from(value);
+            digest_cache_warning(|name| (name == "MOP_DIGEST_CACHE").then(|| value.clone()))
+        };
+        let text = warning("cache/digests").expect("a warning");
+        assert!(
+            text.contains("`cache/digests` is not an absolute path"),
+            "{text}"
+        );
+        assert!(text.contains("hint: "), "{text}");
+        for taken in ["", "off", "/var/cache/mop/digests"] {
+            assert_eq!(warning(taken), None, "{taken}");
+        }
+        assert_eq!(digest_cache_warning(|_| None), None);
     }
 
     /// A one-entry manifest of `bytes`, and the source's path.

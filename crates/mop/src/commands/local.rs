@@ -13,7 +13,9 @@ use crate::exit;
 
 pub fn run(args: LocalArgs, color: bool) -> Result<u8> {
     // Served files unchanged since an earlier run are not read again to hash them.
-    mop_push::prepare::use_digest_cache();
+    if let Some(warning) = mop_push::prepare::use_digest_cache() {
+        eprintln!("warning: {warning}");
+    }
     let mut loaded = load_local_run(&args.policy, &args.extra_vars.extra_vars)?;
     for warning in loaded.select_tasks(&args.tasks.filter())? {
         eprintln!("warning: {warning}");

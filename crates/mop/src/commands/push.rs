@@ -15,7 +15,9 @@ use crate::exit;
 
 pub fn run(args: PushArgs, color: bool) -> Result<u8> {
     // Served files unchanged since an earlier run are not read again to hash them.
-    mop_push::prepare::use_digest_cache();
+    if let Some(warning) = mop_push::prepare::use_digest_cache() {
+        eprintln!("warning: {warning}");
+    }
     let mut loaded = load_run(&RunRequest {
         policy: &args.policy,
         inventory: &args.selection.inventory,
